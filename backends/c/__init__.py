@@ -1,0 +1,48 @@
+"""The C backend: hand-written SIMD + OpenMP kernels (csrc/) through cffi.
+
+Each module here wraps the C file of the same name: it checks every argument
+(backends/c/checks.py), allocates outputs and calls the kernel. float32 only.
+"""
+from ..base import Backend, collect_ops
+from . import (activations, attention, conv1d, embedding, library, linear, losses, norms, optim,
+               pooling, selective_scan)
+
+MODULES = (linear, embedding, norms, activations, losses, optim, pooling, attention, conv1d, selective_scan)
+
+
+class CBackend(Backend):
+    name = "c"
+    dtypes = ("float32",)
+
+    def __init__(self, isa=None, threads=None):
+        self.ffi, self.lib = library.load(isa)
+        self.isa = self.ffi.string(self.lib.hr_build_isa()).decode()
+        if threads is not None:
+            self.set_threads(threads)
+        collect_ops(self, MODULES, bind=True)
+
+    def set_threads(self, n):
+        if int(n) < 1:
+            raise ValueError(f"threads must be >= 1, got {n}")
+        self.lib.hr_set_num_threads(int(n))
+
+    @property
+    def threads(self):
+        return int(self.lib.hr_get_num_threads())
+
+    def f32(self, arr):
+        """float* into a float32 C-contiguous array (checked by the caller)."""
+        return self.ffi.cast("float *", self.ffi.from_buffer(arr))
+
+    def i64(self, arr):
+        return self.ffi.cast("int64_t *", self.ffi.from_buffer(arr))
+
+    def f32_or_null(self, arr):
+        return self.ffi.NULL if arr is None else self.f32(arr)
+
+    def raise_status(self, op, status):
+        if status != 0:
+            raise MemoryError(f"{op}: the C kernel could not allocate its scratch memory (status {status})")
+
+    def describe(self):
+        return f"c (isa {self.isa}, {self.threads} OpenMP threads, float32)"

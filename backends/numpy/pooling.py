@@ -1,0 +1,12 @@
+"""Mean over the sequence axis (a sequence-mixing op: it reads every position)."""
+import numpy as np
+
+
+def mean_pool_forward(x):
+    """y[b] = (1/T) Σ_t x[b,t]:  x (B,T,D) -> y (B,D)."""
+    return x.mean(axis=1)
+
+
+def mean_pool_backward(dy, seq_len):
+    """dx[b,t] = dy[b] / T:  dy (B,D) -> dx (B,T,D)."""
+    return np.repeat((dy / seq_len)[:, None, :], seq_len, axis=1)

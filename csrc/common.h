@@ -1,0 +1,53 @@
+/* Internal helpers shared by every kernel file (not part of the cffi cdef).
+ * Kernels are compiled three times (scalar, AVX2+FMA, AVX-512) from the same
+ * source; HR_AVX2 / HR_AVX512 say which build this is, so a kernel can carry an
+ * intrinsics path and a portable C path side by side. */
+#ifndef HR_COMMON_H
+#define HR_COMMON_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define HR_AVX2 1
+#endif
+#if defined(__AVX512F__)
+#define HR_AVX512 1
+#endif
+
+#define HR_RESTRICT __restrict__
+#define HR_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define HR_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Error codes returned by kernels that allocate scratch memory. */
+#define HR_OK 0
+#define HR_ENOMEM 1
+
+static inline void *hr_alloc(size_t bytes) {
+    void *p = NULL;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
+    return p;
+}
+
+static inline int hr_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* [begin, end) of part `i` of `n` equal parts of `total`: a fixed split, so a
+ * reduction combined part by part in order is bit-for-bit repeatable for a
+ * given thread count. */
+static inline void hr_partition(long total, int n, int i, long *begin, long *end) {
+    long q = total / n, r = total % n;
+    *begin = i * q + (i < r ? i : r);
+    *end = *begin + q + (i < r ? 1 : 0);
+}
+#endif

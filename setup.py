@@ -1,0 +1,32 @@
+"""hybridref: pure-C reference implementation of attention/SSM hybrid sequence models.
+
+The top-level `backends/` directory is the `hybridref.backends` subpackage (the
+backend registry and its built-in backends). The C kernels in `csrc/` are built
+by cffi in out-of-line API mode, once per ISA level (see csrc/build_ffi.py).
+"""
+from setuptools import setup
+
+setup(
+    name="hybridref",
+    version="0.1.0",
+    description="Attention / state-space hybrid sequence models in hand-written C, driven from Python",
+    python_requires=">=3.9",
+    packages=[
+        "hybridref", "hybridref.layers", "hybridref.models", "hybridref.data",
+        "hybridref.backends", "hybridref.backends.numpy", "hybridref.backends.c",
+    ],
+    package_dir={"hybridref.backends": "backends"},
+    setup_requires=["cffi>=1.15"],
+    cffi_modules=[
+        "csrc/build_ffi.py:ffi_scalar",
+        "csrc/build_ffi.py:ffi_avx2",
+        "csrc/build_ffi.py:ffi_avx512",
+    ],
+    install_requires=["cffi>=1.15", "numpy>=1.22", "click>=8.0"],
+    extras_require={
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0"],
+        "mpi": ["mpi4py>=3.1", "mpich"],
+    },
+    entry_points={"console_scripts": ["hybridref=hybridref.cli:main"]},
+    zip_safe=False,
+)

@@ -1,0 +1,38 @@
+"""Test helpers: finite differences in float64 and relative-error measures."""
+import numpy as np
+
+
+def rel_err(a, b):
+    """Norm-wise relative error ‖a − b‖ / max(‖b‖, tiny)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def numeric_grad(f, x, eps=1e-6):
+    """∂f/∂x by central differences; f() -> float reads x, which is perturbed in place (float64)."""
+    assert x.dtype == np.float64
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def check_grads(loss, inputs, analytic, tol=1e-6, eps=1e-6):
+    """Compare analytic gradients with central differences of loss() for each named input.
+
+    Central differences in float64 with eps=1e-6 have truncation error O(eps²)
+    and rounding error O(1e-16/eps) = O(1e-10) relative, so 1e-6 norm-wise
+    relative error leaves three orders of margin while catching any wrong term.
+    """
+    for name, x in inputs.items():
+        num = numeric_grad(loss, x, eps)
+        err = rel_err(analytic[name], num)
+        assert err < tol, f"gradient of {name}: relative error {err:.3e} >= {tol:.0e}"
