@@ -3,7 +3,7 @@
 `hybridref._hrc_scalar` (portable x86-64), `hybridref._hrc_avx2` (-mavx2 -mfma) and
 `hybridref._hrc_avx512` (-mavx512f/vl/bw/dq). backends/c/library.py loads the best
 one the CPU supports. The cdef is the concatenation of the public headers
-csrc/*.h (all but common.h), with preprocessor lines dropped.
+csrc/<name>.h that sit beside a csrc/<name>.c, with preprocessor lines dropped.
 """
 import glob
 import os
@@ -20,7 +20,9 @@ BASE_FLAGS = ["-O3", "-fopenmp", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-fno-
 
 
 def _public_headers():
-    return sorted(h for h in glob.glob(os.path.join(HERE, "*.h")) if os.path.basename(h) != "common.h")
+    """A header is public (part of the cdef) when a kernel file of the same name exists;
+    internal headers (common.h, vmath.h) have none."""
+    return sorted(h for h in glob.glob(os.path.join(HERE, "*.h")) if os.path.exists(h[:-2] + ".c"))
 
 
 def _cdef():
