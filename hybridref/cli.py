@@ -1,0 +1,114 @@
+"""The `hybridref` command line: info, train mnist."""
+import json
+import os
+import sys
+
+import click
+
+from .backends import available_backends, default_backend_name, get_backend
+
+
+def backend_option(f):
+    f = click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="OpenMP threads for the C kernels (default: $OMP_NUM_THREADS, else all cores).")(f)
+    f = click.option("--backend", default=None, metavar="NAME",
+                     help="Backend to run on: numpy, c, ... (default: $HYBRIDREF_BACKEND, else c if compiled, "
+                          "else numpy).")(f)
+    return f
+
+
+def open_backend(name, threads):
+    try:
+        be = get_backend(name or default_backend_name())
+    except (ValueError, ImportError, TypeError) as e:
+        raise click.BadParameter(str(e), param_hint="--backend") from None
+    if threads is not None:
+        if not hasattr(be, "set_threads"):
+            raise click.BadParameter(f"backend {be.name!r} does not take a thread count", param_hint="--threads")
+        be.set_threads(threads)
+    return be
+
+
+@click.group()
+@click.version_option(package_name="hybridref")
+def main():
+    """hybridref: attention / state-space hybrid models in hand-written C."""
+
+
+@main.command()
+def info():
+    """Backends, CPU features in use and thread count."""
+    click.echo(f"default backend: {default_backend_name()}")
+    for name, problem in available_backends().items():
+        click.echo(f"  {name:8s} " + (get_backend(name).describe() if problem is None else f"unavailable: {problem}"))
+    try:
+        from .backends.c import library
+        click.echo(f"CPU ISA builds supported: {', '.join(library.supported_isas())} "
+                   f"(in use: {os.environ.get('HYBRIDREF_ISA') or library.best_isa()}; force with HYBRIDREF_ISA)")
+        click.echo(f"threads: {get_backend('c').threads} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+                   f"cores={os.cpu_count()})")
+    except ImportError as e:
+        click.echo(f"C kernels not available: {e}")
+
+
+@main.group()
+def train():
+    """Train a model."""
+
+
+@train.command()
+@backend_option
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+              help="Peak learning rate (warmup, then cosine decay to 0).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True)
+@click.option("--patch", type=click.Choice(["4", "7"]), default="7", show_default=True,
+              help="Patch side: 7 -> 16 tokens of 49 pixels, 4 -> 49 tokens of 16 pixels.")
+@click.option("--shift", type=click.IntRange(min=0, max=4), default=2, show_default=True,
+              help="Random-translation augmentation, in pixels (0: none).")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop training after this many seconds (evaluation excluded).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder holding mnist/*.gz (default: $HYBRIDREF_DATA, else download to the cache).")
+@click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
+def mnist(backend, threads, epochs, batch_size, lr, weight_decay, patch, shift, time_budget, seed, data_dir, as_json):
+    """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy."""
+    from .data.idx import IdxError
+    from .data.paths import DataNotFound
+    from .train_mnist import train_mnist
+
+    be = open_backend(backend, threads)
+    click.echo(f"backend {be.describe()}", err=True)
+    bar = {}
+
+    def on_step(i, n):
+        if "bar" not in bar:
+            bar["bar"] = click.progressbar(length=n, label="train", file=sys.stderr)
+            bar["bar"].__enter__()
+        bar["bar"].update(1)
+        if i == n:
+            bar.pop("bar").__exit__(None, None, None)
+
+    def on_epoch(r):
+        if "bar" in bar:
+            bar.pop("bar").__exit__(None, None, None)
+        click.echo(f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
+                   f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}  train time {r['train_time_s']:.1f}s")
+
+    try:
+        out = train_mnist(be, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                          patch=int(patch), shift=shift, seed=seed, data_dir=data_dir, time_budget=time_budget,
+                          on_step=on_step, on_epoch=on_epoch)
+    except (DataNotFound, IdxError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"final test accuracy {out['final_test_acc']:.4f} after {out['train_time_s']:.1f}s of training "
+               f"({out['params']} parameters)")
+    if as_json:
+        summary = {k: v for k, v in out.items() if k != "model"}
+        click.echo(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The tiny MNIST hybrid: an image read as a sequence of patches by a Mamba/attention stack.
+
+    tokens = patches(image)                  (B,28,28) -> (B,T,p²), T = (28/p)², row-major
+    x      = tokens Wₑᵀ + b + pos            -> (B,T,D)
+    x      = blocks(x)                        pattern "MMMAMMMA": 6 Mamba + 2 attention
+    logits = head(mean_t(norm(x)))           -> (B,10)
+
+Patches are read left to right, top to bottom; with p = 7 an image is 16
+tokens of 49 pixels. Each sample is its own sequence: nothing mixes across the
+batch (the lecture notes' version attended across the batch, a bug).
+"""
+import numpy as np
+
+from ..layers.block import build_blocks
+from ..layers.linear import Linear
+from ..layers.module import Module, Param
+from ..layers.norm import make_norm
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def patchify(images, patch):
+    """uint8 (B,28,28) -> normalised float32 (B, (28/p)², p²)."""
+    B = images.shape[0]
+    g = 28 // patch
+    x = (images.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
+    x = x.reshape(B, g, patch, g, patch).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(x.reshape(B, g * g, patch * patch))
+
+
+class MnistHybrid(Module):
+    def __init__(self, patch=7, d_model=64, pattern="MMMAMMMA", n_heads=4, mlp_ratio=4, norm="rmsnorm", seed=0):
+        super().__init__()
+        if 28 % patch:
+            raise ValueError(f"patch size {patch} must divide 28 (choose 1, 2, 4, 7, 14)")
+        rng = np.random.default_rng(seed)
+        self.config = dict(patch=patch, d_model=d_model, pattern=pattern, n_heads=n_heads,
+                           mlp_ratio=mlp_ratio, norm=norm, seed=seed)
+        self.patch = patch
+        self.seq_len = (28 // patch) ** 2
+        self.embed = Linear(patch * patch, d_model, rng=rng)
+        self.pos = Param(rng.normal(0.0, 0.02, (self.seq_len, d_model)), decay=False)
+        self.blocks = build_blocks(pattern, d_model, dict(n_heads=n_heads, mlp_hidden=mlp_ratio * d_model,
+                                                          norm=norm), rng)
+        self.norm = make_norm(norm, d_model)
+        self.head = Linear(d_model, 10, rng=rng)
+
+    def forward(self, images):
+        """uint8 images (B,28,28) -> logits (B,10)"""
+        x = self.embed.forward(patchify(images, self.patch).astype(self.pos.data.dtype)) + self.pos.data
+        for block in self.blocks:
+            x = block.forward(x)
+        return self.head.forward(self.be.mean_pool_forward(self.norm.forward(x)))
+
+    def backward(self, dlogits):
+        dx = self.norm.backward(self.be.mean_pool_backward(self.head.backward(dlogits), self.seq_len))
+        for block in reversed(self.blocks):
+            dx = block.backward(dx)
+        self.pos.grad += dx.sum(axis=0)
+        self.embed.backward(dx)

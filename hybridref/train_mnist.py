@@ -1,0 +1,83 @@
+"""Training and evaluation of the MNIST hybrid (used by `hybridref train mnist` and examples/)."""
+import time
+
+import numpy as np
+
+from .data.mnist import load_mnist
+from .models.mnist_hybrid import MnistHybrid
+from .optim import AdamW, cosine_lr
+
+
+def random_shift(images, max_shift, rng):
+    """Translate each image by up to ±max_shift pixels in x and y, filling with background (0)."""
+    B = len(images)
+    padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+    dy, dx = rng.integers(0, 2 * max_shift + 1, (2, B))
+    rows = dy[:, None] + np.arange(28)[None, :]
+    cols = dx[:, None] + np.arange(28)[None, :]
+    return padded[np.arange(B)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def evaluate(model, images, labels, batch_size=1000):
+    """(mean loss, accuracy) of `model` on a labelled set."""
+    be = model.be
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(images), batch_size):
+        logits = model.forward(images[i:i + batch_size])
+        model.clear_saved()
+        y = labels[i:i + batch_size]
+        loss, _ = be.cross_entropy_forward(logits, y)
+        total_loss += loss * len(y)
+        correct += int((logits.argmax(axis=1) == y).sum())
+    return total_loss / len(images), correct / len(images)
+
+
+def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_steps=200,
+                patch=7, d_model=64, pattern="MMMAMMMA", shift=2, seed=0, data_dir=None,
+                time_budget=None, on_step=None, on_epoch=None):
+    """Train from scratch; returns a summary dict. on_step(i, n) and on_epoch(record) report progress.
+
+    time_budget (seconds of training, evaluation excluded) ends training early, after the step
+    that crosses it; the schedule is still laid out for `epochs`.
+    """
+    (train_x, train_y), (test_x, test_y) = load_mnist(data_dir)
+    model = MnistHybrid(patch=patch, d_model=d_model, pattern=pattern, seed=seed).to(backend)
+    be = model.be
+    opt = AdamW(model.params(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay, clip_norm=1.0)
+    rng = np.random.default_rng(seed + 1)
+    steps_per_epoch = len(train_x) // batch_size
+    total_steps = epochs * steps_per_epoch
+    history, train_time, step = [], 0.0, 0
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(train_x))
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i in range(steps_per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            images = random_shift(train_x[idx], shift, rng) if shift else train_x[idx]
+            model.zero_grad()
+            logits = model.forward(images)
+            loss, probs = be.cross_entropy_forward(logits, train_y[idx])
+            model.backward(be.cross_entropy_backward(probs, train_y[idx]))
+            opt.step(be, lr=cosine_lr(step, total_steps, lr, warmup_steps))
+            step += 1
+            loss_sum += loss * len(idx)
+            correct += int((logits.argmax(axis=1) == train_y[idx]).sum())
+            seen += len(idx)
+            if on_step:
+                on_step(i + 1, steps_per_epoch)
+            if time_budget and train_time + time.perf_counter() - t0 > time_budget:
+                break
+        train_time += time.perf_counter() - t0
+        test_loss, test_acc = evaluate(model, test_x, test_y)
+        record = dict(epoch=epoch, steps=step, train_loss=loss_sum / seen, train_acc=correct / seen,
+                      test_loss=test_loss, test_acc=test_acc, train_time_s=train_time)
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if time_budget and train_time > time_budget:
+            break
+    return dict(model=model, history=history, params=model.num_params(), train_images=len(train_x),
+                test_images=len(test_x), final_test_acc=history[-1]["test_acc"], train_time_s=train_time,
+                steps=step, config=dict(model.config, epochs=epochs, batch_size=batch_size, lr=lr,
+                                        weight_decay=weight_decay, shift=shift, backend=be.name))
