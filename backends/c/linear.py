@@ -1,0 +1,70 @@
+"""Wrapper of csrc/gemm.c and csrc/linear.c (matrix multiply, linear layer)."""
+from . import checks
+from .checks import empty_f32 as empty
+
+_INT_MAX = 2**31 - 1
+
+
+def _check_dims(op, **dims):
+    """The kernels take int sizes: refuse anything past INT_MAX rather than wrap."""
+    for name, value in dims.items():
+        if value > _INT_MAX:
+            raise ValueError(f"{op}: {name} = {value} exceeds the C kernels' limit {_INT_MAX}")
+
+
+def _check_bool(op, name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{op}: {name} must be a bool, got {value!r}")
+
+
+def matmul(be, a, b, trans_a=False, trans_b=False):
+    op = "matmul"
+    checks.check_array(op, "a", a, ndim=2)
+    checks.check_array(op, "b", b, ndim=2)
+    _check_bool(op, "trans_a", trans_a)
+    _check_bool(op, "trans_b", trans_b)
+    K, M = a.shape if trans_a else a.shape[::-1]
+    N, Kb = b.shape if trans_b else b.shape[::-1]
+    if K != Kb:
+        raise ValueError(f"{op}: op(a) is ({M}, {K}) but op(b) is ({Kb}, {N}); their inner sizes must match "
+                         f"(a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})")
+    _check_dims(op, M=M, N=N, K=K)
+    c = empty((M, N))
+    status = be.lib.hr_gemm(int(trans_a), int(trans_b), M, N, K, be.f32(a), a.shape[1], be.f32(b), b.shape[1],
+                            0.0, be.f32(c), N)
+    be.raise_status(op, status)
+    return c
+
+
+def linear_forward(be, x, w, b):
+    op = "linear_forward"
+    checks.check_array(op, "x", x, ndim=2)
+    M, K = x.shape
+    checks.check_array(op, "w", w, ndim=2)
+    N = w.shape[0]
+    checks.check_array(op, "w", w, shape=(N, K))
+    if b is not None:
+        checks.check_array(op, "b", b, shape=(N,))
+    _check_dims(op, M=M, N=N, K=K)
+    y = empty((M, N))
+    status = be.lib.hr_linear_forward(be.f32(x), be.f32(w), be.f32_or_null(b), be.f32(y), M, K, N)
+    be.raise_status(op, status)
+    return y
+
+
+def linear_backward(be, dy, x, w, has_bias):
+    op = "linear_backward"
+    checks.check_array(op, "x", x, ndim=2)
+    M, K = x.shape
+    checks.check_array(op, "w", w, ndim=2)
+    N = w.shape[0]
+    checks.check_array(op, "w", w, shape=(N, K))
+    checks.check_array(op, "dy", dy, shape=(M, N))
+    _check_bool(op, "has_bias", has_bias)
+    _check_dims(op, M=M, N=N, K=K)
+    dx, dw = empty((M, K)), empty((N, K))
+    db = empty((N,)) if has_bias else None
+    status = be.lib.hr_linear_backward(be.f32(dy), be.f32(x), be.f32(w), be.f32(dx), be.f32(dw),
+                                       be.f32_or_null(db), M, K, N)
+    be.raise_status(op, status)
+    return dx, dw, db

@@ -1,0 +1,28 @@
+"""Wrapper of csrc/losses.c (softmax cross-entropy)."""
+from . import checks
+from .checks import empty_f32 as empty
+from .embedding import check_indices
+
+
+def _check(op, name, arr, targets):
+    checks.check_array(op, name, arr, ndim=2)
+    M, C = arr.shape
+    checks.check_positive(op, "number of rows M", M)
+    check_indices(op, "targets", targets, C)
+    if targets.shape[0] != M:
+        raise ValueError(f"{op}: targets must have shape ({M},) to match {name} {arr.shape}, got {targets.shape}")
+    return M, C
+
+
+def cross_entropy_forward(be, logits, targets):
+    M, C = _check("cross_entropy_forward", "logits", logits, targets)
+    probs, row_loss = empty((M, C)), empty((M,))
+    loss = be.lib.hr_cross_entropy_forward(be.f32(logits), be.i64(targets), be.f32(probs), be.f32(row_loss), M, C)
+    return float(loss), probs
+
+
+def cross_entropy_backward(be, probs, targets):
+    M, C = _check("cross_entropy_backward", "probs", probs, targets)
+    dlogits = empty((M, C))
+    be.lib.hr_cross_entropy_backward(be.f32(probs), be.i64(targets), be.f32(dlogits), M, C)
+    return dlogits

@@ -1,0 +1,39 @@
+"""LayerNorm and RMSNorm over the last axis, with their backward passes."""
+import numpy as np
+
+
+def layernorm_forward(x, w, b, eps):
+    """y = (x - mean) * rstd * w + b, rstd = 1/√(var + eps) (biased variance over D).
+
+    x (M,D), w (D,), b (D,) -> y (M,D), mean (M,), rstd (M,)."""
+    mean = x.mean(axis=1)
+    xc = x - mean[:, None]
+    rstd = 1 / np.sqrt((xc * xc).mean(axis=1) + eps)
+    return xc * rstd[:, None] * w + b, mean, rstd
+
+
+def layernorm_backward(dy, x, w, mean, rstd):
+    """With x̂ = (x - mean) rstd and g = dy ⊙ w:
+    dx = rstd (g - mean_D(g) - x̂ mean_D(g ⊙ x̂)),  dw = Σ_M dy ⊙ x̂,  db = Σ_M dy.
+
+    dy, x (M,D), w (D,), mean, rstd (M,) -> dx (M,D), dw (D,), db (D,)."""
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    g = dy * w
+    dx = rstd[:, None] * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def rmsnorm_forward(x, w, eps):
+    """y = x * rstd * w, rstd = 1/√(mean_D(x²) + eps):  x (M,D), w (D,) -> y (M,D), rstd (M,)."""
+    rstd = 1 / np.sqrt((x * x).mean(axis=1) + eps)
+    return x * rstd[:, None] * w, rstd
+
+
+def rmsnorm_backward(dy, x, w, rstd):
+    """With x̂ = x rstd and g = dy ⊙ w:  dx = rstd (g - x̂ mean_D(g ⊙ x̂)),  dw = Σ_M dy ⊙ x̂.
+
+    dy, x (M,D), w (D,), rstd (M,) -> dx (M,D), dw (D,)."""
+    xhat = x * rstd[:, None]
+    g = dy * w
+    dx = rstd[:, None] * (g - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return dx, (dy * xhat).sum(axis=0)

@@ -1,0 +1,301 @@
+#include "common.h"
+#include "vmath.h"
+#include "selective_scan.h"
+
+/* The N states of one channel are the vector axis (N = 16: one zmm, two ymm). States live in
+ * scratch zero-padded to NP = N rounded up to the vector width; A is padded the same way, so the
+ * pad lanes stay exactly 0 (decay exp(0) = 1, input Δ x 0) and add nothing to any sum. Bm and Cm
+ * rows are read in place with a masked load of the last N mod width lanes. */
+#if defined(HR_AVX512)
+typedef __m512 scan_vec;
+enum { SCAN_VW = 16 };
+static inline __mmask16 scan_mask(int n) { return (__mmask16)((1u << n) - 1); }
+static inline scan_vec scan_load(const float *p, int n) {
+    return n >= SCAN_VW ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(scan_mask(n), p);
+}
+static inline void scan_store(float *p, scan_vec v, int n) {
+    if (n >= SCAN_VW) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, scan_mask(n), v);
+}
+static inline scan_vec scan_set1(float a) { return _mm512_set1_ps(a); }
+static inline scan_vec scan_add(scan_vec a, scan_vec b) { return _mm512_add_ps(a, b); }
+static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return _mm512_mul_ps(a, b); }
+static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return _mm512_fmadd_ps(a, b, c); }
+static inline scan_vec scan_exp(scan_vec a) { return hr_exp512(a); }
+static inline float scan_hsum(scan_vec a) { return _mm512_reduce_add_ps(a); }
+#elif defined(HR_AVX2)
+typedef __m256 scan_vec;
+enum { SCAN_VW = 8 };
+static inline __m256i scan_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline scan_vec scan_load(const float *p, int n) {
+    return n >= SCAN_VW ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, scan_mask(n));
+}
+static inline void scan_store(float *p, scan_vec v, int n) {
+    if (n >= SCAN_VW) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, scan_mask(n), v);
+}
+static inline scan_vec scan_set1(float a) { return _mm256_set1_ps(a); }
+static inline scan_vec scan_add(scan_vec a, scan_vec b) { return _mm256_add_ps(a, b); }
+static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return _mm256_mul_ps(a, b); }
+static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return _mm256_fmadd_ps(a, b, c); }
+static inline scan_vec scan_exp(scan_vec a) { return hr_exp256(a); }
+static inline float scan_hsum(scan_vec a) { return hr_hsum256(a); }
+#else
+typedef float scan_vec;
+enum { SCAN_VW = 1 };
+static inline scan_vec scan_load(const float *p, int n) { (void)n; return *p; }
+static inline void scan_store(float *p, scan_vec v, int n) { (void)n; *p = v; }
+static inline scan_vec scan_set1(float a) { return a; }
+static inline scan_vec scan_add(scan_vec a, scan_vec b) { return a + b; }
+static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return a * b; }
+static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return a * b + c; }
+static inline scan_vec scan_exp(scan_vec a) { return hr_expf(a); }
+static inline float scan_hsum(scan_vec a) { return a; }
+#endif
+
+/* A task is one batch row b and a group of SCAN_GROUP consecutive channels (one 64-byte line of
+ * x, delta, y): the group steps through time together, so each row of x, delta, Bm, Cm is fetched
+ * once per group rather than once per channel, and the group's states stay in L1. */
+enum { SCAN_GROUP = 16 };
+/* The backward keeps the states and decays of all T steps while they fit in this many floats per
+ * thread; past it, chunks of ~√T steps restart from checkpoints kept by an extra forward pass. */
+enum { SCAN_STATES_BUDGET = 1 << 17 };
+
+static inline int scan_thread(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static inline size_t scan_line_up(size_t floats) { return (floats + 15) & ~(size_t)15; }
+
+/* G rows of N floats (zeros when src is NULL) -> G zero-padded rows of NP floats. */
+static void scan_pad_rows(float *dst, const float *src, int G, int N, int NP) {
+    for (int g = 0; g < G; g++)
+        for (int n = 0; n < NP; n += SCAN_VW)
+            scan_store(dst + (size_t)g * NP + n, src ? scan_load(src + (size_t)g * N + n, N - n) : scan_set1(0.0f),
+                       SCAN_VW);
+}
+
+/* G padded rows of NP floats -> G rows of N floats. */
+static void scan_unpad_rows(float *dst, const float *src, int G, int N, int NP) {
+    for (int g = 0; g < G; g++)
+        for (int n = 0; n < NP; n += SCAN_VW)
+            scan_store(dst + (size_t)g * N + n, scan_load(src + (size_t)g * NP + n, SCAN_VW), N - n);
+}
+
+/* One time step of G channels: h = exp(Δ A) ⊙ hprev + Δ x Bt (h may alias hprev); the decays
+ * exp(Δ A) go to `decay` and yt = Ct · h + D x, each unless NULL. Pointers are offset to the
+ * group's first channel; A, hprev, h, decay padded. */
+static void scan_step(const float *hprev, float *h, float *decay, const float *A, const float *Bt, const float *Ct,
+                      const float *xt, const float *dt, const float *D, float *yt, int G, int N, int NP) {
+    for (int g = 0; g < G; g++) {
+        size_t row = (size_t)g * NP;
+        scan_vec dl = scan_set1(dt[g]), dlx = scan_set1(dt[g] * xt[g]), acc = scan_set1(0.0f);
+        for (int n = 0; n < NP; n += SCAN_VW) {
+            scan_vec a = scan_exp(scan_mul(dl, scan_load(A + row + n, SCAN_VW)));
+            scan_vec hv = scan_fma(a, scan_load(hprev + row + n, SCAN_VW), scan_mul(dlx, scan_load(Bt + n, N - n)));
+            scan_store(h + row + n, hv, SCAN_VW);
+            if (decay) scan_store(decay + row + n, a, SCAN_VW);
+            if (yt) acc = scan_fma(hv, scan_load(Ct + n, N - n), acc);
+        }
+        if (yt) yt[g] = scan_hsum(acc) + D[g] * xt[g];
+    }
+}
+
+/* h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t x_t B_t,  y_t = C_t · h_t + D x_t,  h_{-1} = h0 (zeros if NULL)
+ * x, delta (B,T,Din), A (Din,N), Bm, Cm (B,T,N), D (Din,), h0 (B,Din,N) or NULL
+ * -> y (B,T,Din), h_last (B,Din,N) */
+int hr_selective_scan_forward(const float *x, const float *delta, const float *A, const float *Bm, const float *Cm,
+                              const float *D, const float *h0, float *y, float *h_last, int B, int T, int Din, int N) {
+    int NP = (N + SCAN_VW - 1) / SCAN_VW * SCAN_VW, ngroups = (Din + SCAN_GROUP - 1) / SCAN_GROUP;
+    int nthreads = hr_num_threads();
+    size_t per_thread = scan_line_up((size_t)SCAN_GROUP * NP);
+    float *Ap = hr_alloc((size_t)Din * NP * sizeof(float));
+    float *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
+    if (!Ap || !scratch) {
+        free(Ap);
+        free(scratch);
+        return HR_ENOMEM;
+    }
+    scan_pad_rows(Ap, A, Din, N, NP);
+    #pragma omp parallel num_threads(nthreads)
+    {
+        float *h = scratch + per_thread * scan_thread();
+        #pragma omp for schedule(static)
+        for (long task = 0; task < (long)B * ngroups; task++) {
+            long b = task / ngroups;
+            int d0 = (int)(task % ngroups) * SCAN_GROUP, G = HR_MIN(SCAN_GROUP, Din - d0);
+            size_t sd = (size_t)b * Din + d0; /* this group's first row of h0 / h_last */
+            scan_pad_rows(h, h0 ? h0 + sd * N : NULL, G, N, NP);
+            for (int t = 0; t < T; t++) {
+                size_t bt = (size_t)b * T + t;
+                scan_step(h, h, NULL, Ap + (size_t)d0 * NP, Bm + bt * N, Cm + bt * N, x + bt * Din + d0,
+                          delta + bt * Din + d0, D + d0, y + bt * Din + d0, G, N, NP);
+            }
+            scan_unpad_rows(h_last + sd * N, h, G, N, NP);
+        }
+    }
+    free(Ap);
+    free(scratch);
+    return HR_OK;
+}
+
+/* Scratch of one backward task: the running gradient g (padded G rows) and its sums. */
+typedef struct {
+    float *g;     /* ∂L/∂h_t of the group, (G, NP) */
+    float *dA;    /* Σ_t of the dA terms, (G, NP) */
+    float *sums;  /* per channel, the vector partials of Σ_n g B and Σ_n g h_{t-1} e^{ΔA} A, (G, 2, SCAN_VW) */
+    float dD[SCAN_GROUP];
+} scan_grad;
+
+/* One reverse step at time t of G channels, from h_t, h_{t-1} and e^{Δ_t A}: g += C_t dy_t; write
+ * dx_t, ddelta_t, this group's share of dBm_t and dCm_t; add to dA, dD; then g = e^{Δ_t A} ⊙ g.
+ * The state axis is the outer loop so that the channel sums dBm_t, dCm_t stay in registers. */
+static void scan_reverse_step(scan_grad *s, const float *ht, const float *hprev, const float *decay, const float *A,
+                              const float *Bt, const float *Ct, const float *xt, const float *dt, const float *dyt,
+                              const float *D, float *dxt, float *ddt, float *dBt, float *dCt, int G, int N, int NP) {
+    for (int n = 0; n < NP; n += SCAN_VW) {
+        scan_vec Bv = scan_load(Bt + n, N - n), Cv = scan_load(Ct + n, N - n);
+        scan_vec dB = scan_set1(0.0f), dC = scan_set1(0.0f);
+        for (int g = 0; g < G; g++) {
+            size_t o = (size_t)g * NP + n;
+            float *sB = s->sums + (size_t)g * 2 * SCAN_VW, *sA = sB + SCAN_VW;
+            scan_vec dl = scan_set1(dt[g]), dy = scan_set1(dyt[g]), a = scan_load(decay + o, SCAN_VW);
+            scan_vec gt = scan_fma(Cv, dy, scan_load(s->g + o, SCAN_VW));
+            scan_vec q = scan_mul(scan_mul(gt, scan_load(hprev + o, SCAN_VW)), a); /* ∂L/∂(Δ A) */
+            dC = scan_fma(scan_load(ht + o, SCAN_VW), dy, dC);
+            dB = scan_fma(gt, scan_set1(dt[g] * xt[g]), dB);
+            scan_store(s->dA + o, scan_fma(q, dl, scan_load(s->dA + o, SCAN_VW)), SCAN_VW);
+            scan_store(s->g + o, scan_mul(gt, a), SCAN_VW);
+            scan_vec pB = scan_mul(gt, Bv), pA = scan_mul(q, scan_load(A + o, SCAN_VW));
+            if (n > 0) {
+                pB = scan_add(pB, scan_load(sB, SCAN_VW));
+                pA = scan_add(pA, scan_load(sA, SCAN_VW));
+            }
+            scan_store(sB, pB, SCAN_VW);
+            scan_store(sA, pA, SCAN_VW);
+        }
+        scan_store(dBt + n, dB, N - n);
+        scan_store(dCt + n, dC, N - n);
+    }
+    for (int g = 0; g < G; g++) {
+        const float *sB = s->sums + (size_t)g * 2 * SCAN_VW, *sA = sB + SCAN_VW;
+        float gB = scan_hsum(scan_load(sB, SCAN_VW));
+        dxt[g] = D[g] * dyt[g] + dt[g] * gB;
+        ddt[g] = scan_hsum(scan_load(sA, SCAN_VW)) + xt[g] * gB;
+        s->dD[g] += dyt[g] * xt[g];
+    }
+}
+
+/* Reverse sweep with g_t = ∂L/∂h_t = C_t dy_t + exp(Δ_{t+1} A) ⊙ g_{t+1}, g_{T-1} = C_{T-1} dy_{T-1} + dh_last:
+ * dx_t = D dy_t + Δ_t Σ_n g_t B_t,  ddelta_t = Σ_n g_t h_{t-1} exp(Δ_t A) A + x_t Σ_n g_t B_t,
+ * dA = Σ_{b,t} g_t h_{t-1} exp(Δ_t A) Δ_t,  dBm_t = Σ_d g_t Δ_t x_t,  dCm_t = Σ_d h_t dy_t,
+ * dD = Σ_{b,t} dy_t x_t,  dh0 = exp(Δ_0 A) ⊙ g_0
+ * dy (B,T,Din), forward inputs as above, dh_last (B,Din,N) or NULL
+ * -> dx, ddelta (B,T,Din), dA (Din,N), dBm, dCm (B,T,N), dD (Din,), dh0 (B,Din,N) (skipped when NULL)
+ *
+ * No state tensor is kept from the forward: each task recomputes its group's states and decays one
+ * chunk of time at a time into per-thread scratch. Sums over channels (dBm, dCm) and over batch
+ * (dA, dD) go through per-task partials added in task order: results do not depend on the thread count. */
+int hr_selective_scan_backward(const float *dy, const float *x, const float *delta, const float *A, const float *Bm,
+                               const float *Cm, const float *D, const float *h0, const float *dh_last, float *dx,
+                               float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dh0,
+                               int B, int T, int Din, int N) {
+    int NP = (N + SCAN_VW - 1) / SCAN_VW * SCAN_VW, ngroups = (Din + SCAN_GROUP - 1) / SCAN_GROUP;
+    int nthreads = hr_num_threads();
+    size_t gs = (size_t)SCAN_GROUP * NP; /* floats in the states of one group at one time */
+    int K = HR_MAX(T, 1);                /* time steps per chunk */
+    if ((size_t)T * 2 * gs > SCAN_STATES_BUDGET) K = (int)ceil(sqrt((double)T));
+    int nchunks = HR_MAX(1, (T + K - 1) / K);
+    /* per thread: checkpoints (nchunks), chunk states and decays (2K), g, dA sums, channel sums */
+    size_t per_thread = scan_line_up(((size_t)nchunks + 2 * (size_t)K + 2) * gs + 2 * SCAN_GROUP * SCAN_VW);
+    size_t ntasks = (size_t)B * ngroups;
+    float *Ap = hr_alloc((size_t)Din * NP * sizeof(float));
+    float *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
+    float *dBp = hr_alloc(ntasks * T * N * sizeof(float)); /* (B, ngroups, T, N) partials of dBm */
+    float *dCp = hr_alloc(ntasks * T * N * sizeof(float));
+    float *dAp = hr_alloc((size_t)B * Din * N * sizeof(float)); /* (B, Din, N) partials of dA */
+    float *dDp = hr_alloc((size_t)B * Din * sizeof(float));
+    int status = Ap && scratch && dBp && dCp && dAp && dDp ? HR_OK : HR_ENOMEM;
+    if (status == HR_OK) {
+        scan_pad_rows(Ap, A, Din, N, NP);
+        #pragma omp parallel num_threads(nthreads)
+        {
+            float *ckpt = scratch + per_thread * scan_thread(), *hs = ckpt + (size_t)nchunks * gs;
+            float *decays = hs + (size_t)K * gs;
+            scan_grad s = {decays + (size_t)K * gs, decays + (size_t)(K + 1) * gs, decays + (size_t)(K + 2) * gs, {0}};
+            #pragma omp for schedule(static)
+            for (long task = 0; task < (long)ntasks; task++) {
+                long b = task / ngroups;
+                int d0 = (int)(task % ngroups) * SCAN_GROUP, G = HR_MIN(SCAN_GROUP, Din - d0);
+                size_t sd = (size_t)b * Din + d0;
+                const float *Ag = Ap + (size_t)d0 * NP;
+                scan_pad_rows(ckpt, h0 ? h0 + sd * N : NULL, G, N, NP);
+                for (int k = 1; k < nchunks; k++)
+                    for (int t = (k - 1) * K; t < k * K; t++) {
+                        size_t bt = (size_t)b * T + t;
+                        scan_step(ckpt + (t == (k - 1) * K ? k - 1 : k) * gs, ckpt + k * gs, NULL, Ag, Bm + bt * N,
+                                  NULL, x + bt * Din + d0, delta + bt * Din + d0, NULL, NULL, G, N, NP);
+                    }
+                scan_pad_rows(s.g, dh_last ? dh_last + sd * N : NULL, G, N, NP);
+                scan_pad_rows(s.dA, NULL, G, N, NP);
+                for (int g = 0; g < SCAN_GROUP; g++) s.dD[g] = 0.0f;
+                for (int k = nchunks - 1; k >= 0; k--) {
+                    int t0 = k * K, t1 = HR_MIN(T, t0 + K);
+                    for (int t = t0; t < t1; t++) {
+                        size_t bt = (size_t)b * T + t;
+                        scan_step(t == t0 ? ckpt + k * gs : hs + (t - t0 - 1) * gs, hs + (t - t0) * gs,
+                                  decays + (t - t0) * gs, Ag, Bm + bt * N, NULL, x + bt * Din + d0,
+                                  delta + bt * Din + d0, NULL, NULL, G, N, NP);
+                    }
+                    for (int t = t1 - 1; t >= t0; t--) {
+                        size_t bt = (size_t)b * T + t, i = bt * Din + d0, row = ((size_t)task * T + t) * N;
+                        const float *ht = hs + (t - t0) * gs;
+                        scan_reverse_step(&s, ht, t == t0 ? ckpt + k * gs : ht - gs, decays + (t - t0) * gs, Ag,
+                                          Bm + bt * N, Cm + bt * N, x + i, delta + i, dy + i, D + d0, dx + i,
+                                          ddelta + i, dBp + row, dCp + row, G, N, NP);
+                    }
+                }
+                if (dh0) scan_unpad_rows(dh0 + sd * N, s.g, G, N, NP);
+                scan_unpad_rows(dAp + sd * N, s.dA, G, N, NP);
+                for (int g = 0; g < G; g++) dDp[sd + g] = s.dD[g];
+            }
+            #pragma omp for schedule(static)
+            for (long r = 0; r < (long)B * T; r++) {
+                long b = r / T, t = r % T;
+                for (int n = 0; n < N; n++) {
+                    float sb = 0.0f, sc = 0.0f;
+                    for (int j = 0; j < ngroups; j++) {
+                        size_t o = (((size_t)b * ngroups + j) * T + t) * N + n;
+                        sb += dBp[o];
+                        sc += dCp[o];
+                    }
+                    dBm[(size_t)r * N + n] = sb;
+                    dCm[(size_t)r * N + n] = sc;
+                }
+            }
+            #pragma omp for schedule(static)
+            for (long i = 0; i < (long)Din * N; i++) {
+                float sum = 0.0f;
+                for (int b = 0; b < B; b++) sum += dAp[(size_t)b * Din * N + i];
+                dA[i] = sum;
+            }
+            #pragma omp for schedule(static)
+            for (int d = 0; d < Din; d++) {
+                float sum = 0.0f;
+                for (int b = 0; b < B; b++) sum += dDp[(size_t)b * Din + d];
+                dD[d] = sum;
+            }
+        }
+    }
+    free(Ap);
+    free(scratch);
+    free(dBp);
+    free(dCp);
+    free(dAp);
+    free(dDp);
+    return status;
+}
