@@ -2,36 +2,34 @@
  * layernorm_backward, plus the RMS variant (no mean, no bias).
  *
  * Rows are independent in the forward pass and for dx, so threads split the
- * rows. dw and db sum over rows: there each thread owns a block of columns and
- * walks the rows in order, so the sums are bit-for-bit the same for any
- * thread count, with no scratch memory. */
+ * rows. dw and db sum over rows: there each thread owns a range of columns and
+ * walks the rows in order, so every sum runs in the same order for any thread
+ * count, and no partial sums need combining. */
 #include "common.h"
 #include "vmath.h"
 #include "norms.h"
 
-/* Column block owned by one thread in the dw/db pass: 16 floats, one cache line. */
-#define NORM_COLS 16
+/* dw/db pass: threads split the columns in units of one cache line (16 floats),
+ * and a thread accumulates up to NORM_CHUNK columns at once in a stack buffer
+ * (private, so no false sharing), walking the rows contiguously. */
+#define NORM_UNIT 16
+#define NORM_CHUNK 256
 
-/* Σ_d a[d] b[d] */
-static inline float norm_dot(const float *a, const float *b, int D) {
-    int d = 0;
-    float s = 0.0f;
-#ifdef HR_AVX2
-    __m256 acc = _mm256_setzero_ps();
-    for (; d + 8 <= D; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
-    s = hr_hsum256(acc);
-#endif
-    for (; d < D; d++) s += a[d] * b[d];
-    return s;
-}
-
+/* Σ_d a[d] (two accumulators halve the dependency chain for short rows) */
 static inline float norm_sum(const float *a, int D) {
     int d = 0;
     float s = 0.0f;
 #ifdef HR_AVX2
-    __m256 acc = _mm256_setzero_ps();
-    for (; d + 8 <= D; d += 8) acc = _mm256_add_ps(_mm256_loadu_ps(a + d), acc);
-    s = hr_hsum256(acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; d + 16 <= D; d += 16) {
+        acc0 = _mm256_add_ps(acc0, _mm256_loadu_ps(a + d));
+        acc1 = _mm256_add_ps(acc1, _mm256_loadu_ps(a + d + 8));
+    }
+    if (d + 8 <= D) {
+        acc0 = _mm256_add_ps(acc0, _mm256_loadu_ps(a + d));
+        d += 8;
+    }
+    s = hr_hsum256(_mm256_add_ps(acc0, acc1));
 #endif
     for (; d < D; d++) s += a[d];
     return s;
@@ -42,12 +40,18 @@ static inline float norm_centred_sumsq(const float *a, float c, int D) {
     int d = 0;
     float s = 0.0f;
 #ifdef HR_AVX2
-    __m256 acc = _mm256_setzero_ps(), cv = _mm256_set1_ps(c);
-    for (; d + 8 <= D; d += 8) {
-        __m256 t = _mm256_sub_ps(_mm256_loadu_ps(a + d), cv);
-        acc = _mm256_fmadd_ps(t, t, acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), cv = _mm256_set1_ps(c);
+    for (; d + 16 <= D; d += 16) {
+        __m256 t0 = _mm256_sub_ps(_mm256_loadu_ps(a + d), cv), t1 = _mm256_sub_ps(_mm256_loadu_ps(a + d + 8), cv);
+        acc0 = _mm256_fmadd_ps(t0, t0, acc0);
+        acc1 = _mm256_fmadd_ps(t1, t1, acc1);
     }
-    s = hr_hsum256(acc);
+    if (d + 8 <= D) {
+        __m256 t0 = _mm256_sub_ps(_mm256_loadu_ps(a + d), cv);
+        acc0 = _mm256_fmadd_ps(t0, t0, acc0);
+        d += 8;
+    }
+    s = hr_hsum256(_mm256_add_ps(acc0, acc1));
 #endif
     for (; d < D; d++) s += (a[d] - c) * (a[d] - c);
     return s;
@@ -65,25 +69,6 @@ static inline void norm_apply(const float *x, const float *w, const float *b, fl
     }
 #endif
     for (; d < D; d++) y[d] = (x[d] - c) * r * w[d] + (b ? b[d] : 0.0f);
-}
-
-/* dx[d] = r (g[d] - gmean - x̂[d] gxmean), g = dy w, x̂ = (x - c) r */
-static inline void norm_dx(const float *dy, const float *x, const float *w, float c, float r, float gmean,
-                           float gxmean, float *dx, int D) {
-    int d = 0;
-#ifdef HR_AVX2
-    __m256 cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r), gm = _mm256_set1_ps(gmean), gxm = _mm256_set1_ps(gxmean);
-    for (; d + 8 <= D; d += 8) {
-        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dy + d), _mm256_loadu_ps(w + d));
-        __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + d), cv), rv);
-        __m256 t = _mm256_fnmadd_ps(xhat, gxm, _mm256_sub_ps(g, gm));
-        _mm256_storeu_ps(dx + d, _mm256_mul_ps(rv, t));
-    }
-#endif
-    for (; d < D; d++) {
-        float xhat = (x[d] - c) * r;
-        dx[d] = r * (dy[d] * w[d] - gmean - xhat * gxmean);
-    }
 }
 
 /* For one row, with g = dy w and x̂ = (x - c) r: Σ_d g and Σ_d g x̂. */
@@ -105,42 +90,83 @@ static inline void norm_row_grad_sums(const float *dy, const float *x, const flo
     for (; d < D; d++) {
         float g = dy[d] * w[d];
         sg += g;
-        sgx += g * (x[d] - c) * r;
+        sgx += g * ((x[d] - c) * r);
     }
     *sum_g = sg;
     *sum_gx = sgx;
 }
 
-/* dw[d] = Σ_m dy[m,d] x̂[m,d], db[d] = Σ_m dy[m,d] (db may be NULL) for d in
- * [d0, d1), rows walked in order; centre is NULL for RMSNorm (x̂ = x rstd). */
-static void norm_param_grads(const float *dy, const float *x, const float *centre, const float *rstd, float *dw,
-                             float *db, int M, int D, int d0, int d1) {
-    int d = d0;
+/* dx[d] = r (g[d] - gmean - x̂[d] gxmean), g = dy w, x̂ = (x - c) r */
+static inline void norm_dx(const float *dy, const float *x, const float *w, float c, float r, float gmean,
+                           float gxmean, float *dx, int D) {
+    int d = 0;
 #ifdef HR_AVX2
-    for (; d + 8 <= d1; d += 8) {
-        __m256 aw = _mm256_setzero_ps(), ab = _mm256_setzero_ps();
-        for (int m = 0; m < M; m++) {
-            const float *dym = dy + (size_t)m * D + d, *xm = x + (size_t)m * D + d;
-            __m256 xhat = _mm256_loadu_ps(xm);
-            if (centre) xhat = _mm256_sub_ps(xhat, _mm256_set1_ps(centre[m]));
-            xhat = _mm256_mul_ps(xhat, _mm256_set1_ps(rstd[m]));
-            __m256 g = _mm256_loadu_ps(dym);
-            aw = _mm256_fmadd_ps(g, xhat, aw);
-            ab = _mm256_add_ps(ab, g);
-        }
-        _mm256_storeu_ps(dw + d, aw);
-        if (db) _mm256_storeu_ps(db + d, ab);
+    __m256 cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r), gm = _mm256_set1_ps(gmean), gxm = _mm256_set1_ps(gxmean);
+    for (; d + 8 <= D; d += 8) {
+        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dy + d), _mm256_loadu_ps(w + d));
+        __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + d), cv), rv);
+        __m256 t = _mm256_fnmadd_ps(xhat, gxm, _mm256_sub_ps(g, gm));
+        _mm256_storeu_ps(dx + d, _mm256_mul_ps(rv, t));
     }
 #endif
-    for (; d < d1; d++) {
-        float aw = 0.0f, ab = 0.0f;
+    for (; d < D; d++) dx[d] = r * (dy[d] * w[d] - gmean - (x[d] - c) * r * gxmean);
+}
+
+/* dw[d] = Σ_m dy[m,d] x̂[m,d], db[d] = Σ_m dy[m,d] (db may be NULL) for d in
+ * [d0, d1), rows in order; centre is NULL for RMSNorm (x̂ = x rstd). d0 is a
+ * multiple of NORM_UNIT, so column d takes the vector path exactly when
+ * d < D - D % 8, whichever thread owns it: the bits do not depend on the split. */
+static void norm_param_grads(const float *dy, const float *x, const float *centre, const float *rstd, float *dw,
+                             float *db, int M, int D, int d0, int d1) {
+    float aw[NORM_CHUNK], ab[NORM_CHUNK];
+    for (int c0 = d0; c0 < d1; c0 += NORM_CHUNK) {
+        int c1 = HR_MIN(d1, c0 + NORM_CHUNK);
+        for (int j = 0; j < c1 - c0; j++) aw[j] = ab[j] = 0.0f;
         for (int m = 0; m < M; m++) {
-            float g = dy[(size_t)m * D + d];
-            aw += g * (x[(size_t)m * D + d] - (centre ? centre[m] : 0.0f)) * rstd[m];
-            ab += g;
+            const float *dym = dy + (size_t)m * D, *xm = x + (size_t)m * D;
+            float c = centre ? centre[m] : 0.0f, r = rstd[m];
+            int d = c0;
+#ifdef HR_AVX2
+            __m256 cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r);
+            for (; d + 8 <= c1; d += 8) {
+                __m256 g = _mm256_loadu_ps(dym + d);
+                __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xm + d), cv), rv);
+                _mm256_storeu_ps(aw + d - c0, _mm256_fmadd_ps(g, xhat, _mm256_loadu_ps(aw + d - c0)));
+                _mm256_storeu_ps(ab + d - c0, _mm256_add_ps(g, _mm256_loadu_ps(ab + d - c0)));
+            }
+#endif
+            for (; d < c1; d++) {
+                aw[d - c0] += dym[d] * ((xm[d] - c) * r);
+                ab[d - c0] += dym[d];
+            }
         }
-        dw[d] = aw;
-        if (db) db[d] = ab;
+        for (int d = c0; d < c1; d++) {
+            dw[d] = aw[d - c0];
+            if (db) db[d] = ab[d - c0];
+        }
+    }
+}
+
+/* Both backward passes: dx by rows, then dw/db by column ranges (P parts). */
+static void norm_backward(const float *dy, const float *x, const float *w, const float *centre, const float *rstd,
+                          float *dx, float *dw, float *db, int M, int D) {
+    int P = hr_num_threads(), nunits = (D + NORM_UNIT - 1) / NORM_UNIT;
+    #pragma omp parallel
+    {
+        #pragma omp for schedule(static)
+        for (int m = 0; m < M; m++) {
+            size_t off = (size_t)m * D;
+            float c = centre ? centre[m] : 0.0f, sg, sgx;
+            norm_row_grad_sums(dy + off, x + off, w, c, rstd[m], D, &sg, &sgx);
+            /* RMSNorm has no mean to subtract, so no Σ g term */
+            norm_dx(dy + off, x + off, w, c, rstd[m], centre ? sg / (float)D : 0.0f, sgx / (float)D, dx + off, D);
+        }
+        #pragma omp for schedule(static)
+        for (int p = 0; p < P; p++) {
+            long u0, u1;
+            hr_partition(nunits, P, p, &u0, &u1);
+            norm_param_grads(dy, x, centre, rstd, dw, db, M, D, (int)u0 * NORM_UNIT, HR_MIN(D, (int)u1 * NORM_UNIT));
+        }
     }
 }
 
@@ -162,20 +188,7 @@ void hr_layernorm_forward(const float *x, const float *w, const float *b, float 
 /* dy, x (M,D), w (D,), mean, rstd (M,) -> dx (M,D), dw (D,), db (D,) */
 void hr_layernorm_backward(const float *dy, const float *x, const float *w, const float *mean, const float *rstd,
                            float *dx, float *dw, float *db, int M, int D) {
-    int nblocks = (D + NORM_COLS - 1) / NORM_COLS;
-    #pragma omp parallel
-    {
-        #pragma omp for schedule(static)
-        for (int m = 0; m < M; m++) {
-            size_t off = (size_t)m * D;
-            float sg, sgx;
-            norm_row_grad_sums(dy + off, x + off, w, mean[m], rstd[m], D, &sg, &sgx);
-            norm_dx(dy + off, x + off, w, mean[m], rstd[m], sg / (float)D, sgx / (float)D, dx + off, D);
-        }
-        #pragma omp for schedule(static)
-        for (int blk = 0; blk < nblocks; blk++)
-            norm_param_grads(dy, x, mean, rstd, dw, db, M, D, blk * NORM_COLS, HR_MIN(D, (blk + 1) * NORM_COLS));
-    }
+    norm_backward(dy, x, w, mean, rstd, dx, dw, db, M, D);
 }
 
 /* x (M,D), w (D,) -> y (M,D), rstd (M,) */
@@ -183,7 +196,7 @@ void hr_rmsnorm_forward(const float *x, const float *w, float *y, float *rstd, i
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *xm = x + (size_t)m * D;
-        float r = 1.0f / sqrtf(norm_dot(xm, xm, D) / (float)D + eps);
+        float r = 1.0f / sqrtf(norm_centred_sumsq(xm, 0.0f, D) / (float)D + eps);
         norm_apply(xm, w, NULL, 0.0f, r, y + (size_t)m * D, D);
         rstd[m] = r;
     }
@@ -192,18 +205,5 @@ void hr_rmsnorm_forward(const float *x, const float *w, float *y, float *rstd, i
 /* dy, x (M,D), w (D,), rstd (M,) -> dx (M,D), dw (D,) */
 void hr_rmsnorm_backward(const float *dy, const float *x, const float *w, const float *rstd, float *dx, float *dw,
                          int M, int D) {
-    int nblocks = (D + NORM_COLS - 1) / NORM_COLS;
-    #pragma omp parallel
-    {
-        #pragma omp for schedule(static)
-        for (int m = 0; m < M; m++) {
-            size_t off = (size_t)m * D;
-            float sg, sgx;
-            norm_row_grad_sums(dy + off, x + off, w, 0.0f, rstd[m], D, &sg, &sgx);
-            norm_dx(dy + off, x + off, w, 0.0f, rstd[m], 0.0f, sgx / (float)D, dx + off, D);
-        }
-        #pragma omp for schedule(static)
-        for (int blk = 0; blk < nblocks; blk++)
-            norm_param_grads(dy, x, NULL, rstd, dw, NULL, M, D, blk * NORM_COLS, HR_MIN(D, (blk + 1) * NORM_COLS));
-    }
+    norm_backward(dy, x, w, NULL, rstd, dx, dw, NULL, M, D);
 }

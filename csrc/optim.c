@@ -37,11 +37,14 @@ double hr_sum_squares(const float *x, long n) {
 /* param, grad, m, v (n); m, v, param updated in place (torch.optim.AdamW):
  * g = grad·grad_scale; m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²;
  * param -= lr (m/(1-β1^step) / (√(v/(1-β2^step)) + eps) + weight_decay param)
- * Blocks of 8 elements: whole blocks take the AVX2 path, the last partial
- * block (and every block in the portable build) the scalar one. */
+ * The bias corrections are folded into two per-step constants, as torch does
+ * (step_size = lr/(1-β1^step), √v / √(1-β2^step)), leaving one division and
+ * one square root per element. Blocks of 8 elements: whole blocks take the
+ * AVX2 path, the last partial block (every block in the portable build) the
+ * scalar one. */
 void hr_adamw_step(float *param, const float *grad, float *m, float *v, long n, int step, float lr, float beta1,
                    float beta2, float eps, float weight_decay, float grad_scale) {
-    float bc1 = (float)(1.0 - pow(beta1, step)), bc2 = (float)(1.0 - pow(beta2, step));
+    float inv_bc1 = (float)(1.0 / (1.0 - pow(beta1, step))), inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(beta2, step)));
     #pragma omp parallel for schedule(static)
     for (long i0 = 0; i0 < n; i0 += 8) {
 #ifdef HR_AVX2
@@ -51,10 +54,10 @@ void hr_adamw_step(float *param, const float *grad, float *m, float *v, long n, 
                                         _mm256_mul_ps(_mm256_set1_ps(1.0f - beta1), g));
             __m256 vi = _mm256_fmadd_ps(_mm256_set1_ps(beta2), _mm256_loadu_ps(v + i0),
                                         _mm256_mul_ps(_mm256_set1_ps(1.0f - beta2), _mm256_mul_ps(g, g)));
-            __m256 denom = _mm256_add_ps(_mm256_sqrt_ps(_mm256_div_ps(vi, _mm256_set1_ps(bc2))), _mm256_set1_ps(eps));
+            __m256 denom = _mm256_fmadd_ps(_mm256_sqrt_ps(vi), _mm256_set1_ps(inv_sqrt_bc2), _mm256_set1_ps(eps));
             __m256 p = _mm256_loadu_ps(param + i0);
             __m256 upd = _mm256_fmadd_ps(_mm256_set1_ps(weight_decay), p,
-                                         _mm256_div_ps(_mm256_div_ps(mi, _mm256_set1_ps(bc1)), denom));
+                                         _mm256_div_ps(_mm256_mul_ps(mi, _mm256_set1_ps(inv_bc1)), denom));
             _mm256_storeu_ps(m + i0, mi);
             _mm256_storeu_ps(v + i0, vi);
             _mm256_storeu_ps(param + i0, _mm256_fnmadd_ps(_mm256_set1_ps(lr), upd, p));
@@ -67,7 +70,7 @@ void hr_adamw_step(float *param, const float *grad, float *m, float *v, long n, 
             float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
             m[i] = mi;
             v[i] = vi;
-            param[i] -= lr * (mi / bc1 / (sqrtf(vi / bc2) + eps) + weight_decay * param[i]);
+            param[i] -= lr * (mi * inv_bc1 / (sqrtf(vi) * inv_sqrt_bc2 + eps) + weight_decay * param[i]);
         }
     }
 }

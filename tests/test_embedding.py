@@ -11,8 +11,8 @@ def test_embedding_gradcheck(npb, rng):
     check_grads(loss, {"table": table}, {"table": npb.embedding_backward(w, ids, 5)})
 
 
-def test_embedding_c_matches_numpy(npb, cb, rng):
-    V, M, D = 11, 37, 67  # V < M: every id repeats
+@pytest.mark.parametrize("V,M,D", [(11, 37, 67), (7, 13, 5)])  # V < M: ids repeat; D = 5 < one cache line
+def test_embedding_c_matches_numpy(npb, cb, rng, V, M, D):
     ids = rng.integers(0, V, M)
     table = rng.standard_normal((V, D)).astype(np.float32)
     dy = rng.standard_normal((M, D)).astype(np.float32)
