@@ -29,6 +29,17 @@ def check_array(op, name, arr, ndim=None, shape=None, dtype=np.float32):
     return arr
 
 
+def check_indices(op, name, idx, bound):
+    """idx must be a 1-D C-contiguous int64 array with every entry in [0, bound)."""
+    check_array(op, name, idx, ndim=1, dtype=np.int64)
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= bound:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{op}: {name} must lie in [0, {bound}), got {bad}")
+    return idx
+
+
 def check_positive(op, name, value):
     if value <= 0:
         raise ValueError(f"{op}: {name} must be positive, got {value}")

@@ -5,23 +5,10 @@ from . import checks
 from .checks import empty_f32 as empty
 
 
-def check_indices(op, name, idx, bound):
-    """idx must be a 1-D C-contiguous int64 array with every entry in [0, bound).
-
-    Shared with the cross-entropy wrapper (class targets)."""
-    checks.check_array(op, name, idx, ndim=1, dtype=np.int64)
-    if idx.size:
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= bound:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{op}: {name} must lie in [0, {bound}), got {bad}")
-    return idx
-
-
 def embedding_forward(be, ids, table):
     checks.check_array("embedding_forward", "table", table, ndim=2)
     V, D = table.shape
-    check_indices("embedding_forward", "ids", ids, V)
+    checks.check_indices("embedding_forward", "ids", ids, V)
     y = empty((ids.shape[0], D))
     be.lib.hr_embedding_forward(be.i64(ids), be.f32(table), be.f32(y), ids.shape[0], D)
     return y
@@ -32,7 +19,7 @@ def embedding_backward(be, dy, ids, vocab_size):
     checks.check_positive(op, "vocab_size", vocab_size)
     checks.check_array(op, "dy", dy, ndim=2)
     M, D = dy.shape
-    check_indices(op, "ids", ids, vocab_size)
+    checks.check_indices(op, "ids", ids, vocab_size)
     if ids.shape[0] != M:
         raise ValueError(f"{op}: ids must have shape ({M},) to match dy {dy.shape}, got {ids.shape}")
     dtable = empty((vocab_size, D))

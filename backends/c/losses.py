@@ -1,14 +1,13 @@
 """Wrapper of csrc/losses.c (softmax cross-entropy)."""
 from . import checks
 from .checks import empty_f32 as empty
-from .embedding import check_indices
 
 
 def _check(op, name, arr, targets):
     checks.check_array(op, name, arr, ndim=2)
     M, C = arr.shape
     checks.check_positive(op, "number of rows M", M)
-    check_indices(op, "targets", targets, C)
+    checks.check_indices(op, "targets", targets, C)
     if targets.shape[0] != M:
         raise ValueError(f"{op}: targets must have shape ({M},) to match {name} {arr.shape}, got {targets.shape}")
     return M, C
