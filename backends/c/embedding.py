@@ -1,6 +1,4 @@
 """Wrapper of csrc/embedding.c (token embedding lookup and its gradient)."""
-import numpy as np
-
 from . import checks
 from .checks import empty_f32 as empty
 
