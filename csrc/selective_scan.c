@@ -83,7 +83,8 @@ static inline void scan_hsum_rows(const float *rows, float *out) {
 /* A task is one batch row b and a group of SCAN_GROUP consecutive channels (one 64-byte line of
  * x, delta, y): the group steps through time together, so each row of x, delta, Bm, Cm is fetched
  * once per group rather than once per channel, and the group's states stay in L1. */
-enum { SCAN_GROUP = 16 }; /* = the rows of scan_hsum_rows */
+enum { SCAN_GROUP = 16 };
+_Static_assert(SCAN_GROUP == 16, "scan_hsum_rows reduces the 16 channels of a group");
 /* The backward keeps the states and decays of all T steps while they fit in this many floats per
  * thread; past it, chunks of ~√T steps restart from checkpoints kept by an extra forward pass. */
 enum { SCAN_STATES_BUDGET = 1 << 17 };
