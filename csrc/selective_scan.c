@@ -21,7 +21,22 @@ static inline scan_vec scan_add(scan_vec a, scan_vec b) { return _mm512_add_ps(a
 static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return _mm512_mul_ps(a, b); }
 static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return _mm512_fmadd_ps(a, b, c); }
 static inline scan_vec scan_exp(scan_vec a) { return hr_exp512(a); }
-static inline float scan_hsum(scan_vec a) { return _mm512_reduce_add_ps(a); }
+/* The sums of 16 rows of 16 floats, by a transpose-and-add tree: 15 adds for all 16 rows. */
+static inline void scan_hsum_rows(const float *rows, float *out) {
+    __m512 t[8], u[4], w[2];
+    for (int i = 0; i < 8; i++) {
+        __m512 a = _mm512_loadu_ps(rows + 32 * i), b = _mm512_loadu_ps(rows + 32 * i + 16);
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    for (int i = 0; i < 4; i++)
+        u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int i = 0; i < 2; i++)
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                        _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1))));
+}
 #elif defined(HR_AVX2)
 typedef __m256 scan_vec;
 enum { SCAN_VW = 8 };
@@ -39,7 +54,17 @@ static inline scan_vec scan_add(scan_vec a, scan_vec b) { return _mm256_add_ps(a
 static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return _mm256_mul_ps(a, b); }
 static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return _mm256_fmadd_ps(a, b, c); }
 static inline scan_vec scan_exp(scan_vec a) { return hr_exp256(a); }
-static inline float scan_hsum(scan_vec a) { return hr_hsum256(a); }
+/* The sums of 16 rows of 8 floats, 8 rows at a time by a transpose-and-add tree. */
+static inline void scan_hsum_rows(const float *rows, float *out) {
+    for (int half = 0; half < 2; half++, rows += 64, out += 8) {
+        __m256 t[4];
+        for (int i = 0; i < 4; i++)
+            t[i] = _mm256_hadd_ps(_mm256_loadu_ps(rows + 16 * i), _mm256_loadu_ps(rows + 16 * i + 8));
+        __m256 u0 = _mm256_hadd_ps(t[0], t[1]), u1 = _mm256_hadd_ps(t[2], t[3]);
+        _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                            _mm256_permute2f128_ps(u0, u1, 0x31)));
+    }
+}
 #else
 typedef float scan_vec;
 enum { SCAN_VW = 1 };
@@ -50,13 +75,16 @@ static inline scan_vec scan_add(scan_vec a, scan_vec b) { return a + b; }
 static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return a * b; }
 static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return a * b + c; }
 static inline scan_vec scan_exp(scan_vec a) { return hr_expf(a); }
-static inline float scan_hsum(scan_vec a) { return a; }
+static inline void scan_hsum_rows(const float *rows, float *out) {
+    for (int i = 0; i < 16; i++) out[i] = rows[i];
+}
 #endif
 
 /* A task is one batch row b and a group of SCAN_GROUP consecutive channels (one 64-byte line of
  * x, delta, y): the group steps through time together, so each row of x, delta, Bm, Cm is fetched
  * once per group rather than once per channel, and the group's states stay in L1. */
 enum { SCAN_GROUP = 16 };
+_Static_assert(SCAN_GROUP == 16, "scan_hsum_rows reduces the 16 channels of a group");
 /* The backward keeps the states and decays of all T steps while they fit in this many floats per
  * thread; past it, chunks of ~√T steps restart from checkpoints kept by an extra forward pass. */
 enum { SCAN_STATES_BUDGET = 1 << 17 };
@@ -91,6 +119,8 @@ static void scan_unpad_rows(float *dst, const float *src, int G, int N, int NP) 
  * group's first channel; A, hprev, h, decay padded. */
 static void scan_step(const float *hprev, float *h, float *decay, const float *A, const float *Bt, const float *Ct,
                       const float *xt, const float *dt, const float *D, float *yt, int G, int N, int NP) {
+    _Alignas(64) float rows[SCAN_GROUP * SCAN_VW]; /* per channel, the vector partials of C_t · h_t */
+    float sums[SCAN_GROUP];
     for (int g = 0; g < G; g++) {
         size_t row = (size_t)g * NP;
         scan_vec dl = scan_set1(dt[g]), dlx = scan_set1(dt[g] * xt[g]), acc = scan_set1(0.0f);
@@ -101,8 +131,12 @@ static void scan_step(const float *hprev, float *h, float *decay, const float *A
             if (decay) scan_store(decay + row + n, a, SCAN_VW);
             if (yt) acc = scan_fma(hv, scan_load(Ct + n, N - n), acc);
         }
-        if (yt) yt[g] = scan_hsum(acc) + D[g] * xt[g];
+        if (yt) scan_store(rows + g * SCAN_VW, acc, SCAN_VW);
     }
+    if (!yt) return;
+    for (int g = G; g < SCAN_GROUP; g++) scan_store(rows + g * SCAN_VW, scan_set1(0.0f), SCAN_VW);
+    scan_hsum_rows(rows, sums);
+    for (int g = 0; g < G; g++) yt[g] = sums[g] + D[g] * xt[g];
 }
 
 /* h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t x_t B_t,  y_t = C_t · h_t + D x_t,  h_{-1} = h0 (zeros if NULL)
@@ -143,11 +177,10 @@ int hr_selective_scan_forward(const float *x, const float *delta, const float *A
     return HR_OK;
 }
 
-/* Scratch of one backward task: the running gradient g (padded G rows) and its sums. */
+/* Scratch of one backward task: the running gradient g and the sums over time. */
 typedef struct {
-    float *g;     /* ∂L/∂h_t of the group, (G, NP) */
-    float *dA;    /* Σ_t of the dA terms, (G, NP) */
-    float *sums;  /* per channel, the vector partials of Σ_n g B and Σ_n g h_{t-1} e^{ΔA} A, (G, 2, SCAN_VW) */
+    float *g;  /* ∂L/∂h_t of the group, (G, NP) */
+    float *dA; /* Σ_t of the dA terms, (G, NP) */
     float dD[SCAN_GROUP];
 } scan_grad;
 
@@ -157,12 +190,15 @@ typedef struct {
 static void scan_reverse_step(scan_grad *s, const float *ht, const float *hprev, const float *decay, const float *A,
                               const float *Bt, const float *Ct, const float *xt, const float *dt, const float *dyt,
                               const float *D, float *dxt, float *ddt, float *dBt, float *dCt, int G, int N, int NP) {
+    /* per channel, the vector partials of Σ_n g B (rows 0..15) and of Σ_n g h_{t-1} e^{ΔA} A (rows 16..31) */
+    _Alignas(64) float rows[2 * SCAN_GROUP * SCAN_VW];
+    float gB[SCAN_GROUP], gA[SCAN_GROUP];
     for (int n = 0; n < NP; n += SCAN_VW) {
         scan_vec Bv = scan_load(Bt + n, N - n), Cv = scan_load(Ct + n, N - n);
         scan_vec dB = scan_set1(0.0f), dC = scan_set1(0.0f);
         for (int g = 0; g < G; g++) {
             size_t o = (size_t)g * NP + n;
-            float *sB = s->sums + (size_t)g * 2 * SCAN_VW, *sA = sB + SCAN_VW;
+            float *sB = rows + g * SCAN_VW, *sA = sB + SCAN_GROUP * SCAN_VW;
             scan_vec dl = scan_set1(dt[g]), dy = scan_set1(dyt[g]), a = scan_load(decay + o, SCAN_VW);
             scan_vec gt = scan_fma(Cv, dy, scan_load(s->g + o, SCAN_VW));
             scan_vec q = scan_mul(scan_mul(gt, scan_load(hprev + o, SCAN_VW)), a); /* ∂L/∂(Δ A) */
@@ -181,11 +217,15 @@ static void scan_reverse_step(scan_grad *s, const float *ht, const float *hprev,
         scan_store(dBt + n, dB, N - n);
         scan_store(dCt + n, dC, N - n);
     }
+    for (int g = G; g < SCAN_GROUP; g++) {
+        scan_store(rows + g * SCAN_VW, scan_set1(0.0f), SCAN_VW);
+        scan_store(rows + (SCAN_GROUP + g) * SCAN_VW, scan_set1(0.0f), SCAN_VW);
+    }
+    scan_hsum_rows(rows, gB);
+    scan_hsum_rows(rows + SCAN_GROUP * SCAN_VW, gA);
     for (int g = 0; g < G; g++) {
-        const float *sB = s->sums + (size_t)g * 2 * SCAN_VW, *sA = sB + SCAN_VW;
-        float gB = scan_hsum(scan_load(sB, SCAN_VW));
-        dxt[g] = D[g] * dyt[g] + dt[g] * gB;
-        ddt[g] = scan_hsum(scan_load(sA, SCAN_VW)) + xt[g] * gB;
+        dxt[g] = D[g] * dyt[g] + dt[g] * gB[g];
+        ddt[g] = gA[g] + xt[g] * gB[g];
         s->dD[g] += dyt[g] * xt[g];
     }
 }
@@ -210,8 +250,8 @@ int hr_selective_scan_backward(const float *dy, const float *x, const float *del
     int K = HR_MAX(T, 1);                /* time steps per chunk */
     if ((size_t)T * 2 * gs > SCAN_STATES_BUDGET) K = (int)ceil(sqrt((double)T));
     int nchunks = HR_MAX(1, (T + K - 1) / K);
-    /* per thread: checkpoints (nchunks), chunk states and decays (2K), g, dA sums, channel sums */
-    size_t per_thread = scan_line_up(((size_t)nchunks + 2 * (size_t)K + 2) * gs + 2 * SCAN_GROUP * SCAN_VW);
+    /* per thread: checkpoints (nchunks), chunk states and decays (2K), g and the dA sums */
+    size_t per_thread = scan_line_up(((size_t)nchunks + 2 * (size_t)K + 2) * gs);
     size_t ntasks = (size_t)B * ngroups;
     float *Ap = hr_alloc((size_t)Din * NP * sizeof(float));
     float *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
@@ -226,7 +266,7 @@ int hr_selective_scan_backward(const float *dy, const float *x, const float *del
         {
             float *ckpt = scratch + per_thread * scan_thread(), *hs = ckpt + (size_t)nchunks * gs;
             float *decays = hs + (size_t)K * gs;
-            scan_grad s = {decays + (size_t)K * gs, decays + (size_t)(K + 1) * gs, decays + (size_t)(K + 2) * gs, {0}};
+            scan_grad s = {decays + (size_t)K * gs, decays + (size_t)(K + 1) * gs, {0}};
             #pragma omp for schedule(static)
             for (long task = 0; task < (long)ntasks; task++) {
                 long b = task / ngroups;

@@ -66,11 +66,12 @@ def test_conv1d_chunks_c(cb, rng):
     _check_chunks(cb, x, w, bias, dy, 1e-6)
 
 
+@pytest.mark.parametrize("T", [37, 1])  # T = 1: a streaming decoder step, the taps mostly on the prefix
 @pytest.mark.parametrize("W", [4, 3, 1])
 @pytest.mark.parametrize("use_prefix", [False, True])
 @pytest.mark.parametrize("use_bias", [False, True])
-def test_conv1d_c_matches_numpy(npb, cb, rng, W, use_prefix, use_bias):
-    x, w, bias, prefix, dy = _inputs(rng, 3, 37, 67, W, np.float32)
+def test_conv1d_c_matches_numpy(npb, cb, rng, T, W, use_prefix, use_bias):
+    x, w, bias, prefix, dy = _inputs(rng, 3, T, 67, W, np.float32)
     bias, prefix = (bias if use_bias else None), (prefix if use_prefix else None)
     f64 = lambda a: None if a is None else a.astype(np.float64)
     # Reference: the NumPy oracle in float64 on the same float32 inputs. Outputs are sums of at most

@@ -98,7 +98,8 @@ def test_scan_chunks_c(cb, rng, use_h0):
 
 # (3, 37, 67, 13) and (3, 37, 67, 16): odd sizes, a partial vector of states, a partial channel group.
 # (2, 400, 20, 13): more states than the backward's budget (every ISA), so it restarts chunks from checkpoints.
-@pytest.mark.parametrize("shape", [(3, 37, 67, 13), (3, 37, 67, 16), (2, 400, 20, 13)])
+# (2, 1, 19, 16): one step, as the streaming decoder runs it.
+@pytest.mark.parametrize("shape", [(3, 37, 67, 13), (3, 37, 67, 16), (2, 400, 20, 13), (2, 1, 19, 16)])
 @pytest.mark.parametrize("use_h0", [False, True])
 @pytest.mark.parametrize("use_dh_last", [False, True])
 def test_scan_c_matches_numpy(npb, cb, rng, shape, use_h0, use_dh_last):

@@ -30,7 +30,8 @@ def selective_scan_forward(x, delta, A, Bm, Cm, D, h0=None):
 
 
 def selective_scan_backward(dy, x, delta, A, Bm, Cm, D, h0=None, dh_last=None):
-    """Reverse-time sweep, g_t = ∂L/∂h_t = C_t dy_t + exp(Δ_{t+1} A) ⊙ g_{t+1}, g_{T-1} = C_{T-1} dy_{T-1} + dh_last:
+    """Reverse-time sweep over g_t = ∂L/∂h_t = C_t dy_t + exp(Δ_{t+1} A) ⊙ g_{t+1},
+    g_{T-1} = C_{T-1} dy_{T-1} + dh_last (zeros if None):
 
         dx_t = D dy_t + Δ_t Σ_n g_t B_t          ddelta_t = Σ_n g_t h_{t-1} exp(Δ_t A) A + x_t Σ_n g_t B_t
         dA = Σ_{b,t} g_t h_{t-1} exp(Δ_t A) Δ_t  dBm_t = Σ_d g_t Δ_t x_t    dCm_t = Σ_d h_t dy_t
