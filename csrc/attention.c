@@ -220,6 +220,12 @@ static float attn_delta(const float *dorow, const float *orow, int P) {
     return acc;
 }
 
+/* Zero the first n columns of a P-row panel whose rows are ld apart (an accumulator). */
+static void attn_zero_panel(float *x, int P, int ld, int n) {
+    for (int p = 0; p < P; p++)
+        for (int c = 0; c < n; c++) x[(size_t)p * ld + c] = 0.0f;
+}
+
 /* ---- forward --------------------------------------------------------------------------- */
 
 static size_t attn_forward_scratch(int P) {
@@ -240,7 +246,7 @@ static void attn_forward_tile(const attn_dims *d, const float *q, const float *k
         m[r] = -INFINITY;
         l[r] = 0.0f;
     }
-    for (size_t e = 0; e < (size_t)P * ATTN_BR; e++) Ot[e] = 0.0f;
+    attn_zero_panel(Ot, P, ATTN_BR, n);
     int jlast = i0 + rows - 1;
     for (int j0 = (int)attn_first_key(d, i0); j0 <= jlast; j0 += ATTN_BC) {
         int cols = HR_MIN(ATTN_BC, jlast - j0 + 1);
@@ -321,7 +327,8 @@ static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q
     size_t kat = attn_kv_at(d, b, j0, g);
     attn_load_transposed(Kt, ATTN_BC, k + kat, d->kstride, cols, P, d->scale);
     attn_load_transposed(Vt, ATTN_BC, v + kat, d->kstride, cols, P, 1.0f);
-    for (size_t e = 0; e < (size_t)P * ATTN_BC; e++) dKt[e] = dVt[e] = 0.0f;
+    attn_zero_panel(dKt, P, ATTN_BC, n);
+    attn_zero_panel(dVt, P, ATTN_BC, n);
     int ilast = (int)attn_last_query(d, j0 + cols - 1);
     for (int h = g * G; h < (g + 1) * G; h++) {
         for (int i0 = j0; i0 <= ilast; i0 += ATTN_BR) {
@@ -334,8 +341,8 @@ static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q
                 float *s = S + (size_t)r * ATTN_BC;
                 attn_mask(s, n, attn_first_key(d, i) - j0, i - j0);
                 attn_exp_row(s, n, lse[attn_lse_at(d, b, h, (int)i)]);
-                delta[0] = attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P);
-                attn_dscores(dS + (size_t)r * ATTN_BC, s, delta, 0, n);
+                delta[r] = attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P);
+                attn_dscores(dS + (size_t)r * ATTN_BC, s, delta + r, 0, n);
             }
             attn_gemm(P, n, rows, dout + qat, 1, d->qstride, S, ATTN_BC, dVt, ATTN_BC, 1);
             attn_gemm(P, n, rows, q + qat, 1, d->qstride, dS, ATTN_BC, dKt, ATTN_BC, 1);
@@ -362,7 +369,7 @@ static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, 
         lse_t[r] = r < rows ? lse[attn_lse_at(d, b, h, i0 + r)] : 0.0f;
         delta[r] = r < rows ? attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P) : 0.0f;
     }
-    for (size_t e = 0; e < (size_t)P * ATTN_BR; e++) dQt[e] = 0.0f;
+    attn_zero_panel(dQt, P, ATTN_BR, n);
     int jlast = i0 + rows - 1;
     for (int j0 = (int)attn_first_key(d, i0); j0 <= jlast; j0 += ATTN_BC) {
         int cols = HR_MIN(ATTN_BC, jlast - j0 + 1);
