@@ -3,6 +3,9 @@ when torch imports, torch.nn.functional.scaled_dot_product_attention(is_causal=T
 
     python -m pytest benchmarks/bench_attention.py -o python_files='bench_*.py' --benchmark-only
 
+Threads: the C kernels and torch both take OMP_NUM_THREADS; on a loaded machine,
+OMP_NUM_THREADS=1 gives the comparison least disturbed by descheduled threads.
+
 Shapes (B, T, H, P): the MNIST model's attention, a mid-length batch and one long sequence.
 Every peer gets its native layout, built outside the timed call: (B,T,H,P) for hybridref,
 (B,H,T,P) for torch.
