@@ -1,57 +1,94 @@
 /* Causal multi-head softmax attention with the FlashAttention-2 structure.
  *
  * Forward: each (batch, head, query tile) streams over the key tiles it can see,
- * keeping a running row max m, row sum l and unnormalised output (online softmax);
+ * keeping a running max m, sum l and unnormalised output per query (online softmax);
  * the T×T score matrix never exists. Backward recomputes P = exp(s − lse) tile by
  * tile, in two passes so that every output element has one owner (no atomics,
- * deterministic): dk, dv per (batch, kv head, key tile), looping over the query
- * heads and query tiles that read it; dq per (batch, head, query tile), looping
- * over its key tiles. Scratch is a few tiles per thread, whatever T is.
+ * deterministic for any thread count): dk, dv per (batch, kv head, key tile), looping
+ * over the query heads and query tiles that read it; dq per (batch, head, query tile),
+ * looping over its key tiles. Scratch is a few tiles per thread, whatever T is.
  *
- * Tile rows are padded to a multiple of 16 floats (one zmm, two ymm) and the
- * padding is kept zero, so vector loops have no remainder for any head dim P.
+ * Layout: the forward and dq passes hold score tiles transposed (keys × queries), the
+ * dk/dv pass as queries × keys: the tile axis that stays fixed through a task runs
+ * along the SIMD vector, and every product reads q, k, v and dO in place as its
+ * broadcast operand, so no tile is copied or transposed per (query, key) tile pair and
+ * the head dim P is never padded. Vector widths are padded to 16 floats; padding
+ * columns compute finite values that are never written out.
  */
 #include "common.h"
 #include "vmath.h"
 #include "attention.h"
 
-#define ATTN_BR 64 /* query rows per tile */
+#define ATTN_BR 64 /* queries per tile */
 #define ATTN_BC 64 /* keys per tile */
-#define ATTN_BMAX HR_MAX(ATTN_BR, ATTN_BC) /* rows of an accumulator: dK, dV or dQ */
+#define ATTN_BMAX HR_MAX(ATTN_BR, ATTN_BC)
 
 typedef struct {
-    int B, T, H, Hk, P, Pp, window;
+    int T, H, Hk, P, window;
     float scale;
+    size_t qstride, kstride; /* floats between consecutive positions of one head */
 } attn_dims;
 
 static inline int attn_pad16(int n) { return (n + 15) & ~15; }
 
-/* The first key query i sees (the last is i itself). */
-static inline int attn_first_key(const attn_dims *d, int i) {
+static inline size_t attn_q_at(const attn_dims *d, int b, int t, int h) {
+    return (((size_t)b * d->T + t) * d->H + h) * d->P;
+}
+
+static inline size_t attn_kv_at(const attn_dims *d, int b, int t, int g) {
+    return (((size_t)b * d->T + t) * d->Hk + g) * d->P;
+}
+
+static inline size_t attn_lse_at(const attn_dims *d, int b, int h, int t) {
+    return ((size_t)b * d->H + h) * d->T + t;
+}
+
+/* Query i sees keys first_key(i) <= j <= i; key j is seen by queries j <= i <= last_query(j). */
+static inline long attn_first_key(const attn_dims *d, long i) {
     return d->window < 0 ? 0 : HR_MAX(0, i - d->window);
+}
+
+static inline long attn_last_query(const attn_dims *d, long j) {
+    return d->window < 0 ? (long)d->T - 1 : HR_MIN((long)d->T - 1, j + d->window);
 }
 
 /* ---- tile products ---------------------------------------------------------------------- */
 
 #if defined(HR_AVX512)
-/* rb rows × 16 columns of C, held in zmm registers over the whole k loop. */
-static inline __attribute__((always_inline)) void attn_block512(const int rb, int kd, const float *A, long ars,
-                                                                long acs, const float *Bm, int ldb, float *C,
-                                                                int ldc, int accumulate) {
-    __m512 acc[8];
-    for (int r = 0; r < rb; r++) acc[r] = accumulate ? _mm512_loadu_ps(C + (size_t)r * ldc) : _mm512_setzero_ps();
+/* rb rows × nc·16 columns of C in zmm registers over the whole k loop: per k, nc loads of B
+ * and rb broadcasts of A feed rb·nc FMAs (4 × 4: 8 loads per 16 FMAs). */
+static inline __attribute__((always_inline)) void attn_kernel512(const int rb, const int nc, int kd, const float *A,
+                                                                 size_t ars, size_t acs, const float *Bm, int ldb,
+                                                                 float *C, int ldc, int accumulate) {
+    __m512 acc[4][4];
+    for (int r = 0; r < rb; r++)
+        for (int c = 0; c < nc; c++)
+            acc[r][c] = accumulate ? _mm512_loadu_ps(C + (size_t)r * ldc + 16 * c) : _mm512_setzero_ps();
     for (int k = 0; k < kd; k++) {
-        __m512 bv = _mm512_loadu_ps(Bm + (size_t)k * ldb);
+        __m512 bv[4];
+        for (int c = 0; c < nc; c++) bv[c] = _mm512_loadu_ps(Bm + (size_t)k * ldb + 16 * c);
         const float *a = A + k * acs;
-        for (int r = 0; r < rb; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r * ars]), bv, acc[r]);
+        for (int r = 0; r < rb; r++) {
+            __m512 ar = _mm512_set1_ps(a[r * ars]);
+            for (int c = 0; c < nc; c++) acc[r][c] = _mm512_fmadd_ps(ar, bv[c], acc[r][c]);
+        }
     }
-    for (int r = 0; r < rb; r++) _mm512_storeu_ps(C + (size_t)r * ldc, acc[r]);
+    for (int r = 0; r < rb; r++)
+        for (int c = 0; c < nc; c++) _mm512_storeu_ps(C + (size_t)r * ldc + 16 * c, acc[r][c]);
+}
+
+static inline __attribute__((always_inline)) void attn_rows512(const int nc, int m, int kd, const float *A,
+                                                               size_t ars, size_t acs, const float *Bm, int ldb,
+                                                               float *C, int ldc, int accumulate) {
+    int r = 0;
+    for (; r + 4 <= m; r += 4) attn_kernel512(4, nc, kd, A + r * ars, ars, acs, Bm, ldb, C + (size_t)r * ldc, ldc, accumulate);
+    for (; r < m; r++) attn_kernel512(1, nc, kd, A + r * ars, ars, acs, Bm, ldb, C + (size_t)r * ldc, ldc, accumulate);
 }
 #elif defined(HR_AVX2)
-/* rb rows × 16 columns of C (two ymm per row), held in registers over the whole k loop. */
-static inline __attribute__((always_inline)) void attn_block256(const int rb, int kd, const float *A, long ars,
-                                                                long acs, const float *Bm, int ldb, float *C,
-                                                                int ldc, int accumulate) {
+/* rb rows × 16 columns of C (two ymm per row) in registers over the whole k loop. */
+static inline __attribute__((always_inline)) void attn_kernel256(const int rb, int kd, const float *A, size_t ars,
+                                                                 size_t acs, const float *Bm, int ldb, float *C,
+                                                                 int ldc, int accumulate) {
     __m256 lo[4], hi[4];
     for (int r = 0; r < rb; r++) {
         lo[r] = accumulate ? _mm256_loadu_ps(C + (size_t)r * ldc) : _mm256_setzero_ps();
@@ -73,26 +110,30 @@ static inline __attribute__((always_inline)) void attn_block256(const int rb, in
 }
 #endif
 
-/* C[r][0:n] (+)= Σ_k A(r,k) · Bm[k][0:n] for r < m, where A(r,k) = A[r*ars + k*acs] and n is a
- * multiple of 16. All six tile products are this one shape: Aᵀ is A with its strides swapped,
- * and a product with Kᵀ or Vᵀ reads a tile stored transposed. */
-static void attn_gemm(int m, int n, int kd, const float *A, long ars, long acs, const float *Bm, int ldb,
+/* C[r][0:n] (+)= Σ_k A(r,k) · Bm[k][0:n] for r < m, with A(r,k) = A[r*ars + k*acs] and n a
+ * multiple of 16. Every tile product of the file is this one shape: A is read in place from
+ * q, k, v or dO (any strides, so Aᵀ costs nothing, and any head dim P works), and Bm is a
+ * tile whose columns run along the vector axis. */
+static void attn_gemm(int m, int n, int kd, const float *A, size_t ars, size_t acs, const float *Bm, int ldb,
                       float *C, int ldc, int accumulate) {
 #if defined(HR_AVX512)
-    for (int c0 = 0; c0 < n; c0 += 16) {
-        int r = 0;
-        for (; r + 8 <= m; r += 8)
-            attn_block512(8, kd, A + r * ars, ars, acs, Bm + c0, ldb, C + (size_t)r * ldc + c0, ldc, accumulate);
-        for (; r < m; r++)
-            attn_block512(1, kd, A + r * ars, ars, acs, Bm + c0, ldb, C + (size_t)r * ldc + c0, ldc, accumulate);
+    for (int c0 = 0; c0 < n; c0 += 64) {
+        const float *B0 = Bm + c0;
+        float *C0 = C + c0;
+        switch (HR_MIN(4, (n - c0) / 16)) {
+        case 4: attn_rows512(4, m, kd, A, ars, acs, B0, ldb, C0, ldc, accumulate); break;
+        case 3: attn_rows512(3, m, kd, A, ars, acs, B0, ldb, C0, ldc, accumulate); break;
+        case 2: attn_rows512(2, m, kd, A, ars, acs, B0, ldb, C0, ldc, accumulate); break;
+        default: attn_rows512(1, m, kd, A, ars, acs, B0, ldb, C0, ldc, accumulate); break;
+        }
     }
 #elif defined(HR_AVX2)
     for (int c0 = 0; c0 < n; c0 += 16) {
         int r = 0;
         for (; r + 4 <= m; r += 4)
-            attn_block256(4, kd, A + r * ars, ars, acs, Bm + c0, ldb, C + (size_t)r * ldc + c0, ldc, accumulate);
+            attn_kernel256(4, kd, A + r * ars, ars, acs, Bm + c0, ldb, C + (size_t)r * ldc + c0, ldc, accumulate);
         for (; r < m; r++)
-            attn_block256(1, kd, A + r * ars, ars, acs, Bm + c0, ldb, C + (size_t)r * ldc + c0, ldc, accumulate);
+            attn_kernel256(1, kd, A + r * ars, ars, acs, Bm + c0, ldb, C + (size_t)r * ldc + c0, ldc, accumulate);
     }
 #else
     for (int r = 0; r < m; r++) {
@@ -108,177 +149,150 @@ static void attn_gemm(int m, int n, int kd, const float *A, long ars, long acs, 
 #endif
 }
 
-/* ---- score rows (n a multiple of 16) -------------------------------------------------- */
+/* ---- vector rows (n a multiple of 16) ------------------------------------------------- */
 
-/* Sets s[c] = -inf for the columns outside [clo, chi] (keys not visible from this query);
- * returns whether any column is visible. */
-static int attn_mask_row(float *s, int n, long clo, long chi) {
-    for (long c = 0; c < HR_MIN(clo, (long)n); c++) s[c] = -INFINITY;
-    for (long c = HR_MAX(chi + 1, 0L); c < n; c++) s[c] = -INFINITY;
-    return clo <= chi && chi >= 0 && clo < n;
+/* s[c] = -inf for the columns outside [lo, hi] (invisible query-key pairs). */
+static void attn_mask(float *s, int n, long lo, long hi) {
+    for (long c = 0; c < HR_MIN(lo, (long)n); c++) s[c] = -INFINITY;
+    for (long c = HR_MAX(hi + 1, 0L); c < n; c++) s[c] = -INFINITY;
 }
 
-static float attn_row_max(const float *s, int n) {
+/* mx[c] = max(mx[c], s[c]) */
+static void attn_max_into(float *mx, const float *s, int n) {
 #if defined(HR_AVX512)
-    __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int c = 0; c < n; c += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + c));
-    return _mm512_reduce_max_ps(mx);
+    for (int c = 0; c < n; c += 16)
+        _mm512_storeu_ps(mx + c, _mm512_max_ps(_mm512_loadu_ps(mx + c), _mm512_loadu_ps(s + c)));
 #elif defined(HR_AVX2)
-    __m256 mx = _mm256_set1_ps(-INFINITY);
-    for (int c = 0; c < n; c += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + c));
-    return hr_hmax256(mx);
+    for (int c = 0; c < n; c += 8)
+        _mm256_storeu_ps(mx + c, _mm256_max_ps(_mm256_loadu_ps(mx + c), _mm256_loadu_ps(s + c)));
 #else
-    float mx = -INFINITY;
-    for (int c = 0; c < n; c++) mx = HR_MAX(mx, s[c]);
-    return mx;
+    for (int c = 0; c < n; c++) mx[c] = HR_MAX(mx[c], s[c]);
 #endif
 }
 
-/* s[c] = exp(s[c] − shift) in place (masked −inf entries become 0); returns Σ_c s[c]. */
-static float attn_exp_row(float *s, int n, float shift) {
+/* s[c] = exp(s[c] − shift[c]) in place (−inf becomes 0); then sum[c] += s[c] unless sum is NULL. */
+static void attn_exp_cols(float *s, const float *shift, float *sum, int n) {
 #if defined(HR_AVX512)
-    __m512 sh = _mm512_set1_ps(shift), sum = _mm512_setzero_ps();
-    for (int c = 0; c < n; c += 16) {
-        __m512 e = hr_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + c), sh));
-        _mm512_storeu_ps(s + c, e);
-        sum = _mm512_add_ps(sum, e);
-    }
-    return _mm512_reduce_add_ps(sum);
+    for (int c = 0; c < n; c += 16)
+        _mm512_storeu_ps(s + c, hr_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + c), _mm512_loadu_ps(shift + c))));
 #elif defined(HR_AVX2)
-    __m256 sh = _mm256_set1_ps(shift), sum = _mm256_setzero_ps();
-    for (int c = 0; c < n; c += 8) {
-        __m256 e = hr_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), sh));
-        _mm256_storeu_ps(s + c, e);
-        sum = _mm256_add_ps(sum, e);
-    }
-    return hr_hsum256(sum);
+    for (int c = 0; c < n; c += 8)
+        _mm256_storeu_ps(s + c, hr_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), _mm256_loadu_ps(shift + c))));
 #else
-    float sum = 0.0f;
-    for (int c = 0; c < n; c++) {
-        s[c] = hr_expf(s[c] - shift);
-        sum += s[c];
-    }
-    return sum;
+    for (int c = 0; c < n; c++) s[c] = hr_expf(s[c] - shift[c]);
+#endif
+    if (sum)
+        for (int c = 0; c < n; c++) sum[c] += s[c];
+}
+
+/* s[c] = exp(s[c] − shift) in place, one shift for the row. */
+static void attn_exp_row(float *s, int n, float shift) {
+#if defined(HR_AVX512)
+    __m512 sh = _mm512_set1_ps(shift);
+    for (int c = 0; c < n; c += 16) _mm512_storeu_ps(s + c, hr_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + c), sh)));
+#elif defined(HR_AVX2)
+    __m256 sh = _mm256_set1_ps(shift);
+    for (int c = 0; c < n; c += 8) _mm256_storeu_ps(s + c, hr_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), sh)));
+#else
+    for (int c = 0; c < n; c++) s[c] = hr_expf(s[c] - shift);
 #endif
 }
 
-/* ---- tile loads ------------------------------------------------------------------------ */
-
-/* dst[r][p] = mul · src[r*stride + p] for r < rows, p < P; dst rows are ld apart and their
- * padding p >= P is left as it is (zero). */
-static void attn_load_rows(float *dst, int ld, const float *src, size_t stride, int rows, int P, float mul) {
-    for (int r = 0; r < rows; r++)
-        for (int p = 0; p < P; p++) dst[(size_t)r * ld + p] = mul * src[r * stride + p];
+/* ds[c] = p[c] (ds[c] − delta[c]): dS = P ⊙ (dP − Δ), Δ per column or (stride 0) per row. */
+static void attn_dscores(float *ds, const float *p, const float *delta, int delta_step, int n) {
+    for (int c = 0; c < n; c++) ds[c] = p[c] * (ds[c] - delta[c * delta_step]);
 }
 
-/* dst[p][c] = src[c*stride + p] (a key or value tile transposed to P × ATTN_BC, so a score
- * row is built from contiguous rows), with columns cols <= c < pad16(cols) zeroed. */
-static void attn_load_transposed(float *dst, const float *src, size_t stride, int cols, int P) {
+/* dst[p*ld + r] = mul · src[r*stride + p] for r < rows, p < P, and 0 for rows <= r < pad16(rows):
+ * rows of one head gathered into a P × rows panel (done once per task). */
+static void attn_load_transposed(float *dst, int ld, const float *src, size_t stride, int rows, int P, float mul) {
     for (int p = 0; p < P; p++) {
-        float *row = dst + (size_t)p * ATTN_BC;
-        for (int c = 0; c < cols; c++) row[c] = src[c * stride + p];
-        for (int c = cols; c < attn_pad16(cols); c++) row[c] = 0.0f;
+        float *row = dst + (size_t)p * ld;
+        for (int r = 0; r < rows; r++) row[r] = mul * src[r * stride + p];
+        for (int r = rows; r < attn_pad16(rows); r++) row[r] = 0.0f;
     }
 }
 
-/* The per-query-tile inputs of both backward passes: scale·q rows, dO rows, lse and
- * Δ_i = Σ_p dO_ip O_ip (= Σ_j P_ij dP_ij, the softmax Jacobian's diagonal term). */
-static void attn_load_query_grad(const attn_dims *d, const float *q, const float *dout, const float *o,
-                                 const float *lse, int b, int h, int i0, int rows, float *Qs, float *dOs,
-                                 float *lse_t, float *delta) {
-    size_t stride = (size_t)d->H * d->P;
-    size_t at = (((size_t)b * d->T + i0) * d->H + h) * d->P;
-    attn_load_rows(Qs, d->Pp, q + at, stride, rows, d->P, d->scale);
-    attn_load_rows(dOs, d->Pp, dout + at, stride, rows, d->P, 1.0f);
-    for (int r = 0; r < rows; r++) {
-        const float *orow = o + at + r * stride, *drow = dOs + (size_t)r * d->Pp;
-        float acc = 0.0f;
-        for (int p = 0; p < d->P; p++) acc += drow[p] * orow[p];
-        delta[r] = acc;
-        lse_t[r] = lse[((size_t)b * d->H + h) * d->T + i0 + r];
-    }
+/* Δ_i = Σ_p dO_ip O_ip (= Σ_j P_ij dP_ij, the diagonal term of the softmax Jacobian). */
+static float attn_delta(const float *dorow, const float *orow, int P) {
+    float acc = 0.0f;
+    for (int p = 0; p < P; p++) acc += dorow[p] * orow[p];
+    return acc;
 }
 
-/* S = (scale·Q) Kᵀ for a rows × cols tile at queries i0.., keys j0..; then P = exp(S − lse)
- * with invisible keys at 0, and dP = dO Vᵀ overwritten by dS = P ⊙ (dP − Δ). */
-static void attn_probs_and_dscores(const attn_dims *d, int i0, int rows, int j0, int cols, const float *Qs,
-                                   const float *dOs, const float *Kt, const float *Vt, const float *lse_t,
-                                   const float *delta, float *S, float *dS) {
-    int n = attn_pad16(cols);
-    attn_gemm(rows, n, d->P, Qs, d->Pp, 1, Kt, ATTN_BC, S, ATTN_BC, 0);
-    attn_gemm(rows, n, d->P, dOs, d->Pp, 1, Vt, ATTN_BC, dS, ATTN_BC, 0);
-    for (int r = 0; r < rows; r++) {
-        float *s = S + (size_t)r * ATTN_BC, *ds = dS + (size_t)r * ATTN_BC;
-        int i = i0 + r;
-        attn_mask_row(s, n, (long)attn_first_key(d, i) - j0, (long)i - j0);
-        attn_exp_row(s, n, lse_t[r]);
-        for (int c = 0; c < n; c++) ds[c] = s[c] * (ds[c] - delta[r]);
-    }
+/* Zero the first n columns of a P-row panel whose rows are ld apart (an accumulator). */
+static void attn_zero_panel(float *x, int P, int ld, int n) {
+    for (int p = 0; p < P; p++)
+        for (int c = 0; c < n; c++) x[(size_t)p * ld + c] = 0.0f;
 }
 
 /* ---- forward --------------------------------------------------------------------------- */
 
-static size_t attn_forward_scratch(int P, int Pp) {
-    return (size_t)ATTN_BR * Pp + (size_t)P * ATTN_BC + (size_t)ATTN_BC * Pp + (size_t)ATTN_BR * ATTN_BC
-         + (size_t)ATTN_BR * Pp + 2 * ATTN_BR;
+static size_t attn_forward_scratch(int P) {
+    return 2 * (size_t)P * ATTN_BR + (size_t)ATTN_BC * ATTN_BR + 5 * ATTN_BR;
 }
 
+/* o, lse of queries i0.. of head h. St = K Qᵀ (keys × queries): the softmax statistics are
+ * vectors over the query columns, and Oᵀ += Vᵀ P reads V in place. */
 static void attn_forward_tile(const attn_dims *d, const float *q, const float *k, const float *v, float *o,
-                              float *lse, int b, int h, int i0, float *scratch) {
-    int Pp = d->Pp, P = d->P, rows = HR_MIN(ATTN_BR, d->T - i0), g = h / (d->H / d->Hk);
-    float *Qs = scratch, *Kt = Qs + (size_t)ATTN_BR * Pp, *Vs = Kt + (size_t)P * ATTN_BC;
-    float *S = Vs + (size_t)ATTN_BC * Pp, *Os = S + (size_t)ATTN_BR * ATTN_BC, *m = Os + (size_t)ATTN_BR * Pp;
-    float *l = m + ATTN_BR;
-    size_t qstride = (size_t)d->H * P, kstride = (size_t)d->Hk * P;
-    size_t qat = (((size_t)b * d->T + i0) * d->H + h) * P;
-    attn_load_rows(Qs, Pp, q + qat, qstride, rows, P, d->scale);
-    for (int r = 0; r < rows; r++) {
+                              float *lse, int b, int h, int i0, float *w) {
+    int P = d->P, rows = HR_MIN(ATTN_BR, d->T - i0), n = attn_pad16(rows), g = h / (d->H / d->Hk);
+    float *Qt = w, *St = Qt + (size_t)P * ATTN_BR, *Ot = St + (size_t)ATTN_BC * ATTN_BR;
+    float *m = Ot + (size_t)P * ATTN_BR, *l = m + ATTN_BR, *mx = l + ATTN_BR, *shift = mx + ATTN_BR;
+    float *corr = shift + ATTN_BR;
+    size_t qat = attn_q_at(d, b, i0, h);
+    attn_load_transposed(Qt, ATTN_BR, q + qat, d->qstride, rows, P, d->scale);
+    for (int r = 0; r < n; r++) {
         m[r] = -INFINITY;
         l[r] = 0.0f;
-        for (int p = 0; p < Pp; p++) Os[(size_t)r * Pp + p] = 0.0f;
     }
-    int klast = i0 + rows - 1;
-    for (int j0 = attn_first_key(d, i0); j0 <= klast; j0 += ATTN_BC) {
-        int cols = HR_MIN(ATTN_BC, klast - j0 + 1), n = attn_pad16(cols);
-        size_t kat = (((size_t)b * d->T + j0) * d->Hk + g) * P;
-        attn_load_transposed(Kt, k + kat, kstride, cols, P);
-        attn_load_rows(Vs, Pp, v + kat, kstride, cols, P, 1.0f);
-        attn_gemm(rows, n, P, Qs, Pp, 1, Kt, ATTN_BC, S, ATTN_BC, 0);
-        for (int r = 0; r < rows; r++) {
-            float *s = S + (size_t)r * ATTN_BC, *orow = Os + (size_t)r * Pp;
-            int i = i0 + r;
-            float mx = attn_mask_row(s, n, (long)attn_first_key(d, i) - j0, (long)i - j0) ? attn_row_max(s, n)
-                                                                                           : -INFINITY;
-            if (mx == -INFINITY) { /* no visible key in this tile (sliding window): no update */
-                for (int c = 0; c < n; c++) s[c] = 0.0f;
-                continue;
-            }
-            float m_new = HR_MAX(m[r], mx), corr = hr_expf(m[r] - m_new);
-            l[r] = l[r] * corr + attn_exp_row(s, n, m_new);
-            m[r] = m_new;
-            if (corr != 1.0f)
-                for (int p = 0; p < Pp; p++) orow[p] *= corr;
+    attn_zero_panel(Ot, P, ATTN_BR, n);
+    int jlast = i0 + rows - 1;
+    for (int j0 = (int)attn_first_key(d, i0); j0 <= jlast; j0 += ATTN_BC) {
+        int cols = HR_MIN(ATTN_BC, jlast - j0 + 1);
+        size_t kat = attn_kv_at(d, b, j0, g);
+        attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
+        for (int r = 0; r < n; r++) mx[r] = -INFINITY;
+        for (int c = 0; c < cols; c++) {
+            float *s = St + (size_t)c * ATTN_BR;
+            attn_mask(s, n, (long)j0 + c - i0, attn_last_query(d, j0 + c) - i0);
+            attn_max_into(mx, s, n);
         }
-        attn_gemm(rows, Pp, cols, S, ATTN_BC, 1, Vs, Pp, Os, Pp, 1);
+        for (int r = 0; r < n; r++) {
+            float m_new = HR_MAX(m[r], mx[r]);
+            /* a query that has seen no key yet (sliding window) keeps l = 0, O = 0 */
+            shift[r] = m_new == -INFINITY ? 0.0f : m_new;
+            corr[r] = hr_expf(m[r] - shift[r]);
+            l[r] *= corr[r];
+            m[r] = m_new;
+        }
+        for (int c = 0; c < cols; c++) attn_exp_cols(St + (size_t)c * ATTN_BR, shift, l, n);
+        for (int p = 0; p < P; p++)
+            for (int r = 0; r < n; r++) Ot[(size_t)p * ATTN_BR + r] *= corr[r];
+        attn_gemm(P, n, cols, v + kat, 1, d->kstride, St, ATTN_BR, Ot, ATTN_BR, 1);
     }
     for (int r = 0; r < rows; r++) {
-        float inv = 1.0f / l[r], *orow = o + qat + r * qstride;
-        for (int p = 0; p < P; p++) orow[p] = Os[(size_t)r * Pp + p] * inv;
-        lse[((size_t)b * d->H + h) * d->T + i0 + r] = m[r] + logf(l[r]);
+        float inv = 1.0f / l[r], *orow = o + qat + r * d->qstride;
+        for (int p = 0; p < P; p++) orow[p] = Ot[(size_t)p * ATTN_BR + r] * inv;
+        lse[attn_lse_at(d, b, h, i0 + r)] = m[r] + logf(l[r]);
     }
+}
+
+static attn_dims attn_make_dims(int T, int H, int Hk, int P, int window) {
+    attn_dims d = {T, H, Hk, P, window, 1.0f / sqrtf((float)P), (size_t)H * P, (size_t)Hk * P};
+    return d;
 }
 
 /* q (B,T,H,P), k, v (B,T,Hk,P) -> o (B,T,H,P), lse (B,H,T); window < 0: none */
 int hr_attention_forward(const float *q, const float *k, const float *v, float *o, float *lse, int B, int T,
                          int H, int Hk, int P, int window) {
-    attn_dims d = {B, T, H, Hk, P, attn_pad16(P), window, 1.0f / sqrtf((float)P)};
+    attn_dims d = attn_make_dims(T, H, Hk, P, window);
     int nthreads = hr_num_threads(), qtiles = (T + ATTN_BR - 1) / ATTN_BR;
-    size_t per = attn_forward_scratch(P, d.Pp);
+    size_t per = attn_forward_scratch(P);
     float *scratch = hr_alloc(sizeof(float) * per * nthreads);
     if (!scratch) return HR_ENOMEM;
-    for (size_t e = 0; e < per * nthreads; e++) scratch[e] = 0.0f; /* tile padding must be zero */
     long tasks = (long)B * H * qtiles;
-    /* Round-robin (chunk 1): causal tiles cost in proportion to their index, so interleaving
+    /* Round-robin (chunk 1): a causal tile costs in proportion to its index, so interleaving
      * balances the threads; each task owns its output rows. */
     #pragma omp parallel for schedule(static, 1) num_threads(nthreads)
     for (long t = 0; t < tasks; t++) {
@@ -296,114 +310,112 @@ int hr_attention_forward(const float *q, const float *k, const float *v, float *
 
 /* ---- backward -------------------------------------------------------------------------- */
 
-static size_t attn_backward_scratch(int P, int Pp) {
-    return 2 * (size_t)P * ATTN_BC                            /* Kt, Vt */
-         + (size_t)ATTN_BC * Pp                               /* Ks */
-         + 2 * (size_t)ATTN_BR * Pp                           /* Qs, dOs */
-         + 2 * (size_t)ATTN_BR * ATTN_BC                      /* S, dS */
-         + 2 * (size_t)ATTN_BMAX * Pp                         /* dK, dV (or dQ) accumulators */
-         + 2 * ATTN_BR;                                       /* lse, Δ */
+/* Per thread: four P × 64 panels, two 64 × 64 score tiles, two vectors (both passes). */
+static size_t attn_backward_scratch(int P) {
+    return 4 * (size_t)P * ATTN_BMAX + 2 * (size_t)ATTN_BR * ATTN_BC + 2 * ATTN_BMAX;
 }
 
-typedef struct {
-    float *Kt, *Vt, *Ks, *Qs, *dOs, *S, *dS, *acc1, *acc2, *lse_t, *delta;
-} attn_bwd_scratch;
-
-static attn_bwd_scratch attn_bwd_split(float *base, int P, int Pp) {
-    attn_bwd_scratch w;
-    w.Kt = base;
-    w.Vt = w.Kt + (size_t)P * ATTN_BC;
-    w.Ks = w.Vt + (size_t)P * ATTN_BC;
-    w.Qs = w.Ks + (size_t)ATTN_BC * Pp;
-    w.dOs = w.Qs + (size_t)ATTN_BR * Pp;
-    w.S = w.dOs + (size_t)ATTN_BR * Pp;
-    w.dS = w.S + (size_t)ATTN_BR * ATTN_BC;
-    w.acc1 = w.dS + (size_t)ATTN_BR * ATTN_BC;
-    w.acc2 = w.acc1 + (size_t)ATTN_BMAX * Pp;
-    w.lse_t = w.acc2 + (size_t)ATTN_BMAX * Pp;
-    w.delta = w.lse_t + ATTN_BR;
-    return w;
-}
-
-/* dk, dv rows j0.. of kv head g: Σ over the query heads of its group and the query tiles that
- * see these keys of dV += Pᵀ dO and dK += dSᵀ (scale·Q). */
+/* dk, dv rows j0.. of kv head g, summed over the query heads of its group and the query tiles
+ * that see these keys: S = Q Kᵀ (queries × keys), dVᵀ += dOᵀ P, dKᵀ += Qᵀ dS. */
 static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q, const float *k,
                            const float *v, const float *o, const float *lse, float *dk, float *dv, int b, int g,
-                           int j0, attn_bwd_scratch *w) {
-    int P = d->P, Pp = d->Pp, G = d->H / d->Hk, cols = HR_MIN(ATTN_BC, d->T - j0);
-    size_t kstride = (size_t)d->Hk * P, kat = (((size_t)b * d->T + j0) * d->Hk + g) * P;
-    attn_load_transposed(w->Kt, k + kat, kstride, cols, P);
-    attn_load_transposed(w->Vt, v + kat, kstride, cols, P);
-    for (size_t e = 0; e < (size_t)ATTN_BC * Pp; e++) w->acc1[e] = w->acc2[e] = 0.0f;
-    int ilast = d->window < 0 ? d->T - 1 : (int)HR_MIN((long)d->T - 1, (long)j0 + cols - 1 + d->window);
+                           int j0, float *w) {
+    int P = d->P, G = d->H / d->Hk, cols = HR_MIN(ATTN_BC, d->T - j0), n = attn_pad16(cols);
+    float *Kt = w, *Vt = Kt + (size_t)P * ATTN_BMAX, *dKt = Vt + (size_t)P * ATTN_BMAX;
+    float *dVt = dKt + (size_t)P * ATTN_BMAX, *S = dVt + (size_t)P * ATTN_BMAX, *dS = S + (size_t)ATTN_BR * ATTN_BC;
+    float *delta = dS + (size_t)ATTN_BR * ATTN_BC;
+    size_t kat = attn_kv_at(d, b, j0, g);
+    attn_load_transposed(Kt, ATTN_BC, k + kat, d->kstride, cols, P, d->scale);
+    attn_load_transposed(Vt, ATTN_BC, v + kat, d->kstride, cols, P, 1.0f);
+    attn_zero_panel(dKt, P, ATTN_BC, n);
+    attn_zero_panel(dVt, P, ATTN_BC, n);
+    int ilast = (int)attn_last_query(d, j0 + cols - 1);
     for (int h = g * G; h < (g + 1) * G; h++) {
         for (int i0 = j0; i0 <= ilast; i0 += ATTN_BR) {
             int rows = HR_MIN(ATTN_BR, ilast - i0 + 1);
-            attn_load_query_grad(d, q, dout, o, lse, b, h, i0, rows, w->Qs, w->dOs, w->lse_t, w->delta);
-            attn_probs_and_dscores(d, i0, rows, j0, cols, w->Qs, w->dOs, w->Kt, w->Vt, w->lse_t, w->delta, w->S,
-                                   w->dS);
-            attn_gemm(cols, Pp, rows, w->S, 1, ATTN_BC, w->dOs, Pp, w->acc2, Pp, 1);  /* dV += Pᵀ dO */
-            attn_gemm(cols, Pp, rows, w->dS, 1, ATTN_BC, w->Qs, Pp, w->acc1, Pp, 1); /* dK += dSᵀ Q */
+            size_t qat = attn_q_at(d, b, i0, h);
+            attn_gemm(rows, n, P, q + qat, d->qstride, 1, Kt, ATTN_BC, S, ATTN_BC, 0);
+            attn_gemm(rows, n, P, dout + qat, d->qstride, 1, Vt, ATTN_BC, dS, ATTN_BC, 0);
+            for (int r = 0; r < rows; r++) {
+                long i = i0 + r;
+                float *s = S + (size_t)r * ATTN_BC;
+                attn_mask(s, n, attn_first_key(d, i) - j0, i - j0);
+                attn_exp_row(s, n, lse[attn_lse_at(d, b, h, (int)i)]);
+                delta[r] = attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P);
+                attn_dscores(dS + (size_t)r * ATTN_BC, s, delta + r, 0, n);
+            }
+            attn_gemm(P, n, rows, dout + qat, 1, d->qstride, S, ATTN_BC, dVt, ATTN_BC, 1);
+            attn_gemm(P, n, rows, q + qat, 1, d->qstride, dS, ATTN_BC, dKt, ATTN_BC, 1);
         }
     }
     for (int c = 0; c < cols; c++)
         for (int p = 0; p < P; p++) {
-            dk[kat + c * kstride + p] = w->acc1[(size_t)c * Pp + p];
-            dv[kat + c * kstride + p] = w->acc2[(size_t)c * Pp + p];
+            dk[kat + c * d->kstride + p] = d->scale * dKt[(size_t)p * ATTN_BC + c];
+            dv[kat + c * d->kstride + p] = dVt[(size_t)p * ATTN_BC + c];
         }
 }
 
-/* dq rows i0.. of head h: scale · Σ over the visible key tiles of dS K. */
+/* dq rows i0.. of head h: St = K Qᵀ and dPt = V dOᵀ (keys × queries), dQᵀ += Kᵀ dSt. */
 static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, const float *k, const float *v,
-                         const float *o, const float *lse, float *dq, int b, int h, int i0, attn_bwd_scratch *w) {
-    int P = d->P, Pp = d->Pp, g = h / (d->H / d->Hk), rows = HR_MIN(ATTN_BR, d->T - i0);
-    size_t kstride = (size_t)d->Hk * P;
-    attn_load_query_grad(d, q, dout, o, lse, b, h, i0, rows, w->Qs, w->dOs, w->lse_t, w->delta);
-    for (size_t e = 0; e < (size_t)ATTN_BR * Pp; e++) w->acc1[e] = 0.0f;
-    int klast = i0 + rows - 1;
-    for (int j0 = attn_first_key(d, i0); j0 <= klast; j0 += ATTN_BC) {
-        int cols = HR_MIN(ATTN_BC, klast - j0 + 1);
-        size_t kat = (((size_t)b * d->T + j0) * d->Hk + g) * P;
-        attn_load_transposed(w->Kt, k + kat, kstride, cols, P);
-        attn_load_transposed(w->Vt, v + kat, kstride, cols, P);
-        attn_load_rows(w->Ks, Pp, k + kat, kstride, cols, P, 1.0f);
-        attn_probs_and_dscores(d, i0, rows, j0, cols, w->Qs, w->dOs, w->Kt, w->Vt, w->lse_t, w->delta, w->S, w->dS);
-        attn_gemm(rows, Pp, cols, w->dS, ATTN_BC, 1, w->Ks, Pp, w->acc1, Pp, 1); /* dQ += dS K */
+                         const float *o, const float *lse, float *dq, int b, int h, int i0, float *w) {
+    int P = d->P, g = h / (d->H / d->Hk), rows = HR_MIN(ATTN_BR, d->T - i0), n = attn_pad16(rows);
+    float *Qt = w, *dOt = Qt + (size_t)P * ATTN_BMAX, *dQt = dOt + (size_t)P * ATTN_BMAX;
+    float *St = dQt + 2 * (size_t)P * ATTN_BMAX, *dSt = St + (size_t)ATTN_BR * ATTN_BC;
+    float *lse_t = dSt + (size_t)ATTN_BR * ATTN_BC, *delta = lse_t + ATTN_BMAX;
+    size_t qat = attn_q_at(d, b, i0, h);
+    attn_load_transposed(Qt, ATTN_BR, q + qat, d->qstride, rows, P, d->scale);
+    attn_load_transposed(dOt, ATTN_BR, dout + qat, d->qstride, rows, P, 1.0f);
+    for (int r = 0; r < n; r++) {
+        lse_t[r] = r < rows ? lse[attn_lse_at(d, b, h, i0 + r)] : 0.0f;
+        delta[r] = r < rows ? attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P) : 0.0f;
     }
-    size_t qstride = (size_t)d->H * P, qat = (((size_t)b * d->T + i0) * d->H + h) * P;
+    attn_zero_panel(dQt, P, ATTN_BR, n);
+    int jlast = i0 + rows - 1;
+    for (int j0 = (int)attn_first_key(d, i0); j0 <= jlast; j0 += ATTN_BC) {
+        int cols = HR_MIN(ATTN_BC, jlast - j0 + 1);
+        size_t kat = attn_kv_at(d, b, j0, g);
+        attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
+        attn_gemm(cols, n, P, v + kat, d->kstride, 1, dOt, ATTN_BR, dSt, ATTN_BR, 0);
+        for (int c = 0; c < cols; c++) {
+            float *s = St + (size_t)c * ATTN_BR;
+            attn_mask(s, n, (long)j0 + c - i0, attn_last_query(d, j0 + c) - i0);
+            attn_exp_cols(s, lse_t, NULL, n);
+            attn_dscores(dSt + (size_t)c * ATTN_BR, s, delta, 1, n);
+        }
+        attn_gemm(P, n, cols, k + kat, 1, d->kstride, dSt, ATTN_BR, dQt, ATTN_BR, 1);
+    }
     for (int r = 0; r < rows; r++)
-        for (int p = 0; p < P; p++) dq[qat + r * qstride + p] = d->scale * w->acc1[(size_t)r * Pp + p];
+        for (int p = 0; p < P; p++) dq[qat + r * d->qstride + p] = d->scale * dQt[(size_t)p * ATTN_BR + r];
 }
 
 /* dout, q, o (B,T,H,P), k, v (B,T,Hk,P), lse (B,H,T) -> dq (B,T,H,P), dk, dv (B,T,Hk,P) */
 int hr_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *o,
                           const float *lse, float *dq, float *dk, float *dv, int B, int T, int H, int Hk, int P,
                           int window) {
-    attn_dims d = {B, T, H, Hk, P, attn_pad16(P), window, 1.0f / sqrtf((float)P)};
+    attn_dims d = attn_make_dims(T, H, Hk, P, window);
     int nthreads = hr_num_threads(), qtiles = (T + ATTN_BR - 1) / ATTN_BR, ktiles = (T + ATTN_BC - 1) / ATTN_BC;
-    size_t per = attn_backward_scratch(P, d.Pp);
+    size_t per = attn_backward_scratch(P);
     float *scratch = hr_alloc(sizeof(float) * per * nthreads);
     if (!scratch) return HR_ENOMEM;
-    for (size_t e = 0; e < per * nthreads; e++) scratch[e] = 0.0f; /* tile padding must be zero */
     long kv_tasks = (long)B * Hk * ktiles, q_tasks = (long)B * H * qtiles;
     /* Two passes so that each output row has exactly one owning task (see the file comment);
      * round-robin balances the causal triangle as in the forward. */
     #pragma omp parallel num_threads(nthreads)
     {
 #ifdef _OPENMP
-        attn_bwd_scratch w = attn_bwd_split(scratch + per * omp_get_thread_num(), P, d.Pp);
+        float *mine = scratch + per * omp_get_thread_num();
 #else
-        attn_bwd_scratch w = attn_bwd_split(scratch, P, d.Pp);
+        float *mine = scratch;
 #endif
         #pragma omp for schedule(static, 1)
         for (long t = 0; t < kv_tasks; t++) {
             int kt = (int)(t % ktiles), g = (int)(t / ktiles % Hk), b = (int)(t / ktiles / Hk);
-            attn_dkdv_tile(&d, dout, q, k, v, o, lse, dk, dv, b, g, kt * ATTN_BC, &w);
+            attn_dkdv_tile(&d, dout, q, k, v, o, lse, dk, dv, b, g, kt * ATTN_BC, mine);
         }
         #pragma omp for schedule(static, 1)
         for (long t = 0; t < q_tasks; t++) {
             int qt = (int)(t % qtiles), h = (int)(t / qtiles % H), b = (int)(t / qtiles / H);
-            attn_dq_tile(&d, dout, q, k, v, o, lse, dq, b, h, qt * ATTN_BR, &w);
+            attn_dq_tile(&d, dout, q, k, v, o, lse, dq, b, h, qt * ATTN_BR, mine);
         }
     }
     free(scratch);

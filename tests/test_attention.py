@@ -123,7 +123,7 @@ def test_attention_long_sequence(npb, cb, rng, window):
     # as in the parity test (the same rows and key counts)
     assert rel_err(o[:, :n], o_ref) < 1e-6
     assert rel_err(lse[:, :, :n], lse_ref) < 1e-6
-    # Single rows summing up to 3000 keys: measured <= 2e-6 (dq), so 1e-5 for the row checks.
+    # Single rows summing up to 3000 keys: measured <= 2.1e-6 (dq), so 1e-5 for the row checks.
     rows = [(0, 1500), (1, 2998), (0, 2999), (1, 2999)]  # (head, query)
     do = np.zeros(q.shape, np.float32)
     for h, i in rows:
