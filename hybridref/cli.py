@@ -69,11 +69,14 @@ def train():
               help="Random-translation augmentation, in pixels (0: none).")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop training after this many seconds (evaluation excluded).")
+@click.option("--subset", type=click.IntRange(min=1), default=None,
+              help="Use only the first N training and N test images (quick runs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding mnist/*.gz (default: $HYBRIDREF_DATA, else download to the cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
-def mnist(backend, threads, epochs, batch_size, lr, weight_decay, patch, shift, time_budget, seed, data_dir, as_json):
+def mnist(backend, threads, epochs, batch_size, lr, weight_decay, patch, shift, time_budget, subset, seed, data_dir,
+          as_json):
     """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy."""
     from .data.idx import IdxError
     from .data.paths import DataNotFound
@@ -99,7 +102,7 @@ def mnist(backend, threads, epochs, batch_size, lr, weight_decay, patch, shift, 
 
     try:
         out = train_mnist(be, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                          patch=int(patch), shift=shift, seed=seed, data_dir=data_dir, time_budget=time_budget,
+                          patch=int(patch), shift=shift, seed=seed, data_dir=data_dir, time_budget=time_budget, subset=subset,
                           on_step=on_step, on_epoch=on_epoch)
     except (DataNotFound, IdxError) as e:
         raise click.ClickException(str(e)) from None

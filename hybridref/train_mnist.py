@@ -32,21 +32,26 @@ def evaluate(model, images, labels, batch_size=1000):
     return total_loss / len(images), correct / len(images)
 
 
-def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_steps=200,
+def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=0.05,
                 patch=7, d_model=64, pattern="MMMAMMMA", shift=2, seed=0, data_dir=None,
-                time_budget=None, on_step=None, on_epoch=None):
+                time_budget=None, subset=None, on_step=None, on_epoch=None):
     """Train from scratch; returns a summary dict. on_step(i, n) and on_epoch(record) report progress.
 
     time_budget (seconds of training, evaluation excluded) ends training early, after the step
-    that crosses it; the schedule is still laid out for `epochs`.
+    that crosses it; the schedule is still laid out for `epochs`. warmup is the fraction of
+    the steps spent warming the learning rate up. subset=N keeps the first N
+    training and test images (quick runs).
     """
     (train_x, train_y), (test_x, test_y) = load_mnist(data_dir)
+    if subset:
+        train_x, train_y, test_x, test_y = train_x[:subset], train_y[:subset], test_x[:subset], test_y[:subset]
     model = MnistHybrid(patch=patch, d_model=d_model, pattern=pattern, seed=seed).to(backend)
     be = model.be
     opt = AdamW(model.params(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay, clip_norm=1.0)
     rng = np.random.default_rng(seed + 1)
-    steps_per_epoch = len(train_x) // batch_size
+    steps_per_epoch = max(1, len(train_x) // batch_size)
     total_steps = epochs * steps_per_epoch
+    warmup_steps = max(1, round(warmup * total_steps))
     history, train_time, step = [], 0.0, 0
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(train_x))
