@@ -15,7 +15,7 @@ from hybridref.optim import AdamW
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
-F = torch.nn.functional
+import torch_reference as ref  # noqa: E402  (needs torch)
 
 
 def t64(a):
@@ -29,44 +29,17 @@ def run_layer(layer, x, dy):
     return y, dx, {n: p.grad.copy() for n, p in layer.named_params()}
 
 
-def torch_attention(x, W, dy, n_heads, window=None):
-    p = {n: t64(w) for n, w in W.items()}
+def torch_run(fn, params, x, dy, *args):
+    """Run a torch reference in float64 with autograd: (y, dx, {param: grad})."""
+    p = {n: t64(w) for n, w in params.items()}
     xt = t64(x)
-    B, T, D = x.shape
-    P = D // n_heads
-    q, k, v = (xt @ p["qkv.weight"].T).split(D, dim=-1)
-    q, k, v = (t.reshape(B, T, n_heads, P).transpose(1, 2) for t in (q, k, v))
-    s = q @ k.transpose(-1, -2) / P ** 0.5
-    i = torch.arange(T)
-    allowed = (i[None, :] <= i[:, None]) & ((i[:, None] - i[None, :] <= window) if window is not None else True)
-    o = torch.softmax(s.masked_fill(~allowed, float("-inf")), dim=-1) @ v
-    y = o.transpose(1, 2).reshape(B, T, D) @ p["out.weight"].T
+    y = fn(p, xt, *args)
     y.backward(torch.tensor(dy, dtype=torch.float64))
     return y.detach().numpy(), xt.grad.numpy(), {n: t.grad.numpy() for n, t in p.items()}
 
 
-def torch_mamba(layer, x, dy):
-    p = {n: t64(w.data) for n, w in layer.named_params()}
-    xt = t64(x)
-    din, N, R = layer.d_inner, layer.d_state, layer.dt_rank
-    T = x.shape[1]
-    xz = xt @ p["in_proj.weight"].T
-    xs, z = xz[..., :din], xz[..., din:]
-    conv = F.conv1d(xs.transpose(1, 2), p["conv_weight"][:, None, :], p["conv_bias"],
-                    padding=p["conv_weight"].shape[1] - 1, groups=din)[..., :T]
-    u = F.silu(conv.transpose(1, 2))
-    dbc = u @ p["x_proj.weight"].T
-    dt, Bm, Cm = dbc[..., :R], dbc[..., R:R + N], dbc[..., R + N:]
-    delta = F.softplus(dt @ p["dt_proj.weight"].T + p["dt_proj.bias"])
-    A = -torch.exp(p["A_log"])
-    h = torch.zeros(x.shape[0], din, N, dtype=torch.float64)
-    ys = []
-    for t in range(T):  # selective_scan_ref: h = exp(ΔA) h + Δ B x, y = C·h + D x
-        h = torch.exp(delta[:, t, :, None] * A) * h + delta[:, t, :, None] * Bm[:, t, None, :] * u[:, t, :, None]
-        ys.append((h * Cm[:, t, None, :]).sum(-1) + p["D"] * u[:, t])
-    y = (torch.stack(ys, 1) * F.silu(z)) @ p["out_proj.weight"].T
-    y.backward(torch.tensor(dy, dtype=torch.float64))
-    return y.detach().numpy(), xt.grad.numpy(), {n: t.grad.numpy() for n, t in p.items()}
+def params_of(layer):
+    return {n: p.data for n, p in layer.named_params()}
 
 
 def compare(ours, ref, tol):
@@ -83,11 +56,10 @@ def test_attention_matches_torch(npb, cb, window):
     B, T, D, H = 2, 19, 24, 3
     x, dy = rng.standard_normal((2, B, T, D))
     layer = CausalSelfAttention(D, H, rng, window=window)
-    W = {n: p.data for n, p in layer.named_params()}
-    ref = torch_attention(x, W, dy, H, window)
-    compare(run_layer(layer.to(npb).astype(np.float64), x, dy), ref, 1e-9)
+    expected = torch_run(ref.attention, params_of(layer), x, dy, H, window)
+    compare(run_layer(layer.to(npb).astype(np.float64), x, dy), expected, 1e-9)
     layer.astype(np.float32).to(cb)
-    compare(run_layer(layer, x.astype(np.float32), dy.astype(np.float32)), ref, 1e-4)
+    compare(run_layer(layer, x.astype(np.float32), dy.astype(np.float32)), expected, 1e-4)
 
 
 def test_mamba_matches_torch(npb, cb):
@@ -96,10 +68,29 @@ def test_mamba_matches_torch(npb, cb):
     x, dy = rng.standard_normal((2, B, T, D))
     layer = Mamba(D, rng)
     layer.out_proj.weight.data *= 10  # make the output O(1) so errors are measured at a meaningful scale
-    ref = torch_mamba(layer, x, dy)
-    compare(run_layer(layer.to(npb).astype(np.float64), x, dy), ref, 1e-9)
+    expected = torch_run(ref.mamba, params_of(layer), x, dy)
+    compare(run_layer(layer.to(npb).astype(np.float64), x, dy), expected, 1e-9)
     layer.astype(np.float32).to(cb)
-    compare(run_layer(layer, x.astype(np.float32), dy.astype(np.float32)), ref, 1e-4)
+    compare(run_layer(layer, x.astype(np.float32), dy.astype(np.float32)), expected, 1e-4)
+
+
+def test_whole_mnist_model_matches_torch(cb):
+    """Logits, loss and every parameter gradient of the full model (C, float32) vs torch float64."""
+    from hybridref.models.mnist_hybrid import MnistHybrid, patchify
+    model = MnistHybrid(pattern="MAMA", seed=4).to(cb)
+    rng = np.random.default_rng(5)
+    images, labels = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), rng.integers(0, 10, 6)
+    model.zero_grad()
+    logits = model.forward(images)
+    loss, probs = cb.cross_entropy_forward(logits, labels)
+    model.backward(cb.cross_entropy_backward(probs, labels))
+    p = {n: t64(w) for n, w in params_of(model).items()}
+    tl = ref.mnist_hybrid(p, torch.tensor(patchify(images, 7), dtype=torch.float64), model.config)
+    tloss = torch.nn.functional.cross_entropy(tl, torch.tensor(labels))
+    tloss.backward()
+    assert rel_err(logits, tl.detach().numpy()) < 1e-4 and abs(loss - tloss.item()) < 1e-5
+    for name, prm in model.named_params():
+        assert rel_err(prm.grad, p[name].grad.numpy()) < 1e-4, name
 
 
 def test_adamw_matches_torch(cb):
