@@ -31,7 +31,7 @@ def matmul(be, a, b, trans_a=False, trans_b=False):
     _check_dims(op, M=M, N=N, K=K)
     c = empty((M, N))
     status = be.lib.hr_gemm(int(trans_a), int(trans_b), M, N, K, be.f32(a), a.shape[1], be.f32(b), b.shape[1],
-                            0.0, be.f32(c), N)
+                            be.ffi.NULL, 0.0, be.f32(c), N)
     be.raise_status(op, status)
     return c
 
