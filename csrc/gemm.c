@@ -45,7 +45,7 @@ typedef __m256 hr_gemm_vec;
 #define HR_GEMM_VADD(a, b) _mm256_add_ps(a, b)
 #else
 #define HR_GEMM_MR 4
-#define HR_GEMM_VL 8
+#define HR_GEMM_VL 4
 #endif
 #define HR_GEMM_NR (2 * HR_GEMM_VL)
 /* Blocking for 48 KiB L1 / 2 MiB L2 per core. KC: the least depth of a rank-kc
@@ -134,19 +134,29 @@ static inline __attribute__((always_inline)) void hr_gemm_tile(int nv, int a_kma
     hr_gemm_store_edge(tile, mr, nr, bias, beta, C, ldc);
 #else
     const int w = nv * HR_GEMM_VL;
-    float acc[HR_GEMM_MR * HR_GEMM_NR] = {0};
+    float acc[HR_GEMM_MR][HR_GEMM_NR] = {{0}};
     for (int k = 0; k < kc; k++) {
+        /* A straight-line body (all loops unrolled) that the compiler vectorizes along j. */
+        #pragma GCC unroll 8
         for (int r = 0; r < HR_GEMM_MR; r++) {
             const float av = a[r * rs + k * cs];
-            for (int j = 0; j < w; j++) acc[r * HR_GEMM_NR + j] += av * b[j];
+            #pragma GCC unroll 16
+            for (int j = 0; j < w; j++) acc[r][j] += av * b[j];
         }
         b += ldb_p;
     }
-    hr_gemm_store_edge(acc, mr, nr, bias, beta, C, ldc);
+    hr_gemm_store_edge(&acc[0][0], mr, nr, bias, beta, C, ldc);
 #endif
 }
 
-static void hr_gemm_micro(int nv, int a_kmajor, int kc, const float *a, long a_ld, const float *b, long ldb_p,
+#if defined(HR_AVX2)
+#define HR_GEMM_MICRO_ATTR
+#else
+/* Keep the compiler from vectorizing the portable kernel along k (a gather of
+ * shuffles); vectorizing the unrolled body along j is what it should do. */
+#define HR_GEMM_MICRO_ATTR __attribute__((optimize("no-tree-loop-vectorize")))
+#endif
+static HR_GEMM_MICRO_ATTR void hr_gemm_micro(int nv, int a_kmajor, int kc, const float *a, long a_ld, const float *b, long ldb_p,
                           const float *bias, float beta, float *C, long ldc, int mr, int nr) {
     if (nv == 2) {
         if (a_kmajor) hr_gemm_tile(2, 1, kc, a, a_ld, b, ldb_p, bias, beta, C, ldc, mr, nr);
