@@ -1,10 +1,11 @@
 /* Single-precision GEMM in the GotoBLAS/BLIS structure.
  *
  *   for jc in N step NC                      column block of C
- *     for pc in K step KC                    rank-KC update, in order (never split across threads)
- *       pack op(B)[pc:+KC, jc:+NC] into NR-wide panels, shared by all threads   (~L2)
- *       for each MR-row panel i of op(A)     (threads split the panel grid)
- *         A micro-panel: MR x KC, packed or read in place                       (~L1)
+ *     for pc in K step kc                    rank-kc step, in order (K is never split across threads)
+ *       B block op(B)[pc:+kc, jc:+NC]: NR-wide panels, packed once and shared by
+ *                                      all threads, or read in place    (~L2)
+ *       for each MR-row panel i of op(A)     (threads split the grid of panels)
+ *         A micro-panel MR x kc, packed or read in place                 (~L1)
  *         for each NR panel j: micro-kernel C[i, j] (+)= A_i B_j
  *
  * The micro-kernel keeps an MR x NR tile of C in registers: per k it loads one
@@ -12,6 +13,11 @@
  * Packed panels are zero padded to full MR / NR, so the kernel never branches on
  * the edges; a last B panel of at most NR/2 columns is packed half wide and runs
  * a one-vector kernel, so a narrow N (e.g. 36) wastes a quarter, not a half.
+ *
+ * The model's products are thin (K and N of 16..256): packing would cost as much
+ * as the arithmetic, so operands with short rows are read in place by the
+ * micro-kernel, whose loads overlap its FMAs; only a transposed B (the forward
+ * x wᵀ) and edge panels are packed, and big operands (rows > 512 floats apart).
  *
  * Every element of C is owned by exactly one thread, and its K sum runs in the
  * same order whatever the thread count, so results are bit-for-bit repeatable.
@@ -85,10 +91,9 @@ static inline __attribute__((always_inline)) void hr_gemm_tile(int nv, int a_kma
     const long rs = a_kmajor ? 1 : a_ld, cs = a_kmajor ? a_ld : 1;
 #if defined(HR_AVX2)
     /* C's tile is needed only after the k loop: start fetching its lines now. */
-    #pragma GCC unroll 16
-    for (int r = 0; r < HR_GEMM_MR; r++) {
+    for (int r = 0; r < mr; r++) {
         _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + r * ldc + nv * HR_GEMM_VL - 1), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + r * ldc + nr - 1), _MM_HINT_T0);
     }
     hr_gemm_vec acc[HR_GEMM_MR][2];
     #pragma GCC unroll 16
@@ -156,8 +161,9 @@ static inline __attribute__((always_inline)) void hr_gemm_tile(int nv, int a_kma
  * shuffles); vectorizing the unrolled body along j is what it should do. */
 #define HR_GEMM_MICRO_ATTR __attribute__((optimize("no-tree-loop-vectorize")))
 #endif
-static HR_GEMM_MICRO_ATTR void hr_gemm_micro(int nv, int a_kmajor, int kc, const float *a, long a_ld, const float *b, long ldb_p,
-                          const float *bias, float beta, float *C, long ldc, int mr, int nr) {
+static HR_GEMM_MICRO_ATTR void hr_gemm_micro(int nv, int a_kmajor, int kc, const float *a, long a_ld,
+                                             const float *b, long ldb_p, const float *bias, float beta, float *C,
+                                             long ldc, int mr, int nr) {
     if (nv == 2) {
         if (a_kmajor) hr_gemm_tile(2, 1, kc, a, a_ld, b, ldb_p, bias, beta, C, ldc, mr, nr);
         else hr_gemm_tile(2, 0, kc, a, a_ld, b, ldb_p, bias, beta, C, ldc, mr, nr);
@@ -167,7 +173,8 @@ static HR_GEMM_MICRO_ATTR void hr_gemm_micro(int nv, int a_kmajor, int kc, const
     }
 }
 
-/* op(A)[i0:i0+mr, pc:pc+kc] -> dst[k*MR + r], rows mr..MR-1 zero. */
+/* op(A)[i0:i0+mr, pc:pc+kc] -> dst[k*MR + r], rows mr..MR-1 zero; next_mr rows
+ * follow this panel (prefetched). */
 static void hr_gemm_pack_a(int trans_a, const float *A, long lda, long i0, int mr, int next_mr, long pc, int kc,
                            float *dst) {
     if (trans_a && mr == HR_GEMM_MR) {
@@ -266,7 +273,7 @@ int hr_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int l
     const int kc_max = (int)((K + steps - 1) / steps);
     const long a_stride = ((long)HR_GEMM_MR * kc_max + 15) / 16 * 16;  /* keeps each thread's panel 64-byte aligned */
     int nt = hr_num_threads();
-    if ((long)M * N * K < HR_GEMM_MIN_PARALLEL) nt = 1;
+    if ((double)M * N * K < HR_GEMM_MIN_PARALLEL) nt = 1;
     float *bpack = hr_alloc(sizeof(float) * ((size_t)kc_max * nc_max + (size_t)nt * a_stride));
     if (!bpack) return HR_ENOMEM;
     float *apack_all = bpack + (size_t)kc_max * nc_max;
@@ -297,8 +304,9 @@ int hr_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int l
                     for (long p = p_lo; p < p_hi; p++) {
                         const long q = b_in_place ? np - 1 : p;  /* in place: only the edge panel */
                         const int nr = (int)HR_MIN(nc - q * HR_GEMM_NR, HR_GEMM_NR);
-                        hr_gemm_pack_b(trans_b, B, ldb, pc, kc, jc + q * HR_GEMM_NR, nr,
-                                       nr <= HR_GEMM_NR / 2 ? HR_GEMM_NR / 2 : HR_GEMM_NR, bpack + q * kc * HR_GEMM_NR);
+                        const int w = nr <= HR_GEMM_NR / 2 ? HR_GEMM_NR / 2 : HR_GEMM_NR;
+                        hr_gemm_pack_b(trans_b, B, ldb, pc, kc, jc + q * HR_GEMM_NR, nr, w,
+                                       bpack + q * kc * HR_GEMM_NR);
                     }
                     #pragma omp barrier
                 }
@@ -317,15 +325,16 @@ int hr_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int l
                         a_kmajor = trans_a;
                         a_ld = lda;
                     } else {
-                        hr_gemm_pack_a(trans_a, A, lda, i0, mr, (int)HR_MIN(HR_MAX((long)M - i0 - HR_GEMM_MR, 0), HR_GEMM_MR), pc, kc, apack);
+                        const int next_mr = (int)HR_MIN(HR_MAX((long)M - i0 - HR_GEMM_MR, 0), HR_GEMM_MR);
+                        hr_gemm_pack_a(trans_a, A, lda, i0, mr, next_mr, pc, kc, apack);
                         a = apack;
                     }
                     for (long p = j_lo; p < j_hi; p++) {
+                        const long j0 = jc + p * HR_GEMM_NR;
                         const int nr = (int)HR_MIN(nc - p * HR_GEMM_NR, HR_GEMM_NR);
                         const int nv = nr <= HR_GEMM_NR / 2 ? 1 : 2;
                         const int b_here = b_in_place && nr == nv * HR_GEMM_VL;
-                        const float *b = b_here ? B + pc * ldb + jc + p * HR_GEMM_NR : bpack + p * kc * HR_GEMM_NR;
-                        const long j0 = jc + p * HR_GEMM_NR;
+                        const float *b = b_here ? B + pc * ldb + j0 : bpack + p * kc * HR_GEMM_NR;
                         hr_gemm_micro(nv, a_kmajor, kc, a, a_ld, b, b_here ? ldb : nv * HR_GEMM_VL,
                                       bias_pc ? bias_pc + j0 : NULL, beta_pc, C + i0 * ldc + j0, ldc, mr, nr);
                     }
