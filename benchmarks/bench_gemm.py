@@ -4,8 +4,8 @@ Shapes: the model's linear layers (M, K, N) in the three forms training runs
 (forward y = x wᵀ, NT; dx = dy w, NN; dw = dyᵀ x, TN) and 512/1024/2048 squares.
 Target: C >= 0.8x numpy everywhere. Run either
     python -m pytest benchmarks/bench_gemm.py -o python_files='bench_*.py' --benchmark-only
-or, for a side-by-side table (best of interleaved rounds, robust to a busy machine),
-    python benchmarks/bench_gemm.py [--rounds 15] [--threads 2]
+or, for a side-by-side table (best call, peers alternating, robust to a busy machine),
+    python benchmarks/bench_gemm.py [--seconds 2] [--threads 2] [--only square]
 """
 import argparse
 import time
@@ -78,35 +78,41 @@ def test_gemm(benchmark, peer, case):
                                 gflops_median=flops / benchmark.stats.stats.median / 1e9)
 
 
-def _best_seconds(fn, budget_s):
-    """Best time of one call over calls filling about budget_s (after one warm-up call)."""
-    fn()
-    best, spent = float("inf"), 0.0
-    while spent < budget_s:
-        t = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t
-        best, spent = min(best, dt), spent + dt
-    return best
+def _best_gflops(runners, flops, budget_s, window_s=0.1):
+    """Best GFLOP/s of each runner over rounds of back-to-back calls, each peer
+    running for window_s in turn until budget_s has passed: a burst of load from
+    elsewhere hits all peers alike. Whole windows, not single calls, alternate
+    because a BLAS's worker threads keep spinning for a while after each call and
+    would steal the cores from the next call of another peer."""
+    best = {peer: float("inf") for peer in runners}
+    start = time.perf_counter()
+    while time.perf_counter() - start < budget_s:
+        for peer, fn in runners.items():
+            fn()  # the first call after another peer's window pays for its spinning threads
+            end, calls = time.perf_counter() + window_s, 0
+            while calls < 3 or time.perf_counter() < end:
+                t = time.perf_counter()
+                fn()
+                best[peer] = min(best[peer], time.perf_counter() - t)
+                calls += 1
+    return {peer: flops / seconds / 1e9 for peer, seconds in best.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved C/numpy rounds per shape")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time budget per shape")
     parser.add_argument("--threads", type=int, default=None, help="C backend OpenMP threads (default: all)")
+    parser.add_argument("--only", default="", help="run only shapes whose label contains this text")
     args = parser.parse_args()
     be = CBackend(threads=args.threads)
-    print(f"# {be.describe()}; numpy {np.__version__}; best of {args.rounds} interleaved rounds")
+    print(f"# {be.describe()}; numpy {np.__version__}; best call, peers alternating in 0.1 s windows, {args.seconds} s per shape")
     print(f"{'shape':<26}{'C GFLOP/s':>10}{'numpy':>10}{'ratio':>8}" + (f"{'torch':>10}" if torch else ""))
     for label, a_shape, b_shape, trans_a, trans_b in CASES:
+        if args.only not in label:
+            continue
         a, b = _operands(a_shape, b_shape)
         runners = {peer: _runner(peer, a, b, trans_a, trans_b) for peer in PEERS}
-        best = {peer: float("inf") for peer in PEERS}
-        # Alternate peers round by round so a burst of load from elsewhere hits both.
-        for _ in range(args.rounds):
-            for peer, fn in runners.items():
-                best[peer] = min(best[peer], _best_seconds(fn, 0.02))
-        gf = {peer: _flops(a_shape, b_shape, trans_a, trans_b) / best[peer] / 1e9 for peer in PEERS}
+        gf = _best_gflops(runners, _flops(a_shape, b_shape, trans_a, trans_b), args.seconds)
         line = f"{label:<26}{gf['c']:>10.1f}{gf['numpy']:>10.1f}{gf['c'] / gf['numpy']:>8.2f}"
         print(line + (f"{gf['torch']:>10.1f}" if torch else ""), flush=True)
 

@@ -3,22 +3,17 @@
 #include "linear.h"
 
 /* y = x wᵀ + b    x (M,K), w (N,K), b (N,) or NULL -> y (M,N)
- * The bias is written into y first and the GEMM accumulates onto it (beta = 1). */
+ * The GEMM adds the bias as it stores each tile: no extra pass over y. */
 int hr_linear_forward(const float *x, const float *w, const float *b, float *y, int M, int K, int N) {
-    if (b) {
-        #pragma omp parallel for schedule(static) if ((long)M * N > (1L << 16))
-        for (long m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) y[m * N + n] = b[n];
-    }
-    return hr_gemm(0, 1, M, N, K, x, K, w, K, b ? 1.0f : 0.0f, y, N);
+    return hr_gemm(0, 1, M, N, K, x, K, w, K, b, 0.0f, y, N);
 }
 
 /* dx = dy w, dw = dyᵀ x, db[n] = Σ_m dy[m,n]
  * dy (M,N), x (M,K), w (N,K) -> dx (M,K), dw (N,K), db (N,) or NULL (no bias) */
 int hr_linear_backward(const float *dy, const float *x, const float *w, float *dx, float *dw, float *db, int M, int K,
                        int N) {
-    int status = hr_gemm(0, 0, M, K, N, dy, N, w, K, 0.0f, dx, K);
-    if (status == HR_OK) status = hr_gemm(1, 0, N, K, M, dy, N, x, K, 0.0f, dw, K);
+    int status = hr_gemm(0, 0, M, K, N, dy, N, w, K, NULL, 0.0f, dx, K);
+    if (status == HR_OK) status = hr_gemm(1, 0, N, K, M, dy, N, x, K, NULL, 0.0f, dw, K);
     if (status != HR_OK || !db) return status;
     /* Each thread owns whole 16-column (cache-line) groups of db and sums its
      * columns over m in order, so the result does not depend on the thread count. */

@@ -1,4 +1,6 @@
 """Wrapper of csrc/gemm.c and csrc/linear.c (matrix multiply, linear layer)."""
+import numpy as np
+
 from . import checks
 from .checks import empty_f32 as empty
 
@@ -13,7 +15,7 @@ def _check_dims(op, **dims):
 
 
 def _check_bool(op, name, value):
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{op}: {name} must be a bool, got {value!r}")
 
 
@@ -30,8 +32,8 @@ def matmul(be, a, b, trans_a=False, trans_b=False):
                          f"(a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})")
     _check_dims(op, M=M, N=N, K=K)
     c = empty((M, N))
-    status = be.lib.hr_gemm(int(trans_a), int(trans_b), M, N, K, be.f32(a), a.shape[1], be.f32(b), b.shape[1],
-                            0.0, be.f32(c), N)
+    status = be.lib.hr_gemm(bool(trans_a), bool(trans_b), M, N, K, be.f32(a), a.shape[1], be.f32(b), b.shape[1],
+                            be.ffi.NULL, 0.0, be.f32(c), N)
     be.raise_status(op, status)
     return c
 
