@@ -19,6 +19,7 @@
 #if defined(HR_AVX512)
 #define HR_VW 16
 typedef __m512 hr_vec;
+/* the first n lanes, 0 <= n < HR_VW */
 static inline __mmask16 hr_vlanes(int n) { return (__mmask16)((1u << n) - 1); }
 static inline hr_vec hr_vload(const float *p, int n) {
     return n >= HR_VW ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(hr_vlanes(n), p);
@@ -43,9 +44,11 @@ static inline hr_vec hr_vabs(hr_vec a) { return _mm512_abs_ps(a); }
 static inline hr_vec hr_vmax(hr_vec a, hr_vec b) { return _mm512_max_ps(a, b); }
 static inline hr_vec hr_vmin(hr_vec a, hr_vec b) { return _mm512_min_ps(a, b); }
 static inline hr_vec hr_vexp(hr_vec a) { return hr_exp512(a); }
+/* lanes of x > t take a, the others b */
 static inline hr_vec hr_vgt_select(hr_vec x, hr_vec t, hr_vec a, hr_vec b) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, t, _CMP_GT_OQ), b, a);
 }
+/* horizontal sum / max in a fixed order (a fixed shuffle tree) */
 static inline float hr_vhsum(hr_vec a) { return _mm512_reduce_add_ps(a); }
 static inline float hr_vhmax(hr_vec a) { return _mm512_reduce_max_ps(a); }
 #elif defined(HR_AVX2)
@@ -107,4 +110,21 @@ static inline hr_vec hr_vgt_select(hr_vec x, hr_vec t, hr_vec a, hr_vec b) { ret
 static inline float hr_vhsum(hr_vec a) { return a; }
 static inline float hr_vhmax(hr_vec a) { return a; }
 #endif
+
+/* Runs the statement (a { } block) for i = 0, HR_VW, 2 HR_VW, ... < len with n the live lanes at i:
+ * whole vectors first, in a loop where n is the constant HR_VW so that every mask test folds away
+ * and the loop stays as tight as a plain intrinsics loop, then the tail once, masked. For short
+ * loop bodies; where the body is heavy (exp, division) a plain loop with n = len - i costs the same. */
+#define HR_VLOOP(i, n, len, ...)                                                                         \
+    do {                                                                                                 \
+        long i = 0;                                                                                      \
+        for (; i + HR_VW <= (long)(len); i += HR_VW) {                                                   \
+            const int n = HR_VW;                                                                         \
+            __VA_ARGS__                                                                                  \
+        }                                                                                                \
+        if (i < (long)(len)) {                                                                           \
+            const int n = (int)((long)(len) - i);                                                        \
+            __VA_ARGS__                                                                                  \
+        }                                                                                                \
+    } while (0)
 #endif
