@@ -16,7 +16,7 @@
  * columns compute finite values that are never written out.
  */
 #include "common.h"
-#include "vmath.h"
+#include "simd.h"
 #include "attention.h"
 
 #define ATTN_BR 64 /* queries per tile */
@@ -159,43 +159,22 @@ static void attn_mask(float *s, int n, long lo, long hi) {
 
 /* mx[c] = max(mx[c], s[c]) */
 static void attn_max_into(float *mx, const float *s, int n) {
-#if defined(HR_AVX512)
-    for (int c = 0; c < n; c += 16)
-        _mm512_storeu_ps(mx + c, _mm512_max_ps(_mm512_loadu_ps(mx + c), _mm512_loadu_ps(s + c)));
-#elif defined(HR_AVX2)
-    for (int c = 0; c < n; c += 8)
-        _mm256_storeu_ps(mx + c, _mm256_max_ps(_mm256_loadu_ps(mx + c), _mm256_loadu_ps(s + c)));
-#else
-    for (int c = 0; c < n; c++) mx[c] = HR_MAX(mx[c], s[c]);
-#endif
+    for (int c = 0; c < n; c += HR_VW)
+        hr_vstore(mx + c, hr_vmax(hr_vload(mx + c, HR_VW), hr_vload(s + c, HR_VW)), HR_VW);
 }
 
 /* s[c] = exp(s[c] − shift[c]) in place (−inf becomes 0); then sum[c] += s[c] unless sum is NULL. */
 static void attn_exp_cols(float *s, const float *shift, float *sum, int n) {
-#if defined(HR_AVX512)
-    for (int c = 0; c < n; c += 16)
-        _mm512_storeu_ps(s + c, hr_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + c), _mm512_loadu_ps(shift + c))));
-#elif defined(HR_AVX2)
-    for (int c = 0; c < n; c += 8)
-        _mm256_storeu_ps(s + c, hr_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), _mm256_loadu_ps(shift + c))));
-#else
-    for (int c = 0; c < n; c++) s[c] = hr_expf(s[c] - shift[c]);
-#endif
+    for (int c = 0; c < n; c += HR_VW)
+        hr_vstore(s + c, hr_vexp(hr_vsub(hr_vload(s + c, HR_VW), hr_vload(shift + c, HR_VW))), HR_VW);
     if (sum)
         for (int c = 0; c < n; c++) sum[c] += s[c];
 }
 
 /* s[c] = exp(s[c] − shift) in place, one shift for the row. */
 static void attn_exp_row(float *s, int n, float shift) {
-#if defined(HR_AVX512)
-    __m512 sh = _mm512_set1_ps(shift);
-    for (int c = 0; c < n; c += 16) _mm512_storeu_ps(s + c, hr_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + c), sh)));
-#elif defined(HR_AVX2)
-    __m256 sh = _mm256_set1_ps(shift);
-    for (int c = 0; c < n; c += 8) _mm256_storeu_ps(s + c, hr_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), sh)));
-#else
-    for (int c = 0; c < n; c++) s[c] = hr_expf(s[c] - shift);
-#endif
+    hr_vec sh = hr_vset1(shift);
+    for (int c = 0; c < n; c += HR_VW) hr_vstore(s + c, hr_vexp(hr_vsub(hr_vload(s + c, HR_VW), sh)), HR_VW);
 }
 
 /* ds[c] = p[c] (ds[c] − delta[c]): dS = P ⊙ (dP − Δ), Δ per column or (stride 0) per row. */

@@ -1,49 +1,13 @@
 #include "common.h"
+#include "simd.h"
 #include "conv1d.h"
 
 /* Channels are the vector axis: every tap of the depthwise filter is a lane-wise
- * multiply-add across channels. conv1d_load/conv1d_store take the number of
- * live lanes n (a masked access when n < CONV1D_VW), so a channel count that is
- * no multiple of the vector width needs no scalar tail loop. */
-#if defined(HR_AVX512)
-typedef __m512 conv1d_vec;
-enum { CONV1D_VW = 16 };
-static inline __mmask16 conv1d_mask(int n) { return (__mmask16)((1u << n) - 1); }
-static inline conv1d_vec conv1d_load(const float *p, int n) {
-    return n >= CONV1D_VW ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(conv1d_mask(n), p);
-}
-static inline void conv1d_store(float *p, conv1d_vec v, int n) {
-    if (n >= CONV1D_VW) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, conv1d_mask(n), v);
-}
-static inline conv1d_vec conv1d_zero(void) { return _mm512_setzero_ps(); }
-static inline conv1d_vec conv1d_add(conv1d_vec a, conv1d_vec b) { return _mm512_add_ps(a, b); }
-static inline conv1d_vec conv1d_fma(conv1d_vec a, conv1d_vec b, conv1d_vec c) { return _mm512_fmadd_ps(a, b, c); }
-#elif defined(HR_AVX2)
-typedef __m256 conv1d_vec;
-enum { CONV1D_VW = 8 };
-static inline __m256i conv1d_mask(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-static inline conv1d_vec conv1d_load(const float *p, int n) {
-    return n >= CONV1D_VW ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, conv1d_mask(n));
-}
-static inline void conv1d_store(float *p, conv1d_vec v, int n) {
-    if (n >= CONV1D_VW) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, conv1d_mask(n), v);
-}
-static inline conv1d_vec conv1d_zero(void) { return _mm256_setzero_ps(); }
-static inline conv1d_vec conv1d_add(conv1d_vec a, conv1d_vec b) { return _mm256_add_ps(a, b); }
-static inline conv1d_vec conv1d_fma(conv1d_vec a, conv1d_vec b, conv1d_vec c) { return _mm256_fmadd_ps(a, b, c); }
-#else
-typedef float conv1d_vec;
-enum { CONV1D_VW = 1 };
-static inline conv1d_vec conv1d_load(const float *p, int n) { (void)n; return *p; }
-static inline void conv1d_store(float *p, conv1d_vec v, int n) { (void)n; *p = v; }
-static inline conv1d_vec conv1d_zero(void) { return 0.0f; }
-static inline conv1d_vec conv1d_add(conv1d_vec a, conv1d_vec b) { return a + b; }
-static inline conv1d_vec conv1d_fma(conv1d_vec a, conv1d_vec b, conv1d_vec c) { return a * b + c; }
-#endif
-
-/* dw/dbias are reduced over (b, t) by channel blocks of one 64-byte line, each owned by one thread:
+ * multiply-add across channels. hr_vload/hr_vstore take the number of live lanes
+ * n (a masked access when n < HR_VW), so a channel count that is no multiple of
+ * the vector width needs no scalar tail loop.
+ *
+ * dw/dbias are reduced over (b, t) by channel blocks of one 64-byte line, each owned by one thread:
  * every channel sums in the same (b, t) order whatever the thread count, and no two threads share a line. */
 enum { CONV1D_BLOCK = 16 };
 
@@ -72,14 +36,14 @@ int hr_causal_conv1d_forward(const float *x, const float *w, const float *bias, 
     for (long r = 0; r < (long)B * T; r++) {
         long b = r / T, t = r % T;
         float *yr = y + (size_t)r * C;
-        for (int c = 0; c < C; c += CONV1D_VW) {
+        for (int c = 0; c < C; c += HR_VW) {
             int n = C - c;
-            conv1d_vec acc = bias ? conv1d_load(bias + c, n) : conv1d_zero();
+            hr_vec acc = bias ? hr_vload(bias + c, n) : hr_vzero();
             for (int j = 0; j < W; j++) {
                 const float *xr = conv1d_xrow(x, prefix, b, t + j, T, C, W);
-                if (xr) acc = conv1d_fma(conv1d_load(wt + (size_t)j * C + c, n), conv1d_load(xr + c, n), acc);
+                if (xr) acc = hr_vfma(hr_vload(wt + (size_t)j * C + c, n), hr_vload(xr + c, n), acc);
             }
-            conv1d_store(yr + c, acc, n);
+            hr_vstore(yr + c, acc, n);
         }
     }
     free(wt);
@@ -110,34 +74,34 @@ int hr_causal_conv1d_backward(const float *dy, const float *x, const float *w, c
                        : dprefix ? dprefix + ((size_t)b * (W - 1) + (size_t)s) * C : NULL;
             if (!out) continue;
             long j0 = HR_MAX(0, s - T + 1), j1 = HR_MIN(W - 1, s);
-            for (int c = 0; c < C; c += CONV1D_VW) {
+            for (int c = 0; c < C; c += HR_VW) {
                 int n = C - c;
-                conv1d_vec acc = conv1d_zero();
+                hr_vec acc = hr_vzero();
                 for (long j = j0; j <= j1; j++)
-                    acc = conv1d_fma(conv1d_load(wt + (size_t)j * C + c, n),
-                                     conv1d_load(dy + ((size_t)b * T + (size_t)(s - j)) * C + c, n), acc);
-                conv1d_store(out + c, acc, n);
+                    acc = hr_vfma(hr_vload(wt + (size_t)j * C + c, n),
+                                  hr_vload(dy + ((size_t)b * T + (size_t)(s - j)) * C + c, n), acc);
+                hr_vstore(out + c, acc, n);
             }
         }
         #pragma omp for schedule(static)
         for (int blk = 0; blk < (C + CONV1D_BLOCK - 1) / CONV1D_BLOCK; blk++) {
             int c0 = blk * CONV1D_BLOCK, c1 = HR_MIN(C, c0 + CONV1D_BLOCK);
-            for (int c = c0; c < c1; c += CONV1D_VW) {
-                if (dbias) conv1d_store(dbias + c, conv1d_zero(), c1 - c);
-                for (int j = 0; j < W; j++) conv1d_store(dwt + (size_t)j * C + c, conv1d_zero(), c1 - c);
+            for (int c = c0; c < c1; c += HR_VW) {
+                if (dbias) hr_vstore(dbias + c, hr_vzero(), c1 - c);
+                for (int j = 0; j < W; j++) hr_vstore(dwt + (size_t)j * C + c, hr_vzero(), c1 - c);
             }
             for (long r = 0; r < (long)B * T; r++) {
                 long b = r / T, t = r % T;
                 const float *dyr = dy + (size_t)r * C;
-                for (int c = c0; c < c1; c += CONV1D_VW) {
+                for (int c = c0; c < c1; c += HR_VW) {
                     int n = c1 - c;
-                    conv1d_vec g = conv1d_load(dyr + c, n);
-                    if (dbias) conv1d_store(dbias + c, conv1d_add(conv1d_load(dbias + c, n), g), n);
+                    hr_vec g = hr_vload(dyr + c, n);
+                    if (dbias) hr_vstore(dbias + c, hr_vadd(hr_vload(dbias + c, n), g), n);
                     for (int j = 0; j < W; j++) {
                         const float *xr = conv1d_xrow(x, prefix, b, t + j, T, C, W);
                         if (!xr) continue;
                         float *acc = dwt + (size_t)j * C + c;
-                        conv1d_store(acc, conv1d_fma(g, conv1d_load(xr + c, n), conv1d_load(acc, n)), n);
+                        hr_vstore(acc, hr_vfma(g, hr_vload(xr + c, n), hr_vload(acc, n)), n);
                     }
                 }
             }

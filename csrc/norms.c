@@ -6,7 +6,7 @@
  * walks the rows in order, so every sum runs in the same order for any thread
  * count, and no partial sums need combining. */
 #include "common.h"
-#include "vmath.h"
+#include "simd.h"
 #include "norms.h"
 
 /* dw/db pass: threads split the columns in units of one cache line (16 floats),
@@ -17,105 +17,69 @@
 
 /* Σ_d a[d] (two accumulators halve the dependency chain for short rows) */
 static inline float norm_sum(const float *a, int D) {
+    hr_vec acc0 = hr_vzero(), acc1 = hr_vzero();
     int d = 0;
-    float s = 0.0f;
-#ifdef HR_AVX2
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; d + 16 <= D; d += 16) {
-        acc0 = _mm256_add_ps(acc0, _mm256_loadu_ps(a + d));
-        acc1 = _mm256_add_ps(acc1, _mm256_loadu_ps(a + d + 8));
+    for (; d + 2 * HR_VW <= D; d += 2 * HR_VW) {
+        acc0 = hr_vadd(acc0, hr_vload(a + d, HR_VW));
+        acc1 = hr_vadd(acc1, hr_vload(a + d + HR_VW, HR_VW));
     }
-    if (d + 8 <= D) {
-        acc0 = _mm256_add_ps(acc0, _mm256_loadu_ps(a + d));
-        d += 8;
-    }
-    s = hr_hsum256(_mm256_add_ps(acc0, acc1));
-#endif
-    for (; d < D; d++) s += a[d];
-    return s;
+    for (; d < D; d += HR_VW) acc0 = hr_vadd(acc0, hr_vload(a + d, D - d));
+    return hr_vhsum(hr_vadd(acc0, acc1));
 }
 
-/* Σ_d (a[d] - c)² */
+/* Σ_d (a[d] - c)²; the dead lanes of the tail load as c, adding 0 */
 static inline float norm_centred_sumsq(const float *a, float c, int D) {
+    hr_vec acc0 = hr_vzero(), acc1 = hr_vzero(), cv = hr_vset1(c);
     int d = 0;
-    float s = 0.0f;
-#ifdef HR_AVX2
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), cv = _mm256_set1_ps(c);
-    for (; d + 16 <= D; d += 16) {
-        __m256 t0 = _mm256_sub_ps(_mm256_loadu_ps(a + d), cv), t1 = _mm256_sub_ps(_mm256_loadu_ps(a + d + 8), cv);
-        acc0 = _mm256_fmadd_ps(t0, t0, acc0);
-        acc1 = _mm256_fmadd_ps(t1, t1, acc1);
+    for (; d + 2 * HR_VW <= D; d += 2 * HR_VW) {
+        hr_vec t0 = hr_vsub(hr_vload(a + d, HR_VW), cv), t1 = hr_vsub(hr_vload(a + d + HR_VW, HR_VW), cv);
+        acc0 = hr_vfma(t0, t0, acc0);
+        acc1 = hr_vfma(t1, t1, acc1);
     }
-    if (d + 8 <= D) {
-        __m256 t0 = _mm256_sub_ps(_mm256_loadu_ps(a + d), cv);
-        acc0 = _mm256_fmadd_ps(t0, t0, acc0);
-        d += 8;
+    for (; d < D; d += HR_VW) {
+        hr_vec t0 = hr_vsub(hr_vload_or(a + d, D - d, c), cv);
+        acc0 = hr_vfma(t0, t0, acc0);
     }
-    s = hr_hsum256(_mm256_add_ps(acc0, acc1));
-#endif
-    for (; d < D; d++) s += (a[d] - c) * (a[d] - c);
-    return s;
+    return hr_vhsum(hr_vadd(acc0, acc1));
 }
 
 /* y[d] = (x[d] - c) * r * w[d] + b[d], b may be NULL */
 static inline void norm_apply(const float *x, const float *w, const float *b, float c, float r, float *y, int D) {
-    int d = 0;
-#ifdef HR_AVX2
-    __m256 cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r);
-    for (; d + 8 <= D; d += 8) {
-        __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + d), cv), rv), _mm256_loadu_ps(w + d));
-        if (b) t = _mm256_add_ps(t, _mm256_loadu_ps(b + d));
-        _mm256_storeu_ps(y + d, t);
-    }
-#endif
-    for (; d < D; d++) y[d] = (x[d] - c) * r * w[d] + (b ? b[d] : 0.0f);
+    hr_vec cv = hr_vset1(c), rv = hr_vset1(r);
+    HR_VLOOP(d, n, D, {
+        hr_vec t = hr_vmul(hr_vmul(hr_vsub(hr_vload(x + d, n), cv), rv), hr_vload(w + d, n));
+        if (b) t = hr_vadd(t, hr_vload(b + d, n));
+        hr_vstore(y + d, t, n);
+    });
 }
 
-/* For one row, with g = dy w and x̂ = (x - c) r: Σ_d g and Σ_d g x̂. */
+/* For one row, with g = dy w and x̂ = (x - c) r: Σ_d g and Σ_d g x̂ (dead lanes have g = 0). */
 static inline void norm_row_grad_sums(const float *dy, const float *x, const float *w, float c, float r, int D,
                                       float *sum_g, float *sum_gx) {
-    int d = 0;
-    float sg = 0.0f, sgx = 0.0f;
-#ifdef HR_AVX2
-    __m256 ag = _mm256_setzero_ps(), agx = _mm256_setzero_ps(), cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r);
-    for (; d + 8 <= D; d += 8) {
-        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dy + d), _mm256_loadu_ps(w + d));
-        __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + d), cv), rv);
-        ag = _mm256_add_ps(ag, g);
-        agx = _mm256_fmadd_ps(g, xhat, agx);
-    }
-    sg = hr_hsum256(ag);
-    sgx = hr_hsum256(agx);
-#endif
-    for (; d < D; d++) {
-        float g = dy[d] * w[d];
-        sg += g;
-        sgx += g * ((x[d] - c) * r);
-    }
-    *sum_g = sg;
-    *sum_gx = sgx;
+    hr_vec ag = hr_vzero(), agx = hr_vzero(), cv = hr_vset1(c), rv = hr_vset1(r);
+    HR_VLOOP(d, n, D, {
+        hr_vec g = hr_vmul(hr_vload(dy + d, n), hr_vload(w + d, n));
+        ag = hr_vadd(ag, g);
+        agx = hr_vfma(g, hr_vmul(hr_vsub(hr_vload(x + d, n), cv), rv), agx);
+    });
+    *sum_g = hr_vhsum(ag);
+    *sum_gx = hr_vhsum(agx);
 }
 
 /* dx[d] = r (g[d] - gmean - x̂[d] gxmean), g = dy w, x̂ = (x - c) r */
 static inline void norm_dx(const float *dy, const float *x, const float *w, float c, float r, float gmean,
                            float gxmean, float *dx, int D) {
-    int d = 0;
-#ifdef HR_AVX2
-    __m256 cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r), gm = _mm256_set1_ps(gmean), gxm = _mm256_set1_ps(gxmean);
-    for (; d + 8 <= D; d += 8) {
-        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dy + d), _mm256_loadu_ps(w + d));
-        __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + d), cv), rv);
-        __m256 t = _mm256_fnmadd_ps(xhat, gxm, _mm256_sub_ps(g, gm));
-        _mm256_storeu_ps(dx + d, _mm256_mul_ps(rv, t));
-    }
-#endif
-    for (; d < D; d++) dx[d] = r * (dy[d] * w[d] - gmean - (x[d] - c) * r * gxmean);
+    hr_vec cv = hr_vset1(c), rv = hr_vset1(r), gm = hr_vset1(gmean), gxm = hr_vset1(gxmean);
+    HR_VLOOP(d, n, D, {
+        hr_vec g = hr_vmul(hr_vload(dy + d, n), hr_vload(w + d, n));
+        hr_vec xhat = hr_vmul(hr_vsub(hr_vload(x + d, n), cv), rv);
+        hr_vstore(dx + d, hr_vmul(rv, hr_vfnma(xhat, gxm, hr_vsub(g, gm))), n);
+    });
 }
 
 /* dw[d] = Σ_m dy[m,d] x̂[m,d], db[d] = Σ_m dy[m,d] (db may be NULL) for d in
- * [d0, d1), rows in order; centre is NULL for RMSNorm (x̂ = x rstd). d0 is a
- * multiple of NORM_UNIT, so column d takes the vector path exactly when
- * d < D - D % 8, whichever thread owns it: the bits do not depend on the split. */
+ * [d0, d1), rows in order; centre is NULL for RMSNorm (x̂ = x rstd). Each column
+ * is one lane of its own accumulator, so its bits do not depend on the split. */
 static void norm_param_grads(const float *dy, const float *x, const float *centre, const float *rstd, float *dw,
                              float *db, int M, int D, int d0, int d1) {
     float aw[NORM_CHUNK], ab[NORM_CHUNK];
@@ -123,22 +87,13 @@ static void norm_param_grads(const float *dy, const float *x, const float *centr
         int c1 = HR_MIN(d1, c0 + NORM_CHUNK);
         for (int j = 0; j < c1 - c0; j++) aw[j] = ab[j] = 0.0f;
         for (int m = 0; m < M; m++) {
-            const float *dym = dy + (size_t)m * D, *xm = x + (size_t)m * D;
-            float c = centre ? centre[m] : 0.0f, r = rstd[m];
-            int d = c0;
-#ifdef HR_AVX2
-            __m256 cv = _mm256_set1_ps(c), rv = _mm256_set1_ps(r);
-            for (; d + 8 <= c1; d += 8) {
-                __m256 g = _mm256_loadu_ps(dym + d);
-                __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xm + d), cv), rv);
-                _mm256_storeu_ps(aw + d - c0, _mm256_fmadd_ps(g, xhat, _mm256_loadu_ps(aw + d - c0)));
-                _mm256_storeu_ps(ab + d - c0, _mm256_add_ps(g, _mm256_loadu_ps(ab + d - c0)));
-            }
-#endif
-            for (; d < c1; d++) {
-                aw[d - c0] += dym[d] * ((xm[d] - c) * r);
-                ab[d - c0] += dym[d];
-            }
+            const float *dym = dy + (size_t)m * D + c0, *xm = x + (size_t)m * D + c0;
+            hr_vec cv = hr_vset1(centre ? centre[m] : 0.0f), rv = hr_vset1(rstd[m]);
+            HR_VLOOP(j, n, c1 - c0, {
+                hr_vec g = hr_vload(dym + j, n), xhat = hr_vmul(hr_vsub(hr_vload(xm + j, n), cv), rv);
+                hr_vstore(aw + j, hr_vfma(g, xhat, hr_vload(aw + j, n)), n);
+                hr_vstore(ab + j, hr_vadd(g, hr_vload(ab + j, n)), n);
+            });
         }
         for (int d = c0; d < c1; d++) {
             dw[d] = aw[d - c0];

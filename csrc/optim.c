@@ -1,5 +1,5 @@
 #include "common.h"
-#include "vmath.h"
+#include "simd.h"
 #include "optim.h"
 
 /* sum_squares splits x into this many fixed parts, whatever the thread count,
@@ -39,38 +39,21 @@ double hr_sum_squares(const float *x, long n) {
  * param -= lr (m/(1-β1^step) / (√(v/(1-β2^step)) + eps) + weight_decay param)
  * The bias corrections are folded into two per-step constants, as torch does
  * (step_size = lr/(1-β1^step), √v / √(1-β2^step)), leaving one division and
- * one square root per element. Blocks of 8 elements: whole blocks take the
- * AVX2 path, the last partial block (every block in the portable build) the
- * scalar one. */
+ * one square root per element. */
 void hr_adamw_step(float *param, const float *grad, float *m, float *v, long n, int step, float lr, float beta1,
                    float beta2, float eps, float weight_decay, float grad_scale) {
     float inv_bc1 = (float)(1.0 / (1.0 - pow(beta1, step))), inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(beta2, step)));
     #pragma omp parallel for schedule(static)
-    for (long i0 = 0; i0 < n; i0 += 8) {
-#ifdef HR_AVX2
-        if (i0 + 8 <= n) {
-            __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grad + i0), _mm256_set1_ps(grad_scale));
-            __m256 mi = _mm256_fmadd_ps(_mm256_set1_ps(beta1), _mm256_loadu_ps(m + i0),
-                                        _mm256_mul_ps(_mm256_set1_ps(1.0f - beta1), g));
-            __m256 vi = _mm256_fmadd_ps(_mm256_set1_ps(beta2), _mm256_loadu_ps(v + i0),
-                                        _mm256_mul_ps(_mm256_set1_ps(1.0f - beta2), _mm256_mul_ps(g, g)));
-            __m256 denom = _mm256_fmadd_ps(_mm256_sqrt_ps(vi), _mm256_set1_ps(inv_sqrt_bc2), _mm256_set1_ps(eps));
-            __m256 p = _mm256_loadu_ps(param + i0);
-            __m256 upd = _mm256_fmadd_ps(_mm256_set1_ps(weight_decay), p,
-                                         _mm256_div_ps(_mm256_mul_ps(mi, _mm256_set1_ps(inv_bc1)), denom));
-            _mm256_storeu_ps(m + i0, mi);
-            _mm256_storeu_ps(v + i0, vi);
-            _mm256_storeu_ps(param + i0, _mm256_fnmadd_ps(_mm256_set1_ps(lr), upd, p));
-            continue;
-        }
-#endif
-        for (long i = i0; i < HR_MIN(i0 + 8, n); i++) {
-            float g = grad[i] * grad_scale;
-            float mi = beta1 * m[i] + (1.0f - beta1) * g;
-            float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-            m[i] = mi;
-            v[i] = vi;
-            param[i] -= lr * (mi * inv_bc1 / (sqrtf(vi) * inv_sqrt_bc2 + eps) + weight_decay * param[i]);
-        }
+    for (long i = 0; i < n; i += HR_VW) {
+        int r = (int)HR_MIN(HR_VW, n - i);
+        hr_vec g = hr_vmul(hr_vload(grad + i, r), hr_vset1(grad_scale));
+        hr_vec mi = hr_vfma(hr_vset1(beta1), hr_vload(m + i, r), hr_vmul(hr_vset1(1.0f - beta1), g));
+        hr_vec vi = hr_vfma(hr_vset1(beta2), hr_vload(v + i, r), hr_vmul(hr_vset1(1.0f - beta2), hr_vmul(g, g)));
+        hr_vec denom = hr_vfma(hr_vsqrt(vi), hr_vset1(inv_sqrt_bc2), hr_vset1(eps));
+        hr_vec p = hr_vload(param + i, r);
+        hr_vec upd = hr_vfma(hr_vset1(weight_decay), p, hr_vdiv(hr_vmul(mi, hr_vset1(inv_bc1)), denom));
+        hr_vstore(m + i, mi, r);
+        hr_vstore(v + i, vi, r);
+        hr_vstore(param + i, hr_vfnma(hr_vset1(lr), upd, p), r);
     }
 }

@@ -1,26 +1,13 @@
 #include "common.h"
-#include "vmath.h"
+#include "simd.h"
 #include "selective_scan.h"
 
 /* The N states of one channel are the vector axis (N = 16: one zmm, two ymm). States live in
  * scratch zero-padded to NP = N rounded up to the vector width; A is padded the same way, so the
  * pad lanes stay exactly 0 (decay exp(0) = 1, input Δ x 0) and add nothing to any sum. Bm and Cm
- * rows are read in place with a masked load of the last N mod width lanes. */
+ * rows are read in place with a masked load of the last N mod width lanes. The states are hr_vec
+ * (simd.h); only scan_hsum_rows, the channel sums of a group, is written per ISA. */
 #if defined(HR_AVX512)
-typedef __m512 scan_vec;
-enum { SCAN_VW = 16 };
-static inline __mmask16 scan_mask(int n) { return (__mmask16)((1u << n) - 1); }
-static inline scan_vec scan_load(const float *p, int n) {
-    return n >= SCAN_VW ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(scan_mask(n), p);
-}
-static inline void scan_store(float *p, scan_vec v, int n) {
-    if (n >= SCAN_VW) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, scan_mask(n), v);
-}
-static inline scan_vec scan_set1(float a) { return _mm512_set1_ps(a); }
-static inline scan_vec scan_add(scan_vec a, scan_vec b) { return _mm512_add_ps(a, b); }
-static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return _mm512_mul_ps(a, b); }
-static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return _mm512_fmadd_ps(a, b, c); }
-static inline scan_vec scan_exp(scan_vec a) { return hr_exp512(a); }
 /* The sums of 16 rows of 16 floats, by a transpose-and-add tree: 15 adds for all 16 rows. */
 static inline void scan_hsum_rows(const float *rows, float *out) {
     __m512 t[8], u[4], w[2];
@@ -38,22 +25,6 @@ static inline void scan_hsum_rows(const float *rows, float *out) {
                                         _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1))));
 }
 #elif defined(HR_AVX2)
-typedef __m256 scan_vec;
-enum { SCAN_VW = 8 };
-static inline __m256i scan_mask(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-static inline scan_vec scan_load(const float *p, int n) {
-    return n >= SCAN_VW ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, scan_mask(n));
-}
-static inline void scan_store(float *p, scan_vec v, int n) {
-    if (n >= SCAN_VW) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, scan_mask(n), v);
-}
-static inline scan_vec scan_set1(float a) { return _mm256_set1_ps(a); }
-static inline scan_vec scan_add(scan_vec a, scan_vec b) { return _mm256_add_ps(a, b); }
-static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return _mm256_mul_ps(a, b); }
-static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return _mm256_fmadd_ps(a, b, c); }
-static inline scan_vec scan_exp(scan_vec a) { return hr_exp256(a); }
 /* The sums of 16 rows of 8 floats, 8 rows at a time by a transpose-and-add tree. */
 static inline void scan_hsum_rows(const float *rows, float *out) {
     for (int half = 0; half < 2; half++, rows += 64, out += 8) {
@@ -66,15 +37,6 @@ static inline void scan_hsum_rows(const float *rows, float *out) {
     }
 }
 #else
-typedef float scan_vec;
-enum { SCAN_VW = 1 };
-static inline scan_vec scan_load(const float *p, int n) { (void)n; return *p; }
-static inline void scan_store(float *p, scan_vec v, int n) { (void)n; *p = v; }
-static inline scan_vec scan_set1(float a) { return a; }
-static inline scan_vec scan_add(scan_vec a, scan_vec b) { return a + b; }
-static inline scan_vec scan_mul(scan_vec a, scan_vec b) { return a * b; }
-static inline scan_vec scan_fma(scan_vec a, scan_vec b, scan_vec c) { return a * b + c; }
-static inline scan_vec scan_exp(scan_vec a) { return hr_expf(a); }
 static inline void scan_hsum_rows(const float *rows, float *out) {
     for (int i = 0; i < 16; i++) out[i] = rows[i];
 }
@@ -102,16 +64,16 @@ static inline size_t scan_line_up(size_t floats) { return (floats + 15) & ~(size
 /* G rows of N floats (zeros when src is NULL) -> G zero-padded rows of NP floats. */
 static void scan_pad_rows(float *dst, const float *src, int G, int N, int NP) {
     for (int g = 0; g < G; g++)
-        for (int n = 0; n < NP; n += SCAN_VW)
-            scan_store(dst + (size_t)g * NP + n, src ? scan_load(src + (size_t)g * N + n, N - n) : scan_set1(0.0f),
-                       SCAN_VW);
+        for (int n = 0; n < NP; n += HR_VW)
+            hr_vstore(dst + (size_t)g * NP + n, src ? hr_vload(src + (size_t)g * N + n, N - n) : hr_vzero(),
+                       HR_VW);
 }
 
 /* G padded rows of NP floats -> G rows of N floats. */
 static void scan_unpad_rows(float *dst, const float *src, int G, int N, int NP) {
     for (int g = 0; g < G; g++)
-        for (int n = 0; n < NP; n += SCAN_VW)
-            scan_store(dst + (size_t)g * N + n, scan_load(src + (size_t)g * NP + n, SCAN_VW), N - n);
+        for (int n = 0; n < NP; n += HR_VW)
+            hr_vstore(dst + (size_t)g * N + n, hr_vload(src + (size_t)g * NP + n, HR_VW), N - n);
 }
 
 /* One time step of G channels: h = exp(Δ A) ⊙ hprev + Δ x Bt (h may alias hprev); the decays
@@ -119,22 +81,22 @@ static void scan_unpad_rows(float *dst, const float *src, int G, int N, int NP) 
  * group's first channel; A, hprev, h, decay padded. */
 static void scan_step(const float *hprev, float *h, float *decay, const float *A, const float *Bt, const float *Ct,
                       const float *xt, const float *dt, const float *D, float *yt, int G, int N, int NP) {
-    _Alignas(64) float rows[SCAN_GROUP * SCAN_VW]; /* per channel, the vector partials of C_t · h_t */
+    _Alignas(64) float rows[SCAN_GROUP * HR_VW]; /* per channel, the vector partials of C_t · h_t */
     float sums[SCAN_GROUP];
     for (int g = 0; g < G; g++) {
         size_t row = (size_t)g * NP;
-        scan_vec dl = scan_set1(dt[g]), dlx = scan_set1(dt[g] * xt[g]), acc = scan_set1(0.0f);
-        for (int n = 0; n < NP; n += SCAN_VW) {
-            scan_vec a = scan_exp(scan_mul(dl, scan_load(A + row + n, SCAN_VW)));
-            scan_vec hv = scan_fma(a, scan_load(hprev + row + n, SCAN_VW), scan_mul(dlx, scan_load(Bt + n, N - n)));
-            scan_store(h + row + n, hv, SCAN_VW);
-            if (decay) scan_store(decay + row + n, a, SCAN_VW);
-            if (yt) acc = scan_fma(hv, scan_load(Ct + n, N - n), acc);
+        hr_vec dl = hr_vset1(dt[g]), dlx = hr_vset1(dt[g] * xt[g]), acc = hr_vzero();
+        for (int n = 0; n < NP; n += HR_VW) {
+            hr_vec a = hr_vexp(hr_vmul(dl, hr_vload(A + row + n, HR_VW)));
+            hr_vec hv = hr_vfma(a, hr_vload(hprev + row + n, HR_VW), hr_vmul(dlx, hr_vload(Bt + n, N - n)));
+            hr_vstore(h + row + n, hv, HR_VW);
+            if (decay) hr_vstore(decay + row + n, a, HR_VW);
+            if (yt) acc = hr_vfma(hv, hr_vload(Ct + n, N - n), acc);
         }
-        if (yt) scan_store(rows + g * SCAN_VW, acc, SCAN_VW);
+        if (yt) hr_vstore(rows + g * HR_VW, acc, HR_VW);
     }
     if (!yt) return;
-    for (int g = G; g < SCAN_GROUP; g++) scan_store(rows + g * SCAN_VW, scan_set1(0.0f), SCAN_VW);
+    for (int g = G; g < SCAN_GROUP; g++) hr_vstore(rows + g * HR_VW, hr_vzero(), HR_VW);
     scan_hsum_rows(rows, sums);
     for (int g = 0; g < G; g++) yt[g] = sums[g] + D[g] * xt[g];
 }
@@ -144,7 +106,7 @@ static void scan_step(const float *hprev, float *h, float *decay, const float *A
  * -> y (B,T,Din), h_last (B,Din,N) */
 int hr_selective_scan_forward(const float *x, const float *delta, const float *A, const float *Bm, const float *Cm,
                               const float *D, const float *h0, float *y, float *h_last, int B, int T, int Din, int N) {
-    int NP = (N + SCAN_VW - 1) / SCAN_VW * SCAN_VW, ngroups = (Din + SCAN_GROUP - 1) / SCAN_GROUP;
+    int NP = (N + HR_VW - 1) / HR_VW * HR_VW, ngroups = (Din + SCAN_GROUP - 1) / SCAN_GROUP;
     int nthreads = hr_num_threads();
     size_t per_thread = scan_line_up((size_t)SCAN_GROUP * NP);
     float *Ap = hr_alloc((size_t)Din * NP * sizeof(float));
@@ -191,38 +153,38 @@ static void scan_reverse_step(scan_grad *s, const float *ht, const float *hprev,
                               const float *Bt, const float *Ct, const float *xt, const float *dt, const float *dyt,
                               const float *D, float *dxt, float *ddt, float *dBt, float *dCt, int G, int N, int NP) {
     /* per channel, the vector partials of Σ_n g B (rows 0..15) and of Σ_n g h_{t-1} e^{ΔA} A (rows 16..31) */
-    _Alignas(64) float rows[2 * SCAN_GROUP * SCAN_VW];
+    _Alignas(64) float rows[2 * SCAN_GROUP * HR_VW];
     float gB[SCAN_GROUP], gA[SCAN_GROUP];
-    for (int n = 0; n < NP; n += SCAN_VW) {
-        scan_vec Bv = scan_load(Bt + n, N - n), Cv = scan_load(Ct + n, N - n);
-        scan_vec dB = scan_set1(0.0f), dC = scan_set1(0.0f);
+    for (int n = 0; n < NP; n += HR_VW) {
+        hr_vec Bv = hr_vload(Bt + n, N - n), Cv = hr_vload(Ct + n, N - n);
+        hr_vec dB = hr_vzero(), dC = hr_vzero();
         for (int g = 0; g < G; g++) {
             size_t o = (size_t)g * NP + n;
-            float *sB = rows + g * SCAN_VW, *sA = sB + SCAN_GROUP * SCAN_VW;
-            scan_vec dl = scan_set1(dt[g]), dy = scan_set1(dyt[g]), a = scan_load(decay + o, SCAN_VW);
-            scan_vec gt = scan_fma(Cv, dy, scan_load(s->g + o, SCAN_VW));
-            scan_vec q = scan_mul(scan_mul(gt, scan_load(hprev + o, SCAN_VW)), a); /* ∂L/∂(Δ A) */
-            dC = scan_fma(scan_load(ht + o, SCAN_VW), dy, dC);
-            dB = scan_fma(gt, scan_set1(dt[g] * xt[g]), dB);
-            scan_store(s->dA + o, scan_fma(q, dl, scan_load(s->dA + o, SCAN_VW)), SCAN_VW);
-            scan_store(s->g + o, scan_mul(gt, a), SCAN_VW);
-            scan_vec pB = scan_mul(gt, Bv), pA = scan_mul(q, scan_load(A + o, SCAN_VW));
+            float *sB = rows + g * HR_VW, *sA = sB + SCAN_GROUP * HR_VW;
+            hr_vec dl = hr_vset1(dt[g]), dy = hr_vset1(dyt[g]), a = hr_vload(decay + o, HR_VW);
+            hr_vec gt = hr_vfma(Cv, dy, hr_vload(s->g + o, HR_VW));
+            hr_vec q = hr_vmul(hr_vmul(gt, hr_vload(hprev + o, HR_VW)), a); /* ∂L/∂(Δ A) */
+            dC = hr_vfma(hr_vload(ht + o, HR_VW), dy, dC);
+            dB = hr_vfma(gt, hr_vset1(dt[g] * xt[g]), dB);
+            hr_vstore(s->dA + o, hr_vfma(q, dl, hr_vload(s->dA + o, HR_VW)), HR_VW);
+            hr_vstore(s->g + o, hr_vmul(gt, a), HR_VW);
+            hr_vec pB = hr_vmul(gt, Bv), pA = hr_vmul(q, hr_vload(A + o, HR_VW));
             if (n > 0) {
-                pB = scan_add(pB, scan_load(sB, SCAN_VW));
-                pA = scan_add(pA, scan_load(sA, SCAN_VW));
+                pB = hr_vadd(pB, hr_vload(sB, HR_VW));
+                pA = hr_vadd(pA, hr_vload(sA, HR_VW));
             }
-            scan_store(sB, pB, SCAN_VW);
-            scan_store(sA, pA, SCAN_VW);
+            hr_vstore(sB, pB, HR_VW);
+            hr_vstore(sA, pA, HR_VW);
         }
-        scan_store(dBt + n, dB, N - n);
-        scan_store(dCt + n, dC, N - n);
+        hr_vstore(dBt + n, dB, N - n);
+        hr_vstore(dCt + n, dC, N - n);
     }
     for (int g = G; g < SCAN_GROUP; g++) {
-        scan_store(rows + g * SCAN_VW, scan_set1(0.0f), SCAN_VW);
-        scan_store(rows + (SCAN_GROUP + g) * SCAN_VW, scan_set1(0.0f), SCAN_VW);
+        hr_vstore(rows + g * HR_VW, hr_vzero(), HR_VW);
+        hr_vstore(rows + (SCAN_GROUP + g) * HR_VW, hr_vzero(), HR_VW);
     }
     scan_hsum_rows(rows, gB);
-    scan_hsum_rows(rows + SCAN_GROUP * SCAN_VW, gA);
+    scan_hsum_rows(rows + SCAN_GROUP * HR_VW, gA);
     for (int g = 0; g < G; g++) {
         dxt[g] = D[g] * dyt[g] + dt[g] * gB[g];
         ddt[g] = gA[g] + xt[g] * gB[g];
@@ -244,7 +206,7 @@ int hr_selective_scan_backward(const float *dy, const float *x, const float *del
                                const float *Cm, const float *D, const float *h0, const float *dh_last, float *dx,
                                float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dh0,
                                int B, int T, int Din, int N) {
-    int NP = (N + SCAN_VW - 1) / SCAN_VW * SCAN_VW, ngroups = (Din + SCAN_GROUP - 1) / SCAN_GROUP;
+    int NP = (N + HR_VW - 1) / HR_VW * HR_VW, ngroups = (Din + SCAN_GROUP - 1) / SCAN_GROUP;
     int nthreads = hr_num_threads();
     size_t gs = (size_t)SCAN_GROUP * NP; /* floats in the states of one group at one time */
     int K = HR_MAX(T, 1);                /* time steps per chunk */
