@@ -99,6 +99,31 @@ class Backend:
     name = "abstract"
     dtypes = ("float32",)
 
+    # ---- distribution hooks -------------------------------------------------------------
+    # A backend that spreads one model over several processes (the MPI backend) gives each
+    # process a share of the sequence or of the batch. The model and the training loop call
+    # these where that shows; for a backend running in one process they change nothing.
+    rank, size = 0, 1  # this process among the processes running the model, and their count
+
+    def shard_tokens(self, x):
+        """This process's part of a model input x (B,T,...): a slice of its sequence or of its batch."""
+        return x
+
+    def local_positions(self, table):
+        """The rows of a per-position table (T,...) for the positions this process holds (a view)."""
+        return table
+
+    def local_batch(self, a):
+        """The rows of a per-sample array (B,...) whose outputs (logits, loss) this process computes."""
+        return a
+
+    def all_sum(self, value):
+        """The sum of a number or array over the processes (counts, totals)."""
+        return value
+
+    def reduce_gradients(self, params):
+        """Sum each param.grad over the processes, in place: each process holds a partial sum."""
+
     def missing_ops(self):
         return [op for op in OP_NAMES if not callable(getattr(self, op, None))]
 
