@@ -3,8 +3,9 @@ process (every process computes that reference itself), for the sequence-mixing 
 whole MNIST hybrid (outputs, loss, every parameter gradient). An assertion failing on any process
 aborts the job (the backend's excepthook), so the exit status is the verdict.
 
-    mpiexec -n 3 python tests/mpi_check.py ops --local c
+    mpiexec -n 3 python tests/mpi_check.py ops model --local c
     mpiexec -n 4 python tests/mpi_check.py model --local c --mode data
+    mpiexec -n 2 python tests/mpi_check.py errors
 """
 import argparse
 import os
@@ -128,20 +129,42 @@ def check_model(be, rng):
         assert all(np.array_equal(p.grad, other) for other in be.comm.allgather(p.grad)), "replicas differ"
 
 
+def check_errors(be, rng):
+    """Misuse is a ValueError naming the op, raised on every process before any message."""
+    import pytest
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)
+    q = f32(2, 3, 2, 4)
+    with pytest.raises(ValueError, match="attention_forward: the mpi backend has no sequence split yet"):
+        be.attention_forward(q, q, q)
+    be.shard_tokens(np.zeros((1, 3 * be.size, 1)))
+    with pytest.raises(ValueError, match=r"attention_forward: got 5 positions, but this process .* holds 3"):
+        be.attention_forward(f32(2, 5, 2, 4), f32(2, 5, 2, 4), f32(2, 5, 2, 4))
+    with pytest.raises(ValueError, match="attention_forward: the mpi backend splits self-attention"):
+        be.attention_forward(q, q, q, None, 2)
+    x, A = f32(1, 3, 4), f32(4, 2)
+    with pytest.raises(ValueError, match="selective_scan_backward: the mpi backend has no forward of these arrays"):
+        be.selective_scan_backward(x, x, x, A, f32(1, 3, 2), f32(1, 3, 2), f32(4))
+    with pytest.raises(ValueError, match=f"mean_pool_forward: a batch of 1 rows cannot be shared by {be.size}"):
+        be.mean_pool_forward(x)
+    with pytest.raises(ValueError, match="cannot be split over"):
+        be.shard_tokens(np.zeros((1, be.size - 1, 1)))
+
+
 def main():
     global be_rank
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["ops", "model"])
+    ap.add_argument("what", nargs="+", choices=["ops", "model", "errors"])
     ap.add_argument("--local", default="c")
     ap.add_argument("--mode", default="sequence")
     args = ap.parse_args()
     be = MPIBackend(local=args.local, mode=args.mode, threads=1 if args.local == "c" else None)
     be_rank = be.rank
     rng = np.random.default_rng(0)  # the same data on every process
-    (check_ops if args.what == "ops" else check_model)(be, rng)
+    for what in args.what:
+        dict(ops=check_ops, model=check_model, errors=check_errors)[what](be, rng)
     be.comm.Barrier()
     if be.rank == 0:
-        print(f"mpi_check {args.what} local={args.local} mode={args.mode} P={be.size}: OK", flush=True)
+        print(f"mpi_check {' '.join(args.what)} local={args.local} mode={args.mode} P={be.size}: OK", flush=True)
 
 
 be_rank = 0
