@@ -162,28 +162,30 @@ def _first_needed(edges, window, r):
     return o
 
 
+def _shared_keys(edges, window, o):
+    """The first position of process o's keys that a later process can see: all of them, or
+    with a window only the last `window` (the next process's first query reaches furthest back)."""
+    return edges[o] if window is None else min(edges[o + 1], max(edges[o], edges[o + 1] - window))
+
+
 def _earlier_blocks(be, k, v, window):
-    """Yield (owner, k, v) for each earlier process whose keys this one's queries can see,
-    nearest first. A block travels down the line r -> r+1 -> ..., each process forwarding it
-    before using it and receiving the next one while it computes, so a process holds at most
-    two blocks whatever P is."""
+    """Yield (start, k, v) for the keys of each earlier process that this one's queries can see
+    (start: the block's first position), nearest first. A block travels down the line
+    r -> r+1 -> ..., each process forwarding it before using it and receiving the next one while it
+    computes, so a process holds at most two blocks whatever P is."""
     edges, r, P = be.seq_edges, be.rank, be.size
     first = [_first_needed(edges, window, p) for p in range(P)]
-    held, owner = np.stack([k, v]), r
-    while True:
+    owner = r
+    if r + 1 < P and r >= first[r + 1]:
+        cut = _shared_keys(edges, window, r) - edges[r]
+        be.isend(np.stack([k[:, cut:], v[:, cut:]]), r + 1, TAG_KV)
+    while owner - 1 >= first[r]:
+        owner -= 1
+        start = _shared_keys(edges, window, owner)
+        held = be.recv((2, k.shape[0], edges[owner + 1] - start) + k.shape[2:], k.dtype, r - 1, TAG_KV)
         if r + 1 < P and owner >= first[r + 1]:
             be.isend(held, r + 1, TAG_KV)
-        nxt = owner - 1
-        req = None
-        if nxt >= first[r]:
-            buf = np.empty((2, k.shape[0], edges[nxt + 1] - edges[nxt]) + k.shape[2:], k.dtype)
-            req = be.comm.Irecv(buf, source=r - 1, tag=TAG_KV)
-        if owner != r:
-            yield owner, held[0], held[1]
-        if req is None:
-            return
-        req.Wait()
-        held, owner = buf, nxt
+        yield start, held[0], held[1]
 
 
 def _check_self_attention(be, op, q, k, q_offset):
@@ -197,9 +199,9 @@ def attention_forward(be, q, k, v, window=None, q_offset=0):
     """The diagonal block, then each earlier block merged in by its log-sum-exp."""
     _check_self_attention(be, "attention_forward", q, k, q_offset)
     o, lse = be.local.attention_forward(q, k, v, window)
-    start = be.seq_edges[be.rank]
-    for owner, kb, vb in _earlier_blocks(be, k, v, window):
-        ob, lb = be.local.attention_forward(q, kb, vb, window, start - be.seq_edges[owner])
+    here = be.seq_edges[be.rank]
+    for start, kb, vb in _earlier_blocks(be, k, v, window):
+        ob, lb = be.local.attention_forward(q, kb, vb, window, here - start)
         new = np.logaddexp(lse, lb)  # finite: the diagonal block gives every query a key
         o = o * _row_weight(lse, new) + ob * _row_weight(lb, new)
         lse = new
@@ -217,16 +219,21 @@ def attention_backward(be, do, q, k, v, o, lse, window=None, q_offset=0):
     _check_self_attention(be, "attention_backward", q, k, q_offset)
     dq, dk, dv = be.local.attention_backward(do, q, k, v, o, lse, window)
     edges, r = be.seq_edges, be.rank
-    for owner, kb, vb in _earlier_blocks(be, k, v, window):
-        dqb, dkb, dvb = be.local.attention_backward(do, q, kb, vb, o, lse, window, edges[r] - edges[owner])
+    for start, kb, vb in _earlier_blocks(be, k, v, window):
+        dqb, dkb, dvb = be.local.attention_backward(do, q, kb, vb, o, lse, window, edges[r] - start)
         dq += dqb
-        be.isend(np.stack([dkb, dvb]), owner, TAG_DKV)
+        be.isend(np.stack([dkb, dvb]), _owner(edges, start), TAG_DKV)
+    cut = _shared_keys(edges, window, r) - edges[r]
     for src in range(r + 1, be.size):
         if _first_needed(edges, window, src) <= r:
-            dkv = be.recv((2,) + k.shape, k.dtype, src, TAG_DKV)
-            dk += dkv[0]
-            dv += dkv[1]
+            dkv = be.recv((2, k.shape[0], k.shape[1] - cut) + k.shape[2:], k.dtype, src, TAG_DKV)
+            dk[:, cut:] += dkv[0]
+            dv[:, cut:] += dkv[1]
     return dq, dk, dv
+
+
+def _owner(edges, position):
+    return next(p for p in range(len(edges) - 1) if edges[p] <= position < edges[p + 1])
 
 
 # ---- mean-pool: after it, each process owns a slice of the batch ---------------------------------
