@@ -108,7 +108,8 @@ class MPIBackend(Backend):
         return getattr(self.local, "threads", 1)
 
     def describe(self):
-        return f"mpi ({self.mode} parallel over {self.size} processes; local {self.local.describe()})"
+        procs = f"{self.size} process" + ("es" if self.size > 1 else "")
+        return f"mpi ({self.mode} parallel over {procs}; local {self.local.describe()})"
 
     # ---- distribution hooks (see Backend) ---------------------------------------------------
     def shard_tokens(self, x):
