@@ -109,3 +109,11 @@ def test_cli_error_on_one_process_ends_the_job():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "Invalid value for '--lr'" in out.stderr, out.stderr[-2000:]
     assert time.perf_counter() - t0 < 20
+
+
+def test_bench_workload_runs():
+    """`hybridref bench mpi`'s job, tiny: it reports the step times of rank 0."""
+    from hybridref.backends.mpi.launch import run_bench
+    out = run_bench(2, timeout=120, tokens=97, d_model=16, window=8, steps=2)
+    assert (out["processes"], out["tokens"], out["threads"], len(out["step_s"])) == (2, 97, 1, 2)
+    assert 0 < out["min_s"] <= out["median_s"]
