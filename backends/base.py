@@ -86,6 +86,18 @@ SEQUENCE_MIXING_OPS = {
     # dh_last (B,Din,N) or None is the gradient flowing into h_last from later
     # positions; dh0 is None when h0 is None.
     "selective_scan_backward": "selective_scan_backward(dy, x, delta, A, Bm, Cm, D, h0=None, dh_last=None) -> (dx, ddelta, dA, dBm, dCm, dD, dh0)",
+    # -- streaming decoding (issue #4) --
+    # rotary position embedding, GPT-NeoX half split: x (B,T,H,P), P even, token t at position
+    # offset + t, θ_i = base^(−2i/P), angles in float64; with (x₁, x₂) = (x[..., :P/2], x[..., P/2:]):
+    # y₁ = x₁ cos(pθ) − x₂ sin(pθ), y₂ = x₂ cos(pθ) + x₁ sin(pθ). It depends on the absolute
+    # position, so a backend holding a slice of the sequence adds its slice's start to offset.
+    "rope_forward": "rope_forward(x, offset=0, base=10000.0) -> y",
+    # the inverse rotation: dx₁ = dy₁ cos + dy₂ sin, dx₂ = dy₂ cos − dy₁ sin
+    "rope_backward": "rope_backward(dy, offset=0, base=10000.0) -> dx",
+    # one new query per stream against a KV cache: q (B,H,P), k_cache, v_cache (B,Hk,L,P) whose first
+    # `length` rows are filled (the query is at position length−1); window W: keys length−1−W .. length−1
+    # -> o (B,H,P), the attention_forward output row of that query
+    "attention_decode": "attention_decode(q, k_cache, v_cache, length, window=None) -> o",
 }
 
 import types

@@ -1,4 +1,4 @@
-"""The `hybridref` command line: info, train mnist, bench mpi."""
+"""The `hybridref` command line: info, train mnist, train shakespeare, generate, bench mpi."""
 import json
 import os
 import sys
@@ -9,9 +9,6 @@ from .backends import available_backends, default_backend_name, get_backend
 
 
 def backend_option(f):
-    f = click.option("--mpi-mode", type=click.Choice(["sequence", "data"]), default=None,
-                     help="With --backend mpi: split each sequence (default, $HYBRIDREF_MPI_MODE) or the batch "
-                          "over the processes of mpiexec.")(f)
     f = click.option("--threads", type=click.IntRange(min=1), default=None,
                      help="OpenMP threads for the C kernels (default: $OMP_NUM_THREADS, else all cores).")(f)
     f = click.option("--backend", default=None, metavar="NAME",
@@ -79,6 +76,9 @@ def train():
 
 @train.command()
 @backend_option
+@click.option("--mpi-mode", type=click.Choice(["sequence", "data"]), default=None,
+              help="With --backend mpi: split each sequence (default, $HYBRIDREF_MPI_MODE) or the batch over the "
+                   "processes of mpiexec.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
@@ -177,6 +177,126 @@ def bench_mpi(procs, tokens, pattern, d_model, window, threads, steps, as_json):
             click.echo(f"P={p}  threads/process={threads}  tokens={tokens}  pattern={pattern}  "
                        f"step {out['median_s']:.3f} s (median of {steps})  "
                        f"speedup vs P={first['processes']}: x{first['median_s'] / out['median_s']:.2f}")
+
+
+# -- Tiny Shakespeare and streaming decoding (issue #4) ----------------------------------------------
+
+class Duration(click.ParamType):
+    """A duration: seconds (600, 600s) or minutes (10m) or hours (0.5h); -> seconds."""
+    name = "duration"
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        scale = self.units.get(text[-1:], None)
+        try:
+            seconds = float(text[:-1] if scale else text) * (scale or 1.0)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration: use seconds (600, 600s), minutes (10m) or hours (0.5h)",
+                      param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r}: the duration must be positive", param, ctx)
+        return seconds
+
+
+@train.command()
+@backend_option
+@click.option("--arch", type=click.Choice(["transformer", "mamba", "hybrid"]), default="hybrid", show_default=True,
+              help="Preset: 6 blocks of d_model 128 (transformer AAAAAA, mamba MMMMMM, hybrid MMMAMM), ~1.2M params.")
+@click.option("--pattern", default=None, help="Override the preset's layer pattern (A = attention, M = Mamba).")
+@click.option("--d-model", type=click.IntRange(min=8), default=None, help="Override the width (default 128).")
+@click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Optimizer steps (the cosine schedule's length unless --time-budget is given).")
+@click.option("--time-budget", type=Duration(), default=None,
+              help="Train for this long (600, 600s, 10m; evaluation excluded); the cosine schedule then runs "
+                   "over this time.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--block-size", type=click.IntRange(min=2), default=256, show_default=True, help="Context length.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
+              help="Peak learning rate (warmup, then cosine decay to lr/10).")
+@click.option("--warmup", type=click.IntRange(min=1), default=100, show_default=True, help="Warmup steps.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True)
+@click.option("--eval-every", type=click.IntRange(min=1), default=250, show_default=True,
+              help="Validation loss every N steps (and at the end).")
+@click.option("--eval-batches", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Write the checkpoint here (at the end, and every --checkpoint-every steps).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None)
+@click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder holding tinyshakespeare/input.txt (default: $HYBRIDREF_DATA, else download).")
+@click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
+def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, batch_size, block_size, lr, warmup,
+                weight_decay, eval_every, eval_batches, checkpoint, checkpoint_every, resume, seed, data_dir, as_json):
+    """Train a character LM on Tiny Shakespeare and report validation loss (nats/char)."""
+    from .data.paths import DataNotFound
+    from .train_shakespeare import train_shakespeare
+
+    if resume and not checkpoint:
+        raise click.BadParameter("--resume needs --checkpoint PATH", param_hint="--resume")
+    be = open_backend(backend, threads)
+    click.echo(f"backend {be.describe()}", err=True)
+    overrides = {k: v for k, v in (("pattern", pattern), ("d_model", d_model)) if v is not None}
+
+    live = sys.stderr.isatty()
+
+    def on_step(step, total, loss, lr_now, elapsed):
+        if not live:
+            return
+        left = f"{elapsed:.0f}/{time_budget:.0f}s" if time_budget else f"{step}/{total}"
+        click.echo(f"\rstep {step:5d}  loss {loss:.4f}  lr {lr_now:.2e}  {left}   ", nl=False, err=True)
+
+    def on_eval(r):
+        if live:
+            click.echo("\r" + " " * 72 + "\r", nl=False, err=True)
+        click.echo(f"step {r['step']:5d}  train loss {r['train_loss']:.4f}  val loss {r['val_loss']:.4f}  "
+                   f"train time {r['train_time_s']:.1f}s", err=False)
+
+    try:
+        out = train_shakespeare(be, arch=arch, steps=steps, batch_size=batch_size, block_size=block_size, lr=lr,
+                                weight_decay=weight_decay, warmup=warmup, eval_every=eval_every,
+                                eval_batches=eval_batches, time_budget=time_budget, seed=seed, data_dir=data_dir,
+                                checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                                model_overrides=overrides, on_step=on_step, on_eval=on_eval)
+    except DataNotFound as e:
+        raise click.ClickException(str(e)) from None
+    except ValueError as e:  # a checkpoint that does not fit
+        raise click.ClickException(str(e)) from None
+    click.echo(f"final val loss {out['final_val_loss']:.4f} (perplexity {out['val_perplexity']:.2f}) after "
+               f"{out['steps']} steps, {out['train_time_s']:.1f}s of training, {out['tokens_per_s']:.0f} tokens/s "
+               f"({out['params']} parameters)")
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in out.items() if k not in ("model", "vocab")}))
+
+
+@main.command()
+@backend_option
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--prompt", default="\n", show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+              help="0 picks the most likely character.")
+@click.option("--top-k", type=click.IntRange(min=1), default=None)
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(backend, threads, checkpoint, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+    """Stream text sampled from a checkpointed character LM."""
+    from .generate import generate as run, load_model
+
+    be = open_backend(backend, threads)
+    try:
+        model, vocab = load_model(checkpoint, be)
+        click.echo(prompt, nl=False)
+        run(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed,
+            on_text=lambda ch: click.echo(ch, nl=False))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo()
+
+# -- end of issue #4 commands --------------------------------------------------------------------------
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def random_shift(images, max_shift, rng):
     return padded[np.arange(B)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-def evaluate(model, images, labels, batch_size=1000):
+def evaluate(model, images, labels, batch_size=250):
     """(mean loss, accuracy) of `model` on a labelled set."""
     be = model.be
     total_loss, correct = 0.0, 0

@@ -93,6 +93,11 @@ def check_ops(be, rng):
             for name, got, want in zip(("dq", "dk", "dv"), g, g_ref):
                 close(f"attention {name}", gather_seq(be, got), want)
 
+        # rotary embedding at global positions
+        x, dy = f32(2, T, 3, 6), f32(2, T, 3, 6)
+        close("rope y", gather_seq(be, be.rope_forward(part(x), 5, 100.0)), ref.rope_forward(x, 5, 100.0))
+        close("rope dx", gather_seq(be, be.rope_backward(part(dy), 5, 100.0)), ref.rope_backward(dy, 5, 100.0))
+
         # mean-pool: each process gets its rows of the batch
         x, dy = f32(P + 2, T, 3), f32(P + 2, 3)
         y = be.mean_pool_forward(part(x))
@@ -146,6 +151,8 @@ def check_errors(be, rng):
         be.selective_scan_backward(x, x, x, A, f32(1, 3, 2), f32(1, 3, 2), f32(4))
     with pytest.raises(ValueError, match=f"mean_pool_forward: a batch of 1 rows cannot be shared by {be.size}"):
         be.mean_pool_forward(x)
+    with pytest.raises(ValueError, match="attention_decode: the mpi backend splits whole sequences"):
+        be.attention_decode(f32(2, 2, 4), f32(2, 2, 5, 4), f32(2, 2, 5, 4), 3)
     with pytest.raises(ValueError, match="cannot be split over"):
         be.shard_tokens(np.zeros((1, be.size - 1, 1)))
 

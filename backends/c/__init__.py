@@ -4,10 +4,11 @@ Each module here wraps the C file of the same name: it checks every argument
 (backends/c/checks.py), allocates outputs and calls the kernel. float32 only.
 """
 from ..base import Backend, collect_ops
-from . import (activations, attention, conv1d, embedding, library, linear, losses, norms, optim,
-               pooling, selective_scan)
+from . import (activations, attention, conv1d, decode, embedding, library, linear, losses, norms, optim,
+               pooling, rope, selective_scan)
 
-MODULES = (linear, embedding, norms, activations, losses, optim, pooling, attention, conv1d, selective_scan)
+MODULES = (linear, embedding, norms, activations, losses, optim, pooling, attention, conv1d, selective_scan, rope,
+           decode)
 
 
 class CBackend(Backend):
@@ -43,6 +44,10 @@ class CBackend(Backend):
     def raise_status(self, op, status):
         if status != 0:
             raise MemoryError(f"{op}: the C kernel could not allocate its scratch memory (status {status})")
+
+    def decoder(self, model, batch, max_len):
+        """The streaming decoder that runs a whole model step in one C call (backends/c/decode.py)."""
+        return decode.Decoder(self, model, batch, max_len)
 
     def describe(self):
         return f"c (isa {self.isa}, {self.threads} OpenMP threads, float32)"

@@ -236,6 +236,24 @@ def _owner(edges, position):
     return next(p for p in range(len(edges) - 1) if edges[p] <= position < edges[p + 1])
 
 
+# ---- rotary embedding: positions are global ----------------------------------------------------
+
+def rope_forward(be, x, offset=0, base=10000.0):
+    """The slice's first position is added to the offset; nothing is sent."""
+    be.sequence_edges("rope_forward", x.shape[1])
+    return be.local.rope_forward(x, offset + be.seq_edges[be.rank], base)
+
+
+def rope_backward(be, dy, offset=0, base=10000.0):
+    be.sequence_edges("rope_backward", dy.shape[1])
+    return be.local.rope_backward(dy, offset + be.seq_edges[be.rank], base)
+
+
+def attention_decode(be, q, k_cache, v_cache, length, window=None):
+    raise ValueError("attention_decode: the mpi backend splits whole sequences (training, prefill-free "
+                     "evaluation); decode one token at a time on its local backend (be.local)")
+
+
 # ---- mean-pool: after it, each process owns a slice of the batch ---------------------------------
 
 def mean_pool_forward(be, x):

@@ -4,6 +4,13 @@ optional sliding window (Griffin's local attention).
     q, k, v = split(x W_qkvᵀ)             x (B,T,D) -> q (B,T,H,P), k, v (B,T,Hk,P)
     o_i = Σ_{j≤i} softmax_j(q_i·k_j/√P) v_j  (keys i−W ≤ j ≤ i with a window W)
     y = concat_heads(o) W_oᵀ               -> (B,T,D)
+
+With rope_base set, q and k are rotated by their position (RoPE) before the scores.
+
+Decoding: the state is a KV cache k, v (B,Hk,L,P) of L = max_len rows and its fill `length`;
+`forward(x, state)` (prefill) fills it with the T tokens of x, `step(x_t, state)` appends one
+token per stream and attends over the cache. A windowed layer keeps the whole cache too (no ring
+buffer), so every layer's context is limited to max_len.
 """
 import numpy as np
 
@@ -12,7 +19,7 @@ from .module import Module
 
 
 class CausalSelfAttention(Module):
-    def __init__(self, d, n_heads, rng, n_kv_heads=None, window=None, out_std=None):
+    def __init__(self, d, n_heads, rng, n_kv_heads=None, window=None, out_std=None, rope_base=None):
         super().__init__()
         if d % n_heads:
             raise ValueError(f"attention: d_model {d} is not divisible by n_heads {n_heads}")
@@ -22,6 +29,7 @@ class CausalSelfAttention(Module):
             raise ValueError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
         self.head_dim = d // n_heads
         self.window = window
+        self.rope_base = rope_base
         self.qkv = Linear(d, (n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=False, rng=rng)
         self.out = Linear(d, d, bias=False, rng=rng, std=out_std)
 
@@ -33,9 +41,17 @@ class CausalSelfAttention(Module):
         v = np.ascontiguousarray(qkv[..., (H + Hk) * P:]).reshape(B, T, Hk, P)
         return q, k, v
 
-    def forward(self, x):
+    def forward(self, x, state=None):
+        """x (B,T,D) -> (B,T,D); with a fresh `state` (init_state) it also fills the KV cache."""
         B, T, D = x.shape
         q, k, v = self._split(self.qkv.forward(x))
+        if self.rope_base is not None:
+            q, k = self.be.rope_forward(q, 0, self.rope_base), self.be.rope_forward(k, 0, self.rope_base)
+        if state is not None:
+            self._check_room(state, T)
+            state["k"][:, :, :T] = k.transpose(0, 2, 1, 3)
+            state["v"][:, :, :T] = v.transpose(0, 2, 1, 3)
+            state["length"] = T
         o, lse = self.be.attention_forward(q, k, v, self.window)
         self.save(q, k, v, o, lse)
         return self.out.forward(o.reshape(B, T, D))
@@ -45,5 +61,33 @@ class CausalSelfAttention(Module):
         B, T, H, P = q.shape
         do = np.ascontiguousarray(self.out.backward(dy)).reshape(B, T, H, P)
         dq, dk, dv = self.be.attention_backward(do, q, k, v, o, lse, self.window)
+        if self.rope_base is not None:
+            dq, dk = self.be.rope_backward(dq, 0, self.rope_base), self.be.rope_backward(dk, 0, self.rope_base)
         dqkv = np.concatenate([dq.reshape(B, T, -1), dk.reshape(B, T, -1), dv.reshape(B, T, -1)], axis=-1)
         return self.qkv.backward(dqkv)
+
+    # -- decoding -------------------------------------------------------------
+    def init_state(self, batch, max_len, dtype=np.float32):
+        shape = (batch, self.n_kv_heads, max_len, self.head_dim)
+        return {"k": np.zeros(shape, dtype), "v": np.zeros(shape, dtype), "length": 0}
+
+    @staticmethod
+    def _check_room(state, n):
+        max_len = state["k"].shape[2]
+        if state["length"] + n > max_len:
+            raise ValueError(f"attention: the KV cache holds {max_len} tokens (max_len) and has {state['length']}; "
+                             f"{n} more do not fit — decode with a larger max_len")
+
+    def step(self, x, state):
+        """One token per stream: x (B,D) -> (B,D); appends its k, v to the cache at position `length`."""
+        B, D = x.shape
+        self._check_room(state, 1)
+        pos = state["length"]
+        q, k, v = self._split(self.qkv.step(x)[:, None])
+        if self.rope_base is not None:
+            q, k = self.be.rope_forward(q, pos, self.rope_base), self.be.rope_forward(k, pos, self.rope_base)
+        state["k"][:, :, pos] = k[:, 0]
+        state["v"][:, :, pos] = v[:, 0]
+        state["length"] = pos + 1
+        o = self.be.attention_decode(np.ascontiguousarray(q[:, 0]), state["k"], state["v"], pos + 1, self.window)
+        return self.out.step(o.reshape(B, D))

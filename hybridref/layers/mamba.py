@@ -7,6 +7,10 @@
     A      = −exp(A_log)                               (Din,N), S4D-real init A_log = log(1..N)
     y      = selective_scan(x, Δ, A, B, C, D)          h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t x_t, y_t = C_t·h_t + D x_t
     out    = out_proj(y ⊙ SiLU(z))
+
+Decoding: the state is the conv input of the last d_conv−1 tokens, conv (B, d_conv−1, Din), and the
+scan state ssm (B, Din, N): a step costs the same at every position. `forward(u, state)` (prefill)
+fills it from the T tokens of u, `step(u_t, state)` advances it by one token per stream.
 """
 import math
 
@@ -37,7 +41,8 @@ class Mamba(Module):
         self.D = Param(np.ones(din), decay=False)
         self.out_proj = Linear(din, d, bias=False, rng=rng, std=out_std)
 
-    def forward(self, u):
+    def forward(self, u, state=None):
+        """u (B,T,D) -> (B,T,D); with a fresh `state` (init_state) it also fills the decode state."""
         din, N, R = self.d_inner, self.d_state, self.dt_rank
         xz = self.in_proj.forward(u)
         x_in, z = np.ascontiguousarray(xz[..., :din]), np.ascontiguousarray(xz[..., din:])
@@ -49,7 +54,10 @@ class Mamba(Module):
         dt_lin = self.dt_proj.forward(dt)
         delta = self.be.softplus_forward(dt_lin)
         A = -np.exp(self.A_log.data)
-        y, _ = self.be.selective_scan_forward(x, delta, A, Bm, Cm, self.D.data)
+        y, h_last = self.be.selective_scan_forward(x, delta, A, Bm, Cm, self.D.data)
+        if state is not None:
+            self._fill_conv_state(state["conv"], x_in)
+            state["ssm"][...] = h_last
         self.save(x_in, z, x_conv, x, dt_lin, delta, A, Bm, Cm, y)
         return self.out_proj.forward(self.be.silu_gate_forward(y, z))
 
@@ -67,3 +75,35 @@ class Mamba(Module):
         self.conv_weight.grad += dw
         self.conv_bias.grad += db
         return self.in_proj.backward(np.concatenate([dx_in, dz], axis=-1))
+
+    # -- decoding -------------------------------------------------------------
+    def init_state(self, batch, max_len=None, dtype=np.float32):
+        """Zeros: conv (B, d_conv−1, Din) and ssm (B, Din, N); max_len is not needed (constant-size state)."""
+        W = self.conv_weight.shape[1]
+        return {"conv": np.zeros((batch, W - 1, self.d_inner), dtype),
+                "ssm": np.zeros((batch, self.d_inner, self.d_state), dtype)}
+
+    @staticmethod
+    def _fill_conv_state(conv, x_in):
+        """conv (B,W−1,Din) <- the last W−1 conv inputs of x_in (B,T,Din), after what conv held (zeros
+        for a fresh state) when T < W−1."""
+        keep = conv.shape[1]
+        if keep:
+            conv[...] = np.concatenate([conv, x_in], axis=1)[:, -keep:]
+
+    def step(self, u, state):
+        """One token per stream: u (B,D) -> (B,D); updates state in place."""
+        din, N, R = self.d_inner, self.d_state, self.dt_rank
+        xz = self.in_proj.step(u)
+        x_in, z = np.ascontiguousarray(xz[:, :din]), np.ascontiguousarray(xz[:, din:])
+        x_conv = self.be.causal_conv1d_forward(x_in[:, None], self.conv_weight.data, self.conv_bias.data,
+                                               prefix=state["conv"] if state["conv"].shape[1] else None)
+        self._fill_conv_state(state["conv"], x_in[:, None])
+        x = self.be.silu_forward(x_conv[:, 0])
+        dbc = self.x_proj.step(x)
+        dt, Bm, Cm = (np.ascontiguousarray(dbc[:, i:j]) for i, j in ((0, R), (R, R + N), (R + N, R + 2 * N)))
+        delta = self.be.softplus_forward(self.dt_proj.step(dt))
+        y, h = self.be.selective_scan_forward(x[:, None], delta[:, None], -np.exp(self.A_log.data),
+                                              Bm[:, None], Cm[:, None], self.D.data, h0=state["ssm"])
+        state["ssm"][...] = h
+        return self.out_proj.step(self.be.silu_gate_forward(y[:, 0], z))

@@ -17,3 +17,7 @@ class MLP(Module):
     def backward(self, dy):
         (h,) = self.saved()
         return self.fc.backward(self.be.gelu_backward(self.proj.backward(dy), h))
+
+    def step(self, x):
+        """Stateless: the forward on one token per stream, x (B, d) -> (B, d)."""
+        return self.proj.step(self.be.gelu_forward(self.fc.step(x)))

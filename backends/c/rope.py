@@ -1,0 +1,37 @@
+"""Wrapper of csrc/rope.c (rotary position embedding)."""
+import numbers
+
+from . import checks
+from .checks import empty_f32 as empty
+
+_INT_MAX = 2**31 - 1
+
+
+def _check(op, x, name, offset, base):
+    checks.check_array(op, name, x, ndim=4)
+    B, T, H, P = x.shape
+    if P % 2:
+        raise ValueError(f"{op}: head dim P must be even, got {name} of shape {x.shape}")
+    if max(x.shape) > _INT_MAX:
+        raise ValueError(f"{op}: {name} shape {x.shape} exceeds the C kernel's int range")
+    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or offset < 0:
+        raise ValueError(f"{op}: offset must be an int >= 0, got {offset!r}")
+    if not base > 0:
+        raise ValueError(f"{op}: base must be positive, got {base!r}")
+    return B, T, H, P
+
+
+def rope_forward(be, x, offset=0, base=10000.0):
+    B, T, H, P = _check("rope_forward", x, "x", offset, base)
+    y = empty(x.shape)
+    be.raise_status("rope_forward", be.lib.hr_rope_forward(be.f32(x), be.f32(y), B, T, H, P, int(offset),
+                                                           float(base)))
+    return y
+
+
+def rope_backward(be, dy, offset=0, base=10000.0):
+    B, T, H, P = _check("rope_backward", dy, "dy", offset, base)
+    dx = empty(dy.shape)
+    be.raise_status("rope_backward", be.lib.hr_rope_backward(be.f32(dy), be.f32(dx), B, T, H, P, int(offset),
+                                                             float(base)))
+    return dx

@@ -1,0 +1,115 @@
+"""Training of the character LM on Tiny Shakespeare (`hybridref train shakespeare`, examples/).
+
+Batches are random windows of the training split (nanoGPT's get_batch), drawn from one seeded
+generator whose state is checkpointed, so a resumed run sees the same batches as an uninterrupted
+one. AdamW (β = 0.9, 0.99), global-norm clipping at 1, linear warmup then cosine decay to lr/10.
+The schedule runs over `steps`, or, with a time budget, over the training time: then the learning
+rate depends on the wall clock and a run is no longer bit-reproducible.
+"""
+import math
+import time
+
+import numpy as np
+
+from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .data.shakespeare import load_shakespeare
+from .models.char_lm import CharLM
+from .optim import AdamW
+
+
+def get_batch(ids, batch_size, block_size, rng):
+    """x, y (B,T) int64: random windows of `ids` and the same windows shifted by one."""
+    starts = rng.integers(0, len(ids) - block_size - 1, batch_size)
+    idx = starts[:, None] + np.arange(block_size)[None, :]
+    return ids[idx], ids[idx + 1]
+
+
+def evaluate(model, ids, batch_size, block_size, batches, seed=1234):
+    """Mean cross-entropy (nats/char) on `batches` fixed random windows of `ids` (the same at every call)."""
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for _ in range(batches):
+        x, y = get_batch(ids, batch_size, block_size, rng)
+        logits = model.forward(x)
+        model.clear_saved()
+        loss, _ = model.be.cross_entropy_forward(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        total += loss
+    return total / batches
+
+
+def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_size=256, lr=2e-3,
+                      weight_decay=0.1, warmup=100, eval_every=250, eval_batches=20, time_budget=None, seed=0,
+                      data_dir=None, checkpoint=None, checkpoint_every=None, resume=False, model_overrides=None,
+                      on_step=None, on_eval=None):
+    """Train from scratch (or resume from `checkpoint`); returns a summary dict (with the model).
+
+    time_budget: seconds of training (evaluation excluded); the run stops after the step that
+    crosses it. on_step(step, steps, loss, lr, elapsed) and on_eval(record) report progress."""
+    vocab, train_ids, val_ids = load_shakespeare(data_dir)
+    model = CharLM.preset(arch, len(vocab), seed=seed, **(model_overrides or {})).to(backend)
+    be = model.be
+    opt = AdamW(model.params(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay, clip_norm=1.0)
+    rng = np.random.default_rng(seed + 1)
+    run = dict(arch=arch, steps=steps, batch_size=batch_size, block_size=block_size, lr=lr,
+               weight_decay=weight_decay, warmup=warmup, time_budget=time_budget, seed=seed)
+    step, train_time, history, loss_sum, loss_n = 0, 0.0, [], 0.0, 0
+    if resume:
+        ckpt = load_checkpoint(checkpoint)
+        restore(ckpt, model, opt)
+        t = ckpt["train"]
+        if t["run"] != run:
+            diffs = [f"{k}: checkpoint {t['run'].get(k)!r}, now {run[k]!r}" for k in run if t["run"].get(k) != run[k]]
+            raise ValueError("--resume with other training settings than the checkpoint's: " + "; ".join(diffs))
+        rng.bit_generator.state = t["rng"]
+        step, train_time, history = t["step"], t["train_time_s"], t["history"]
+        loss_sum, loss_n = t["loss_sum"], t["loss_n"]
+
+    def save():
+        save_checkpoint(checkpoint, model, vocab.chars, opt, dict(
+            run=run, rng=rng.bit_generator.state, step=step, train_time_s=train_time, history=history,
+            loss_sum=loss_sum, loss_n=loss_n))
+
+    def schedule():
+        """warmup steps, then cosine from lr to lr/10 over the remaining steps or the time budget"""
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        progress = train_time / time_budget if time_budget else (step - warmup) / max(1, steps - warmup)
+        return lr / 10 + 0.45 * lr * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def record():
+        val = evaluate(model, val_ids, batch_size, block_size, eval_batches)
+        r = dict(step=step, train_loss=loss_sum / max(loss_n, 1), val_loss=val, train_time_s=train_time)
+        history.append(r)
+        if on_eval:
+            on_eval(r)
+
+    while step < steps and not (time_budget and train_time >= time_budget):
+        t0 = time.perf_counter()
+        x, y = get_batch(train_ids, batch_size, block_size, rng)
+        model.zero_grad()
+        logits = model.forward(x)
+        V = logits.shape[-1]
+        loss, probs = be.cross_entropy_forward(logits.reshape(-1, V), y.reshape(-1))
+        model.backward(be.cross_entropy_backward(probs, y.reshape(-1)).reshape(logits.shape))
+        cur_lr = schedule()
+        opt.step(be, lr=cur_lr)
+        step += 1
+        train_time += time.perf_counter() - t0
+        loss_sum, loss_n = loss_sum + loss, loss_n + 1
+        if on_step:
+            on_step(step, steps, loss, cur_lr, train_time)
+        if step % eval_every == 0:
+            record()
+            loss_sum, loss_n = 0.0, 0
+        if checkpoint and checkpoint_every and step % checkpoint_every == 0:
+            save()
+    if checkpoint:
+        save()
+    if not history or history[-1]["step"] != step:
+        record()
+    final = history[-1]
+    return dict(model=model, vocab=vocab, params=model.num_params(), steps=step, train_time_s=train_time,
+                tokens_per_s=step * batch_size * block_size / max(train_time, 1e-9),
+                final_train_loss=final["train_loss"], final_val_loss=final["val_loss"],
+                val_perplexity=math.exp(final["val_loss"]), history=history,
+                config=dict(model.config, **run, backend=be.name))
