@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.9",
     packages=[
         "hybridref", "hybridref.layers", "hybridref.models", "hybridref.data",
-        "hybridref.backends", "hybridref.backends.numpy", "hybridref.backends.c",
+        "hybridref.backends", "hybridref.backends.numpy", "hybridref.backends.c", "hybridref.backends.mpi",
     ],
     package_dir={"hybridref.backends": "backends"},
     setup_requires=["cffi>=1.15"],
@@ -24,7 +24,7 @@ setup(
     ],
     install_requires=["cffi>=1.15", "numpy>=1.22", "click>=8.0"],
     extras_require={
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0"],
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0", "mpi4py>=3.1", "mpich"],
         "mpi": ["mpi4py>=3.1", "mpich"],
     },
     entry_points={"console_scripts": ["hybridref=hybridref.cli:main"]},

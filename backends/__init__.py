@@ -1,7 +1,8 @@
 """Backend registry: list, get and register backends by name.
 
-Built-ins are `numpy` (the readable oracle) and `c` (hand-written AVX2/AVX-512 +
-OpenMP kernels through cffi). Third-party packages add backends through the
+Built-ins are `numpy` (the readable oracle), `c` (hand-written AVX2/AVX-512 +
+OpenMP kernels through cffi) and `mpi` (one model over the processes of mpiexec,
+wrapping c or numpy; needs mpi4py). Third-party packages add backends through the
 entry-point group `hybridref.backends`; each entry point names a zero-argument
 factory (or a Backend subclass) that returns a Backend.
 """
@@ -42,8 +43,14 @@ def _make_c(**options):
     return CBackend(**options)
 
 
+def _make_mpi(**options):
+    from .mpi import MPIBackend
+    return MPIBackend(**options)
+
+
 register_backend("numpy", _make_numpy)
 register_backend("c", _make_c)
+register_backend("mpi", _make_mpi)
 
 
 def list_backends():

@@ -61,13 +61,17 @@ SEQUENCE_MIXING_OPS = {
     "mean_pool_forward": "mean_pool_forward(x) -> y",
     # dx[b,t] = dy[b] / T -> (B,T,D)
     "mean_pool_backward": "mean_pool_backward(dy, seq_len) -> dx",
-    # causal softmax attention, scale 1/√P; q (B,T,H,P), k and v (B,T,Hk,P), H % Hk == 0
-    # (query head h reads kv head h // (H/Hk)). window None: keys j <= i;
-    # window W: keys i-W <= j <= i (W+1 keys, recurrentgemma convention).
-    # Returns o (B,T,H,P) and lse (B,H,T), the log-sum-exp of each score row,
-    # which is all the backward keeps: it recomputes probabilities in tiles.
-    "attention_forward": "attention_forward(q, k, v, window=None) -> (o, lse)",
-    "attention_backward": "attention_backward(do, q, k, v, o, lse, window=None) -> (dq, dk, dv)",
+    # causal softmax attention, scale 1/√P; q (B,Tq,H,P), k and v (B,Tk,Hk,P), H % Hk == 0
+    # (query head h reads kv head h // (H/Hk)). Query i stands at key position
+    # i + q_offset (q_offset >= 0; 0 with Tq = Tk is ordinary self-attention).
+    # window None: keys j <= i + q_offset; window W: keys i+q_offset-W <= j <= i+q_offset
+    # (W+1 keys, recurrentgemma convention). Returns o (B,Tq,H,P) and lse (B,H,Tq), the
+    # log-sum-exp of each score row (o = 0, lse = -inf for a query that sees no key),
+    # which is all the backward keeps: it recomputes probabilities in tiles. The backward
+    # takes o and lse of the whole key set, so a query block's gradients against
+    # several key blocks add up (the MPI backend's ring).
+    "attention_forward": "attention_forward(q, k, v, window=None, q_offset=0) -> (o, lse)",
+    "attention_backward": "attention_backward(do, q, k, v, o, lse, window=None, q_offset=0) -> (dq, dk, dv)",
     # depthwise causal conv: y[b,t,c] = bias[c] + Σ_{j<W} w[c,j] x̃[b, t-(W-1)+j, c],
     # x̃ = concat(prefix, x) along time; prefix (B,W-1,C) holds the tokens before
     # x (zeros when None). x (B,T,C), w (C,W), bias (C,) or None -> y (B,T,C)
@@ -106,6 +110,31 @@ class Backend:
 
     name = "abstract"
     dtypes = ("float32",)
+
+    # ---- distribution hooks -------------------------------------------------------------
+    # A backend that spreads one model over several processes (the MPI backend) gives each
+    # process a share of the sequence or of the batch. The model and the training loop call
+    # these where that shows; for a backend running in one process they change nothing.
+    rank, size = 0, 1  # this process among the processes running the model, and their count
+
+    def shard_tokens(self, x):
+        """This process's part of a model input x (B,T,...): a slice of its sequence or of its batch."""
+        return x
+
+    def local_positions(self, table):
+        """The rows of a per-position table (T,...) for the positions this process holds (a view)."""
+        return table
+
+    def local_batch(self, a):
+        """The rows of a per-sample array (B,...) whose outputs (logits, loss) this process computes."""
+        return a
+
+    def all_sum(self, value):
+        """The sum of a number or array over the processes (counts, totals)."""
+        return value
+
+    def reduce_gradients(self, params):
+        """Sum each param.grad over the processes, in place: each process holds a partial sum."""
 
     def missing_ops(self):
         return [op for op in OP_NAMES if not callable(getattr(self, op, None))]

@@ -14,6 +14,12 @@
  * broadcast operand, so no tile is copied or transposed per (query, key) tile pair and
  * the head dim P is never padded. Vector widths are padded to 16 floats; padding
  * columns compute finite values that are never written out.
+ *
+ * Query and key blocks: q holds Tq queries, k and v Tk keys, and query i stands at position
+ * i + q_offset of the key block (q_offset >= 0), so a sequence split into blocks is the sum of
+ * its block pairs (merged through lse). A query that sees no key of the block gets o = 0 and
+ * lse = -inf; the backward takes the lse of the whole key set (finite), so per-block gradients
+ * add up to the whole.
  */
 #include "common.h"
 #include "simd.h"
@@ -24,7 +30,7 @@
 #define ATTN_BMAX HR_MAX(ATTN_BR, ATTN_BC)
 
 typedef struct {
-    int T, H, Hk, P, window;
+    int Tq, Tk, H, Hk, P, window, off; /* off = q_offset */
     float scale;
     size_t qstride, kstride; /* floats between consecutive positions of one head */
 } attn_dims;
@@ -32,24 +38,29 @@ typedef struct {
 static inline int attn_pad16(int n) { return (n + 15) & ~15; }
 
 static inline size_t attn_q_at(const attn_dims *d, int b, int t, int h) {
-    return (((size_t)b * d->T + t) * d->H + h) * d->P;
+    return (((size_t)b * d->Tq + t) * d->H + h) * d->P;
 }
 
 static inline size_t attn_kv_at(const attn_dims *d, int b, int t, int g) {
-    return (((size_t)b * d->T + t) * d->Hk + g) * d->P;
+    return (((size_t)b * d->Tk + t) * d->Hk + g) * d->P;
 }
 
 static inline size_t attn_lse_at(const attn_dims *d, int b, int h, int t) {
-    return ((size_t)b * d->H + h) * d->T + t;
+    return ((size_t)b * d->H + h) * d->Tq + t;
 }
 
-/* Query i sees keys first_key(i) <= j <= i; key j is seen by queries j <= i <= last_query(j). */
+/* Query i sees keys first_key(i) <= j <= last_key(i); key j is seen by queries
+ * first_query(j) <= i <= last_query(j). Either range may be empty. */
 static inline long attn_first_key(const attn_dims *d, long i) {
-    return d->window < 0 ? 0 : HR_MAX(0, i - d->window);
+    return d->window < 0 ? 0 : HR_MAX(0, i + d->off - d->window);
 }
+
+static inline long attn_last_key(const attn_dims *d, long i) { return HR_MIN((long)d->Tk - 1, i + d->off); }
+
+static inline long attn_first_query(const attn_dims *d, long j) { return HR_MAX(0, j - d->off); }
 
 static inline long attn_last_query(const attn_dims *d, long j) {
-    return d->window < 0 ? (long)d->T - 1 : HR_MIN((long)d->T - 1, j + d->window);
+    return d->window < 0 ? (long)d->Tq - 1 : HR_MIN((long)d->Tq - 1, j - d->off + d->window);
 }
 
 /* ---- tile products ---------------------------------------------------------------------- */
@@ -215,7 +226,7 @@ static size_t attn_forward_scratch(int P) {
  * vectors over the query columns, and Oᵀ += Vᵀ P reads V in place. */
 static void attn_forward_tile(const attn_dims *d, const float *q, const float *k, const float *v, float *o,
                               float *lse, int b, int h, int i0, float *w) {
-    int P = d->P, rows = HR_MIN(ATTN_BR, d->T - i0), n = attn_pad16(rows), g = h / (d->H / d->Hk);
+    int P = d->P, rows = HR_MIN(ATTN_BR, d->Tq - i0), n = attn_pad16(rows), g = h / (d->H / d->Hk);
     float *Qt = w, *St = Qt + (size_t)P * ATTN_BR, *Ot = St + (size_t)ATTN_BC * ATTN_BR;
     float *m = Ot + (size_t)P * ATTN_BR, *l = m + ATTN_BR, *mx = l + ATTN_BR, *shift = mx + ATTN_BR;
     float *corr = shift + ATTN_BR;
@@ -226,7 +237,7 @@ static void attn_forward_tile(const attn_dims *d, const float *q, const float *k
         l[r] = 0.0f;
     }
     attn_zero_panel(Ot, P, ATTN_BR, n);
-    int jlast = i0 + rows - 1;
+    int jlast = (int)attn_last_key(d, i0 + rows - 1);
     for (int j0 = (int)attn_first_key(d, i0); j0 <= jlast; j0 += ATTN_BC) {
         int cols = HR_MIN(ATTN_BC, jlast - j0 + 1);
         size_t kat = attn_kv_at(d, b, j0, g);
@@ -234,7 +245,7 @@ static void attn_forward_tile(const attn_dims *d, const float *q, const float *k
         for (int r = 0; r < n; r++) mx[r] = -INFINITY;
         for (int c = 0; c < cols; c++) {
             float *s = St + (size_t)c * ATTN_BR;
-            attn_mask(s, n, (long)j0 + c - i0, attn_last_query(d, j0 + c) - i0);
+            attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0);
             attn_max_into(mx, s, n);
         }
         for (int r = 0; r < n; r++) {
@@ -251,22 +262,23 @@ static void attn_forward_tile(const attn_dims *d, const float *q, const float *k
         attn_gemm(P, n, cols, v + kat, 1, d->kstride, St, ATTN_BR, Ot, ATTN_BR, 1);
     }
     for (int r = 0; r < rows; r++) {
-        float inv = 1.0f / l[r], *orow = o + qat + r * d->qstride;
+        /* no visible key in this block: o = 0, lse = -inf (the identity of the lse merge) */
+        float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f, *orow = o + qat + r * d->qstride;
         for (int p = 0; p < P; p++) orow[p] = Ot[(size_t)p * ATTN_BR + r] * inv;
-        lse[attn_lse_at(d, b, h, i0 + r)] = m[r] + logf(l[r]);
+        lse[attn_lse_at(d, b, h, i0 + r)] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
     }
 }
 
-static attn_dims attn_make_dims(int T, int H, int Hk, int P, int window) {
-    attn_dims d = {T, H, Hk, P, window, 1.0f / sqrtf((float)P), (size_t)H * P, (size_t)Hk * P};
+static attn_dims attn_make_dims(int Tq, int Tk, int H, int Hk, int P, int window, int q_offset) {
+    attn_dims d = {Tq, Tk, H, Hk, P, window, q_offset, 1.0f / sqrtf((float)P), (size_t)H * P, (size_t)Hk * P};
     return d;
 }
 
-/* q (B,T,H,P), k, v (B,T,Hk,P) -> o (B,T,H,P), lse (B,H,T); window < 0: none */
-int hr_attention_forward(const float *q, const float *k, const float *v, float *o, float *lse, int B, int T,
-                         int H, int Hk, int P, int window) {
-    attn_dims d = attn_make_dims(T, H, Hk, P, window);
-    int nthreads = hr_num_threads(), qtiles = (T + ATTN_BR - 1) / ATTN_BR;
+/* q (B,Tq,H,P), k, v (B,Tk,Hk,P) -> o (B,Tq,H,P), lse (B,H,Tq); window < 0: none */
+int hr_attention_forward(const float *q, const float *k, const float *v, float *o, float *lse, int B, int Tq,
+                         int Tk, int H, int Hk, int P, int window, int q_offset) {
+    attn_dims d = attn_make_dims(Tq, Tk, H, Hk, P, window, q_offset);
+    int nthreads = hr_num_threads(), qtiles = (Tq + ATTN_BR - 1) / ATTN_BR;
     size_t per = attn_forward_scratch(P);
     float *scratch = hr_alloc(sizeof(float) * per * nthreads);
     if (!scratch) return HR_ENOMEM;
@@ -299,7 +311,7 @@ static size_t attn_backward_scratch(int P) {
 static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q, const float *k,
                            const float *v, const float *o, const float *lse, float *dk, float *dv, int b, int g,
                            int j0, float *w) {
-    int P = d->P, G = d->H / d->Hk, cols = HR_MIN(ATTN_BC, d->T - j0), n = attn_pad16(cols);
+    int P = d->P, G = d->H / d->Hk, cols = HR_MIN(ATTN_BC, d->Tk - j0), n = attn_pad16(cols);
     float *Kt = w, *Vt = Kt + (size_t)P * ATTN_BMAX, *dKt = Vt + (size_t)P * ATTN_BMAX;
     float *dVt = dKt + (size_t)P * ATTN_BMAX, *S = dVt + (size_t)P * ATTN_BMAX, *dS = S + (size_t)ATTN_BR * ATTN_BC;
     float *delta = dS + (size_t)ATTN_BR * ATTN_BC;
@@ -310,7 +322,7 @@ static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q
     attn_zero_panel(dVt, P, ATTN_BC, n);
     int ilast = (int)attn_last_query(d, j0 + cols - 1);
     for (int h = g * G; h < (g + 1) * G; h++) {
-        for (int i0 = j0; i0 <= ilast; i0 += ATTN_BR) {
+        for (int i0 = (int)attn_first_query(d, j0); i0 <= ilast; i0 += ATTN_BR) {
             int rows = HR_MIN(ATTN_BR, ilast - i0 + 1);
             size_t qat = attn_q_at(d, b, i0, h);
             attn_gemm(rows, n, P, q + qat, d->qstride, 1, Kt, ATTN_BC, S, ATTN_BC, 0);
@@ -318,7 +330,7 @@ static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q
             for (int r = 0; r < rows; r++) {
                 long i = i0 + r;
                 float *s = S + (size_t)r * ATTN_BC;
-                attn_mask(s, n, attn_first_key(d, i) - j0, i - j0);
+                attn_mask(s, n, attn_first_key(d, i) - j0, i + d->off - j0);
                 attn_exp_row(s, n, lse[attn_lse_at(d, b, h, (int)i)]);
                 delta[r] = attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P);
                 attn_dscores(dS + (size_t)r * ATTN_BC, s, delta + r, 0, n);
@@ -337,7 +349,7 @@ static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q
 /* dq rows i0.. of head h: St = K Qᵀ and dPt = V dOᵀ (keys × queries), dQᵀ += Kᵀ dSt. */
 static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, const float *k, const float *v,
                          const float *o, const float *lse, float *dq, int b, int h, int i0, float *w) {
-    int P = d->P, g = h / (d->H / d->Hk), rows = HR_MIN(ATTN_BR, d->T - i0), n = attn_pad16(rows);
+    int P = d->P, g = h / (d->H / d->Hk), rows = HR_MIN(ATTN_BR, d->Tq - i0), n = attn_pad16(rows);
     float *Qt = w, *dOt = Qt + (size_t)P * ATTN_BMAX, *dQt = dOt + (size_t)P * ATTN_BMAX;
     float *St = dQt + 2 * (size_t)P * ATTN_BMAX, *dSt = St + (size_t)ATTN_BR * ATTN_BC;
     float *lse_t = dSt + (size_t)ATTN_BR * ATTN_BC, *delta = lse_t + ATTN_BMAX;
@@ -349,7 +361,7 @@ static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, 
         delta[r] = r < rows ? attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P) : 0.0f;
     }
     attn_zero_panel(dQt, P, ATTN_BR, n);
-    int jlast = i0 + rows - 1;
+    int jlast = (int)attn_last_key(d, i0 + rows - 1);
     for (int j0 = (int)attn_first_key(d, i0); j0 <= jlast; j0 += ATTN_BC) {
         int cols = HR_MIN(ATTN_BC, jlast - j0 + 1);
         size_t kat = attn_kv_at(d, b, j0, g);
@@ -357,7 +369,7 @@ static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, 
         attn_gemm(cols, n, P, v + kat, d->kstride, 1, dOt, ATTN_BR, dSt, ATTN_BR, 0);
         for (int c = 0; c < cols; c++) {
             float *s = St + (size_t)c * ATTN_BR;
-            attn_mask(s, n, (long)j0 + c - i0, attn_last_query(d, j0 + c) - i0);
+            attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0);
             attn_exp_cols(s, lse_t, NULL, n);
             attn_dscores(dSt + (size_t)c * ATTN_BR, s, delta, 1, n);
         }
@@ -367,12 +379,12 @@ static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, 
         for (int p = 0; p < P; p++) dq[qat + r * d->qstride + p] = d->scale * dQt[(size_t)p * ATTN_BR + r];
 }
 
-/* dout, q, o (B,T,H,P), k, v (B,T,Hk,P), lse (B,H,T) -> dq (B,T,H,P), dk, dv (B,T,Hk,P) */
+/* dout, q, o (B,Tq,H,P), k, v (B,Tk,Hk,P), lse (B,H,Tq) -> dq (B,Tq,H,P), dk, dv (B,Tk,Hk,P) */
 int hr_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *o,
-                          const float *lse, float *dq, float *dk, float *dv, int B, int T, int H, int Hk, int P,
-                          int window) {
-    attn_dims d = attn_make_dims(T, H, Hk, P, window);
-    int nthreads = hr_num_threads(), qtiles = (T + ATTN_BR - 1) / ATTN_BR, ktiles = (T + ATTN_BC - 1) / ATTN_BC;
+                          const float *lse, float *dq, float *dk, float *dv, int B, int Tq, int Tk, int H, int Hk,
+                          int P, int window, int q_offset) {
+    attn_dims d = attn_make_dims(Tq, Tk, H, Hk, P, window, q_offset);
+    int nthreads = hr_num_threads(), qtiles = (Tq + ATTN_BR - 1) / ATTN_BR, ktiles = (Tk + ATTN_BC - 1) / ATTN_BC;
     size_t per = attn_backward_scratch(P);
     float *scratch = hr_alloc(sizeof(float) * per * nthreads);
     if (!scratch) return HR_ENOMEM;

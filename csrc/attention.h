@@ -1,6 +1,7 @@
-/* Causal multi-head softmax attention, FlashAttention-2 tiling; window < 0 means none. */
+/* Causal multi-head softmax attention, FlashAttention-2 tiling; window < 0 means none. Query i of the
+   q block stands at key position i + q_offset (q_offset >= 0). */
 int hr_attention_forward(const float *q, const float *k, const float *v, float *o, float *lse,
-                         int B, int T, int H, int Hk, int P, int window);
+                         int B, int Tq, int Tk, int H, int Hk, int P, int window, int q_offset);
 int hr_attention_backward(const float *dout, const float *q, const float *k, const float *v,
                           const float *o, const float *lse, float *dq, float *dk, float *dv,
-                          int B, int T, int H, int Hk, int P, int window);
+                          int B, int Tq, int Tk, int H, int Hk, int P, int window, int q_offset);

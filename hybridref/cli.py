@@ -1,4 +1,4 @@
-"""The `hybridref` command line: info, train mnist, train shakespeare, generate."""
+"""The `hybridref` command line: info, train mnist, train shakespeare, generate, bench mpi."""
 import json
 import os
 import sys
@@ -17,9 +17,12 @@ def backend_option(f):
     return f
 
 
-def open_backend(name, threads):
+def open_backend(name, threads, mpi_mode=None):
+    name = name or default_backend_name()
+    if mpi_mode and name != "mpi":
+        raise click.BadParameter(f"only the mpi backend takes a mode, not {name!r}", param_hint="--mpi-mode")
     try:
-        be = get_backend(name or default_backend_name())
+        be = get_backend(name, **({"mode": mpi_mode} if mpi_mode else {}))
     except (ValueError, ImportError, TypeError) as e:
         raise click.BadParameter(str(e), param_hint="--backend") from None
     if threads is not None:
@@ -29,7 +32,22 @@ def open_backend(name, threads):
     return be
 
 
-@click.group()
+class _Main(click.Group):
+    """Under mpiexec (whose process manager sets PMI_SIZE), a process leaving with an error (click
+    exits with status 1 or 2) takes the whole job down, rather than leaving the others blocked in a
+    receive; uncaught exceptions are the mpi backend's excepthook's."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as e:
+            if e.code not in (0, None) and int(os.environ.get("PMI_SIZE", "1")) > 1:
+                from .backends.mpi import abort_world
+                abort_world(f"hybridref: exit status {e.code}")
+            raise
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="hybridref")
 def main():
     """hybridref: attention / state-space hybrid models in hand-written C."""
@@ -58,6 +76,9 @@ def train():
 
 @train.command()
 @backend_option
+@click.option("--mpi-mode", type=click.Choice(["sequence", "data"]), default=None,
+              help="With --backend mpi: split each sequence (default, $HYBRIDREF_MPI_MODE) or the batch over the "
+                   "processes of mpiexec.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
@@ -75,18 +96,23 @@ def train():
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding mnist/*.gz (default: $HYBRIDREF_DATA, else download to the cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
-def mnist(backend, threads, epochs, batch_size, lr, weight_decay, patch, shift, time_budget, subset, seed, data_dir,
-          as_json):
-    """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy."""
+def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patch, shift, time_budget, subset, seed,
+          data_dir, as_json):
+    """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy.
+
+    Under `mpiexec -n P ... --backend mpi` every process computes its share and rank 0 reports."""
     from .data.idx import IdxError
     from .data.paths import DataNotFound
     from .train_mnist import train_mnist
 
-    be = open_backend(backend, threads)
-    click.echo(f"backend {be.describe()}", err=True)
+    be = open_backend(backend, threads, mpi_mode)
+    echo = click.echo if be.rank == 0 else (lambda *args, **kwargs: None)
+    echo(f"backend {be.describe()}", err=True)
     bar = {}
 
     def on_step(i, n):
+        if be.rank:
+            return
         if "bar" not in bar:
             bar["bar"] = click.progressbar(length=n, label="train", file=sys.stderr)
             bar["bar"].__enter__()
@@ -97,7 +123,7 @@ def mnist(backend, threads, epochs, batch_size, lr, weight_decay, patch, shift, 
     def on_epoch(r):
         if "bar" in bar:
             bar.pop("bar").__exit__(None, None, None)
-        click.echo(f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
+        echo(f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
                    f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}  train time {r['train_time_s']:.1f}s")
 
     try:
@@ -106,11 +132,51 @@ def mnist(backend, threads, epochs, batch_size, lr, weight_decay, patch, shift, 
                           on_step=on_step, on_epoch=on_epoch)
     except (DataNotFound, IdxError) as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"final test accuracy {out['final_test_acc']:.4f} after {out['train_time_s']:.1f}s of training "
-               f"({out['params']} parameters)")
+    echo(f"final test accuracy {out['final_test_acc']:.4f} after {out['train_time_s']:.1f}s of training "
+         f"({out['params']} parameters)")
     if as_json:
         summary = {k: v for k, v in out.items() if k != "model"}
-        click.echo(json.dumps(summary))
+        echo(json.dumps(summary))
+
+
+@main.group()
+def bench():
+    """Benchmarks that need more than pytest-benchmark (several processes)."""
+
+
+@bench.command("mpi")
+@click.option("--procs", default="1,2", show_default=True, help="Process counts to run, comma-separated.")
+@click.option("--tokens", type=click.IntRange(min=1), default=32768, show_default=True)
+@click.option("--pattern", default="MMMA", show_default=True, help="Layer pattern (M = Mamba, A = attention).")
+@click.option("--d-model", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--window", type=click.IntRange(min=0), default=256, show_default=True,
+              help="Sliding window of the attention blocks.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per process.")
+@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed forward+backward passes (after one warm-up).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per process count.")
+def bench_mpi(procs, tokens, pattern, d_model, window, threads, steps, as_json):
+    """Forward + backward of a Mamba-heavy stack on one long sequence, over 1, 2, ... processes.
+
+    Each process count is one `mpiexec -n P` job; the table shows the median step time."""
+    try:
+        from .backends.mpi.launch import run_bench
+    except ImportError as e:
+        raise click.ClickException(str(e)) from None
+    first = None
+    for p in (int(x) for x in procs.split(",")):
+        try:
+            out = run_bench(p, tokens=tokens, pattern=pattern, d_model=d_model, window=window, threads=threads,
+                            steps=steps)
+        except RuntimeError as e:
+            raise click.ClickException(str(e)) from None
+        first = first or out
+        if as_json:
+            click.echo(json.dumps(out))
+        else:
+            click.echo(f"P={p}  threads/process={threads}  tokens={tokens}  pattern={pattern}  "
+                       f"step {out['median_s']:.3f} s (median of {steps})  "
+                       f"speedup vs P={first['processes']}: x{first['median_s'] / out['median_s']:.2f}")
 
 
 # -- Tiny Shakespeare and streaming decoding (issue #4) ----------------------------------------------

@@ -25,11 +25,11 @@ def evaluate(model, images, labels, batch_size=250):
     for i in range(0, len(images), batch_size):
         logits = model.forward(images[i:i + batch_size])
         model.clear_saved()
-        y = labels[i:i + batch_size]
-        loss, _ = be.cross_entropy_forward(logits, y)
-        total_loss += loss * len(y)
+        y = be.local_batch(labels[i:i + batch_size])
+        loss, _ = be.cross_entropy_forward(logits, y)  # the mean over the whole batch
+        total_loss += loss * len(labels[i:i + batch_size])
         correct += int((logits.argmax(axis=1) == y).sum())
-    return total_loss / len(images), correct / len(images)
+    return total_loss / len(images), be.all_sum(correct) / len(images)
 
 
 def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=0.05,
@@ -62,18 +62,22 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
             images = random_shift(train_x[idx], shift, rng) if shift else train_x[idx]
             model.zero_grad()
             logits = model.forward(images)
-            loss, probs = be.cross_entropy_forward(logits, train_y[idx])
-            model.backward(be.cross_entropy_backward(probs, train_y[idx]))
+            y = be.local_batch(train_y[idx])
+            loss, probs = be.cross_entropy_forward(logits, y)
+            model.backward(be.cross_entropy_backward(probs, y))
+            be.reduce_gradients(model.params())
             opt.step(be, lr=cosine_lr(step, total_steps, lr, warmup_steps))
             step += 1
             loss_sum += loss * len(idx)
-            correct += int((logits.argmax(axis=1) == train_y[idx]).sum())
+            correct += int((logits.argmax(axis=1) == y).sum())
             seen += len(idx)
             if on_step:
                 on_step(i + 1, steps_per_epoch)
-            if time_budget and train_time + time.perf_counter() - t0 > time_budget:
+            # every process stops at the same step (clocks differ between processes)
+            if time_budget and be.all_sum(int(train_time + time.perf_counter() - t0 > time_budget)):
                 break
         train_time += time.perf_counter() - t0
+        correct = be.all_sum(correct)
         test_loss, test_acc = evaluate(model, test_x, test_y)
         record = dict(epoch=epoch, steps=step, train_loss=loss_sum / seen, train_acc=correct / seen,
                       test_loss=test_loss, test_acc=test_acc, train_time_s=train_time)
@@ -85,4 +89,5 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
     return dict(model=model, history=history, params=model.num_params(), train_images=len(train_x),
                 test_images=len(test_x), final_test_acc=history[-1]["test_acc"], train_time_s=train_time,
                 steps=step, config=dict(model.config, epochs=epochs, batch_size=batch_size, lr=lr,
-                                        weight_decay=weight_decay, shift=shift, backend=be.name))
+                                        weight_decay=weight_decay, shift=shift, backend=be.name,
+                                        processes=be.size))

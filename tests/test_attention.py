@@ -13,13 +13,16 @@ def make_qkv(rng, B, T, H, Hk, P, dtype=np.float32):
     return q.astype(dtype), k.astype(dtype), v.astype(dtype)
 
 
-def brute_row(q, k, v, b, h, i, window, do_row=None):
+def brute_row(q, k, v, b, h, i, window, do_row=None, q_offset=0):
     """Query row i of head h straight from the definition, in float64: a softmax over the
     visible keys written out. Returns o_i, lse_i and, given do_row = dO_i, this row's
     gradient terms (dq_i, dk and dv over the visible keys, their index range)."""
     P, G = q.shape[3], q.shape[2] // k.shape[2]
-    lo = 0 if window is None else max(0, i - window)
-    qi, kj, vj = (x.astype(np.float64) for x in (q[b, i, h], k[b, lo:i + 1, h // G], v[b, lo:i + 1, h // G]))
+    pos = i + q_offset
+    lo, hi = (0 if window is None else max(0, pos - window)), min(pos, k.shape[1] - 1)
+    if lo > hi:
+        return np.zeros(P), -math.inf
+    qi, kj, vj = (x.astype(np.float64) for x in (q[b, i, h], k[b, lo:hi + 1, h // G], v[b, lo:hi + 1, h // G]))
     s = np.array([qi @ kj[j] for j in range(len(kj))]) / math.sqrt(P)
     m = s.max()
     z = sum(math.exp(x - m) for x in s)
@@ -30,7 +33,7 @@ def brute_row(q, k, v, b, h, i, window, do_row=None):
     dp = vj @ do_row
     ds = p * (dp - p @ dp)
     return o, m + math.log(z), (ds @ kj / math.sqrt(P), np.outer(ds, qi) / math.sqrt(P), np.outer(p, do_row),
-                                slice(lo, i + 1))
+                                slice(lo, hi + 1))
 
 
 # (B, T, H, Hk, P, window): full causal, sliding window, grouped-query, multi-query
@@ -153,11 +156,13 @@ def test_attention_rejects_bad_input(cb):
         ((q.astype(np.float64), k, k), "dtype float32"),
         ((np.zeros((2, 5, 4, 6), np.float32)[..., ::2], k, k), "C-contiguous"),
         ((f32(2, 5, 12), k, k), "q must be 4-D"),
-        ((q, f32(2, 5, 2, 4), k), r"k must have shape \(2, 5, \*, 3\)"),
-        ((q, f32(2, 6, 2, 3), k), r"k must have shape"),
+        ((q, f32(2, 5, 2, 4), k), r"k must have shape \(2, \*, \*, 3\)"),
+        ((q, f32(3, 5, 2, 3), k), r"k must have shape"),
+        ((q, f32(2, 6, 2, 3), k), r"v must have shape \(2, 6, 2, 3\)"),
         ((q, k, f32(2, 5, 1, 3)), r"v must have shape \(2, 5, 2, 3\)"),
         ((q, f32(2, 5, 3, 3), f32(2, 5, 3, 3)), "multiple of kv heads"),
-        ((f32(2, 0, 4, 3), f32(2, 0, 2, 3), f32(2, 0, 2, 3)), "sequence length T must be positive"),
+        ((f32(2, 0, 4, 3), f32(2, 0, 2, 3), f32(2, 0, 2, 3)), "query length Tq must be positive"),
+        ((q, f32(2, 0, 2, 3), f32(2, 0, 2, 3)), "key length Tk must be positive"),
     ]
     for args, msg in bad_forward:
         with pytest.raises(ValueError, match=f"{fwd}: .*{msg}"):
@@ -165,6 +170,9 @@ def test_attention_rejects_bad_input(cb):
     for window in (-1, 2.0, True, "3"):
         with pytest.raises(ValueError, match=f"{fwd}: window must be None or an int >= 0"):
             cb.attention_forward(q, k, k, window)
+    for q_offset in (-1, 2.0, True, None):
+        with pytest.raises(ValueError, match=f"{fwd}: q_offset must be an int >= 0"):
+            cb.attention_forward(q, k, k, None, q_offset)
     o, lse = cb.attention_forward(q, k, k)
     bad_backward = [
         ((q[:1], q, k, k, o, lse), r"do must have shape \(2, 5, 4, 3\)"),
@@ -178,6 +186,8 @@ def test_attention_rejects_bad_input(cb):
             cb.attention_backward(*args)
     with pytest.raises(ValueError, match=f"{bwd}: window must be"):
         cb.attention_backward(q, q, k, k, o, lse, window=-3)
+    with pytest.raises(ValueError, match=f"{bwd}: q_offset must be"):
+        cb.attention_backward(q, q, k, k, o, lse, q_offset=-2)
 
 
 def test_attention_deterministic(cb, rng):
@@ -213,3 +223,111 @@ def test_attention_matches_torch(cb, rng):
     # float32 kernel against a float64 torch run: the parity tolerance
     for got, want in ((o, to), (dq, tq.grad), (dk, tk.grad), (dv, tv.grad)):
         assert rel_err(got, as_np(want)) < 1e-6
+
+
+# ---- query blocks at an offset from key blocks (the MPI backend's ring) -------------------
+
+# (B, Tq, Tk, H, Hk, P, window, q_offset): a later query block against an earlier key block,
+# windowed, grouped-query, and keys running past the last query.
+OFFSET_GRAD_CASES = [(1, 4, 6, 2, 1, 3, None, 6), (2, 5, 7, 2, 2, 3, 3, 4), (1, 6, 5, 4, 2, 2, None, 0)]
+
+
+@pytest.mark.parametrize("B,Tq,Tk,H,Hk,P,window,q_offset", OFFSET_GRAD_CASES, ids=["later", "window", "Tk<Tq"])
+def test_attention_offset_gradcheck(npb, rng, B, Tq, Tk, H, Hk, P, window, q_offset):
+    q = rng.standard_normal((B, Tq, H, P))
+    k, v = rng.standard_normal((B, Tk, Hk, P)), rng.standard_normal((B, Tk, Hk, P))
+    w = rng.standard_normal(q.shape)
+    loss = lambda: float((npb.attention_forward(q, k, v, window, q_offset)[0] * w).sum())
+    o, lse = npb.attention_forward(q, k, v, window, q_offset)
+    dq, dk, dv = npb.attention_backward(w, q, k, v, o, lse, window, q_offset)
+    check_grads(loss, {"q": q, "k": k, "v": v}, {"q": dq, "k": dk, "v": dv})
+
+
+@pytest.mark.parametrize("Tq,Tk,window,q_offset", [(7, 9, None, 5), (9, 6, 2, 4), (5, 4, 1, 6)],
+                         ids=["causal", "window-empty-rows", "all-empty"])
+def test_attention_offset_matches_definition(npb, cb, rng, Tq, Tk, window, q_offset):
+    """Every row against brute_row, including rows that see no key (o = 0, lse = -inf)."""
+    q = rng.standard_normal((2, Tq, 4, 5))
+    k, v = rng.standard_normal((2, Tk, 2, 5)), rng.standard_normal((2, Tk, 2, 5))
+    o, lse = npb.attention_forward(q, k, v, window, q_offset)
+    o32, lse32 = cb.attention_forward(*(x.astype(np.float32) for x in (q, k, v)), window, q_offset)
+    for b in range(2):
+        for h in range(4):
+            for i in range(Tq):
+                o_i, lse_i = brute_row(q, k, v, b, h, i, window, q_offset=q_offset)
+                np.testing.assert_allclose(o[b, i, h], o_i, rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(lse[b, h, i], lse_i, rtol=1e-12)
+                # float32 against float64 over <= 9 keys: the parity tolerance, per row
+                np.testing.assert_allclose(o32[b, i, h], o_i, rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(lse32[b, h, i], lse_i, rtol=1e-5, atol=1e-6)
+
+
+# Odd sizes, tiles crossing the offset; the windowed case has query rows past every key.
+OFFSET_PARITY_CASES = [(2, 37, 53, 3, 3, 13, None, 16), (1, 90, 130, 2, 1, 13, 40, 100),
+                       (1, 67, 130, 4, 2, 13, 70, 67), (1, 130, 67, 3, 1, 37, None, 0)]
+
+
+@pytest.mark.parametrize("B,Tq,Tk,H,Hk,P,window,q_offset", OFFSET_PARITY_CASES,
+                         ids=["T37-53", "W40-empty-rows", "gqa-W70", "Tk<Tq"])
+def test_attention_offset_c_matches_numpy(npb, cb, rng, B, Tq, Tk, H, Hk, P, window, q_offset):
+    q = rng.standard_normal((B, Tq, H, P)).astype(np.float32)
+    k, v = (rng.standard_normal((B, Tk, Hk, P)).astype(np.float32) for _ in range(2))
+    do = rng.standard_normal(q.shape).astype(np.float32)
+    o_ref, lse_ref = npb.attention_forward(*(x.astype(np.float64) for x in (q, k, v)), window, q_offset)
+    o, lse = cb.attention_forward(q, k, v, window, q_offset)
+    # as in test_attention_c_matches_numpy; -inf rows compared exactly
+    assert rel_err(o, o_ref) < 1e-6
+    np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref))
+    finite = np.isfinite(lse_ref)
+    assert rel_err(lse[finite], lse_ref[finite]) < 1e-6
+    # the backward takes a finite lse (that of a whole key set): any finite value defines it
+    lse_in = np.where(finite, lse, 0.5).astype(np.float32)
+    grads_ref = npb.attention_backward(*(x.astype(np.float64) for x in (do, q, k, v, o, lse_in)), window, q_offset)
+    grads = cb.attention_backward(do, q, k, v, o, lse_in, window, q_offset)
+    for name, got, want in zip(("dq", "dk", "dv"), grads, grads_ref):
+        assert rel_err(got, want) < 1e-6, name
+
+
+def merge_blocks(parts):
+    """Combine (o, lse) of one query block against several key blocks (the first with a finite lse):
+    the online-softmax merge."""
+    o, lse = parts[0]
+    for o_b, lse_b in parts[1:]:
+        new = np.logaddexp(lse, lse_b)
+        w_old, w_b = (np.exp(x - new).transpose(0, 2, 1)[..., None] for x in (lse, lse_b))
+        o, lse = o * w_old + o_b * w_b, new
+    return o, lse
+
+
+@pytest.mark.parametrize("window", [None, 9])
+def test_attention_blocks_add_up(npb, cb, rng, window):
+    """Attention over T split into unequal contiguous blocks: each query block merged over the key
+    blocks up to it equals the whole, and per-block gradients taken with the whole o and lse
+    add up to the whole's gradients."""
+    B, T, H, Hk, P = 2, 71, 4, 2, 13
+    edges = [0, 3, 30, 52, 71]
+    q, k, v = make_qkv(rng, B, T, H, Hk, P)
+    do = rng.standard_normal(q.shape).astype(np.float32)
+    for be in (npb, cb):
+        o_full, lse_full = be.attention_forward(q, k, v, window)
+        dq_full, dk_full, dv_full = be.attention_backward(do, q, k, v, o_full, lse_full, window)
+        dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+        blocks = list(zip(edges[:-1], edges[1:]))
+        for qs, qe in blocks:
+            parts = [be.attention_forward(q[:, qs:qe].copy(), k[:, ks:ke].copy(), v[:, ks:ke].copy(), window, qs - ks)
+                     for ks, ke in reversed(blocks) if ks <= qs]
+            o, lse = merge_blocks(parts)  # diagonal block first: its lse is finite
+            # float32 merge of <= 4 partial softmaxes: a few ulp over the parity tolerance's sums
+            assert rel_err(o, o_full[:, qs:qe]) < 1e-6
+            assert rel_err(lse, lse_full[..., qs:qe]) < 1e-6
+            for ks, ke in blocks:
+                if ks <= qs:
+                    g = be.attention_backward(do[:, qs:qe].copy(), q[:, qs:qe].copy(), k[:, ks:ke].copy(),
+                                              v[:, ks:ke].copy(), o_full[:, qs:qe].copy(),
+                                              lse_full[..., qs:qe].copy(), window, qs - ks)
+                    dq[:, qs:qe] += g[0]
+                    dk[:, ks:ke] += g[1]
+                    dv[:, ks:ke] += g[2]
+        # sums of <= 4 float32 block contributions against one tiled pass
+        for got, want in ((dq, dq_full), (dk, dk_full), (dv, dv_full)):
+            assert rel_err(got, want) < 1e-6

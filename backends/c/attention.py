@@ -7,46 +7,56 @@ from .checks import empty_f32 as empty
 _INT_MAX = 2**31 - 1
 
 
-def _check_qkv(op, q, k, v, window):
-    """Validate q (B,T,H,P), k, v (B,T,Hk,P) and window; return (B, T, H, Hk, P, C window)."""
+def _check_int(op, name, value, allow_none):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{op}: {name} must be {'None or ' if allow_none else ''}an int >= 0, got {value!r}")
+
+
+def _check_qkv(op, q, k, v, window, q_offset):
+    """Validate q (B,Tq,H,P), k, v (B,Tk,Hk,P), window and q_offset;
+    return (B, Tq, Tk, H, Hk, P, C window, q_offset)."""
     checks.check_array(op, "q", q, ndim=4)
     checks.check_array(op, "k", k, ndim=4)
-    B, T, H, P = q.shape
-    checks.check_array(op, "k", k, shape=(B, T, None, P))
+    B, Tq, H, P = q.shape
+    checks.check_array(op, "k", k, shape=(B, None, None, P))
     checks.check_array(op, "v", v, shape=k.shape)
-    Hk = k.shape[2]
-    for name, size in (("batch B", B), ("sequence length T", T), ("heads H", H), ("kv heads Hk", Hk),
-                       ("head dim P", P)):
+    Tk, Hk = k.shape[1], k.shape[2]
+    for name, size in (("batch B", B), ("query length Tq", Tq), ("key length Tk", Tk), ("heads H", H),
+                       ("kv heads Hk", Hk), ("head dim P", P)):
         checks.check_positive(op, name, size)
         if size > _INT_MAX:
             raise ValueError(f"{op}: {name} = {size} exceeds the C kernel's int range")
     if H % Hk:
         raise ValueError(f"{op}: query heads H={H} (q {q.shape}) must be a multiple of kv heads Hk={Hk} "
                          f"(k {k.shape})")
-    if window is None:
-        return B, T, H, Hk, P, -1
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 0:
-        raise ValueError(f"{op}: window must be None or an int >= 0, got {window!r}")
-    return B, T, H, Hk, P, int(min(window, T))  # a window >= T hides nothing
+    _check_int(op, "q_offset", q_offset, allow_none=False)
+    if q_offset > _INT_MAX - Tq:
+        raise ValueError(f"{op}: q_offset = {q_offset} exceeds the C kernel's int range")
+    _check_int(op, "window", window, allow_none=True)
+    # a window reaching key 0 from the last query hides nothing
+    w = -1 if window is None else int(min(window, Tq + q_offset))
+    return B, Tq, Tk, H, Hk, P, w, int(q_offset)
 
 
-def attention_forward(be, q, k, v, window=None):
-    B, T, H, Hk, P, w = _check_qkv("attention_forward", q, k, v, window)
-    o, lse = empty(q.shape), empty((B, H, T))
+def attention_forward(be, q, k, v, window=None, q_offset=0):
+    B, Tq, Tk, H, Hk, P, w, off = _check_qkv("attention_forward", q, k, v, window, q_offset)
+    o, lse = empty(q.shape), empty((B, H, Tq))
     status = be.lib.hr_attention_forward(be.f32(q), be.f32(k), be.f32(v), be.f32(o), be.f32(lse),
-                                         B, T, H, Hk, P, w)
+                                         B, Tq, Tk, H, Hk, P, w, off)
     be.raise_status("attention_forward", status)
     return o, lse
 
 
-def attention_backward(be, do, q, k, v, o, lse, window=None):
+def attention_backward(be, do, q, k, v, o, lse, window=None, q_offset=0):
     op = "attention_backward"
-    B, T, H, Hk, P, w = _check_qkv(op, q, k, v, window)
+    B, Tq, Tk, H, Hk, P, w, off = _check_qkv(op, q, k, v, window, q_offset)
     checks.check_array(op, "do", do, shape=q.shape)
     checks.check_array(op, "o", o, shape=q.shape)
-    checks.check_array(op, "lse", lse, shape=(B, H, T))
+    checks.check_array(op, "lse", lse, shape=(B, H, Tq))
     dq, dk, dv = empty(q.shape), empty(k.shape), empty(k.shape)
     status = be.lib.hr_attention_backward(be.f32(do), be.f32(q), be.f32(k), be.f32(v), be.f32(o), be.f32(lse),
-                                          be.f32(dq), be.f32(dk), be.f32(dv), B, T, H, Hk, P, w)
+                                          be.f32(dq), be.f32(dk), be.f32(dv), B, Tq, Tk, H, Hk, P, w, off)
     be.raise_status(op, status)
     return dq, dk, dv

@@ -46,8 +46,11 @@ class MnistHybrid(Module):
         self.head = Linear(d_model, 10, rng=rng)
 
     def forward(self, images):
-        """uint8 images (B,28,28) -> logits (B,10)"""
-        x = self.embed.forward(patchify(images, self.patch).astype(self.pos.data.dtype)) + self.pos.data
+        """uint8 images (B,28,28) -> logits (B,10); on a backend spread over processes, this
+        process's share: the tokens it holds, the logits of be.local_batch(images)."""
+        be = self.be
+        tokens = be.shard_tokens(patchify(images, self.patch).astype(self.pos.data.dtype))
+        x = self.embed.forward(tokens) + be.local_positions(self.pos.data)
         for block in self.blocks:
             x = block.forward(x)
         return self.head.forward(self.be.mean_pool_forward(self.norm.forward(x)))
@@ -56,5 +59,5 @@ class MnistHybrid(Module):
         dx = self.norm.backward(self.be.mean_pool_backward(self.head.backward(dlogits), self.seq_len))
         for block in reversed(self.blocks):
             dx = block.backward(dx)
-        self.pos.grad += dx.sum(axis=0)
+        self.be.local_positions(self.pos.grad)[...] += dx.sum(axis=0)
         self.embed.backward(dx)

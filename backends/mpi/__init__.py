@@ -1,0 +1,193 @@
+"""The MPI backend: one model spread over the processes of `mpiexec -n P`, through mpi4py.
+
+It wraps a local backend (`c`, or `numpy` for debugging). In `sequence` mode each process
+holds one contiguous slice of every sequence: position-wise ops run locally on it and the
+sequence-mixing ops (backends/mpi/sequence.py) exchange what crosses a slice boundary. In
+`data` mode each process holds a slice of the batch and every op runs locally. Either way,
+parameters are replicated and their gradients summed (`reduce_gradients`), so training is
+the one-process computation. Started without mpiexec it is P = 1: the local backend's ops.
+
+Every process returns its own slice of each output; for a replicated input (weights, the h0
+or prefix before the sequence) it returns its partial gradient, and the sum over processes
+is the gradient. See docs/ARCHITECTURE.md, "The MPI backend".
+"""
+import os
+import sys
+import traceback
+import weakref
+
+import numpy as np
+
+from ..base import OP_NAMES, SEQUENCE_MIXING_OPS, Backend
+from . import sequence
+from .sequence import split_range
+
+try:
+    from mpi4py import MPI
+except ImportError as e:  # reported by `hybridref info`; the tests skip on it
+    raise ImportError(f"the mpi backend needs mpi4py and an MPI library (pip install 'hybridref[mpi]'): {e}") from e
+
+MODES = ("sequence", "data")
+
+
+def abort_world(message):
+    """Print `message` and take every process of the job down (exit code 1), when there are several."""
+    comm = MPI.COMM_WORLD
+    sys.stderr.write(message if message.endswith("\n") else message + "\n")
+    sys.stderr.flush()
+    if comm.Get_size() > 1:
+        comm.Abort(1)
+
+
+def _excepthook(kind, value, tb):
+    """An uncaught exception on one process would leave the others blocked in a receive: abort them."""
+    comm = MPI.COMM_WORLD
+    abort_world(f"[rank {comm.Get_rank()}/{comm.Get_size()}] " + "".join(traceback.format_exception(kind, value, tb)))
+
+
+class _KeptForBackward:
+    """State a forward computed for the backward of the same input arrays (the boundary state
+    arriving from the previous process), keyed by the arrays' identity and dropped with them,
+    so a forward that is never differentiated (evaluation) leaves nothing behind."""
+
+    def __init__(self):
+        self._values = {}
+
+    def put(self, arrays, value):
+        key = tuple(map(id, arrays))
+        if key not in self._values:
+            weakref.finalize(arrays[0], self._values.pop, key, None)
+        self._values[key] = value
+
+    def get(self, op, arrays):
+        try:
+            return self._values[tuple(map(id, arrays))]
+        except KeyError:
+            raise ValueError(f"{op}: the mpi backend has no forward of these arrays on this process; "
+                             f"call the backward with the arrays given to the forward") from None
+
+
+class MPIBackend(Backend):
+    name = "mpi"
+
+    def __init__(self, local=None, mode=None, comm=None, threads=None):
+        from .. import get_backend
+        mode = mode or os.environ.get("HYBRIDREF_MPI_MODE", "sequence")
+        if mode not in MODES:
+            raise ValueError(f"mpi backend: mode must be one of {MODES}, got {mode!r}")
+        self.local = get_backend(local or os.environ.get("HYBRIDREF_MPI_LOCAL", "c"))
+        if isinstance(self.local, MPIBackend):
+            raise ValueError("mpi backend: the local backend cannot itself be mpi")
+        self.mode = mode
+        self.dtypes = self.local.dtypes
+        self.comm = comm or MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        if threads is not None:
+            self.set_threads(threads)
+        for op in OP_NAMES:
+            setattr(self, op, getattr(self.local, op))
+        if self.size > 1:
+            sys.excepthook = _excepthook
+            self.cross_entropy_forward = self._cross_entropy_forward
+            self.cross_entropy_backward = self._cross_entropy_backward
+            if mode == "sequence":
+                for op in SEQUENCE_MIXING_OPS:
+                    setattr(self, op, getattr(sequence, op).__get__(self))
+        self.seq_edges = None  # the current split of the sequence, set by shard_tokens
+        self.kept = _KeptForBackward()
+        self._sends = []  # (request, buffer) of nonblocking sends not known to be complete
+
+    # ---- configuration ----------------------------------------------------------------------
+    def set_threads(self, n):
+        if not hasattr(self.local, "set_threads"):
+            raise ValueError(f"mpi backend: the local backend {self.local.name!r} does not take a thread count")
+        self.local.set_threads(n)
+
+    @property
+    def threads(self):
+        return getattr(self.local, "threads", 1)
+
+    def describe(self):
+        procs = f"{self.size} process" + ("es" if self.size > 1 else "")
+        return f"mpi ({self.mode} parallel over {procs}; local {self.local.describe()})"
+
+    # ---- distribution hooks (see Backend) ---------------------------------------------------
+    def shard_tokens(self, x):
+        if self.mode == "data":
+            return self.local_batch(x)
+        T = x.shape[1]
+        if T < self.size:
+            raise ValueError(f"mpi backend: a sequence of {T} tokens cannot be split over {self.size} processes")
+        self.seq_edges = split_range(T, self.size)
+        return np.ascontiguousarray(x[:, self.seq_edges[self.rank]:self.seq_edges[self.rank + 1]])
+
+    def local_positions(self, table):
+        if self.size == 1 or self.mode == "data":
+            return table
+        edges = self.sequence_edges("local_positions", table.shape[0], global_length=True)
+        return table[edges[self.rank]:edges[self.rank + 1]]
+
+    def local_batch(self, a):
+        if self.size == 1:
+            return a
+        if len(a) < self.size:
+            raise ValueError(f"mpi backend: a batch of {len(a)} cannot be split over {self.size} processes")
+        edges = split_range(len(a), self.size)
+        return a[edges[self.rank]:edges[self.rank + 1]]
+
+    def all_sum(self, value):
+        if self.size == 1:
+            return value
+        self.complete_sends()
+        return self.comm.allreduce(value, op=MPI.SUM)
+
+    def reduce_gradients(self, params):
+        if self.size == 1 or not params:
+            return
+        self.complete_sends()
+        flat = np.concatenate([p.grad.ravel() for p in params])
+        self.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
+        at = 0
+        for p in params:
+            p.grad[...] = flat[at:at + p.grad.size].reshape(p.grad.shape)
+            at += p.grad.size
+
+    # ---- the loss: a mean over the global batch -----------------------------------------------
+    def _cross_entropy_forward(self, logits, targets):
+        loss, probs = self.local.cross_entropy_forward(logits, targets)
+        totals = self.all_sum(np.array([loss * len(targets), len(targets)], dtype=np.float64))
+        return float(totals[0] / totals[1]), probs
+
+    def _cross_entropy_backward(self, probs, targets):
+        rows = len(targets)
+        return self.local.cross_entropy_backward(probs, targets) * np.float32(rows / self.all_sum(rows))
+
+    # ---- helpers of the sequence-parallel ops --------------------------------------------------
+    def sequence_edges(self, op, length, global_length=False):
+        """The current split of the sequence; checks that `length` is this process's slice of it
+        (or, with global_length, the whole sequence)."""
+        edges = self.seq_edges
+        if edges is None:
+            raise ValueError(f"{op}: the mpi backend has no sequence split yet; pass the model input "
+                             f"through be.shard_tokens first")
+        want = edges[-1] if global_length else edges[self.rank + 1] - edges[self.rank]
+        if length != want:
+            raise ValueError(f"{op}: got {length} positions, but this process (rank {self.rank}) holds "
+                             f"{want} of the current split {edges} ({'whole sequence' if global_length else 'its slice'})")
+        return edges
+
+    def isend(self, buf, dest, tag):
+        """Start sending `buf` (kept alive until complete_sends): a process never waits for a later one."""
+        self._sends = [(req, b) for req, b in self._sends if not req.Test()]
+        buf = np.ascontiguousarray(buf)
+        self._sends.append((self.comm.Isend(buf, dest=dest, tag=tag), buf))
+
+    def recv(self, shape, dtype, source, tag):
+        buf = np.empty(shape, dtype)
+        self.comm.Recv(buf, source=source, tag=tag)
+        return buf
+
+    def complete_sends(self):
+        if self._sends:
+            MPI.Request.Waitall([req for req, _ in self._sends])
+            self._sends.clear()

@@ -1,0 +1,83 @@
+"""The long-sequence scaling workload of `hybridref bench mpi` (and benchmarks/bench_mpi.py).
+
+One process of `mpiexec -n P python -m hybridref.backends.mpi.bench ...`: a Mamba-heavy stack
+(default "MMMA": three Mamba blocks and one sliding-window attention block, each with an MLP)
+runs forward + backward on one long sequence split over the P processes; the loss is
+Σ out ⊙ G for a fixed random G, so no pooling or head is involved. Rank 0 prints one JSON line
+with the step times (each step between two barriers, so it is the slowest process's time).
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+
+from ...layers.block import build_blocks
+from ...layers.linear import Linear
+from ...layers.module import Module
+from . import MPIBackend
+
+
+class LongSequenceStack(Module):
+    """x (B,T,F) -> Linear -> blocks -> (B,T,D): the model graph of any layer pattern, no pooling."""
+
+    def __init__(self, d_in, d_model, pattern, n_heads, window, seed=0):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.embed = Linear(d_in, d_model, rng=rng)
+        self.blocks = build_blocks(pattern, d_model, dict(n_heads=n_heads, window=window, mlp_hidden=4 * d_model), rng)
+
+    def forward(self, x):
+        h = self.embed.forward(self.be.shard_tokens(x))
+        for block in self.blocks:
+            h = block.forward(h)
+        return h
+
+    def backward(self, dout):
+        for block in reversed(self.blocks):
+            dout = block.backward(dout)
+        self.embed.backward(dout)
+
+
+def run(tokens, pattern, d_model, n_heads, window, threads, steps, local="c", batch=1):
+    """Time `steps` forward+backward passes (after one warm-up); returns a summary dict (all ranks)."""
+    be = MPIBackend(local=local, threads=threads)
+    model = LongSequenceStack(16, d_model, pattern, n_heads, window).to(be)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, tokens, 16)).astype(np.float32)
+    g = be.shard_tokens(rng.standard_normal((batch, tokens, d_model)).astype(np.float32))
+    times = []
+    for step in range(steps + 1):
+        model.zero_grad()
+        be.comm.Barrier()
+        t0 = time.perf_counter()
+        model.forward(x)
+        model.backward(g)
+        be.reduce_gradients(model.params())
+        be.comm.Barrier()
+        if step:  # the first pass warms caches and allocators up
+            times.append(time.perf_counter() - t0)
+    return dict(processes=be.size, threads=be.threads, tokens=tokens, batch=batch, pattern=pattern,
+                d_model=d_model, window=window, local=be.local.name, step_s=times,
+                median_s=float(np.median(times)), min_s=min(times))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=32768)
+    ap.add_argument("--pattern", default="MMMA")
+    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--local", default="c")
+    a = ap.parse_args(argv)
+    out = run(a.tokens, a.pattern, a.d_model, a.heads, a.window, a.threads, a.steps, a.local)
+    from mpi4py import MPI
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

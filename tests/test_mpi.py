@@ -1,0 +1,119 @@
+"""The mpi backend: every check runs under `mpiexec -n P` in a subprocess (tests/mpi_check.py,
+tests/mpi_fail.py) and is judged by its exit status; a plain process is the P = 1 case."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py", reason="the mpi backend needs mpi4py (pip install 'hybridref[mpi]')")
+
+from hybridref.backends import get_backend  # noqa: E402
+from hybridref.backends.mpi.launch import find_mpiexec, run_mpi  # noqa: E402
+from hybridref.models.mnist_hybrid import MnistHybrid  # noqa: E402
+
+HERE = os.path.dirname(__file__)
+
+
+def run_script(procs, *args, timeout=120):
+    out = run_mpi(procs, [os.path.join(HERE, args[0]), *args[1:]], timeout=timeout)
+    return out, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("procs,local,what", [
+    (2, "c", ["errors", "ops", "model"]),
+    (3, "c", ["ops", "model"]),
+    (4, "c", ["ops", "model"]),  # more processes than this machine's 2 cores
+    (3, "numpy", ["ops", "model"]),
+])
+def test_sequence_parallel_matches_one_process(procs, local, what):
+    """Outputs, loss and every gradient against the local backend in one process, within 1e-5
+    (tests/mpi_check.py), for slices of unequal length, some shorter than the conv halo."""
+    out, text = run_script(procs, "mpi_check.py", *what, "--local", local)
+    assert out.returncode == 0 and ": OK" in out.stdout, text[-3000:]
+
+
+@pytest.mark.parametrize("procs", [2, 3])
+def test_data_parallel_matches_one_process(procs):
+    out, text = run_script(procs, "mpi_check.py", "model", "--mode", "data")
+    assert out.returncode == 0 and ": OK" in out.stdout, text[-3000:]
+
+
+@pytest.mark.parametrize("scenario,message", [("raise", "RuntimeError: mpi_fail: rank 0 gives up"),
+                                              ("bad-input", "ValueError: cannot reshape array")])
+def test_one_failing_process_ends_the_job(scenario, message):
+    """The others are blocked in a receive or a collective: the job must still end, within seconds."""
+    t0 = time.perf_counter()
+    out, text = run_script(3, "mpi_fail.py", scenario, timeout=60)
+    assert out.returncode != 0 and message in text, text[-3000:]
+    assert "finished" not in out.stdout
+    assert time.perf_counter() - t0 < 20
+
+
+def test_plain_process_is_one_process(rng):
+    """--backend mpi without mpiexec: P = 1, the local backend's ops, the same numbers."""
+    be = get_backend("mpi")
+    assert (be.rank, be.size, be.mode) == (0, 1, "sequence") and be.local is get_backend("c")
+    images = rng.integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    grads = []
+    for backend in (be, be.local):
+        model = MnistHybrid(d_model=16, pattern="MA").to(backend)
+        logits = model.forward(images)
+        loss, probs = backend.cross_entropy_forward(logits, np.arange(3))
+        model.backward(backend.cross_entropy_backward(probs, np.arange(3)))
+        backend.reduce_gradients(model.params())
+        grads.append([logits, loss] + [p.grad for p in model.params()])
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_backend_options_are_checked():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        get_backend("mpi", mode="pipeline")
+    with pytest.raises(ValueError, match="the local backend cannot itself be mpi"):
+        get_backend("mpi", local="mpi")
+
+
+needs_data = pytest.mark.skipif(not os.environ.get("HYBRIDREF_DATA"), reason="HYBRIDREF_DATA is not set")
+TRAIN = ["train", "mnist", "--epochs", "1", "--batch-size", "50", "--subset", "200", "--threads", "1", "--json"]
+
+
+def hybridref_cmd():
+    return [sys.executable, "-c", "from hybridref.cli import main; main()"]
+
+
+@needs_data
+def test_train_mnist_under_mpiexec_matches_one_process():
+    """`mpiexec -n 2 hybridref train mnist --backend mpi`: rank 0 alone reports, the same run as c."""
+    mpi = subprocess.run([find_mpiexec(), "-n", "2", *hybridref_cmd(), *TRAIN, "--backend", "mpi"],
+                         capture_output=True, text=True, timeout=300)
+    one = subprocess.run([*hybridref_cmd(), *TRAIN, "--backend", "c"], capture_output=True, text=True, timeout=300)
+    assert mpi.returncode == 0 and one.returncode == 0, mpi.stderr[-2000:] + one.stderr[-2000:]
+    lines = [line for line in mpi.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1 and mpi.stdout.count("final test accuracy") == 1  # rank 0 only
+    got, want = json.loads(lines[0]), json.loads(one.stdout.splitlines()[-1])
+    assert got["config"]["processes"] == 2 and got["steps"] == want["steps"] == 4
+    for key in ("train_loss", "test_loss", "test_acc"):
+        assert abs(got["history"][0][key] - want["history"][0][key]) <= 1e-5 * abs(want["history"][0][key]), key
+
+
+@needs_data
+def test_cli_error_on_one_process_ends_the_job():
+    """A click error on rank 0 only (an MPMD launch), while rank 1 starts training."""
+    t0 = time.perf_counter()
+    out = subprocess.run([find_mpiexec(), "-n", "1", *hybridref_cmd(), *TRAIN, "--backend", "mpi", "--lr", "0", ":",
+                          "-n", "1", *hybridref_cmd(), *TRAIN, "--backend", "mpi"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "Invalid value for '--lr'" in out.stderr, out.stderr[-2000:]
+    assert time.perf_counter() - t0 < 20
+
+
+def test_bench_workload_runs():
+    """`hybridref bench mpi`'s job, tiny: it reports the step times of rank 0."""
+    from hybridref.backends.mpi.launch import run_bench
+    out = run_bench(2, timeout=120, tokens=97, d_model=16, window=8, steps=2)
+    assert (out["processes"], out["tokens"], out["threads"], len(out["step_s"])) == (2, 97, 1, 2)
+    assert 0 < out["min_s"] <= out["median_s"]
