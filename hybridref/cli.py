@@ -154,8 +154,11 @@ def bench():
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per process.")
 @click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timed forward+backward passes (after one warm-up).")
+@click.option("--scan", type=click.Choice(["pipeline", "exscan"]), default="pipeline", show_default=True,
+              help="How the selective scan's state crosses processes: a pipeline over channel groups, or every "
+                   "process at once then again from the state an Exscan gives it ($HYBRIDREF_MPI_SCAN elsewhere).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per process count.")
-def bench_mpi(procs, tokens, pattern, d_model, window, threads, steps, as_json):
+def bench_mpi(procs, tokens, pattern, d_model, window, threads, steps, scan, as_json):
     """Forward + backward of a Mamba-heavy stack on one long sequence, over 1, 2, ... processes.
 
     Each process count is one `mpiexec -n P` job; the table shows the median step time."""
@@ -167,14 +170,14 @@ def bench_mpi(procs, tokens, pattern, d_model, window, threads, steps, as_json):
     for p in (int(x) for x in procs.split(",")):
         try:
             out = run_bench(p, tokens=tokens, pattern=pattern, d_model=d_model, window=window, threads=threads,
-                            steps=steps)
+                            steps=steps, scan=scan)
         except RuntimeError as e:
             raise click.ClickException(str(e)) from None
         first = first or out
         if as_json:
             click.echo(json.dumps(out))
         else:
-            click.echo(f"P={p}  threads/process={threads}  tokens={tokens}  pattern={pattern}  "
+            click.echo(f"P={p}  threads/process={threads}  tokens={tokens}  pattern={pattern}  scan={scan}  "
                        f"step {out['median_s']:.3f} s (median of {steps})  "
                        f"speedup vs P={first['processes']}: x{first['median_s'] / out['median_s']:.2f}")
 

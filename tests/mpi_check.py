@@ -6,6 +6,7 @@ aborts the job (the backend's excepthook), so the exit status is the verdict.
     mpiexec -n 3 python tests/mpi_check.py ops model --local c
     mpiexec -n 4 python tests/mpi_check.py model --local c --mode data
     mpiexec -n 2 python tests/mpi_check.py errors
+    mpiexec -n 4 python tests/mpi_check.py ops model --scan exscan
 """
 import argparse
 import os
@@ -163,15 +164,17 @@ def main():
     ap.add_argument("what", nargs="+", choices=["ops", "model", "errors"])
     ap.add_argument("--local", default="c")
     ap.add_argument("--mode", default="sequence")
+    ap.add_argument("--scan", default="pipeline")
     args = ap.parse_args()
-    be = MPIBackend(local=args.local, mode=args.mode, threads=1 if args.local == "c" else None)
+    be = MPIBackend(local=args.local, mode=args.mode, threads=1 if args.local == "c" else None, scan=args.scan)
     be_rank = be.rank
     rng = np.random.default_rng(0)  # the same data on every process
     for what in args.what:
         dict(ops=check_ops, model=check_model, errors=check_errors)[what](be, rng)
     be.comm.Barrier()
     if be.rank == 0:
-        print(f"mpi_check {' '.join(args.what)} local={args.local} mode={args.mode} P={be.size}: OK", flush=True)
+        print(f"mpi_check {' '.join(args.what)} local={args.local} mode={args.mode} scan={args.scan} "
+              f"P={be.size}: OK", flush=True)
 
 
 be_rank = 0

@@ -23,16 +23,18 @@ def run_script(procs, *args, timeout=120):
     return out, out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("scan", ["pipeline", "exscan"])
 @pytest.mark.parametrize("procs,local,what", [
     (2, "c", ["errors", "ops", "model"]),
     (3, "c", ["ops", "model"]),
     (4, "c", ["ops", "model"]),  # more processes than this machine's 2 cores
     (3, "numpy", ["ops", "model"]),
 ])
-def test_sequence_parallel_matches_one_process(procs, local, what):
+def test_sequence_parallel_matches_one_process(procs, local, what, scan):
     """Outputs, loss and every gradient against the local backend in one process, within 1e-5
-    (tests/mpi_check.py), for slices of unequal length, some shorter than the conv halo."""
-    out, text = run_script(procs, "mpi_check.py", *what, "--local", local)
+    (tests/mpi_check.py), for slices of unequal length, some shorter than the conv halo, with
+    either way of passing the selective scan's state."""
+    out, text = run_script(procs, "mpi_check.py", *what, "--local", local, "--scan", scan)
     assert out.returncode == 0 and ": OK" in out.stdout, text[-3000:]
 
 
@@ -56,7 +58,7 @@ def test_one_failing_process_ends_the_job(scenario, message):
 def test_plain_process_is_one_process(rng):
     """--backend mpi without mpiexec: P = 1, the local backend's ops, the same numbers."""
     be = get_backend("mpi")
-    assert (be.rank, be.size, be.mode) == (0, 1, "sequence") and be.local is get_backend("c")
+    assert (be.rank, be.size, be.mode, be.scan) == (0, 1, "sequence", "pipeline") and be.local is get_backend("c")
     images = rng.integers(0, 256, (3, 28, 28)).astype(np.uint8)
     grads = []
     for backend in (be, be.local):
@@ -73,6 +75,8 @@ def test_plain_process_is_one_process(rng):
 def test_backend_options_are_checked():
     with pytest.raises(ValueError, match="mode must be one of"):
         get_backend("mpi", mode="pipeline")
+    with pytest.raises(ValueError, match="scan must be one of"):
+        get_backend("mpi", scan="sequence")
     with pytest.raises(ValueError, match="the local backend cannot itself be mpi"):
         get_backend("mpi", local="mpi")
 
@@ -111,9 +115,10 @@ def test_cli_error_on_one_process_ends_the_job():
     assert time.perf_counter() - t0 < 20
 
 
-def test_bench_workload_runs():
+@pytest.mark.parametrize("scan", ["pipeline", "exscan"])
+def test_bench_workload_runs(scan):
     """`hybridref bench mpi`'s job, tiny: it reports the step times of rank 0."""
     from hybridref.backends.mpi.launch import run_bench
-    out = run_bench(2, timeout=120, tokens=97, d_model=16, window=8, steps=2)
-    assert (out["processes"], out["tokens"], out["threads"], len(out["step_s"])) == (2, 97, 1, 2)
+    out = run_bench(2, timeout=120, tokens=97, d_model=16, window=8, steps=2, scan=scan)
+    assert (out["processes"], out["tokens"], out["threads"], out["scan"], len(out["step_s"])) == (2, 97, 1, scan, 2)
     assert 0 < out["min_s"] <= out["median_s"]

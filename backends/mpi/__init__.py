@@ -28,6 +28,7 @@ except ImportError as e:  # reported by `hybridref info`; the tests skip on it
     raise ImportError(f"the mpi backend needs mpi4py and an MPI library (pip install 'hybridref[mpi]'): {e}") from e
 
 MODES = ("sequence", "data")
+SCANS = ("pipeline", "exscan")  # how sequence mode passes the selective scan's state: sequence.py
 
 
 def abort_world(message):
@@ -70,15 +71,18 @@ class _KeptForBackward:
 class MPIBackend(Backend):
     name = "mpi"
 
-    def __init__(self, local=None, mode=None, comm=None, threads=None):
+    def __init__(self, local=None, mode=None, comm=None, threads=None, scan=None):
         from .. import get_backend
         mode = mode or os.environ.get("HYBRIDREF_MPI_MODE", "sequence")
         if mode not in MODES:
             raise ValueError(f"mpi backend: mode must be one of {MODES}, got {mode!r}")
+        scan = scan or os.environ.get("HYBRIDREF_MPI_SCAN", "pipeline")
+        if scan not in SCANS:
+            raise ValueError(f"mpi backend: scan must be one of {SCANS}, got {scan!r}")
         self.local = get_backend(local or os.environ.get("HYBRIDREF_MPI_LOCAL", "c"))
         if isinstance(self.local, MPIBackend):
             raise ValueError("mpi backend: the local backend cannot itself be mpi")
-        self.mode = mode
+        self.mode, self.scan = mode, scan
         self.dtypes = self.local.dtypes
         self.comm = comm or MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
@@ -93,6 +97,11 @@ class MPIBackend(Backend):
             if mode == "sequence":
                 for op in SEQUENCE_MIXING_OPS:
                     setattr(self, op, getattr(sequence, op).__get__(self))
+                if scan == "exscan":
+                    # the backward's exclusive scan runs from the last process to the first
+                    self.reverse_comm = self.comm.Split(0, self.size - 1 - self.rank)
+                    for op in ("selective_scan_forward", "selective_scan_backward"):
+                        setattr(self, op, getattr(sequence, op + "_exscan").__get__(self))
         self.seq_edges = None  # the current split of the sequence, set by shard_tokens
         self.kept = _KeptForBackward()
         self._sends = []  # (request, buffer) of nonblocking sends not known to be complete
@@ -109,7 +118,8 @@ class MPIBackend(Backend):
 
     def describe(self):
         procs = f"{self.size} process" + ("es" if self.size > 1 else "")
-        return f"mpi ({self.mode} parallel over {procs}; local {self.local.describe()})"
+        scan = f", {self.scan} scan" if self.mode == "sequence" else ""
+        return f"mpi ({self.mode} parallel over {procs}{scan}; local {self.local.describe()})"
 
     # ---- distribution hooks (see Backend) ---------------------------------------------------
     def shard_tokens(self, x):

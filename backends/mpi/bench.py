@@ -39,9 +39,9 @@ class LongSequenceStack(Module):
         self.embed.backward(dout)
 
 
-def run(tokens, pattern, d_model, n_heads, window, threads, steps, local="c", batch=1):
+def run(tokens, pattern, d_model, n_heads, window, threads, steps, local="c", batch=1, scan="pipeline"):
     """Time `steps` forward+backward passes (after one warm-up); returns a summary dict (all ranks)."""
-    be = MPIBackend(local=local, threads=threads)
+    be = MPIBackend(local=local, threads=threads, scan=scan)
     model = LongSequenceStack(16, d_model, pattern, n_heads, window).to(be)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, tokens, 16)).astype(np.float32)
@@ -58,7 +58,7 @@ def run(tokens, pattern, d_model, n_heads, window, threads, steps, local="c", ba
         if step:  # the first pass warms caches and allocators up
             times.append(time.perf_counter() - t0)
     return dict(processes=be.size, threads=be.threads, tokens=tokens, batch=batch, pattern=pattern,
-                d_model=d_model, window=window, local=be.local.name, step_s=times,
+                d_model=d_model, window=window, local=be.local.name, scan=be.scan, step_s=times,
                 median_s=float(np.median(times)), min_s=min(times))
 
 
@@ -72,8 +72,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--local", default="c")
+    ap.add_argument("--scan", default="pipeline", help="how the selective scan's state is passed: pipeline, exscan")
     a = ap.parse_args(argv)
-    out = run(a.tokens, a.pattern, a.d_model, a.heads, a.window, a.threads, a.steps, a.local)
+    out = run(a.tokens, a.pattern, a.d_model, a.heads, a.window, a.threads, a.steps, a.local, scan=a.scan)
     from mpi4py import MPI
     if MPI.COMM_WORLD.Get_rank() == 0:
         print(json.dumps(out), flush=True)

@@ -5,8 +5,10 @@ boundary, each calling the local backend's op on its slice.
 Messages flow from earlier to later processes in a forward and back in a backward, and
 sends never wait (be.isend), so a process runs ahead of the ones after it (forward) or
 before it (backward) instead of stepping in lockstep with them; only mean_pool (and the
-loss and gradient sums of the backend) are collective.
+loss and gradient sums of the backend) are collective, and the selective scan with
+scan="exscan" (an Exscan per pass, in place of the default pipeline over channel groups).
 """
+import functools
 import math
 
 import numpy as np
@@ -82,7 +84,7 @@ def _add_halo_grad(be, dx, dmine, W1):
         dmine[:, n:] += dhalo[:, :W1 - n]
 
 
-# ---- selective scan: the state crossing each boundary, pipelined over channel groups ----------
+# ---- selective scan, scan="pipeline": the state crossing each boundary, over channel groups ----
 
 def _channel_groups(be, B, Din):
     """Channel ranges scanned one after another, so that the next process starts on the first
@@ -148,6 +150,81 @@ def selective_scan_backward(be, dy, x, delta, A, Bm, Cm, D, h0=None, dh_last=Non
         dBm += g[3]
         dCm += g[4]
     return dx, ddelta, dA, dBm, dCm, dD, dh0
+
+
+# ---- selective scan, scan="exscan": all processes at once, then again from the true state --------
+
+def _affine_compose(inmem, inoutmem, datatype):
+    """The MPI op of the exclusive scans below, on maps h -> a ⊙ h + b stored as one element
+    [a | b] of `datatype`: inout = inout ∘ in, where `in` comes from the earlier processes and
+    so is applied first."""
+    dtype = np.dtype(datatype.decode()[0].tocode())
+    a1, b1 = np.frombuffer(inmem, dtype).reshape(2, -1)
+    a2, b2 = np.frombuffer(inoutmem, dtype).reshape(2, -1)
+    b2 += a2 * b1
+    a2 *= a1
+
+
+@functools.cache
+def _compose_op():
+    from mpi4py import MPI
+    return MPI.Op.Create(_affine_compose, commute=False)
+
+
+def _exscan_affine(be, comm, decay, offset):
+    """Exclusive scan over the processes of `comm` (in its rank order) of the maps
+    h -> decay ⊙ h + offset: the composition of the earlier processes' maps applied to a zero
+    state (zeros on the first process). One Exscan of 2·decay.size floats, log P steps."""
+    from mpi4py.util.dtlib import from_numpy_dtype
+    be.complete_sends()
+    pair = np.concatenate([decay.ravel(), offset.ravel()])
+    out = np.zeros_like(pair)
+    kind = from_numpy_dtype(pair.dtype).Create_contiguous(pair.size).Commit()  # one element: never split
+    try:
+        comm.Exscan([pair, 1, kind], [out, 1, kind], op=_compose_op())
+    finally:
+        kind.Free()
+    return out[decay.size:].reshape(offset.shape)
+
+
+def _slice_decay(delta, A):
+    """exp(A ⊙ Σ_t Δ_t) (B,Din,N): what the slice does to the state entering it."""
+    return np.exp(A * delta.sum(axis=1, dtype=np.float64)[..., None]).astype(delta.dtype)
+
+
+def selective_scan_forward_exscan(be, x, delta, A, Bm, Cm, D, h0=None):
+    """Every process scans its slice from a zero state (rank 0 from h0) at once; the exclusive
+    scan of the maps h -> exp(A ⊙ ΣΔ) ⊙ h + h_end gives each its true incoming state, from which
+    it scans again (rank 0's first scan is already exact). Rescanning costs the same as adding
+    C_t · (exp(A ⊙ Σ_{s≤t} Δ_s) ⊙ h_in) to y (an exponential per (t, d, n) either way) and is exact."""
+    be.sequence_edges("selective_scan_forward", x.shape[1])
+    first = be.rank == 0
+    y, h_end = be.local.selective_scan_forward(x, delta, A, Bm, Cm, D, h0 if first else None)
+    h_in = _exscan_affine(be, be.comm, _slice_decay(delta, A), h_end)
+    if first:
+        h_in = h0
+    else:
+        y, h_end = be.local.selective_scan_forward(x, delta, A, Bm, Cm, D, h_in)
+    be.kept.put((x, delta, Bm), h_in)
+    return y, h_end
+
+
+def selective_scan_backward_exscan(be, dy, x, delta, A, Bm, Cm, D, h0=None, dh_last=None):
+    """The mirror: every process runs its backward from the dh_last it was given (zero unless it
+    is the last) at once; the exclusive scan, from the last process back, of the maps
+    g -> exp(A ⊙ ΣΔ) ⊙ g + dh0 gives each the gradient its end state receives from the later
+    processes, and it runs its backward again with that added (the last one's is already exact)."""
+    op = "selective_scan_backward"
+    be.sequence_edges(op, x.shape[1])
+    h_in = be.kept.get(op, (x, delta, Bm))
+    g = be.local.selective_scan_backward(dy, x, delta, A, Bm, Cm, D, h_in, dh_last)
+    dh_in = np.zeros_like(x, shape=(x.shape[0], x.shape[2], A.shape[1])) if g[6] is None else g[6]
+    dh_later = _exscan_affine(be, be.reverse_comm, _slice_decay(delta, A), dh_in)
+    if be.rank < be.size - 1:
+        dh = dh_later if dh_last is None else dh_last + dh_later
+        g = be.local.selective_scan_backward(dy, x, delta, A, Bm, Cm, D, h_in, dh)
+    dh0 = None if h0 is None else g[6] if be.rank == 0 else np.zeros_like(h0)
+    return (*g[:6], dh0)
 
 
 # ---- attention: key/value blocks passed down the line of processes ------------------------------
