@@ -13,6 +13,8 @@ is the gradient. See docs/ARCHITECTURE.md, "The MPI backend".
 """
 import os
 import sys
+import threading
+import time
 import traceback
 import weakref
 
@@ -44,6 +46,23 @@ def _excepthook(kind, value, tb):
     """An uncaught exception on one process would leave the others blocked in a receive: abort them."""
     comm = MPI.COMM_WORLD
     abort_world(f"[rank {comm.Get_rank()}/{comm.Get_size()}] " + "".join(traceback.format_exception(kind, value, tb)))
+
+
+def _exit_when_orphaned(parent, period=0.5):
+    """Exit when the launcher's proxy that started this process is gone.
+
+    A process blocked in a receive spins in MPI's progress engine; if the launcher dies
+    or fails to deliver an abort (seen once under heavy load), it would spin forever as an
+    orphan. mpi4py releases the GIL in blocking calls, so this daemon thread still runs."""
+    while True:
+        time.sleep(period)
+        if os.getppid() != parent:
+            try:  # stderr may be a pipe to the dead launcher
+                sys.stderr.write(f"[rank {MPI.COMM_WORLD.Get_rank()}] the mpiexec that started this process "
+                                 f"is gone: exiting\n")
+                sys.stderr.flush()
+            finally:
+                os._exit(1)
 
 
 class _KeptForBackward:
@@ -92,6 +111,7 @@ class MPIBackend(Backend):
             setattr(self, op, getattr(self.local, op))
         if self.size > 1:
             sys.excepthook = _excepthook
+            threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
             self.cross_entropy_forward = self._cross_entropy_forward
             self.cross_entropy_backward = self._cross_entropy_backward
             if mode == "sequence":
