@@ -57,29 +57,36 @@ def test_one_failing_process_ends_the_job(scenario, message):
 
 def test_processes_exit_when_their_launcher_dies():
     """Ranks blocked in a receive whose launcher proxy is killed (-9) must not spin on as orphans."""
-    import signal
+    import tempfile
     from hybridref.backends.mpi.launch import find_mpiexec
-    job = subprocess.Popen([find_mpiexec(), "-n", "2", sys.executable, os.path.join(HERE, "mpi_block.py")],
-                           stdout=subprocess.PIPE, text=True)
-    try:
-        numbers = []  # "pid parent" from each rank; the launcher may merge their lines
-        while len(numbers) < 4:
-            line = job.stdout.readline()
-            assert line, "the job ended before both processes reported"
-            numbers += map(int, line.split())
-        pids = list(zip(numbers[0::2], numbers[1::2]))
-        for _, parent in pids:
-            os.kill(parent, signal.SIGKILL)
-        deadline = time.time() + 10
-        alive = [pid for pid, _ in pids]
-        while alive and time.time() < deadline:
-            time.sleep(0.2)
-            alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and
-                     open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
-        assert not alive, f"processes {alive} still running 10 s after their launcher died"
-    finally:
-        job.kill()
-        job.wait()
+    with tempfile.TemporaryFile("w+") as out:
+        job = subprocess.Popen([find_mpiexec(), "-n", "2", sys.executable, os.path.join(HERE, "mpi_block.py")],
+                               stdout=out, stderr=subprocess.DEVNULL)
+        try:
+            _kill_parents_and_wait(job, out)
+        finally:
+            job.kill()
+            job.wait()
+
+
+def _kill_parents_and_wait(job, out):
+    import signal
+    numbers, deadline = [], time.time() + 60  # "pid parent" from each rank; lines may be merged
+    while len(numbers) < 4:
+        assert time.time() < deadline and job.poll() is None, "the job did not report both processes"
+        time.sleep(0.1)
+        out.seek(0)
+        numbers = [int(w) for w in out.read().split()]
+    pids = list(zip(numbers[0::2], numbers[1::2]))
+    for _, parent in pids:
+        os.kill(parent, signal.SIGKILL)
+    deadline = time.time() + 10
+    alive = [pid for pid, _ in pids]
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and
+                 open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+    assert not alive, f"processes {alive} still running 10 s after their launcher died"
 
 
 def test_plain_process_is_one_process(rng):
