@@ -36,3 +36,17 @@ def check_grads(loss, inputs, analytic, tol=1e-6, eps=1e-6):
         num = numeric_grad(loss, x, eps)
         err = rel_err(analytic[name], num)
         assert err < tol, f"gradient of {name}: relative error {err:.3e} >= {tol:.0e}"
+
+
+def assert_same_for_thread_counts(be, run, counts=(1, 3)):
+    """run() -> tuple of arrays must be bit-identical for the backend's thread count and `counts`."""
+    import numpy as np
+    saved = be.threads
+    first = run()
+    try:
+        for threads in (saved, *counts):
+            be.set_threads(threads)
+            for a, b in zip(first, run()):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        be.set_threads(saved)
