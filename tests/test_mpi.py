@@ -55,29 +55,24 @@ def test_one_failing_process_ends_the_job(scenario, message):
     assert time.perf_counter() - t0 < 20
 
 
-def test_processes_exit_when_their_launcher_dies():
+def test_processes_exit_when_their_launcher_dies(tmp_path):
     """Ranks blocked in a receive whose launcher proxy is killed (-9) must not spin on as orphans."""
-    import tempfile
-    from hybridref.backends.mpi.launch import find_mpiexec
-    with tempfile.TemporaryFile("w+") as out:
-        job = subprocess.Popen([find_mpiexec(), "-n", "2", sys.executable, os.path.join(HERE, "mpi_block.py")],
-                               stdout=out, stderr=subprocess.DEVNULL)
-        try:
-            _kill_parents_and_wait(job, out)
-        finally:
-            job.kill()
-            job.wait()
+    job = subprocess.Popen([find_mpiexec(), "-n", "2", sys.executable, os.path.join(HERE, "mpi_block.py"),
+                            str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _kill_parents_and_wait(job, [tmp_path / "rank0", tmp_path / "rank1"])
+    finally:
+        job.kill()
+        job.wait()
 
 
-def _kill_parents_and_wait(job, out):
+def _kill_parents_and_wait(job, reports):
     import signal
-    numbers, deadline = [], time.time() + 60  # "pid parent" from each rank; lines may be merged
-    while len(numbers) < 4:
+    deadline = time.time() + 60
+    while not all(path.exists() for path in reports):
         assert time.time() < deadline and job.poll() is None, "the job did not report both processes"
         time.sleep(0.1)
-        out.seek(0)
-        numbers = [int(w) for w in out.read().split()]
-    pids = list(zip(numbers[0::2], numbers[1::2]))
+    pids = [tuple(map(int, path.read_text().split())) for path in reports]  # (pid, parent pid)
     for _, parent in pids:
         os.kill(parent, signal.SIGKILL)
     deadline = time.time() + 10
