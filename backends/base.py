@@ -86,6 +86,12 @@ SEQUENCE_MIXING_OPS = {
     # dh_last (B,Din,N) or None is the gradient flowing into h_last from later
     # positions; dh0 is None when h0 is None.
     "selective_scan_backward": "selective_scan_backward(dy, x, delta, A, Bm, Cm, D, h0=None, dh_last=None) -> (dx, ddelta, dA, dBm, dCm, dD, dh0)",
+    # y = x ⊙ keep / (1 − p), x (B,T,...): inverted dropout whose mask is a hash of (seed, batch row
+    # batch_offset + b, position time_offset + t, feature), the same on every backend
+    # (backends/numpy/dropout.py). Position-wise in what it computes, but its mask depends on the
+    # absolute row and position, so a backend holding a slice of the batch or the sequence adds
+    # its slice's start to the offsets. Linear with a fixed mask: dx = dropout(dy, p, seed, ...).
+    "dropout": "dropout(x, p, seed, batch_offset=0, time_offset=0) -> y",
     # -- streaming decoding (issue #4) --
     # rotary position embedding, GPT-NeoX half split: x (B,T,H,P), P even, token t at position
     # offset + t, θ_i = base^(−2i/P), angles in float64; with (x₁, x₂) = (x[..., :P/2], x[..., P/2:]):

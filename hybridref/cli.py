@@ -86,6 +86,8 @@ def train():
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True)
 @click.option("--patch", type=click.Choice(["4", "7"]), default="7", show_default=True,
               help="Patch side: 7 -> 16 tokens of 49 pixels, 4 -> 49 tokens of 16 pixels.")
+@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+              show_default=True, help="Residual-branch dropout probability while training.")
 @click.option("--shift", type=click.IntRange(min=0, max=4), default=2, show_default=True,
               help="Random-translation augmentation, in pixels (0: none).")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -96,8 +98,8 @@ def train():
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding mnist/*.gz (default: $HYBRIDREF_DATA, else download to the cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
-def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patch, shift, time_budget, subset, seed,
-          data_dir, as_json):
+def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patch, dropout, shift, time_budget, subset,
+          seed, data_dir, as_json):
     """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy.
 
     Under `mpiexec -n P ... --backend mpi` every process computes its share and rank 0 reports."""
@@ -128,7 +130,8 @@ def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patc
 
     try:
         out = train_mnist(be, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                          patch=int(patch), shift=shift, seed=seed, data_dir=data_dir, time_budget=time_budget, subset=subset,
+                          patch=int(patch), shift=shift, dropout=dropout, seed=seed, data_dir=data_dir,
+                          time_budget=time_budget, subset=subset,
                           on_step=on_step, on_epoch=on_epoch)
     except (DataNotFound, IdxError) as e:
         raise click.ClickException(str(e)) from None
@@ -221,6 +224,8 @@ class Duration(click.ParamType):
               help="Peak learning rate (warmup, then cosine decay to lr/10).")
 @click.option("--warmup", type=click.IntRange(min=1), default=100, show_default=True, help="Warmup steps.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True)
+@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+              show_default=True, help="Residual-branch dropout probability while training.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=250, show_default=True,
               help="Validation loss every N steps (and at the end).")
 @click.option("--eval-batches", type=click.IntRange(min=1), default=20, show_default=True)
@@ -233,7 +238,8 @@ class Duration(click.ParamType):
               help="Folder holding tinyshakespeare/input.txt (default: $HYBRIDREF_DATA, else download).")
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
 def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, batch_size, block_size, lr, warmup,
-                weight_decay, eval_every, eval_batches, checkpoint, checkpoint_every, resume, seed, data_dir, as_json):
+                weight_decay, dropout, eval_every, eval_batches, checkpoint, checkpoint_every, resume, seed, data_dir,
+                as_json):
     """Train a character LM on Tiny Shakespeare and report validation loss (nats/char)."""
     from .data.paths import DataNotFound
     from .train_shakespeare import train_shakespeare
@@ -242,7 +248,8 @@ def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, ba
         raise click.BadParameter("--resume needs --checkpoint PATH", param_hint="--resume")
     be = open_backend(backend, threads)
     click.echo(f"backend {be.describe()}", err=True)
-    overrides = {k: v for k, v in (("pattern", pattern), ("d_model", d_model)) if v is not None}
+    overrides = {k: v for k, v in (("pattern", pattern), ("d_model", d_model), ("dropout", dropout or None))
+                 if v is not None}
 
     live = sys.stderr.isatty()
 

@@ -21,6 +21,7 @@ def random_shift(images, max_shift, rng):
 def evaluate(model, images, labels, batch_size=250):
     """(mean loss, accuracy) of `model` on a labelled set."""
     be = model.be
+    model.set_dropout_seed(None)
     total_loss, correct = 0.0, 0
     for i in range(0, len(images), batch_size):
         logits = model.forward(images[i:i + batch_size])
@@ -33,7 +34,7 @@ def evaluate(model, images, labels, batch_size=250):
 
 
 def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=0.05,
-                patch=7, d_model=64, pattern="MMMAMMMA", shift=2, seed=0, data_dir=None,
+                patch=7, d_model=64, pattern="MMMAMMMA", shift=2, dropout=0.0, seed=0, data_dir=None,
                 time_budget=None, subset=None, on_step=None, on_epoch=None):
     """Train from scratch; returns a summary dict. on_step(i, n) and on_epoch(record) report progress.
 
@@ -45,7 +46,7 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
     (train_x, train_y), (test_x, test_y) = load_mnist(data_dir)
     if subset:
         train_x, train_y, test_x, test_y = train_x[:subset], train_y[:subset], test_x[:subset], test_y[:subset]
-    model = MnistHybrid(patch=patch, d_model=d_model, pattern=pattern, seed=seed).to(backend)
+    model = MnistHybrid(patch=patch, d_model=d_model, pattern=pattern, dropout=dropout, seed=seed).to(backend)
     be = model.be
     opt = AdamW(model.params(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay, clip_norm=1.0)
     rng = np.random.default_rng(seed + 1)
@@ -61,6 +62,7 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
             idx = order[i * batch_size:(i + 1) * batch_size]
             images = random_shift(train_x[idx], shift, rng) if shift else train_x[idx]
             model.zero_grad()
+            model.set_dropout_seed((seed, step))
             logits = model.forward(images)
             y = be.local_batch(train_y[idx])
             loss, probs = be.cross_entropy_forward(logits, y)

@@ -27,6 +27,7 @@ def get_batch(ids, batch_size, block_size, rng):
 def evaluate(model, ids, batch_size, block_size, batches, seed=1234):
     """Mean cross-entropy (nats/char) on `batches` fixed random windows of `ids` (the same at every call)."""
     rng = np.random.default_rng(seed)
+    model.set_dropout_seed(None)
     total = 0.0
     for _ in range(batches):
         x, y = get_batch(ids, batch_size, block_size, rng)
@@ -87,6 +88,7 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
         t0 = time.perf_counter()
         x, y = get_batch(train_ids, batch_size, block_size, rng)
         model.zero_grad()
+        model.set_dropout_seed((seed, step))
         logits = model.forward(x)
         V = logits.shape[-1]
         loss, probs = be.cross_entropy_forward(logits.reshape(-1, V), y.reshape(-1))

@@ -38,6 +38,23 @@ def check_grads(loss, inputs, analytic, tol=1e-6, eps=1e-6):
         assert err < tol, f"gradient of {name}: relative error {err:.3e} >= {tol:.0e}"
 
 
+def check_model_grads(model, loss, grads, rng, per_param=6):
+    """Central differences (float64, eps 1e-6: truncation ~1e-12, rounding ~1e-10 relative) at
+    `per_param` random coordinates of every parameter of `model`, against `grads` {name: array},
+    entry-wise within 1e-6 · max(1, |numeric|) + 1e-9 (the rounding floor of a tiny gradient)."""
+    for name, p in model.named_params():
+        flat, g = p.data.reshape(-1), grads[name].reshape(-1)
+        for i in rng.choice(flat.size, min(per_param, flat.size), replace=False):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            lp = loss()
+            flat[i] = old - 1e-6
+            lm = loss()
+            flat[i] = old
+            num = (lp - lm) / 2e-6
+            assert abs(num - g[i]) <= 1e-6 * max(1.0, abs(num)) + 1e-9, (name, i, num, g[i])
+
+
 def assert_same_for_thread_counts(be, run, counts=(1, 3)):
     """run() -> tuple of arrays must be bit-identical for the backend's thread count and `counts`."""
     import numpy as np

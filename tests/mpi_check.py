@@ -99,6 +99,11 @@ def check_ops(be, rng):
         close("rope y", gather_seq(be, be.rope_forward(part(x), 5, 100.0)), ref.rope_forward(x, 5, 100.0))
         close("rope dx", gather_seq(be, be.rope_backward(part(dy), 5, 100.0)), ref.rope_backward(dy, 5, 100.0))
 
+        # dropout: each process draws its part of the one-process mask, bit for bit
+        x = f32(2, T, 5)
+        y = gather_seq(be, be.dropout(part(x), 0.3, 77, time_offset=4))
+        assert np.array_equal(y, ref.dropout(x, 0.3, 77, time_offset=4)), "dropout mask differs"
+
         # mean-pool: each process gets its rows of the batch
         x, dy = f32(P + 2, T, 3), f32(P + 2, 3)
         y = be.mean_pool_forward(part(x))
@@ -108,11 +113,12 @@ def check_ops(be, rng):
 
 
 def check_model(be, rng):
-    """The MNIST hybrid with a windowed attention block: logits, loss and every gradient."""
-    kw = dict(patch=4, d_model=32, pattern="MAMA", n_heads=4, seed=3)
+    """The MNIST hybrid with a windowed attention block and dropout: logits, loss and every gradient."""
+    kw = dict(patch=4, d_model=32, pattern="MAMA", n_heads=4, dropout=0.2, seed=3)
     ref_model, model = MnistHybrid(**kw).to(be.local), MnistHybrid(**kw).to(be)
     for m in (ref_model, model):
         m.blocks[3].mixer.window = 7  # a window shorter than a slice (49 tokens over P)
+        m.set_dropout_seed((0, 5))
     images = rng.integers(0, 256, (2 * be.size + 1, 28, 28)).astype(np.uint8)
     labels = rng.integers(0, 10, len(images))
 

@@ -51,6 +51,18 @@ def test_decode_equals_parallel_forward(npb, cb, rng, name):
             assert rel_err(got, full[:, prompt - 1:]) < 1e-5, (be.name, prompt)
 
 
+def test_decoding_a_model_left_in_training_mode_turns_dropout_off(npb, cb, rng):
+    """Training leaves dropout seeds set; prefill turns them off, so prefill and steps agree with
+    the evaluation forward (tolerance as above)."""
+    model = tiny_lm("MAM", dropout=0.3).to(npb)
+    ids = rng.integers(0, V, (2, 9))
+    full = model.forward(ids)
+    model.clear_saved()
+    for be in (npb, cb):
+        model.to(be).set_dropout_seed((0, 7))
+        assert rel_err(decode_all(model, ids, 4), full[:, 3:]) < 1e-5, be.name
+
+
 def test_c_decoder_is_one_call_and_matches_python_steps(npb, cb, rng):
     """The C step (hr_decode_step) against the NumPy layer-by-layer step, position by position."""
     model = tiny_lm("MAMA", window=5).to(cb)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hybridref.models.mnist_hybrid import MnistHybrid
-from helpers import rel_err
+from helpers import check_model_grads, rel_err
 
 
 def tiny_model(backend, dtype=np.float32, pattern="MAM"):
@@ -27,29 +27,17 @@ def loss_and_grads(model, images, labels):
 
 
 def test_model_gradcheck_float64(npb):
-    """Central differences on random coordinates of every parameter (float64, eps 1e-6:
-    truncation ~1e-12, rounding ~1e-10 relative), compared entry-wise."""
+    """Central differences on random coordinates of every parameter (helpers.check_model_grads)."""
     model = tiny_model(npb, np.float64)
     images, labels = batch()
     _, _, grads = loss_and_grads(model, images, labels)
-    rng = np.random.default_rng(1)
 
     def loss():
         out = model.forward(images)
         model.clear_saved()
         return npb.cross_entropy_forward(out, labels)[0]
 
-    for name, p in model.named_params():
-        flat, g = p.data.reshape(-1), grads[name].reshape(-1)
-        for i in rng.choice(flat.size, min(6, flat.size), replace=False):
-            old = flat[i]
-            flat[i] = old + 1e-6
-            lp = loss()
-            flat[i] = old - 1e-6
-            lm = loss()
-            flat[i] = old
-            num = (lp - lm) / 2e-6
-            assert abs(num - g[i]) <= 1e-6 * max(1.0, abs(num)) + 1e-9, (name, i, num, g[i])
+    check_model_grads(model, loss, grads, np.random.default_rng(1))
 
 
 def test_model_c_matches_numpy(npb, cb):

@@ -4,11 +4,11 @@ Each module here wraps the C file of the same name: it checks every argument
 (backends/c/checks.py), allocates outputs and calls the kernel. float32 only.
 """
 from ..base import Backend, collect_ops
-from . import (activations, attention, conv1d, decode, embedding, library, linear, losses, norms, optim,
+from . import (activations, attention, conv1d, decode, dropout, embedding, library, linear, losses, norms, optim,
                pooling, rope, selective_scan)
 
-MODULES = (linear, embedding, norms, activations, losses, optim, pooling, attention, conv1d, selective_scan, rope,
-           decode)
+MODULES = (linear, embedding, norms, activations, dropout, losses, optim, pooling, attention, conv1d,
+           selective_scan, rope, decode)
 
 
 class CBackend(Backend):

@@ -114,6 +114,8 @@ class MPIBackend(Backend):
             threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
             self.cross_entropy_forward = self._cross_entropy_forward
             self.cross_entropy_backward = self._cross_entropy_backward
+            if mode == "data":
+                self.dropout = self._dropout_batch_slice
             if mode == "sequence":
                 for op in SEQUENCE_MIXING_OPS:
                     setattr(self, op, getattr(sequence, op).__get__(self))
@@ -123,6 +125,7 @@ class MPIBackend(Backend):
                     for op in ("selective_scan_forward", "selective_scan_backward"):
                         setattr(self, op, getattr(sequence, op + "_exscan").__get__(self))
         self.seq_edges = None  # the current split of the sequence, set by shard_tokens
+        self.batch_edges = None  # the current split of the batch, set by local_batch
         self.kept = _KeptForBackward()
         self._sends = []  # (request, buffer) of nonblocking sends not known to be complete
 
@@ -162,7 +165,7 @@ class MPIBackend(Backend):
             return a
         if len(a) < self.size:
             raise ValueError(f"mpi backend: a batch of {len(a)} cannot be split over {self.size} processes")
-        edges = split_range(len(a), self.size)
+        edges = self.batch_edges = split_range(len(a), self.size)
         return a[edges[self.rank]:edges[self.rank + 1]]
 
     def all_sum(self, value):
@@ -181,6 +184,14 @@ class MPIBackend(Backend):
         for p in params:
             p.grad[...] = flat[at:at + p.grad.size].reshape(p.grad.shape)
             at += p.grad.size
+
+    def _dropout_batch_slice(self, x, p, seed, batch_offset=0, time_offset=0):
+        """Data mode: this process's rows are rows edges[rank].. of the batch; their mask is theirs."""
+        edges = self.batch_edges
+        if edges is None or edges[self.rank + 1] - edges[self.rank] != x.shape[0]:
+            raise ValueError(f"dropout: got {x.shape[0]} batch rows, but this process (rank {self.rank}) holds "
+                             f"the rows of the split {edges}; pass the model input through be.shard_tokens first")
+        return self.local.dropout(x, p, seed, batch_offset + edges[self.rank], time_offset)
 
     # ---- the loss: a mean over the global batch -----------------------------------------------
     def _cross_entropy_forward(self, logits, targets):

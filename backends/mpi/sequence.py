@@ -326,6 +326,15 @@ def rope_backward(be, dy, offset=0, base=10000.0):
     return be.local.rope_backward(dy, offset + be.seq_edges[be.rank], base)
 
 
+# ---- dropout: its mask is a function of the global position ------------------------------------
+
+def dropout(be, x, p, seed, batch_offset=0, time_offset=0):
+    """The slice's first position is added to time_offset, so each process draws its part of the
+    one-process mask; nothing is sent."""
+    be.sequence_edges("dropout", x.shape[1])
+    return be.local.dropout(x, p, seed, batch_offset, time_offset + be.seq_edges[be.rank])
+
+
 def attention_decode(be, q, k_cache, v_cache, length, window=None):
     raise ValueError("attention_decode: the mpi backend splits whole sequences (training, prefill-free "
                      "evaluation); decode one token at a time on its local backend (be.local)")

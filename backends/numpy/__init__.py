@@ -4,11 +4,11 @@ One module per concern, with the same names as the C kernels (csrc/<name>.c)
 and their wrappers (backends/c/<name>.py). float32 and float64 both work.
 """
 from ..base import Backend, collect_ops
-from . import (activations, attention, conv1d, decode, embedding, linear, losses, norms, optim, pooling, rope,
+from . import (activations, attention, conv1d, decode, dropout, embedding, linear, losses, norms, optim, pooling, rope,
                selective_scan)
 
-MODULES = (linear, embedding, norms, activations, losses, optim, pooling, attention, conv1d, selective_scan, rope,
-           decode)
+MODULES = (linear, embedding, norms, activations, dropout, losses, optim, pooling, attention, conv1d,
+           selective_scan, rope, decode)
 
 
 class NumpyBackend(Backend):

@@ -1,7 +1,7 @@
 """Pre-norm residual block and the mixer registry.
 
-    h   = x + mixer(norm₁(x))
-    out = h + MLP(norm₂(h))        (no MLP when mlp_hidden == 0)
+    h   = x + drop(mixer(norm₁(x)))
+    out = h + drop(MLP(norm₂(h)))  (no MLP when mlp_hidden == 0; drop: dropout while training)
 
 A layer pattern is a string of mixer letters, one per block: "MMMA" is three
 Mamba blocks then one attention block. Later mixers register a letter in MIXERS.
@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .attention import CausalSelfAttention
+from .dropout import Dropout
 from .mamba import Mamba
 from .mlp import MLP
 from .module import Module
@@ -30,20 +31,22 @@ MIXERS = {
 
 
 class Block(Module):
-    def __init__(self, d, mixer, mlp_hidden, norm, rng, out_std=None):
+    def __init__(self, d, mixer, mlp_hidden, norm, rng, out_std=None, dropout=0.0):
         super().__init__()
         self.norm1 = make_norm(norm, d)
         self.mixer = mixer
+        self.drop1 = Dropout(dropout)
         self.norm2 = make_norm(norm, d) if mlp_hidden else None
         self.mlp = MLP(d, mlp_hidden, rng, out_std=out_std) if mlp_hidden else None
+        self.drop2 = Dropout(dropout) if mlp_hidden else None
 
     def forward(self, x, state=None):
-        h = x + self.mixer.forward(self.norm1.forward(x), state)
-        return h + self.mlp.forward(self.norm2.forward(h)) if self.mlp else h
+        h = x + self.drop1.forward(self.mixer.forward(self.norm1.forward(x), state))
+        return h + self.drop2.forward(self.mlp.forward(self.norm2.forward(h))) if self.mlp else h
 
     def backward(self, dout):
-        dh = dout + self.norm2.backward(self.mlp.backward(dout)) if self.mlp else dout
-        return dh + self.norm1.backward(self.mixer.backward(dh))
+        dh = dout + self.norm2.backward(self.mlp.backward(self.drop2.backward(dout))) if self.mlp else dout
+        return dh + self.norm1.backward(self.mixer.backward(self.drop1.backward(dh)))
 
     def init_state(self, batch, max_len, dtype=np.float32):
         return self.mixer.init_state(batch, max_len, dtype)
@@ -57,7 +60,8 @@ class Block(Module):
 def build_blocks(pattern, d, cfg, rng):
     """One Block per letter of `pattern`; residual output projections get GPT-2's scaled init
     N(0, (0.02/√(2L))²) so the residual stream's variance does not grow with depth.
-    cfg["mlp_hidden"] is an int, or a dict {letter: width} to size the MLP per mixer kind."""
+    cfg["mlp_hidden"] is an int, or a dict {letter: width} to size the MLP per mixer kind;
+    cfg["dropout"] the residual-branch dropout probability (0: none)."""
     unknown = sorted(set(pattern) - set(MIXERS))
     if unknown or not pattern:
         raise ValueError(f"layer pattern {pattern!r}: unknown mixer letters {unknown}; "
@@ -65,4 +69,4 @@ def build_blocks(pattern, d, cfg, rng):
     out_std = 0.02 / math.sqrt(2 * len(pattern))
     hidden = cfg.get("mlp_hidden", 4 * d)
     return [Block(d, MIXERS[c][1](d, cfg, rng, out_std), hidden[c] if isinstance(hidden, dict) else hidden,
-                  cfg.get("norm", "rmsnorm"), rng, out_std) for c in pattern]
+                  cfg.get("norm", "rmsnorm"), rng, out_std, cfg.get("dropout", 0.0)) for c in pattern]

@@ -88,6 +88,14 @@ class Module:
             p.grad = np.zeros_like(p.data)
         return self
 
+    def set_dropout_seed(self, key):
+        """Dropout on for the next forward/backward, each Dropout layer with its own mask seed
+        drawn from `key` (a tuple of ints, e.g. (run seed, step)); None: off (evaluation)."""
+        from .dropout import Dropout
+        sites = list({id(m): m for m in self.modules() if isinstance(m, Dropout)}.values())
+        for i, m in enumerate(sites):
+            m.seed = None if key is None else int(np.random.SeedSequence([*key, i]).generate_state(1, np.uint64)[0])
+
     def zero_grad(self):
         for p in self.params():
             p.grad[...] = 0

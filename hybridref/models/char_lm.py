@@ -1,6 +1,6 @@
 """A character-level language model: embedding, a stack of mixer blocks, final norm, linear head.
 
-    x      = embed[ids]                       ids (B,T) -> (B,T,D)
+    x      = drop(embed[ids])                 ids (B,T) -> (B,T,D); drop: dropout while training
     x      = blocks(x)                         pattern string: "AAAAAA", "MMMMMM", "MMMAMM", ...
     logits = head(norm(x))                     -> (B,T,V)
 
@@ -15,6 +15,7 @@ holds ~198 K parameters, because an attention block's MLP is 4·D = 512 wide and
 import numpy as np
 
 from ..layers.block import build_blocks
+from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
 from ..layers.linear import Linear
 from ..layers.module import Module
@@ -30,18 +31,21 @@ PRESETS = {
 
 class CharLM(Module):
     def __init__(self, vocab_size, d_model=128, pattern="MMMAMM", n_heads=4, n_kv_heads=None, window=None,
-                 mlp_hidden=None, norm="rmsnorm", d_state=16, d_conv=4, expand=2, rope_base=10000.0, seed=0):
+                 mlp_hidden=None, norm="rmsnorm", d_state=16, d_conv=4, expand=2, rope_base=10000.0, dropout=0.0,
+                 seed=0):
         super().__init__()
         mlp_hidden = dict(MLP_HIDDEN) if mlp_hidden is None else mlp_hidden
         self.config = dict(vocab_size=vocab_size, d_model=d_model, pattern=pattern, n_heads=n_heads,
                            n_kv_heads=n_kv_heads, window=window, mlp_hidden=mlp_hidden, norm=norm, d_state=d_state,
-                           d_conv=d_conv, expand=expand, rope_base=rope_base, seed=seed)
+                           d_conv=d_conv, expand=expand, rope_base=rope_base, dropout=dropout, seed=seed)
         rng = np.random.default_rng(seed)
         self.vocab_size = vocab_size
         self.embed = Embedding(vocab_size, d_model, rng)
+        self.drop = Dropout(dropout)
         self.blocks = build_blocks(pattern, d_model, dict(n_heads=n_heads, n_kv_heads=n_kv_heads, window=window,
                                                           mlp_hidden=mlp_hidden, norm=norm, d_state=d_state,
-                                                          d_conv=d_conv, expand=expand, rope_base=rope_base), rng)
+                                                          d_conv=d_conv, expand=expand, rope_base=rope_base,
+                                                          dropout=dropout), rng)
         self.norm = make_norm(norm, d_model)
         self.head = Linear(d_model, vocab_size, bias=False, rng=rng, std=0.02)
 
@@ -53,7 +57,7 @@ class CharLM(Module):
 
     def forward(self, ids, states=None):
         """int64 ids (B,T) -> logits (B,T,V). With `states` (init_state) it is the prefill: it also fills them."""
-        x = self.embed.forward(ids)
+        x = self.drop.forward(self.embed.forward(ids))
         for i, block in enumerate(self.blocks):
             x = block.forward(x, None if states is None else states[i])
         return self.head.forward(self.norm.forward(x))
@@ -62,7 +66,7 @@ class CharLM(Module):
         dx = self.norm.backward(self.head.backward(dlogits))
         for block in reversed(self.blocks):
             dx = block.backward(dx)
-        self.embed.backward(dx)
+        self.embed.backward(self.drop.backward(dx))
 
     # -- decoding -------------------------------------------------------------
     def init_state(self, batch, max_len, dtype=np.float32):
@@ -70,7 +74,9 @@ class CharLM(Module):
         return [block.init_state(batch, max_len, dtype) for block in self.blocks]
 
     def prefill(self, ids, states):
-        """The parallel forward over a prompt (B,T) that fills fresh `states`; -> logits (B,T,V)."""
+        """The parallel forward over a prompt (B,T) that fills fresh `states`; -> logits (B,T,V).
+        Decoding is inference: dropout is turned off, as the one-token steps never apply it."""
+        self.set_dropout_seed(None)
         logits = self.forward(ids, states)
         self.clear_saved()
         return logits

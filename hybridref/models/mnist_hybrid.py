@@ -1,7 +1,7 @@
 """The tiny MNIST hybrid: an image read as a sequence of patches by a Mamba/attention stack.
 
     tokens = patches(image)                  (B,28,28) -> (B,T,p²), T = (28/p)², row-major
-    x      = tokens Wₑᵀ + b + pos            -> (B,T,D)
+    x      = drop(tokens Wₑᵀ + b + pos)      -> (B,T,D); drop: dropout while training
     x      = blocks(x)                        pattern "MMMAMMMA": 6 Mamba + 2 attention
     logits = head(mean_t(norm(x)))           -> (B,10)
 
@@ -12,6 +12,7 @@ batch (the lecture notes' version attended across the batch, a bug).
 import numpy as np
 
 from ..layers.block import build_blocks
+from ..layers.dropout import Dropout
 from ..layers.linear import Linear
 from ..layers.module import Module, Param
 from ..layers.norm import make_norm
@@ -29,19 +30,21 @@ def patchify(images, patch):
 
 
 class MnistHybrid(Module):
-    def __init__(self, patch=7, d_model=64, pattern="MMMAMMMA", n_heads=4, mlp_ratio=4, norm="rmsnorm", seed=0):
+    def __init__(self, patch=7, d_model=64, pattern="MMMAMMMA", n_heads=4, mlp_ratio=4, norm="rmsnorm", dropout=0.0,
+                 seed=0):
         super().__init__()
         if 28 % patch:
             raise ValueError(f"patch size {patch} must divide 28 (choose 1, 2, 4, 7, 14)")
         rng = np.random.default_rng(seed)
         self.config = dict(patch=patch, d_model=d_model, pattern=pattern, n_heads=n_heads,
-                           mlp_ratio=mlp_ratio, norm=norm, seed=seed)
+                           mlp_ratio=mlp_ratio, norm=norm, dropout=dropout, seed=seed)
         self.patch = patch
         self.seq_len = (28 // patch) ** 2
         self.embed = Linear(patch * patch, d_model, rng=rng)
         self.pos = Param(rng.normal(0.0, 0.02, (self.seq_len, d_model)), decay=False)
+        self.drop = Dropout(dropout)
         self.blocks = build_blocks(pattern, d_model, dict(n_heads=n_heads, mlp_hidden=mlp_ratio * d_model,
-                                                          norm=norm), rng)
+                                                          norm=norm, dropout=dropout), rng)
         self.norm = make_norm(norm, d_model)
         self.head = Linear(d_model, 10, rng=rng)
 
@@ -50,7 +53,7 @@ class MnistHybrid(Module):
         process's share: the tokens it holds, the logits of be.local_batch(images)."""
         be = self.be
         tokens = be.shard_tokens(patchify(images, self.patch).astype(self.pos.data.dtype))
-        x = self.embed.forward(tokens) + be.local_positions(self.pos.data)
+        x = self.drop.forward(self.embed.forward(tokens) + be.local_positions(self.pos.data))
         for block in self.blocks:
             x = block.forward(x)
         return self.head.forward(self.be.mean_pool_forward(self.norm.forward(x)))
@@ -59,5 +62,6 @@ class MnistHybrid(Module):
         dx = self.norm.backward(self.be.mean_pool_backward(self.head.backward(dlogits), self.seq_len))
         for block in reversed(self.blocks):
             dx = block.backward(dx)
+        dx = self.drop.backward(dx)
         self.be.local_positions(self.pos.grad)[...] += dx.sum(axis=0)
         self.embed.backward(dx)
