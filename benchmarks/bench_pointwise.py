@@ -35,6 +35,7 @@ def _inputs(op, D):
         "cross_entropy_forward": (x, targets),
         "embedding_backward": (dy, targets, D),
         "adamw_step": (x, dy, np.zeros_like(x), np.zeros_like(x)),
+        "dropout": (x.reshape(16, M // 16, D), 0.1, 1234),  # (B, T, D): the mask hashes b, t, d
     }[op]
 
 
@@ -50,6 +51,7 @@ def _torch_op(op, threads):
         "silu_gate_forward": lambda x, z: x * F.silu(z),
         "softplus_forward": F.softplus,
         "cross_entropy_forward": F.cross_entropy,
+        "dropout": lambda x, p, seed: F.dropout(x, p, training=True),  # torch's generator, not a hash
     }
     if op not in fns:
         pytest.skip(f"no PyTorch peer for {op}")
@@ -65,7 +67,7 @@ def cbackend():
 @pytest.mark.parametrize("peer", PEERS)
 @pytest.mark.parametrize("op", ["layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward",
                                 "gelu_forward", "gelu_backward", "silu_gate_forward", "softplus_forward",
-                                "cross_entropy_forward", "embedding_backward", "adamw_step"])
+                                "cross_entropy_forward", "embedding_backward", "adamw_step", "dropout"])
 def test_pointwise(benchmark, cbackend, op, peer, D):
     args = _inputs(op, D)
     kwargs = dict(ADAMW, step=1) if op == "adamw_step" else {}
