@@ -1,5 +1,6 @@
 """The `hybridref` command line: info, train mnist, train shakespeare, generate, bench mpi."""
 import json
+import math
 import os
 import sys
 
@@ -305,6 +306,41 @@ def generate(backend, threads, checkpoint, prompt, max_new_tokens, temperature, 
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo()
+
+@main.command()
+@backend_option
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--block-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Window length: the split is read as consecutive windows of this many characters.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder holding tinyshakespeare/input.txt (default: $HYBRIDREF_DATA, else download).")
+@click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
+def evaluate(backend, threads, checkpoint, split, block_size, batch_size, data_dir, as_json):
+    """Loss of a checkpointed character LM on the whole Tiny Shakespeare split (every character once)."""
+    from .data.paths import DataNotFound
+    from .data.shakespeare import load_shakespeare
+    from .generate import load_model
+    from .train_shakespeare import evaluate_split
+
+    be = open_backend(backend, threads)
+    try:
+        model, vocab = load_model(checkpoint, be)
+        corpus_vocab, train_ids, val_ids = load_shakespeare(data_dir)
+        if corpus_vocab.chars != vocab.chars:
+            raise ValueError(f"{checkpoint}: the checkpoint's vocabulary ({len(vocab.chars)} characters) is not "
+                             f"the corpus's ({len(corpus_vocab.chars)}): it was trained on other text")
+        ids = val_ids if split == "val" else train_ids
+        loss = evaluate_split(model, ids, batch_size, block_size)
+    except (DataNotFound, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    chars = (len(ids) - 1) // block_size * block_size
+    click.echo(f"{split} loss {loss:.4f} nats/char (perplexity {math.exp(loss):.2f}) over {chars} characters")
+    if as_json:
+        click.echo(json.dumps(dict(checkpoint=checkpoint, split=split, loss=loss, perplexity=math.exp(loss),
+                                   characters=chars, block_size=block_size)))
+
 
 # -- end of issue #4 commands --------------------------------------------------------------------------
 

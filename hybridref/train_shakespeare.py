@@ -38,6 +38,24 @@ def evaluate(model, ids, batch_size, block_size, batches, seed=1234):
     return total / batches
 
 
+def evaluate_split(model, ids, batch_size, block_size):
+    """Mean cross-entropy (nats/char) over all of `ids`, read as consecutive non-overlapping windows of
+    block_size characters (each predicting its next characters, as in training); the last
+    < block_size + 1 characters, which fill no window, are left out."""
+    n = (len(ids) - 1) // block_size
+    if n == 0:
+        raise ValueError(f"the split holds {len(ids)} characters, fewer than one window of {block_size} + 1")
+    model.set_dropout_seed(None)
+    total = 0.0
+    for first in range(0, n, batch_size):
+        idx = (np.arange(first, min(first + batch_size, n)) * block_size)[:, None] + np.arange(block_size)
+        logits = model.forward(ids[idx])
+        model.clear_saved()
+        loss, _ = model.be.cross_entropy_forward(logits.reshape(-1, logits.shape[-1]), ids[idx + 1].reshape(-1))
+        total += loss * idx.size
+    return total / (n * block_size)
+
+
 def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_size=256, lr=2e-3,
                       weight_decay=0.1, warmup=100, eval_every=250, eval_batches=20, time_budget=None, seed=0,
                       data_dir=None, checkpoint=None, checkpoint_every=None, resume=False, model_overrides=None,
@@ -113,5 +131,6 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
     return dict(model=model, vocab=vocab, params=model.num_params(), steps=step, train_time_s=train_time,
                 tokens_per_s=step * batch_size * block_size / max(train_time, 1e-9),
                 final_train_loss=final["train_loss"], final_val_loss=final["val_loss"],
-                val_perplexity=math.exp(final["val_loss"]), history=history,
+                val_perplexity=math.exp(final["val_loss"]),
+                final_val_loss_full=evaluate_split(model, val_ids, batch_size, block_size), history=history,
                 config=dict(model.config, **run, backend=be.name))

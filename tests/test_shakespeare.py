@@ -68,6 +68,43 @@ def test_train_shakespeare_smoke(corpus, tmp_path, backend):
     # a repetitive corpus: 12 steps already take the loss well below ln(vocab) = 3.1
     assert summary["history"][1]["val_loss"] < summary["history"][0]["val_loss"] < np.log(summary["config"]["vocab_size"])
     assert os.path.exists(ck)
+    # the whole validation split, from the checkpoint: the same number as the run's own final figure
+    out = CliRunner().invoke(main, ["evaluate", "--backend", backend, "--checkpoint", ck, "--data-dir", corpus,
+                                    "--block-size", "32", "--batch-size", "4", "--json"])
+    assert out.exit_code == 0, out.output
+    full = json.loads(out.output.strip().splitlines()[-1])
+    assert full["loss"] == summary["final_val_loss_full"] and full["characters"] == (240 - 1) // 32 * 32
+
+
+def test_evaluate_split_is_the_mean_over_every_window(corpus, npb):
+    """Against a direct log-softmax over consecutive windows (float64 NumPy model, rtol 1e-12)."""
+    vocab, _, val = load_shakespeare(corpus)
+    model = CharLM(len(vocab.chars), d_model=8, pattern="MA", n_heads=2, mlp_hidden=12, d_state=4).to(npb)
+    model.astype(np.float64)
+    from hybridref.train_shakespeare import evaluate_split
+    n = (len(val) - 1) // 16
+    x = val[:n * 16].reshape(n, 16)
+    y = val[1:n * 16 + 1].reshape(n, 16)
+    logits = model.forward(x)
+    model.clear_saved()
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    want = -np.take_along_axis(logp, y[..., None], -1).mean()
+    np.testing.assert_allclose(evaluate_split(model, val, batch_size=3, block_size=16), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="fewer than one window of 4096"):
+        evaluate_split(model, val, batch_size=3, block_size=4096)
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_text(corpus, tmp_path):
+    ck = str(tmp_path / "ck.npz")
+    args = ["--pattern", "M", "--d-model", "16", "--steps", "1", "--batch-size", "2", "--block-size", "16",
+            "--eval-batches", "1", "--checkpoint", ck]
+    assert CliRunner().invoke(main, ["train", "shakespeare", "--data-dir", corpus, *args]).exit_code == 0
+    other = tmp_path / "other" / "tinyshakespeare"
+    other.mkdir(parents=True)
+    (other / "input.txt").write_text("xyz " * 500)
+    out = CliRunner().invoke(main, ["evaluate", "--checkpoint", ck, "--data-dir", str(other.parent)])
+    assert out.exit_code == 1 and "is not the corpus's (4)" in out.output
 
 
 def test_time_budget_stops_training(corpus):
