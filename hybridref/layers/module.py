@@ -92,7 +92,7 @@ class Module:
         """Dropout on for the next forward/backward, each Dropout layer with its own mask seed
         drawn from `key` (a tuple of ints, e.g. (run seed, step)); None: off (evaluation)."""
         from .dropout import Dropout
-        sites = list({id(m): m for m in self.modules() if isinstance(m, Dropout)}.values())
+        sites = list({id(m): m for m in self.modules() if isinstance(m, Dropout) and m.p}.values())
         for i, m in enumerate(sites):
             m.seed = None if key is None else int(np.random.SeedSequence([*key, i]).generate_state(1, np.uint64)[0])
 
