@@ -1,4 +1,4 @@
-"""The `hybridref` command line: info, train mnist, train shakespeare, generate, bench mpi."""
+"""The `hybridref` command line: info, train mnist, train shakespeare, generate, evaluate, bench mpi."""
 import json
 import math
 import os
@@ -306,6 +306,7 @@ def generate(backend, threads, checkpoint, prompt, max_new_tokens, temperature, 
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo()
+
 
 @main.command()
 @backend_option
