@@ -1,17 +1,6 @@
 """Wrapper of csrc/attention.c (causal multi-head softmax attention, FlashAttention-2 tiling)."""
-import numbers
-
 from . import checks
 from .checks import empty_f32 as empty
-
-_INT_MAX = 2**31 - 1
-
-
-def _check_int(op, name, value, allow_none):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{op}: {name} must be {'None or ' if allow_none else ''}an int >= 0, got {value!r}")
 
 
 def _check_qkv(op, q, k, v, window, q_offset):
@@ -26,15 +15,13 @@ def _check_qkv(op, q, k, v, window, q_offset):
     for name, size in (("batch B", B), ("query length Tq", Tq), ("key length Tk", Tk), ("heads H", H),
                        ("kv heads Hk", Hk), ("head dim P", P)):
         checks.check_positive(op, name, size)
-        if size > _INT_MAX:
-            raise ValueError(f"{op}: {name} = {size} exceeds the C kernel's int range")
+        checks.check_c_int_sizes(op, **{name: size})
     if H % Hk:
         raise ValueError(f"{op}: query heads H={H} (q {q.shape}) must be a multiple of kv heads Hk={Hk} "
                          f"(k {k.shape})")
-    _check_int(op, "q_offset", q_offset, allow_none=False)
-    if q_offset > _INT_MAX - Tq:
-        raise ValueError(f"{op}: q_offset = {q_offset} exceeds the C kernel's int range")
-    _check_int(op, "window", window, allow_none=True)
+    checks.check_int(op, "q_offset", q_offset)
+    checks.check_c_int_sizes(op, **{"q_offset + Tq": q_offset + Tq})
+    checks.check_int(op, "window", window, hi=None, allow_none=True)  # clamped below
     # a window reaching key 0 from the last query hides nothing
     w = -1 if window is None else int(min(window, Tq + q_offset))
     return B, Tq, Tk, H, Hk, P, w, int(q_offset)

@@ -3,7 +3,13 @@
 Every failure is a ValueError that names the op, the argument, what it got and
 what it needs.
 """
+import numbers
+
 import numpy as np
+
+INT_MAX = 2**31 - 1  # the largest C int: the kernels take their sizes and most counts as int
+LONG_MAX = 2**63 - 1  # the largest C long on the LP64 platforms the kernels build for
+_C_LIMITS = {INT_MAX: "a C int", LONG_MAX: "a C long"}
 
 
 def _shape_str(shape):
@@ -38,6 +44,38 @@ def check_indices(op, name, idx, bound):
             bad = lo if lo < 0 else hi
             raise ValueError(f"{op}: {name} must lie in [0, {bound}), got {bad}")
     return idx
+
+
+def _int_range(lo, hi):
+    if hi is None:
+        return f">= {lo}"
+    if hi in _C_LIMITS:
+        return f">= {lo} (at most {hi}, {_C_LIMITS[hi]})"
+    return f"in [{lo}, {hi}]"
+
+
+def check_int(op, name, value, lo=0, hi=INT_MAX, *, allow_none=False, hint=None):
+    """Check `value` is an integer (a bool is not) in [lo, hi]; return it as a Python int.
+
+    hi defaults to INT_MAX, for a value passed to a C int; None is no upper bound (for a value the
+    wrapper clamps before the call). allow_none: None passes (and is returned). hint: a note added
+    to the message, e.g. what the bound is."""
+    if value is None and allow_none:
+        return None
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+            or value < lo or (hi is not None and value > hi)):
+        none = "None or " if allow_none else ""
+        note = f" ({hint})" if hint else ""
+        raise ValueError(f"{op}: {name} must be {none}an int {_int_range(lo, hi)}{note}, got {value!r}")
+    return int(value)
+
+
+def check_c_int_sizes(op, **sizes):
+    """Refuse any size (or product or sum of sizes) past INT_MAX: the kernels take int sizes and would
+    wrap. Names may be any text: check_c_int_sizes(op, **{"q_offset + Tq": q_offset + Tq})."""
+    for name, value in sizes.items():
+        if value > INT_MAX:
+            raise ValueError(f"{op}: {name} = {value} exceeds the C kernel's int range (at most {INT_MAX})")
 
 
 def check_positive(op, name, value):

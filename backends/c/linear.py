@@ -4,15 +4,6 @@ import numpy as np
 from . import checks
 from .checks import empty_f32 as empty
 
-_INT_MAX = 2**31 - 1
-
-
-def _check_dims(op, **dims):
-    """The kernels take int sizes: refuse anything past INT_MAX rather than wrap."""
-    for name, value in dims.items():
-        if value > _INT_MAX:
-            raise ValueError(f"{op}: {name} = {value} exceeds the C kernels' limit {_INT_MAX}")
-
 
 def _check_bool(op, name, value):
     if not isinstance(value, (bool, np.bool_)):
@@ -30,7 +21,7 @@ def matmul(be, a, b, trans_a=False, trans_b=False):
     if K != Kb:
         raise ValueError(f"{op}: op(a) is ({M}, {K}) but op(b) is ({Kb}, {N}); their inner sizes must match "
                          f"(a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})")
-    _check_dims(op, M=M, N=N, K=K)
+    checks.check_c_int_sizes(op, M=M, N=N, K=K)
     c = empty((M, N))
     status = be.lib.hr_gemm(bool(trans_a), bool(trans_b), M, N, K, be.f32(a), a.shape[1], be.f32(b), b.shape[1],
                             be.ffi.NULL, 0.0, be.f32(c), N)
@@ -47,7 +38,7 @@ def linear_forward(be, x, w, b):
     checks.check_array(op, "w", w, shape=(N, K))
     if b is not None:
         checks.check_array(op, "b", b, shape=(N,))
-    _check_dims(op, M=M, N=N, K=K)
+    checks.check_c_int_sizes(op, M=M, N=N, K=K)
     y = empty((M, N))
     status = be.lib.hr_linear_forward(be.f32(x), be.f32(w), be.f32_or_null(b), be.f32(y), M, K, N)
     be.raise_status(op, status)
@@ -63,7 +54,7 @@ def linear_backward(be, dy, x, w, has_bias):
     checks.check_array(op, "w", w, shape=(N, K))
     checks.check_array(op, "dy", dy, shape=(M, N))
     _check_bool(op, "has_bias", has_bias)
-    _check_dims(op, M=M, N=N, K=K)
+    checks.check_c_int_sizes(op, M=M, N=N, K=K)
     dx, dw = empty((M, K)), empty((N, K))
     db = empty((N,)) if has_bias else None
     status = be.lib.hr_linear_backward(be.f32(dy), be.f32(x), be.f32(w), be.f32(dx), be.f32(dw),

@@ -1,10 +1,6 @@
 """Wrapper of csrc/rope.c (rotary position embedding)."""
-import numbers
-
 from . import checks
 from .checks import empty_f32 as empty
-
-_INT_MAX = 2**31 - 1
 
 
 def _check(op, x, name, offset, base):
@@ -12,10 +8,8 @@ def _check(op, x, name, offset, base):
     B, T, H, P = x.shape
     if P % 2:
         raise ValueError(f"{op}: head dim P must be even, got {name} of shape {x.shape}")
-    if max(x.shape) > _INT_MAX:
-        raise ValueError(f"{op}: {name} shape {x.shape} exceeds the C kernel's int range")
-    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or offset < 0:
-        raise ValueError(f"{op}: offset must be an int >= 0, got {offset!r}")
+    checks.check_c_int_sizes(op, B=B, T=T, H=H, P=P)
+    checks.check_int(op, "offset", offset, hi=checks.LONG_MAX)
     if not base > 0:
         raise ValueError(f"{op}: base must be positive, got {base!r}")
     return B, T, H, P
