@@ -153,6 +153,15 @@ class Backend:
         return f"<hybridref backend {self.describe()}>"
 
 
+def package_modules(package):
+    """Every module of a package (a backend's one module per concern), imported: a new kernel module
+    is found without being listed anywhere."""
+    import importlib
+    import pkgutil
+    return [importlib.import_module(f"{package.__name__}.{info.name}")
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name)]
+
+
 def collect_ops(backend, modules, bind=False):
     """Set every op in OP_NAMES found in `modules` (one module per concern) on `backend`.
 

@@ -70,9 +70,16 @@ def load_checkpoint(path):
     return out
 
 
-def check_config(ckpt, config):
-    """Raise ValueError listing every config entry where the checkpoint differs from `config`."""
-    saved = ckpt["config"]
+def check_config(ckpt, model):
+    """Raise ValueError listing every config entry where the checkpoint differs from `model`'s.
+    The saved config is first normalised by the model's class (options added since it was written
+    take their defaults; earlier versions' flat mixer options are moved to their mixers)."""
+    config = model.config
+    normalize = getattr(type(model), "normalize_config", None)
+    try:
+        saved = ckpt["config"] if normalize is None else normalize(ckpt["config"], strict=False)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"the checkpoint's config does not describe a {type(model).__name__}: {e}") from None
     diffs = [f"{k}: checkpoint {saved.get(k)!r}, model {config.get(k)!r}"
              for k in sorted(set(saved) | set(config)) if saved.get(k) != config.get(k)]
     if diffs:
@@ -81,7 +88,7 @@ def check_config(ckpt, config):
 
 def restore(ckpt, model, optimizer=None):
     """Load the checkpoint's weights (and optimizer moments) into `model`; refuse a config or shape mismatch."""
-    check_config(ckpt, model.config)
+    check_config(ckpt, model)
     model.load_state_dict(ckpt["params"])
     if optimizer is not None:
         if "optimizer" not in ckpt:

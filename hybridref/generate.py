@@ -37,7 +37,7 @@ def load_model(path, backend):
     ckpt = load_checkpoint(path)
     if not ckpt.get("vocab"):
         raise ValueError(f"{path}: the checkpoint has no vocabulary, so it cannot be sampled from")
-    model = CharLM(**ckpt["config"])
+    model = CharLM.from_config(ckpt["config"])
     restore(ckpt, model)
     return model.to(backend), CharVocab(ckpt["vocab"])
 

@@ -3,12 +3,10 @@
 Each module here wraps the C file of the same name: it checks every argument
 (backends/c/checks.py), allocates outputs and calls the kernel. float32 only.
 """
-from ..base import Backend, collect_ops
-from . import (activations, attention, conv1d, decode, dropout, embedding, library, linear, losses, norms, optim,
-               pooling, rope, selective_scan)
+import sys
 
-MODULES = (linear, embedding, norms, activations, dropout, losses, optim, pooling, attention, conv1d,
-           selective_scan, rope, decode)
+from ..base import Backend, collect_ops, package_modules
+from . import decode, library
 
 
 class CBackend(Backend):
@@ -20,7 +18,7 @@ class CBackend(Backend):
         self.isa = self.ffi.string(self.lib.hr_build_isa()).decode()
         if threads is not None:
             self.set_threads(threads)
-        collect_ops(self, MODULES, bind=True)
+        collect_ops(self, package_modules(sys.modules[__name__]), bind=True)
 
     def set_threads(self, n):
         if int(n) < 1:

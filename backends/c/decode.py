@@ -1,65 +1,70 @@
-"""Wrapper of csrc/decode.c: attention over a KV cache, and the whole-model streaming decoder."""
-import numbers
+"""Wrapper of csrc/decode.c: the whole-model streaming decoder, one C call per token.
+
+The model is described to C once: a header, then per block its norms and MLP and its mixer's
+record, which the mixer kind's C wrapper lays out (`decode_record` in backends/c/<name>_step.py,
+read back by hr_<name>_step in csrc/<name>_step.c). A mixer kind with no C step is refused by name
+here, never run as another kind.
+"""
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 
+from hybridref.layers.norm import LayerNorm, RMSNorm
+
 from . import checks
-from .checks import empty_f32 as empty
-from ...layers.attention import CausalSelfAttention
-from ...layers.mamba import Mamba
-from ...layers.norm import LayerNorm, RMSNorm
 
-_INT_MAX = 2**31 - 1
 # must match csrc/decode.c
-_LAYER_INTS, _LAYER_W = 8, 17
+_HEADER, _LAYER_INTS, _BLOCK_W = 4, 6, 8
 
 
-def attention_decode(be, q, k_cache, v_cache, length, window=None):
-    op = "attention_decode"
-    checks.check_array(op, "q", q, ndim=3)
-    checks.check_array(op, "k_cache", k_cache, ndim=4)
-    B, H, P = q.shape
-    checks.check_array(op, "k_cache", k_cache, shape=(B, None, None, P))
-    checks.check_array(op, "v_cache", v_cache, shape=k_cache.shape)
-    Hk, L = k_cache.shape[1], k_cache.shape[2]
-    if min(B, H, P, Hk, L) <= 0 or B * H * L * P > _INT_MAX * 64:
-        raise ValueError(f"{op}: empty or oversized shapes q {q.shape}, k_cache {k_cache.shape}")
-    if H % Hk:
-        raise ValueError(f"{op}: query heads H={H} (q {q.shape}) must be a multiple of kv heads Hk={Hk} "
-                         f"(k_cache {k_cache.shape})")
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or not 1 <= length <= L:
-        raise ValueError(f"{op}: length must be an int in [1, {L}] (the cache size), got {length!r}")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 0):
-        raise ValueError(f"{op}: window must be None or an int >= 0, got {window!r}")
-    w = -1 if window is None else int(min(window, L))
-    o = empty(q.shape)
-    be.raise_status(op, be.lib.hr_attention_decode(be.f32(q), be.f32(k_cache), be.f32(v_cache), be.f32(o),
-                                                   B, H, Hk, P, L, int(length), w))
-    return o
+@dataclass
+class DecodeRecord:
+    """A mixer's part of the decoder's arrays: ints, floats, weight arrays (None: NULL) and state
+    arrays, in the order its C step reads them; on_step(pos) is called after each C step (Python-side
+    bookkeeping of the state, such as a KV cache's fill)."""
+    ints: list
+    weights: list
+    states: list
+    floats: list = field(default_factory=list)
+    on_step: Optional[Callable[[int], None]] = None
+
+
+def _record_of(be, mixer, state, max_len, index):
+    name = mixer.mixer_name
+    try:
+        module = importlib.import_module(f"hybridref.backends.c.{name}_step")
+    except ModuleNotFoundError:
+        module = None
+    kind = be.lib.hr_decode_kind(name.encode())
+    if module is None or kind < 0:
+        raise ValueError(f"decoder: block {index} is a {name!r} mixer, which has no C decode step "
+                         f"(csrc/{name}_step.c and backends/c/{name}_step.py); decode on the numpy backend, "
+                         f"whose decoder runs each layer's step")
+    return kind, module.decode_record(mixer, state, max_len)
 
 
 class Decoder:
     """The streaming decoder of backends/numpy/decode.py, with each step one C call (hr_decode_step).
 
-    The model (a CharLM: embed, blocks of attention or Mamba mixers, norm, head) is described to C
-    once, as arrays of ints and weight pointers; weights are read in place, so updating them in
-    place (training, load_state_dict) is seen by the decoder, except A = −exp(A_log), which is
-    computed here once. The prefill is the model's parallel forward on the C kernels."""
+    Weights are read in place, so updating them in place (training, load_state_dict) is seen by the
+    decoder, except what a mixer's record derives from them (Mamba's A = −exp(A_log)). The prefill is
+    the model's parallel forward on the C kernels."""
 
     def __init__(self, be, model, batch, max_len):
-        from ..numpy.decode import Decoder as Reference
+        from hybridref.backends.numpy.decode import Decoder as Reference
         self.be, self.model = be, model
         self._ref = Reference(model, batch, max_len)  # prefill, argument checks, states
         self.batch, self.max_len = batch, max_len
         self._keep = []  # arrays whose pointers C holds
-        cfg, ptrs = self._describe(model, max_len)
+        cfg, floats, weights, states, self._on_step = self._describe(model, self._ref.states, max_len)
         self._cfg = np.ascontiguousarray(cfg, dtype=np.int32)
-        self._fcfg = np.array([model.norm.eps, self._rope_base(model)], dtype=np.float32)
-        self._w = be.ffi.new("float *[]", len(ptrs))
-        for i, arr in enumerate(ptrs):
+        self._fcfg = np.ascontiguousarray(floats, dtype=np.float32)
+        self._w = be.ffi.new("float *[]", len(weights))
+        for i, arr in enumerate(weights):
             self._w[i] = be.ffi.NULL if arr is None else be.f32(self._kept(arr))
-        states = [a for st in self._ref.states for a in ((st["k"], st["v"]) if "k" in st else (st["conv"], st["ssm"]))]
-        self._state = be.ffi.new("float *[]", len(states))
+        self._state = be.ffi.new("float *[]", max(1, len(states)))
         for i, arr in enumerate(states):
             self._state[i] = be.f32(self._kept(arr))
         self._logits = np.empty((batch, model.vocab_size), np.float32)
@@ -77,46 +82,38 @@ class Decoder:
         self._keep.append(arr)
         return arr
 
-    @staticmethod
-    def _rope_base(model):
-        bases = {b.mixer.rope_base for b in model.blocks if isinstance(b.mixer, CausalSelfAttention)} - {None}
-        if len(bases) > 1:
-            raise ValueError(f"decoder: attention layers use different RoPE bases {sorted(bases)}; the C decoder "
-                             f"takes one")
-        return bases.pop() if bases else 0.0
-
-    @staticmethod
-    def _describe(model, max_len):
-        """(cfg ints, weight arrays in csrc/decode.c's order)."""
+    def _describe(self, model, layer_states, max_len):
+        """(cfg ints, floats, weight arrays, state arrays, on_step callbacks) in csrc/decode.c's layout."""
         kinds = {type(m) for m in model.modules() if isinstance(m, (RMSNorm, LayerNorm))}
         if len(kinds) != 1:
             raise ValueError(f"decoder: the C decoder needs one norm kind throughout, got {sorted(k.__name__ for k in kinds)}")
         is_ln = kinds.pop() is LayerNorm
+        eps = {m.eps for m in model.modules() if isinstance(m, (RMSNorm, LayerNorm))}
+        if len(eps) != 1:
+            raise ValueError(f"decoder: the C decoder needs one norm eps throughout, got {sorted(eps)}")
         bias = (lambda n: n.bias.data) if is_ln else (lambda n: None)
-        cfg = [model.vocab_size, model.embed.d, len(model.blocks), int(is_ln)]
-        ptrs = [model.embed.weight.data, model.norm.weight.data, bias(model.norm), model.head.weight.data,
-                None if model.head.bias is None else model.head.bias.data]
-        for i, blk in enumerate(model.blocks):
-            mx, mlp = blk.mixer, blk.mlp
-            hidden = mlp.fc.d_out if mlp else 0
-            ptrs += [blk.norm1.weight.data, bias(blk.norm1)]
-            ptrs += [blk.norm2.weight.data, bias(blk.norm2), mlp.fc.weight.data, mlp.fc.bias.data,
-                     mlp.proj.weight.data, mlp.proj.bias.data] if mlp else [None] * 6
-            if isinstance(mx, CausalSelfAttention):
-                cfg += [0, hidden, mx.n_heads, mx.n_kv_heads, mx.head_dim,
-                        -1 if mx.window is None else int(min(mx.window, max_len)), int(mx.rope_base is not None),
-                        max_len]
-                ptrs += [mx.qkv.weight.data, mx.out.weight.data] + [None] * 7
-            elif isinstance(mx, Mamba):
-                cfg += [1, hidden, mx.d_inner, mx.d_state, mx.dt_rank, mx.conv_weight.shape[1], 0, 0]
-                A = np.ascontiguousarray(-np.exp(mx.A_log.data))
-                ptrs += [mx.in_proj.weight.data, mx.conv_weight.data, mx.conv_bias.data, mx.x_proj.weight.data,
-                         mx.dt_proj.weight.data, mx.dt_proj.bias.data, A, mx.D.data, mx.out_proj.weight.data]
-            else:
-                raise ValueError(f"decoder: block {i} has a {type(mx).__name__} mixer; the C decoder knows "
-                                 f"attention and Mamba")
-        assert len(cfg) == 4 + _LAYER_INTS * len(model.blocks) and len(ptrs) == 5 + _LAYER_W * len(model.blocks)
-        return cfg, ptrs
+        blocks = model.blocks
+        head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln)]
+        layer_ints, mixer_ints, floats = [], [], [eps.pop()]
+        weights = [model.embed.weight.data, model.norm.weight.data, bias(model.norm), model.head.weight.data,
+                   None if model.head.bias is None else model.head.bias.data]
+        states, on_step = [], []
+        for i, (blk, state) in enumerate(zip(blocks, layer_states)):
+            kind, rec = _record_of(self.be, blk.mixer, state, max_len, i)
+            mlp = blk.mlp
+            layer_ints += [kind, mlp.fc.d_out if mlp else 0,
+                           len(head) + _LAYER_INTS * len(blocks) + len(mixer_ints), len(floats), len(weights),
+                           len(states)]
+            weights += [blk.norm1.weight.data, bias(blk.norm1)]
+            weights += [blk.norm2.weight.data, bias(blk.norm2), mlp.fc.weight.data, mlp.fc.bias.data,
+                        mlp.proj.weight.data, mlp.proj.bias.data] if mlp else [None] * (_BLOCK_W - 2)
+            mixer_ints += rec.ints
+            floats += rec.floats
+            weights += rec.weights
+            states += rec.states
+            if rec.on_step is not None:
+                on_step.append(rec.on_step)
+        return head + layer_ints + mixer_ints, floats, weights, states, on_step
 
     def prefill(self, ids):
         """The prompt (B,T) through the parallel forward; -> logits (B,V) at its last token."""
@@ -132,7 +129,6 @@ class Decoder:
                                             self.be.f32(self._logits), self.batch, ref.pos)
         self.be.raise_status("decode_step", status)
         ref.pos += 1
-        for st in ref.states:
-            if "k" in st:
-                st["length"] = ref.pos
+        for advance in self._on_step:
+            advance(ref.pos)
         return self._logits.copy()

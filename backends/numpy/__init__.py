@@ -3,12 +3,10 @@
 One module per concern, with the same names as the C kernels (csrc/<name>.c)
 and their wrappers (backends/c/<name>.py). float32 and float64 both work.
 """
-from ..base import Backend, collect_ops
-from . import (activations, attention, conv1d, decode, dropout, embedding, linear, losses, norms, optim, pooling, rope,
-               selective_scan)
+import sys
 
-MODULES = (linear, embedding, norms, activations, dropout, losses, optim, pooling, attention, conv1d,
-           selective_scan, rope, decode)
+from ..base import Backend, collect_ops, package_modules
+from . import decode
 
 
 class NumpyBackend(Backend):
@@ -16,7 +14,7 @@ class NumpyBackend(Backend):
     dtypes = ("float32", "float64")
 
     def __init__(self):
-        collect_ops(self, MODULES)
+        collect_ops(self, package_modules(sys.modules[__name__]))
 
     def decoder(self, model, batch, max_len):
         """The layer-by-layer streaming decoder (backends/numpy/decode.py)."""

@@ -5,7 +5,8 @@ optional sliding window (Griffin's local attention).
     o_i = Σ_{j≤i} softmax_j(q_i·k_j/√P) v_j  (keys i−W ≤ j ≤ i with a window W)
     y = concat_heads(o) W_oᵀ               -> (B,T,D)
 
-With rope_base set, q and k are rotated by their position (RoPE) before the scores.
+With rope_base set, q and k are rotated by their position (RoPE) before the scores; rope_base None:
+no positions (a model that adds learned positions to its input).
 
 Decoding: the state is a KV cache k, v (B,Hk,L,P) of L = max_len rows and its fill `length`;
 `forward(x, state)` (prefill) fills it with the T tokens of x, `step(x_t, state)` appends one
@@ -16,10 +17,15 @@ import numpy as np
 
 from .linear import Linear
 from .module import Module
+from .registry import register_mixer
 
 
+@register_mixer("A", "attention")
 class CausalSelfAttention(Module):
-    def __init__(self, d, n_heads, rng, n_kv_heads=None, window=None, out_std=None, rope_base=None):
+    mlp_ratio = 4.0
+    test_options = dict(n_heads=2)
+
+    def __init__(self, d, rng, n_heads=4, n_kv_heads=None, window=None, rope_base=10000.0, out_std=None):
         super().__init__()
         if d % n_heads:
             raise ValueError(f"attention: d_model {d} is not divisible by n_heads {n_heads}")
@@ -41,7 +47,7 @@ class CausalSelfAttention(Module):
         v = np.ascontiguousarray(qkv[..., (H + Hk) * P:]).reshape(B, T, Hk, P)
         return q, k, v
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, side=None):
         """x (B,T,D) -> (B,T,D); with a fresh `state` (init_state) it also fills the KV cache."""
         B, T, D = x.shape
         q, k, v = self._split(self.qkv.forward(x))
@@ -78,7 +84,7 @@ class CausalSelfAttention(Module):
             raise ValueError(f"attention: the KV cache holds {max_len} tokens (max_len) and has {state['length']}; "
                              f"{n} more do not fit — decode with a larger max_len")
 
-    def step(self, x, state):
+    def step(self, x, state, side=None):
         """One token per stream: x (B,D) -> (B,D); appends its k, v to the cache at position `length`."""
         B, D = x.shape
         self._check_room(state, 1)

@@ -1,33 +1,25 @@
-"""Pre-norm residual block and the mixer registry.
+"""Pre-norm residual block, and the stack of blocks a layer pattern describes.
 
     h   = x + drop(mixer(norm₁(x)))
-    out = h + drop(MLP(norm₂(h)))  (no MLP when mlp_hidden == 0; drop: dropout while training)
+    out = h + drop(MLP(norm₂(h)))  (no MLP when its width is 0; drop: dropout while training)
 
-A layer pattern is a string of mixer letters, one per block: "MMMA" is three
-Mamba blocks then one attention block. Later mixers register a letter in MIXERS.
+A layer pattern is a string of mixer letters, one per block: "MMMA" is three Mamba blocks then one
+attention block. The letters and each mixer's options come from the mixer registry
+(hybridref/layers/registry.py).
 
 Decoding: a block's state is its mixer's state (norms and the MLP are stateless); `forward(x, state)`
-is the prefill, `step(x_t, state)` advances one token.
+is the prefill, `step(x_t, state)` advances one token. `side` carries the pass's side inputs
+(hybridref/layers/side.py) to the mixer.
 """
 import math
 
 import numpy as np
 
-from .attention import CausalSelfAttention
 from .dropout import Dropout
-from .mamba import Mamba
 from .mlp import MLP
 from .module import Module
 from .norm import make_norm
-
-MIXERS = {
-    "A": ("attention", lambda d, cfg, rng, out_std: CausalSelfAttention(
-        d, cfg["n_heads"], rng, n_kv_heads=cfg.get("n_kv_heads"), window=cfg.get("window"), out_std=out_std,
-        rope_base=cfg.get("rope_base"))),
-    "M": ("mamba", lambda d, cfg, rng, out_std: Mamba(
-        d, rng, d_state=cfg.get("d_state", 16), d_conv=cfg.get("d_conv", 4), expand=cfg.get("expand", 2),
-        out_std=out_std)),
-}
+from .registry import mixer_spec
 
 
 class Block(Module):
@@ -40,8 +32,8 @@ class Block(Module):
         self.mlp = MLP(d, mlp_hidden, rng, out_std=out_std) if mlp_hidden else None
         self.drop2 = Dropout(dropout) if mlp_hidden else None
 
-    def forward(self, x, state=None):
-        h = x + self.drop1.forward(self.mixer.forward(self.norm1.forward(x), state))
+    def forward(self, x, state=None, side=None):
+        h = x + self.drop1.forward(self.mixer.forward(self.norm1.forward(x), state, side))
         return h + self.drop2.forward(self.mlp.forward(self.norm2.forward(h))) if self.mlp else h
 
     def backward(self, dout):
@@ -51,22 +43,29 @@ class Block(Module):
     def init_state(self, batch, max_len, dtype=np.float32):
         return self.mixer.init_state(batch, max_len, dtype)
 
-    def step(self, x, state):
+    def step(self, x, state, side=None):
         """x (B,D) -> (B,D), one token per stream."""
-        h = x + self.mixer.step(self.norm1.step(x), state)
+        h = x + self.mixer.step(self.norm1.step(x), state, side)
         return h + self.mlp.step(self.norm2.step(h)) if self.mlp else h
 
 
-def build_blocks(pattern, d, cfg, rng):
-    """One Block per letter of `pattern`; residual output projections get GPT-2's scaled init
-    N(0, (0.02/√(2L))²) so the residual stream's variance does not grow with depth.
-    cfg["mlp_hidden"] is an int, or a dict {letter: width} to size the MLP per mixer kind;
-    cfg["dropout"] the residual-branch dropout probability (0: none)."""
-    unknown = sorted(set(pattern) - set(MIXERS))
-    if unknown or not pattern:
-        raise ValueError(f"layer pattern {pattern!r}: unknown mixer letters {unknown}; "
-                         f"known: " + ", ".join(f"{k}={v[0]}" for k, v in MIXERS.items()))
+def build_blocks(pattern, d, mixers, mlp_hidden, norm, rng, dropout=0.0):
+    """One Block per letter of `pattern`; `mixers` {letter: options} and `mlp_hidden` {letter: width}
+    as registry.resolve_options / resolve_mlp_hidden give them. Residual output projections get
+    GPT-2's scaled init N(0, (0.02/√(2L))²) so the residual stream's variance does not grow with depth."""
     out_std = 0.02 / math.sqrt(2 * len(pattern))
-    hidden = cfg.get("mlp_hidden", 4 * d)
-    return [Block(d, MIXERS[c][1](d, cfg, rng, out_std), hidden[c] if isinstance(hidden, dict) else hidden,
-                  cfg.get("norm", "rmsnorm"), rng, out_std, cfg.get("dropout", 0.0)) for c in pattern]
+    return [Block(d, mixer_spec(c).build(d, rng, mixers[c], out_std), mlp_hidden[c], norm, rng, out_std, dropout)
+            for c in pattern]
+
+
+def run_blocks(blocks, x, states=None, side=None):
+    """x through every block (the prefill when `states` is given)."""
+    for i, block in enumerate(blocks):
+        x = block.forward(x, None if states is None else states[i], side)
+    return x
+
+
+def backward_blocks(blocks, dx):
+    for block in reversed(blocks):
+        dx = block.backward(dx)
+    return dx

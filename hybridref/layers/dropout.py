@@ -11,6 +11,8 @@ from .module import Module
 
 
 class Dropout(Module):
+    takes_seed = True
+
     def __init__(self, p):
         super().__init__()
         if not 0.0 <= p < 1.0:

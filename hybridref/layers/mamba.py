@@ -18,9 +18,14 @@ import numpy as np
 
 from .linear import Linear
 from .module import Module, Param
+from .registry import register_mixer
 
 
+@register_mixer("M", "mamba")
 class Mamba(Module):
+    mlp_ratio = 2.5  # the mixer holds ~6·D² weights: with a 2.5·D MLP a block is as large as attention's
+    test_options = dict(d_state=4)
+
     def __init__(self, d, rng, d_state=16, d_conv=4, expand=2, dt_rank=None,
                  dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, out_std=None):
         super().__init__()
@@ -41,7 +46,7 @@ class Mamba(Module):
         self.D = Param(np.ones(din), decay=False)
         self.out_proj = Linear(din, d, bias=False, rng=rng, std=out_std)
 
-    def forward(self, u, state=None):
+    def forward(self, u, state=None, side=None):
         """u (B,T,D) -> (B,T,D); with a fresh `state` (init_state) it also fills the decode state."""
         din, N, R = self.d_inner, self.d_state, self.dt_rank
         xz = self.in_proj.forward(u)
@@ -91,7 +96,7 @@ class Mamba(Module):
         if keep:
             conv[...] = np.concatenate([conv, x_in], axis=1)[:, -keep:]
 
-    def step(self, u, state):
+    def step(self, u, state, side=None):
         """One token per stream: u (B,D) -> (B,D); updates state in place."""
         din, N, R = self.d_inner, self.d_state, self.dt_rank
         xz = self.in_proj.step(u)

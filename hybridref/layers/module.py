@@ -26,6 +26,7 @@ class Param:
 
 class Module:
     be = None
+    takes_seed = False  # True on layers that draw a mask from a per-step seed (Dropout)
 
     def __init__(self):
         self._saved = []
@@ -91,8 +92,7 @@ class Module:
     def set_dropout_seed(self, key):
         """Dropout on for the next forward/backward, each Dropout layer with its own mask seed
         drawn from `key` (a tuple of ints, e.g. (run seed, step)); None: off (evaluation)."""
-        from .dropout import Dropout
-        sites = list({id(m): m for m in self.modules() if isinstance(m, Dropout) and m.p}.values())
+        sites = list({id(m): m for m in self.modules() if m.takes_seed and m.p}.values())
         for i, m in enumerate(sites):
             m.seed = None if key is None else int(np.random.SeedSequence([*key, i]).generate_state(1, np.uint64)[0])
 

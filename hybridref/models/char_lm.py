@@ -10,44 +10,67 @@ the embedding: at V = 65 it is 8 K parameters, and the presets' counts are easie
 
 Presets (d_model 128, 6 blocks, RMSNorm, 4 heads of 32, Mamba expand 2, d_state 16): every block
 holds ~198 K parameters, because an attention block's MLP is 4·D = 512 wide and a Mamba block's
-(whose mixer is larger) is 320 wide, so the three presets have about the same size.
+(whose mixer is larger) is 2.5·D = 320 wide (each mixer's default, registry.MixerSpec.mlp_hidden), so
+the three presets have about the same size.
+
+The config holds, per letter of the pattern, every option of that mixer (`mixers`) and the MLP
+width of its blocks (`mlp_hidden`); `normalize_config` fills in defaults, so a checkpoint written
+before an option existed (or with the flat options of earlier versions) still loads.
 """
 import numpy as np
 
-from ..layers.block import build_blocks
+from ..layers.block import backward_blocks, build_blocks, run_blocks
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
 from ..layers.linear import Linear
 from ..layers.module import Module
 from ..layers.norm import make_norm
+from ..layers.registry import resolve_mlp_hidden, resolve_options
+from ..layers.side import SideInputs
 
-MLP_HIDDEN = {"A": 512, "M": 320}
 PRESETS = {
     "transformer": dict(pattern="AAAAAA"),
     "mamba": dict(pattern="MMMMMM"),
     "hybrid": dict(pattern="MMMAMM"),
 }
+MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "norm", "dropout", "seed")
 
 
 class CharLM(Module):
-    def __init__(self, vocab_size, d_model=128, pattern="MMMAMM", n_heads=4, n_kv_heads=None, window=None,
-                 mlp_hidden=None, norm="rmsnorm", d_state=16, d_conv=4, expand=2, rope_base=10000.0, dropout=0.0,
-                 seed=0):
+    def __init__(self, vocab_size, d_model=128, pattern="MMMAMM", mixers=None, mlp_hidden=None, norm="rmsnorm",
+                 dropout=0.0, seed=0, **mixer_options):
+        """mixers: {letter: {option: value}}; mixer_options: an option for every mixer of the pattern
+        that has it (n_heads=2, d_state=4, ...); mlp_hidden: int or {letter: width}."""
         super().__init__()
-        mlp_hidden = dict(MLP_HIDDEN) if mlp_hidden is None else mlp_hidden
-        self.config = dict(vocab_size=vocab_size, d_model=d_model, pattern=pattern, n_heads=n_heads,
-                           n_kv_heads=n_kv_heads, window=window, mlp_hidden=mlp_hidden, norm=norm, d_state=d_state,
-                           d_conv=d_conv, expand=expand, rope_base=rope_base, dropout=dropout, seed=seed)
+        self.config = cfg = self.normalize_config(dict(
+            vocab_size=vocab_size, d_model=d_model, pattern=pattern, mixers=mixers, mlp_hidden=mlp_hidden,
+            norm=norm, dropout=dropout, seed=seed, **mixer_options))
         rng = np.random.default_rng(seed)
         self.vocab_size = vocab_size
         self.embed = Embedding(vocab_size, d_model, rng)
         self.drop = Dropout(dropout)
-        self.blocks = build_blocks(pattern, d_model, dict(n_heads=n_heads, n_kv_heads=n_kv_heads, window=window,
-                                                          mlp_hidden=mlp_hidden, norm=norm, d_state=d_state,
-                                                          d_conv=d_conv, expand=expand, rope_base=rope_base,
-                                                          dropout=dropout), rng)
+        self.blocks = build_blocks(pattern, d_model, cfg["mixers"], cfg["mlp_hidden"], norm, rng, dropout)
         self.norm = make_norm(norm, d_model)
         self.head = Linear(d_model, vocab_size, bias=False, rng=rng, std=0.02)
+
+    @staticmethod
+    def normalize_config(config, strict=True):
+        """The full config of a model: per-mixer options and MLP widths filled in. Keys that are not
+        model keys are mixer options (flat); strict=False drops those no mixer of the pattern has
+        (configs of earlier versions stored every mixer's options flat)."""
+        config = dict(config)
+        flat = {k: config.pop(k) for k in list(config) if k not in MODEL_KEYS}
+        pattern, d = config.get("pattern", "MMMAMM"), config.get("d_model", 128)
+        mixers = resolve_options(pattern, config.get("mixers"), flat=flat, strict=strict)
+        return dict(vocab_size=config["vocab_size"], d_model=d, pattern=pattern, mixers=mixers,
+                    mlp_hidden=resolve_mlp_hidden(pattern, d, config.get("mlp_hidden")),
+                    norm=config.get("norm", "rmsnorm"), dropout=config.get("dropout", 0.0),
+                    seed=config.get("seed", 0))
+
+    @classmethod
+    def from_config(cls, config):
+        """The model a (possibly older) saved config describes."""
+        return cls(**cls.normalize_config(config, strict=False))
 
     @classmethod
     def preset(cls, arch, vocab_size, **overrides):
@@ -58,15 +81,15 @@ class CharLM(Module):
     def forward(self, ids, states=None):
         """int64 ids (B,T) -> logits (B,T,V). With `states` (init_state) it is the prefill: it also fills them."""
         x = self.drop.forward(self.embed.forward(ids))
-        for i, block in enumerate(self.blocks):
-            x = block.forward(x, None if states is None else states[i])
-        return self.head.forward(self.norm.forward(x))
+        side = SideInputs(embed=x)
+        self.save(side)
+        return self.head.forward(self.norm.forward(run_blocks(self.blocks, x, states, side)))
 
     def backward(self, dlogits):
-        dx = self.norm.backward(self.head.backward(dlogits))
-        for block in reversed(self.blocks):
-            dx = block.backward(dx)
-        self.embed.backward(self.drop.backward(dx))
+        (side,) = self.saved()
+        dx = backward_blocks(self.blocks, self.norm.backward(self.head.backward(dlogits)))
+        dembed = side.pop_grad("embed")
+        self.embed.backward(self.drop.backward(dx if dembed is None else dx + dembed))
 
     # -- decoding -------------------------------------------------------------
     def init_state(self, batch, max_len, dtype=np.float32):
@@ -84,8 +107,9 @@ class CharLM(Module):
     def step(self, ids, states):
         """One token per stream, ids (B,) -> logits (B,V); advances `states` in place."""
         x = self.embed.step(ids)
+        side = SideInputs(embed=x)
         for block, state in zip(self.blocks, states):
-            x = block.step(x, state)
+            x = block.step(x, state, side)
         return self.head.step(self.norm.step(x))
 
     def decoder(self, batch, max_len):
@@ -93,6 +117,6 @@ class CharLM(Module):
         own (one C call per token on the C backend), else the layer-by-layer Python one."""
         make = getattr(self.be, "decoder", None)
         if make is None:
-            from ..backends.numpy.decode import Decoder
+            from hybridref.backends.numpy.decode import Decoder
             return Decoder(self, batch, max_len)
         return make(self, batch, max_len)

@@ -8,16 +8,22 @@
 Patches are read left to right, top to bottom; with p = 7 an image is 16
 tokens of 49 pixels. Each sample is its own sequence: nothing mixes across the
 batch (the lecture notes' version attended across the batch, a bug).
+
+Positions come from the learned table, so attention layers here default to no RoPE
+(MIXER_DEFAULTS); the config stores every mixer option per letter of the pattern.
 """
 import numpy as np
 
-from ..layers.block import build_blocks
+from ..layers.block import backward_blocks, build_blocks, run_blocks
 from ..layers.dropout import Dropout
 from ..layers.linear import Linear
 from ..layers.module import Module, Param
 from ..layers.norm import make_norm
+from ..layers.registry import resolve_mlp_hidden, resolve_options
+from ..layers.side import SideInputs
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MIXER_DEFAULTS = {"A": {"rope_base": None}}
 
 
 def patchify(images, patch):
@@ -30,21 +36,24 @@ def patchify(images, patch):
 
 
 class MnistHybrid(Module):
-    def __init__(self, patch=7, d_model=64, pattern="MMMAMMMA", n_heads=4, mlp_ratio=4, norm="rmsnorm", dropout=0.0,
-                 seed=0):
+    def __init__(self, patch=7, d_model=64, pattern="MMMAMMMA", mixers=None, mlp_ratio=4, norm="rmsnorm",
+                 dropout=0.0, seed=0, **mixer_options):
+        """mixers: {letter: {option: value}}; mixer_options: an option for every mixer of the pattern
+        that has it (n_heads=2, ...); every block's MLP is mlp_ratio · d_model wide."""
         super().__init__()
         if 28 % patch:
             raise ValueError(f"patch size {patch} must divide 28 (choose 1, 2, 4, 7, 14)")
         rng = np.random.default_rng(seed)
-        self.config = dict(patch=patch, d_model=d_model, pattern=pattern, n_heads=n_heads,
+        mixers = resolve_options(pattern, mixers, MIXER_DEFAULTS, mixer_options)
+        self.config = dict(patch=patch, d_model=d_model, pattern=pattern, mixers=mixers,
                            mlp_ratio=mlp_ratio, norm=norm, dropout=dropout, seed=seed)
         self.patch = patch
         self.seq_len = (28 // patch) ** 2
         self.embed = Linear(patch * patch, d_model, rng=rng)
         self.pos = Param(rng.normal(0.0, 0.02, (self.seq_len, d_model)), decay=False)
         self.drop = Dropout(dropout)
-        self.blocks = build_blocks(pattern, d_model, dict(n_heads=n_heads, mlp_hidden=mlp_ratio * d_model,
-                                                          norm=norm, dropout=dropout), rng)
+        self.blocks = build_blocks(pattern, d_model, mixers, resolve_mlp_hidden(pattern, d_model, mlp_ratio * d_model),
+                                   norm, rng, dropout)
         self.norm = make_norm(norm, d_model)
         self.head = Linear(d_model, 10, rng=rng)
 
@@ -54,14 +63,15 @@ class MnistHybrid(Module):
         be = self.be
         tokens = be.shard_tokens(patchify(images, self.patch).astype(self.pos.data.dtype))
         x = self.drop.forward(self.embed.forward(tokens) + be.local_positions(self.pos.data))
-        for block in self.blocks:
-            x = block.forward(x)
-        return self.head.forward(self.be.mean_pool_forward(self.norm.forward(x)))
+        side = SideInputs(embed=x)
+        self.save(side)
+        return self.head.forward(self.be.mean_pool_forward(self.norm.forward(run_blocks(self.blocks, x, side=side))))
 
     def backward(self, dlogits):
+        (side,) = self.saved()
         dx = self.norm.backward(self.be.mean_pool_backward(self.head.backward(dlogits), self.seq_len))
-        for block in reversed(self.blocks):
-            dx = block.backward(dx)
-        dx = self.drop.backward(dx)
+        dx = backward_blocks(self.blocks, dx)
+        dembed = side.pop_grad("embed")
+        dx = self.drop.backward(dx if dembed is None else dx + dembed)
         self.be.local_positions(self.pos.grad)[...] += dx.sum(axis=0)
         self.embed.backward(dx)

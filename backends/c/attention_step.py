@@ -1,0 +1,46 @@
+"""Wrapper of csrc/attention_step.c: attention of one new query over a KV cache (the op
+`attention_decode`), and the attention mixer's record for the C decoder."""
+import numbers
+
+from . import checks
+from .checks import empty_f32 as empty
+from .decode import DecodeRecord
+
+_INT_MAX = 2**31 - 1
+
+
+def attention_decode(be, q, k_cache, v_cache, length, window=None):
+    op = "attention_decode"
+    checks.check_array(op, "q", q, ndim=3)
+    checks.check_array(op, "k_cache", k_cache, ndim=4)
+    B, H, P = q.shape
+    checks.check_array(op, "k_cache", k_cache, shape=(B, None, None, P))
+    checks.check_array(op, "v_cache", v_cache, shape=k_cache.shape)
+    Hk, L = k_cache.shape[1], k_cache.shape[2]
+    if min(B, H, P, Hk, L) <= 0 or B * H * L * P > _INT_MAX * 64:
+        raise ValueError(f"{op}: empty or oversized shapes q {q.shape}, k_cache {k_cache.shape}")
+    if H % Hk:
+        raise ValueError(f"{op}: query heads H={H} (q {q.shape}) must be a multiple of kv heads Hk={Hk} "
+                         f"(k_cache {k_cache.shape})")
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or not 1 <= length <= L:
+        raise ValueError(f"{op}: length must be an int in [1, {L}] (the cache size), got {length!r}")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 0):
+        raise ValueError(f"{op}: window must be None or an int >= 0, got {window!r}")
+    w = -1 if window is None else int(min(window, L))
+    o = empty(q.shape)
+    be.raise_status(op, be.lib.hr_attention_decode(be.f32(q), be.f32(k_cache), be.f32(v_cache), be.f32(o),
+                                                   B, H, Hk, P, L, int(length), w))
+    return o
+
+
+def decode_record(mixer, state, max_len):
+    """The record hr_attention_step reads (csrc/attention_step.c): ints [H, Hk, P, window or −1, rope,
+    L], floats [rope base], weights [qkv w, out w], state [k cache, v cache]."""
+    window = -1 if mixer.window is None else int(min(mixer.window, max_len))
+    rope = mixer.rope_base is not None
+    return DecodeRecord(
+        ints=[mixer.n_heads, mixer.n_kv_heads, mixer.head_dim, window, int(rope), max_len],
+        floats=[mixer.rope_base if rope else 0.0],
+        weights=[mixer.qkv.weight.data, mixer.out.weight.data],
+        states=[state["k"], state["v"]],
+        on_step=lambda pos: state.update(length=pos))

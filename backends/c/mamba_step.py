@@ -1,0 +1,17 @@
+"""The Mamba mixer's record for the C decoder (csrc/mamba_step.c). Its kernels are the training
+ops at T = 1 (causal_conv1d, selective_scan), so there is no op of its own here."""
+import numpy as np
+
+from .decode import DecodeRecord
+
+
+def decode_record(mixer, state, max_len):
+    """ints [Din, N, R, W]; weights [in_proj w, conv w, conv b, x_proj w, dt_proj w, dt_proj b,
+    A = −exp(A_log), D, out_proj w]; state [conv (B, W−1, Din), ssm (B, Din, N)].
+    A is computed here once: updating A_log in place afterwards is not seen by the decoder."""
+    A = np.ascontiguousarray(-np.exp(mixer.A_log.data))
+    return DecodeRecord(
+        ints=[mixer.d_inner, mixer.d_state, mixer.dt_rank, mixer.conv_weight.shape[1]],
+        weights=[mixer.in_proj.weight.data, mixer.conv_weight.data, mixer.conv_bias.data, mixer.x_proj.weight.data,
+                 mixer.dt_proj.weight.data, mixer.dt_proj.bias.data, A, mixer.D.data, mixer.out_proj.weight.data],
+        states=[state["conv"], state["ssm"]])

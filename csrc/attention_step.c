@@ -1,0 +1,97 @@
+/* Decode step of the attention mixer: one new token per stream against a KV cache.
+ *
+ * Record (backends/c/attention_step.py):
+ *   ints  [H, Hk, P, window (-1: none), rope (0/1), L = cache rows]
+ *   floats [rope base]
+ *   w     [qkv w ((H+2Hk)P, D), out w (D, HP)]
+ *   state [k cache (B,Hk,L,P), v cache (B,Hk,L,P)]
+ * The step appends k, v at row `pos` and attends over rows 0..pos (the last window+1 with a window),
+ * so its cost grows linearly with the position. */
+#include <string.h>
+#include "common.h"
+#include "simd.h"
+#include "rope.h"
+#include "decode_mixer.h"
+#include "attention_step.h"
+
+enum { AT_H, AT_HK, AT_P, AT_WINDOW, AT_ROPE, AT_L };  /* ints */
+enum { AT_ROPE_BASE };                                  /* floats */
+enum { AT_QKV_W, AT_OUT_W };                            /* weights */
+enum { AT_K_CACHE, AT_V_CACHE };                        /* state */
+
+/* One (b, h) of attention_decode: scores into s (n floats), softmax, o = Σ_j p_j v_j. */
+static void attend_one(const float *qr, const float *kb, const float *vb, float *orow, float *s, int n, int P) {
+    float scale = 1.0f / sqrtf((float)P), mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        const float *kr = kb + (size_t)j * P;
+        hr_vec acc = hr_vzero();
+        for (int p = 0; p < P; p += HR_VW) acc = hr_vfma(hr_vload(qr + p, P - p), hr_vload(kr + p, P - p), acc);
+        s[j] = hr_vhsum(acc) * scale;
+        mx = HR_MAX(mx, s[j]);
+    }
+    hr_vec sum = hr_vzero(), vmx = hr_vset1(mx);
+    for (int j = 0; j < n; j += HR_VW) {
+        hr_vec e = hr_vexp(hr_vsub(hr_vload(s + j, n - j), vmx));
+        hr_vstore(s + j, e, n - j);
+        sum = hr_vadd(sum, hr_vload(s + j, n - j)); /* reload: the dead lanes of the tail load as 0 */
+    }
+    hr_vec inv = hr_vset1(1.0f / hr_vhsum(sum));
+    for (int p = 0; p < P; p += HR_VW) {
+        hr_vec acc = hr_vzero();
+        for (int j = 0; j < n; j++) acc = hr_vfma(hr_vset1(s[j]), hr_vload(vb + (size_t)j * P + p, P - p), acc);
+        hr_vstore(orow + p, hr_vmul(acc, inv), P - p);
+    }
+}
+
+/* o[b,h] = Σ_j softmax_j(q[b,h]·k[b,g,j]/√P) v[b,g,j], g = h / (H/Hk), keys j0 <= j < length,
+ * j0 = max(0, length-1-window) (0 when window < 0)
+ * q (B,H,P), k, v (B,Hk,L,P) -> o (B,H,P) */
+int hr_attention_decode(const float *q, const float *k, const float *v, float *o, int B, int H, int Hk, int P, int L,
+                        int length, int window) {
+    int j0 = window < 0 ? 0 : HR_MAX(0, length - 1 - window), n = length - j0, group = H / Hk;
+    float *scores = hr_alloc((size_t)B * H * n * sizeof(float));
+    if (!scores) return HR_ENOMEM;
+    #pragma omp parallel for schedule(static) if ((long)B * H * n * P > 32768)
+    for (long task = 0; task < (long)B * H; task++) {
+        long b = task / H, h = task % H;
+        size_t kv = (((size_t)b * Hk + h / group) * L + j0) * P;
+        attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * n, n, P);
+    }
+    free(scores);
+    return HR_OK;
+}
+
+/* scratch: qkv (B, (H+2Hk)P), then q (B,HP), k, v (B,HkP), o (B,HP) */
+size_t hr_attention_step_scratch(const dec_layer *layer, int B, int D) {
+    const int *c = layer->ints;
+    (void)D;
+    return (size_t)B * (2 * (c[AT_H] + 2 * c[AT_HK]) + c[AT_H]) * c[AT_P];
+}
+
+/* h (B,D) at position pos -> attention output (B,D) over h */
+int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+    const int *c = layer->ints;
+    int H = c[AT_H], Hk = c[AT_HK], P = c[AT_P], L = c[AT_L], W3 = (H + 2 * Hk) * P;
+    float *kc = layer->state[AT_K_CACHE], *vc = layer->state[AT_V_CACHE];
+    float *qkv = scratch, *q = qkv + (size_t)B * W3, *k = q + (size_t)B * H * P, *v = k + (size_t)B * Hk * P,
+          *o = v + (size_t)B * Hk * P;
+    int st = hr_dec_linear(h, layer->w[AT_QKV_W], NULL, qkv, B, D, W3);
+    if (st != HR_OK) return st;
+    hr_dec_cols(q, qkv, B, W3, 0, H * P);
+    hr_dec_cols(k, qkv, B, W3, H * P, Hk * P);
+    hr_dec_cols(v, qkv, B, W3, (H + Hk) * P, Hk * P);
+    if (c[AT_ROPE]) {
+        float base = layer->floats[AT_ROPE_BASE];
+        st = hr_rope_forward(q, q, B, 1, H, P, pos, base);
+        if (st == HR_OK) st = hr_rope_forward(k, k, B, 1, Hk, P, pos, base);
+        if (st != HR_OK) return st;
+    }
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < Hk; g++) {
+            size_t row = (((size_t)b * Hk + g) * L + pos) * P;
+            memcpy(kc + row, k + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
+            memcpy(vc + row, v + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
+        }
+    st = hr_attention_decode(q, kc, vc, o, B, H, Hk, P, L, pos + 1, c[AT_WINDOW]);
+    return st != HR_OK ? st : hr_dec_linear(o, layer->w[AT_OUT_W], NULL, h, B, H * P, D);
+}

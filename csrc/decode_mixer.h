@@ -1,0 +1,35 @@
+/* What the streaming decoder (decode.c) and the decode step of each mixer kind (csrc/<name>_step.c)
+ * share. Internal: not part of the cffi cdef (there is no decode_mixer.c).
+ *
+ * A mixer kind's step advances one token for B streams that stand at position `pos`: it reads
+ * h (B, D), the normed residual stream, and writes its output over h, updating its state in place.
+ * Its record (ints, floats, weight and state pointers) is laid out by the `decode_record` of its
+ * C wrapper, backends/c/<name>_step.py, which the step reads back by the same names. */
+#ifndef HR_DECODE_MIXER_H
+#define HR_DECODE_MIXER_H
+#include "common.h"
+
+typedef struct {
+    const int *ints;
+    const float *floats;
+    const float *const *w;
+    float *const *state;
+} dec_layer;
+
+/* One line per mixer kind the C decoder can step: X(name) for csrc/<name>_step.c, which defines
+ *   int hr_<name>_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos);
+ *   size_t hr_<name>_step_scratch(const dec_layer *layer, int B, int D);  (floats of scratch it needs)
+ * A kind missing here is refused by name when a decoder is built (hr_decode_kind returns -1). */
+#define HR_DECODE_KINDS(X) X(attention) X(mamba)
+
+#define HR_DECODE_DECLARE(name)                                                                 \
+    int hr_##name##_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos); \
+    size_t hr_##name##_step_scratch(const dec_layer *layer, int B, int D);
+HR_DECODE_KINDS(HR_DECODE_DECLARE)
+#undef HR_DECODE_DECLARE
+
+/* y = x wᵀ + b: x (M,K), w (N,K), b (N,) or NULL -> y (M,N); a GEMV below DEC_GEMM_ROWS rows. */
+int hr_dec_linear(const float *x, const float *w, const float *b, float *y, int M, int K, int N);
+/* dst[m, :n] = src[m, off:off+n] for M rows of width ld */
+void hr_dec_cols(float *dst, const float *src, int M, int ld, int off, int n);
+#endif

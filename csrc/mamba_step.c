@@ -1,0 +1,63 @@
+/* Decode step of the Mamba mixer: one token per stream through conv, x_proj, dt_proj and the scan at
+ * T = 1, touching only the fixed-size state, so its cost does not depend on the position.
+ *
+ * Record (backends/c/mamba_step.py):
+ *   ints  [Din, N, R = dt_rank, W = conv width]
+ *   w     [in_proj w (2Din, D), conv w (Din, W), conv b (Din), x_proj w (R+2N, Din), dt_proj w (Din, R),
+ *          dt_proj b (Din), A = −exp(A_log) (Din, N), D (Din), out_proj w (D, Din)]
+ *   state [conv (B, W−1, Din): the last W−1 conv inputs, ssm (B, Din, N): the scan state] */
+#include <string.h>
+#include "common.h"
+#include "activations.h"
+#include "conv1d.h"
+#include "selective_scan.h"
+#include "decode_mixer.h"
+
+enum { MB_DIN, MB_N, MB_R, MB_W };  /* ints */
+enum { MB_IN_W, MB_CONV_W, MB_CONV_B, MB_XPROJ_W, MB_DTPROJ_W, MB_DTPROJ_B, MB_A, MB_D, MB_OUT_W };  /* weights */
+enum { MB_CONV, MB_SSM };  /* state */
+
+/* scratch: xz (B, 2Din) | x_in, z, x_conv, x (B, Din each) | dbc (B, R+2N) | dt (B,R), Bm, Cm (B,N) */
+size_t hr_mamba_step_scratch(const dec_layer *layer, int B, int D) {
+    const int *c = layer->ints;
+    (void)D;
+    return (size_t)B * (6 * c[MB_DIN] + 2 * (c[MB_R] + 2 * c[MB_N]));
+}
+
+/* h (B,D) -> Mamba output (B,D) over h, advancing conv and ssm */
+int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+    const int *c = layer->ints;
+    const float *const *w = layer->w;
+    int Din = c[MB_DIN], N = c[MB_N], R = c[MB_R], W = c[MB_W], E = R + 2 * N;
+    float *conv = layer->state[MB_CONV], *ssm = layer->state[MB_SSM];
+    float *xz = scratch, *x_in = xz + (size_t)B * 2 * Din, *z = x_in + (size_t)B * Din, *x_conv = z + (size_t)B * Din,
+          *x = x_conv + (size_t)B * Din, *dbc = x + (size_t)B * Din, *dt = dbc + (size_t)B * E,
+          *Bm = dt + (size_t)B * R, *Cm = Bm + (size_t)B * N;
+    (void)pos;
+    int st = hr_dec_linear(h, w[MB_IN_W], NULL, xz, B, D, 2 * Din);
+    if (st != HR_OK) return st;
+    hr_dec_cols(x_in, xz, B, 2 * Din, 0, Din);
+    hr_dec_cols(z, xz, B, 2 * Din, Din, Din);
+    st = hr_causal_conv1d_forward(x_in, w[MB_CONV_W], w[MB_CONV_B], W > 1 ? conv : NULL, x_conv, B, 1, Din, W);
+    if (st != HR_OK) return st;
+    for (int b = 0; b < B && W > 1; b++) { /* conv keeps the last W-1 inputs: shift by one, append x_in */
+        float *cb = conv + (size_t)b * (W - 1) * Din;
+        memmove(cb, cb + Din, (size_t)(W - 2) * Din * sizeof(float));
+        memcpy(cb + (size_t)(W - 2) * Din, x_in + (size_t)b * Din, (size_t)Din * sizeof(float));
+    }
+    hr_silu_forward(x_conv, x, (long)B * Din);
+    st = hr_dec_linear(x, w[MB_XPROJ_W], NULL, dbc, B, Din, E); /* dbc = [dt | B | C] */
+    if (st != HR_OK) return st;
+    hr_dec_cols(dt, dbc, B, E, 0, R);
+    hr_dec_cols(Bm, dbc, B, E, R, N);
+    hr_dec_cols(Cm, dbc, B, E, R + N, N);
+    float *delta = x_conv, *y = x_in; /* reuse: x_conv and x_in are dead from here on */
+    st = hr_dec_linear(dt, w[MB_DTPROJ_W], w[MB_DTPROJ_B], delta, B, R, Din);
+    if (st != HR_OK) return st;
+    hr_softplus_forward(delta, delta, (long)B * Din);
+    st = hr_selective_scan_forward(x, delta, w[MB_A], Bm, Cm, w[MB_D], ssm, y, ssm, B, 1, Din, N);
+    if (st != HR_OK) return st;
+    float *gated = x;
+    hr_silu_gate_forward(y, z, gated, (long)B * Din);
+    return hr_dec_linear(gated, w[MB_OUT_W], NULL, h, B, Din, D);
+}
