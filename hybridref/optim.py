@@ -32,13 +32,18 @@ class AdamW:
                           weight_decay=self.weight_decay if p.decay else 0.0, grad_scale=scale)
         return norm
 
-    def state_dict(self):
-        return {"step": self.step_count, "m": self.m, "v": self.v}
 
+def cosine_lr(step, total, peak, warmup, final_div=math.inf, progress=None):
+    """Linear warmup to `peak` over `warmup` steps, then cosine decay to peak / final_div at `total`
+    (the default: to 0).
 
-def cosine_lr(step, total, peak, warmup, floor=0.0):
-    """Linear warmup to `peak` over `warmup` steps, then cosine decay to `floor` at `total`."""
+    progress: the fraction of the decay done, in place of (step - warmup) / (total - warmup), e.g.
+    the elapsed fraction of a time budget; clipped to 1. The floor is given as a divisor of the
+    peak, not as a rate, so that the rates are bit-identical to those of the formulas the training
+    scripts used before (peak/10 + 0.45 peak (1 + cos) for final_div=10)."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * progress))
+    if progress is None:
+        progress = (step - warmup) / max(1, total - warmup)
+    floor = peak / final_div
+    return floor + 0.5 * (1.0 - 1.0 / final_div) * peak * (1.0 + math.cos(math.pi * min(1.0, progress)))

@@ -14,7 +14,7 @@ import numpy as np
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .data.shakespeare import load_shakespeare
 from .models.char_lm import CharLM
-from .optim import AdamW
+from .optim import AdamW, cosine_lr
 
 
 def get_batch(ids, batch_size, block_size, rng):
@@ -90,10 +90,8 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
 
     def schedule():
         """warmup steps, then cosine from lr to lr/10 over the remaining steps or the time budget"""
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        progress = train_time / time_budget if time_budget else (step - warmup) / max(1, steps - warmup)
-        return lr / 10 + 0.45 * lr * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return cosine_lr(step, steps, lr, warmup, final_div=10,
+                         progress=train_time / time_budget if time_budget else None)
 
     def record():
         val = evaluate(model, val_ids, batch_size, block_size, eval_batches)
