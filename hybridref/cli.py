@@ -7,6 +7,8 @@ import sys
 import click
 
 from .backends import available_backends, default_backend_name, get_backend
+from .backends.mpiexec import abort_job_if_launched
+from .models.char_lm import PRESETS
 
 
 def backend_option(f):
@@ -34,17 +36,15 @@ def open_backend(name, threads, mpi_mode=None):
 
 
 class _Main(click.Group):
-    """Under mpiexec (whose process manager sets PMI_SIZE), a process leaving with an error (click
-    exits with status 1 or 2) takes the whole job down, rather than leaving the others blocked in a
-    receive; uncaught exceptions are the mpi backend's excepthook's."""
+    """Under mpiexec, a process leaving with an error (click exits with status 1 or 2) takes the
+    whole job down, rather than leaving the others blocked in a receive; uncaught exceptions are
+    the mpi backend's excepthook's."""
 
     def main(self, *args, **kwargs):
         try:
             return super().main(*args, **kwargs)
         except SystemExit as e:
-            if e.code not in (0, None) and int(os.environ.get("PMI_SIZE", "1")) > 1:
-                from .backends.mpi import abort_world
-                abort_world(f"hybridref: exit status {e.code}")
+            abort_job_if_launched(e.code)
             raise
 
 
@@ -62,8 +62,7 @@ def info():
         click.echo(f"  {name:8s} " + (get_backend(name).describe() if problem is None else f"unavailable: {problem}"))
     try:
         from .backends.c import library
-        click.echo(f"CPU ISA builds supported: {', '.join(library.supported_isas())} "
-                   f"(in use: {os.environ.get('HYBRIDREF_ISA') or library.best_isa()}; force with HYBRIDREF_ISA)")
+        click.echo(library.describe_isas())
         click.echo(f"threads: {get_backend('c').threads} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
                    f"cores={os.cpu_count()})")
     except ImportError as e:
@@ -186,7 +185,7 @@ def bench_mpi(procs, tokens, pattern, d_model, window, threads, steps, scan, as_
                        f"speedup vs P={first['processes']}: x{first['median_s'] / out['median_s']:.2f}")
 
 
-# -- Tiny Shakespeare and streaming decoding (issue #4) ----------------------------------------------
+# -- Tiny Shakespeare: training, streaming generation, evaluation --------------------------------------
 
 class Duration(click.ParamType):
     """A duration: seconds (600, 600s) or minutes (10m) or hours (0.5h); -> seconds."""
@@ -208,10 +207,13 @@ class Duration(click.ParamType):
         return seconds
 
 
+_PRESET_PATTERNS = ", ".join(f"{name} {preset['pattern']}" for name, preset in PRESETS.items())
+
+
 @train.command()
 @backend_option
-@click.option("--arch", type=click.Choice(["transformer", "mamba", "hybrid"]), default="hybrid", show_default=True,
-              help="Preset: 6 blocks of d_model 128 (transformer AAAAAA, mamba MMMMMM, hybrid MMMAMM), ~1.2M params.")
+@click.option("--arch", type=click.Choice(list(PRESETS)), default="hybrid", show_default=True,
+              help=f"Preset: 6 blocks of d_model 128 ({_PRESET_PATTERNS}), ~1.2M params.")
 @click.option("--pattern", default=None, help="Override the preset's layer pattern (A = attention, M = Mamba).")
 @click.option("--d-model", type=click.IntRange(min=8), default=None, help="Override the width (default 128).")
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
@@ -321,18 +323,14 @@ def generate(backend, threads, checkpoint, prompt, max_new_tokens, temperature, 
 def evaluate(backend, threads, checkpoint, split, block_size, batch_size, data_dir, as_json):
     """Loss of a checkpointed character LM on the whole Tiny Shakespeare split (every character once)."""
     from .data.paths import DataNotFound
-    from .data.shakespeare import load_shakespeare
+    from .data.shakespeare import load_split
     from .generate import load_model
     from .train_shakespeare import evaluate_split
 
     be = open_backend(backend, threads)
     try:
         model, vocab = load_model(checkpoint, be)
-        corpus_vocab, train_ids, val_ids = load_shakespeare(data_dir)
-        if corpus_vocab.chars != vocab.chars:
-            raise ValueError(f"{checkpoint}: the checkpoint's vocabulary ({len(vocab.chars)} characters) is not "
-                             f"the corpus's ({len(corpus_vocab.chars)}): it was trained on other text")
-        ids = val_ids if split == "val" else train_ids
+        ids = load_split(split, data_dir, vocab, owner=f"{checkpoint}: the checkpoint")
         loss = evaluate_split(model, ids, batch_size, block_size)
     except (DataNotFound, ValueError) as e:
         raise click.ClickException(str(e)) from None
@@ -341,9 +339,6 @@ def evaluate(backend, threads, checkpoint, split, block_size, batch_size, data_d
     if as_json:
         click.echo(json.dumps(dict(checkpoint=checkpoint, split=split, loss=loss, perplexity=math.exp(loss),
                                    characters=chars, block_size=block_size)))
-
-
-# -- end of issue #4 commands --------------------------------------------------------------------------
 
 
 if __name__ == "__main__":

@@ -34,9 +34,21 @@ def best_isa():
     return supported_isas()[0]
 
 
+def selected_isa():
+    """The build load() picks when not given one: $HYBRIDREF_ISA, else the best the CPU supports."""
+    return os.environ.get("HYBRIDREF_ISA") or best_isa()
+
+
+def describe_isas():
+    """One line for `hybridref info`: the builds this CPU runs, the one in use, how to force one.
+    Raises ImportError when the kernels are not compiled."""
+    return (f"CPU ISA builds supported: {', '.join(supported_isas())} "
+            f"(in use: {selected_isa()}; force with HYBRIDREF_ISA)")
+
+
 def load(isa=None):
     """(ffi, lib) for `isa`, default $HYBRIDREF_ISA or the best the CPU supports."""
-    isa = isa or os.environ.get("HYBRIDREF_ISA") or best_isa()
+    isa = isa or selected_isa()
     if isa not in ISAS:
         raise ValueError(f"unknown ISA {isa!r}: choose one of {', '.join(ISAS)} (HYBRIDREF_ISA or isa=)")
     if isa not in supported_isas():

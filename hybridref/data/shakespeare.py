@@ -47,3 +47,19 @@ def load_shakespeare(data_dir=None):
     ids = vocab.encode(text)
     n = int(TRAIN_FRACTION * len(ids))
     return vocab, ids[:n], ids[n:]
+
+
+SPLITS = ("train", "val")
+
+
+def load_split(split, data_dir=None, vocab=None, owner="the model"):
+    """The ids of one split ("train" or "val") of the corpus, for a model whose vocabulary is `vocab`
+    (e.g. a checkpoint's): refused (ValueError) unless it is the corpus's, since the ids would mean
+    other characters. `owner` names the model in the message."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    corpus_vocab, train_ids, val_ids = load_shakespeare(data_dir)
+    if vocab is not None and vocab.chars != corpus_vocab.chars:
+        raise ValueError(f"{owner}'s vocabulary ({len(vocab.chars)} characters) is not the corpus's "
+                         f"({len(corpus_vocab.chars)}): it was trained on other text")
+    return train_ids if split == "train" else val_ids
