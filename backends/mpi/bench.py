@@ -12,9 +12,11 @@ import time
 
 import numpy as np
 
-from ...layers.block import build_blocks
-from ...layers.linear import Linear
-from ...layers.module import Module
+from hybridref.layers.block import build_blocks
+from hybridref.layers.linear import Linear
+from hybridref.layers.module import Module
+from hybridref.layers.registry import resolve_mlp_hidden, resolve_options
+
 from . import MPIBackend
 
 
@@ -25,7 +27,9 @@ class LongSequenceStack(Module):
         super().__init__()
         rng = np.random.default_rng(seed)
         self.embed = Linear(d_in, d_model, rng=rng)
-        self.blocks = build_blocks(pattern, d_model, dict(n_heads=n_heads, window=window, mlp_hidden=4 * d_model), rng)
+        mixers = resolve_options(pattern, flat=dict(n_heads=n_heads, window=window, rope_base=None))
+        self.blocks = build_blocks(pattern, d_model, mixers, resolve_mlp_hidden(pattern, d_model, 4 * d_model), "rmsnorm",
+                                   rng)
 
     def forward(self, x):
         h = self.embed.forward(self.be.shard_tokens(x))

@@ -10,25 +10,26 @@
 
 Decoding: the state is the conv input of the last d_conv−1 tokens, conv (B, d_conv−1, Din), and the
 scan state ssm (B, Din, N): a step costs the same at every position. `forward(u, state)` (prefill)
-fills it from the T tokens of u, `step(u_t, state)` advances it by one token per stream.
+advances it over the T tokens of u, `step(u_t, state)` by one token per stream.
 """
 import math
 
 import numpy as np
 
 from .linear import Linear
-from .module import Module, Param
+from .mixer import Mixer
+from .module import Param
 from .registry import register_mixer
 
 
 @register_mixer("M", "mamba")
-class Mamba(Module):
+class Mamba(Mixer):
     mlp_ratio = 2.5  # the mixer holds ~6·D² weights: with a 2.5·D MLP a block is as large as attention's
     test_options = dict(d_state=4)
 
     def __init__(self, d, rng, d_state=16, d_conv=4, expand=2, dt_rank=None,
                  dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, out_std=None):
-        super().__init__()
+        super().__init__(d)
         self.d_inner = din = expand * d
         self.d_state = d_state
         self.dt_rank = dt_rank or math.ceil(d / 16)
@@ -47,11 +48,16 @@ class Mamba(Module):
         self.out_proj = Linear(din, d, bias=False, rng=rng, std=out_std)
 
     def forward(self, u, state=None, side=None):
-        """u (B,T,D) -> (B,T,D); with a fresh `state` (init_state) it also fills the decode state."""
+        """u (B,T,D) -> (B,T,D). With a decode `state` the conv starts from its `conv` inputs and the
+        scan from its `ssm` state, and both are left at the end of u (a prefill, in one piece or in
+        chunks); the backward then gives the gradient of u alone."""
+        self.check_input(u)
         din, N, R = self.d_inner, self.d_state, self.dt_rank
         xz = self.in_proj.forward(u)
         x_in, z = np.ascontiguousarray(xz[..., :din]), np.ascontiguousarray(xz[..., din:])
-        x_conv = self.be.causal_conv1d_forward(x_in, self.conv_weight.data, self.conv_bias.data)
+        prefix = state["conv"].copy() if state is not None and state["conv"].shape[1] else None
+        h0 = None if state is None else state["ssm"].copy()
+        x_conv = self.be.causal_conv1d_forward(x_in, self.conv_weight.data, self.conv_bias.data, prefix)
         x = self.be.silu_forward(x_conv)
         dbc = self.x_proj.forward(x)
         dt = np.ascontiguousarray(dbc[..., :R])
@@ -59,24 +65,24 @@ class Mamba(Module):
         dt_lin = self.dt_proj.forward(dt)
         delta = self.be.softplus_forward(dt_lin)
         A = -np.exp(self.A_log.data)
-        y, h_last = self.be.selective_scan_forward(x, delta, A, Bm, Cm, self.D.data)
+        y, h_last = self.be.selective_scan_forward(x, delta, A, Bm, Cm, self.D.data, h0)
         if state is not None:
             self._fill_conv_state(state["conv"], x_in)
             state["ssm"][...] = h_last
-        self.save(x_in, z, x_conv, x, dt_lin, delta, A, Bm, Cm, y)
+        self.save(x_in, z, x_conv, x, dt_lin, delta, A, Bm, Cm, y, prefix, h0)
         return self.out_proj.forward(self.be.silu_gate_forward(y, z))
 
     def backward(self, dout):
-        x_in, z, x_conv, x, dt_lin, delta, A, Bm, Cm, y = self.saved()
+        x_in, z, x_conv, x, dt_lin, delta, A, Bm, Cm, y, prefix, h0 = self.saved()
         dgated = self.out_proj.backward(dout)
         dy, dz = self.be.silu_gate_backward(dgated, y, z)
-        dx, ddelta, dA, dBm, dCm, dD, _ = self.be.selective_scan_backward(dy, x, delta, A, Bm, Cm, self.D.data)
+        dx, ddelta, dA, dBm, dCm, dD, _ = self.be.selective_scan_backward(dy, x, delta, A, Bm, Cm, self.D.data, h0)
         self.A_log.grad += dA * A  # ∂A/∂A_log = −exp(A_log) = A
         self.D.grad += dD
         ddt = self.dt_proj.backward(self.be.softplus_backward(ddelta, dt_lin))
         dx = dx + self.x_proj.backward(np.concatenate([ddt, dBm, dCm], axis=-1))
         dx_conv = self.be.silu_backward(dx, x_conv)
-        dx_in, dw, db, _ = self.be.causal_conv1d_backward(dx_conv, x_in, self.conv_weight.data, True)
+        dx_in, dw, db, _ = self.be.causal_conv1d_backward(dx_conv, x_in, self.conv_weight.data, True, prefix)
         self.conv_weight.grad += dw
         self.conv_bias.grad += db
         return self.in_proj.backward(np.concatenate([dx_in, dz], axis=-1))
@@ -98,6 +104,7 @@ class Mamba(Module):
 
     def step(self, u, state, side=None):
         """One token per stream: u (B,D) -> (B,D); updates state in place."""
+        self.check_input(u, 2)
         din, N, R = self.d_inner, self.d_state, self.dt_rank
         xz = self.in_proj.step(u)
         x_in, z = np.ascontiguousarray(xz[:, :din]), np.ascontiguousarray(xz[:, din:])

@@ -52,6 +52,9 @@ def register_mixer(letter, name):
         raise ValueError(f"register_mixer: a mixer's name must be an identifier, got {name!r}")
 
     def add(cls):
+        from .mixer import Mixer
+        if not issubclass(cls, Mixer):
+            raise TypeError(f"register_mixer: {cls.__name__} must derive from hybridref.layers.mixer.Mixer")
         params = inspect.signature(cls.__init__).parameters
         for required in ("d", "rng", "out_std"):
             if required not in params:

@@ -79,8 +79,9 @@ class CharLM(Module):
         return cls(vocab_size, **{**PRESETS[arch], **overrides})
 
     def forward(self, ids, states=None):
-        """int64 ids (B,T) -> logits (B,T,V). With `states` (init_state) it is the prefill: it also fills them."""
-        x = self.drop.forward(self.embed.forward(ids))
+        """int64 ids (B,T) -> logits (B,T,V). With `states` (init_state) it is the prefill: it also fills them.
+        On a backend spread over processes, this process's share: the logits of be.shard_tokens(ids)."""
+        x = self.drop.forward(self.embed.forward(self.be.shard_tokens(ids)))
         side = SideInputs(embed=x)
         self.save(side)
         return self.head.forward(self.norm.forward(run_blocks(self.blocks, x, states, side)))
