@@ -1,4 +1,5 @@
-"""hybridref: pure-C reference implementation of attention/SSM hybrid sequence models.
+"""hybridref: attention/SSM hybrid sequence models, a Python package (NumPy reference backend)
+with a C extension of hand-written SIMD + OpenMP kernels.
 
 The top-level `backends/` directory is the `hybridref.backends` subpackage (the
 backend registry and its built-in backends). The C kernels in `csrc/` are built
@@ -9,7 +10,8 @@ from setuptools import setup
 setup(
     name="hybridref",
     version="0.1.0",
-    description="Attention / state-space hybrid sequence models in hand-written C, driven from Python",
+    description="Attention / state-space hybrid sequence models: a Python package with a C extension of "
+                "hand-written kernels",
     python_requires=">=3.9",
     packages=[
         "hybridref", "hybridref.layers", "hybridref.models", "hybridref.data",

@@ -6,7 +6,7 @@ default, and scan="exscan"; P = 1 has no state to pass, so it runs once). Each c
 `mpiexec -n P` job (backends/mpi/bench.py); the step time measured inside it (median of 3,
 between barriers) is in extra_info and printed, the benchmark's own time includes starting the job.
 
-Target (issue #3): P = 2 >= 1.7x faster than P = 1 on a 2-core machine. Run:
+Target: P = 2 >= 1.7x faster than P = 1 on a 2-core machine. Run:
     python -m pytest benchmarks/bench_mpi.py -o python_files='bench_*.py' --benchmark-only -s
 Shorter: HYBRIDREF_BENCH_TOKENS=8192. More processes: HYBRIDREF_BENCH_PROCS=1,2,4,8.
 """
