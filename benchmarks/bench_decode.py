@@ -1,6 +1,6 @@
 """Decode speed (tokens/s, one stream) of the three ~1.2M-parameter presets at context 64, 512 and 4096:
 the C decoder (one C call per token) against the NumPy layer-by-layer decoder and the same model in
-PyTorch generating with a KV cache and Mamba's recurrent state (tests/torch_lm_reference.py).
+PyTorch generating with a KV cache and Mamba's recurrent state (tests/torch_ref/models.py).
 
     python -m pytest benchmarks/bench_decode.py -o python_files='bench_*.py' --benchmark-only
 
@@ -20,7 +20,7 @@ from hybridref.models.char_lm import PRESETS, CharLM
 
 try:
     import torch
-    from torch_lm_reference import TorchCharLM
+    from torch_ref.models import TorchCharLM
 except ImportError:
     torch = None
 

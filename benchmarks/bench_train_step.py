@@ -1,6 +1,6 @@
 """One MNIST training step (forward, backward, AdamW) of the default model (7x7 patches, 16
 tokens, 6 Mamba + 2 attention, d_model 64), per backend, and the same model in PyTorch
-(tests/torch_reference.py: autograd, a Python loop for the scan) as the peer.
+(tests/torch_ref/models.py: autograd, a Python loop for the scan) as the peer.
 
 Target: the C backend >= 5x faster than the NumPy backend. Run:
     python -m pytest benchmarks/bench_train_step.py -o python_files='bench_*.py' --benchmark-only
@@ -39,7 +39,7 @@ def test_mnist_train_step(benchmark, backend):
 
 def test_mnist_train_step_torch(benchmark):
     torch = pytest.importorskip("torch")
-    import torch_reference as ref
+    from torch_ref.models import mnist_hybrid
     model = MnistHybrid()
     params = {n: torch.tensor(p.data, requires_grad=True) for n, p in model.named_params()}
     opt = torch.optim.AdamW(params.values(), lr=1e-3, weight_decay=0.05)
@@ -48,7 +48,7 @@ def test_mnist_train_step_torch(benchmark):
 
     def step():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(ref.mnist_hybrid(params, tokens, model.config), targets)
+        loss = torch.nn.functional.cross_entropy(mnist_hybrid(params, tokens, model.config), targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         opt.step()

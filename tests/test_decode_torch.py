@@ -1,5 +1,6 @@
-"""Cross-check against the independent PyTorch version of the character LM (tests/torch_lm_reference.py):
-the parallel forward, and the peer's own KV-cache / recurrent decoding that the benchmark times."""
+"""Cross-check against the independent PyTorch version of the character LM (tests/torch_ref/models.py,
+built from the per-mixer references tests/torch_ref/<name>.py): the parallel forward, and the peer's
+own KV-cache / recurrent decoding that the benchmark times."""
 import numpy as np
 import pytest
 
@@ -7,10 +8,11 @@ from helpers import rel_err
 from hybridref.models.char_lm import CharLM
 
 torch = pytest.importorskip("torch")
-from torch_lm_reference import TorchCharLM  # noqa: E402
+from torch_ref.models import TorchCharLM  # noqa: E402
 
-CASES = {"hybrid": ("MAM", {}), "gqa-window-layernorm": ("AM", dict(n_heads=4, n_kv_heads=2, window=4,
-                                                                   norm="layernorm"))}
+CASES = {"hybrid": ("MAM", {}),
+         "gqa-window-layernorm": ("AM", dict(n_heads=4, n_kv_heads=2, window=4, norm="layernorm")),
+         "no-mlp-no-rope": ("MA", dict(mlp_hidden={"A": 24, "M": 0}, rope_base=None, d_conv=2))}
 
 
 @pytest.mark.parametrize("name", CASES)

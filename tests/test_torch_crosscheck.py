@@ -1,21 +1,54 @@
 """Cross-checks against PyTorch autograd (torch==2.13.0 CPU, a test-only oracle).
 
-Each layer is rebuilt in torch from the published formulas with the same weights;
-outputs and every gradient must agree. float64 NumPy vs float64 torch: 1e-9 (two
-exact-arithmetic implementations, differing only in summation order).
-float32 C vs float64 torch: 1e-4 (float32 rounding through ~10 ops and length-T
-scans/sums, ~1e-6 per op, with margin for small-gradient cancellation).
+Each mixer has one independent PyTorch reference, tests/torch_ref/<name>.py (found by the mixer's
+registered name), written from the published formulas and run with the same weights; outputs and
+every gradient must agree. float64 NumPy vs float64 torch: 1e-9 (two exact-arithmetic
+implementations, differing only in summation order). float32 C vs float64 torch: 1e-4 (float32
+rounding through ~10 ops and length-T scans/sums, ~1e-6 per op, with margin for small-gradient
+cancellation). The torch references' own decode (`step`) is checked against their `forward` in
+float64: 1e-10.
 """
 import numpy as np
 import pytest
 
-from hybridref.layers.attention import CausalSelfAttention
-from hybridref.layers.mamba import Mamba
+from hybridref.layers.registry import mixer_spec, mixers
 from hybridref.optim import AdamW
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
-import torch_reference as ref  # noqa: E402  (needs torch)
+import torch_ref  # noqa: E402  (needs torch)
+from torch_ref.models import mnist_hybrid  # noqa: E402
+
+B, T, D = 2, 19, 24
+
+# Every registered mixer with its spec's test_options, then further option sets of some mixers
+# (by letter; each is skipped when its mixer is not registered).
+EXTRA_OPTIONS = [
+    ("A", dict(n_heads=3, rope_base=None)),
+    ("A", dict(n_heads=3, window=5, rope_base=None)),
+    ("A", dict(n_heads=4, n_kv_heads=2, window=5)),
+    ("A", dict(n_heads=4, n_kv_heads=1, rope_base=500.0)),
+    ("M", dict(d_state=16)),
+    ("M", dict(d_state=3, d_conv=2, expand=1, dt_rank=5)),
+]
+
+
+def _case_id(spec, extra):
+    return spec.name + "".join(f"-{k}={v}" for k, v in extra.items())
+
+
+def _cases():
+    registered = mixers()
+    cases = [pytest.param(letter, {}, id=_case_id(spec, {})) for letter, spec in registered.items()]
+    return cases + [pytest.param(letter, extra, id=_case_id(registered[letter], extra))
+                    for letter, extra in EXTRA_OPTIONS if letter in registered]
+
+
+def build(letter, extra, seed):
+    """A mixer of d_model D with its spec's test_options (and `extra`); -> (layer, its options)."""
+    spec = mixer_spec(letter)
+    options = {**spec.options, **spec.test_options, **extra}
+    return spec.build(D, np.random.default_rng(seed), options), options
 
 
 def t64(a):
@@ -46,32 +79,42 @@ def compare(ours, ref, tol):
     (y, dx, g), (ty, tdx, tg) = ours, ref
     assert rel_err(y, ty) < tol
     assert rel_err(dx, tdx) < tol
+    assert set(g) == set(tg)
     for name in tg:
         assert rel_err(g[name], tg[name]) < tol, name
 
 
-@pytest.mark.parametrize("window", [None, 5])
-def test_attention_matches_torch(npb, cb, window):
-    rng = np.random.default_rng(0)
-    B, T, D, H = 2, 19, 24, 3
-    x, dy = rng.standard_normal((2, B, T, D))
-    layer = CausalSelfAttention(D, H, rng, window=window)
-    expected = torch_run(ref.attention, params_of(layer), x, dy, H, window)
-    compare(run_layer(layer.to(npb).astype(np.float64), x, dy), expected, 1e-9)
-    layer.astype(np.float32).to(cb)
-    compare(run_layer(layer, x.astype(np.float32), dy.astype(np.float32)), expected, 1e-4)
-
-
-def test_mamba_matches_torch(npb, cb):
+@pytest.mark.parametrize("letter, extra", _cases())
+def test_mixer_matches_torch(npb, cb, letter, extra):
+    """Forward, input gradient and every parameter gradient of each registered mixer vs its torch reference."""
+    layer, options = build(letter, extra, seed=0)
+    ref = torch_ref.mixer(mixer_spec(letter).name)
     rng = np.random.default_rng(1)
-    B, T, D = 2, 23, 20
     x, dy = rng.standard_normal((2, B, T, D))
-    layer = Mamba(D, rng)
-    layer.out_proj.weight.data *= 10  # make the output O(1) so errors are measured at a meaningful scale
-    expected = torch_run(ref.mamba, params_of(layer), x, dy)
+    expected = torch_run(ref.forward, params_of(layer), x, dy, options)
     compare(run_layer(layer.to(npb).astype(np.float64), x, dy), expected, 1e-9)
     layer.astype(np.float32).to(cb)
     compare(run_layer(layer, x.astype(np.float32), dy.astype(np.float32)), expected, 1e-4)
+
+
+@pytest.mark.parametrize("letter, extra", _cases())
+def test_torch_reference_step_matches_its_forward(letter, extra):
+    """Each torch reference's decode: `step` from a fresh init_state, one position at a time, equals
+    its parallel `forward` (float64), so the peers' decoding is cross-checked too."""
+    layer, options = build(letter, extra, seed=2)
+    ref = torch_ref.mixer(mixer_spec(letter).name)
+    p = {n: torch.tensor(np.asarray(w, dtype=np.float64)) for n, w in params_of(layer).items()}
+    x = torch.tensor(np.random.default_rng(3).standard_normal((B, T, D)))
+    with torch.inference_mode():
+        full = ref.forward(p, x, options).numpy()
+        state = ref.init_state(p, options, B, T)
+        steps = np.stack([ref.step(p, x[:, t], state, options, t).numpy() for t in range(T)], 1)
+    assert rel_err(steps, full) < 1e-10
+
+
+def test_missing_torch_reference_is_a_clear_error():
+    with pytest.raises(ModuleNotFoundError, match=r"tests/torch_ref/no_such_mixer\.py"):
+        torch_ref.mixer("no_such_mixer")
 
 
 def test_whole_mnist_model_matches_torch(cb):
@@ -85,7 +128,7 @@ def test_whole_mnist_model_matches_torch(cb):
     loss, probs = cb.cross_entropy_forward(logits, labels)
     model.backward(cb.cross_entropy_backward(probs, labels))
     p = {n: t64(w) for n, w in params_of(model).items()}
-    tl = ref.mnist_hybrid(p, torch.tensor(patchify(images, 7), dtype=torch.float64), model.config)
+    tl = mnist_hybrid(p, torch.tensor(patchify(images, 7), dtype=torch.float64), model.config)
     tloss = torch.nn.functional.cross_entropy(tl, torch.tensor(labels))
     tloss.backward()
     assert rel_err(logits, tl.detach().numpy()) < 1e-4 and abs(loss - tloss.item()) < 1e-5

@@ -1,0 +1,80 @@
+"""The Mamba (S6) mixer in PyTorch: state-spaces/mamba's mamba_simple.py with selective_scan_ref
+semantics, from the formulas (Gu & Dao 2023):
+
+    x, z    = split(in_proj(u))                  u (B,T,D) -> (B,T,Din) each
+    x       = SiLU(conv1d(x) + conv_bias)        depthwise, causal, width d_conv
+    dt,B,C  = split(x_proj(x))                   (B,T,R), (B,T,N), (B,T,N)
+    Δ       = softplus(dt dt_projᵀ + dt_proj.bias)
+    A       = −exp(A_log)                        (Din,N)
+    h_t     = exp(Δ_t A) h_{t−1} + Δ_t B_t x_t,  y_t = C_t·h_t + D x_t
+    out     = out_proj(y ⊙ SiLU(z))
+
+The parallel forward runs the scan as a Python loop over time (as selective_scan_ref does). Decoding
+(mamba's `step`) keeps the last d_conv−1 conv inputs, conv (B,Din,d_conv−1), and the scan state
+ssm (B,Din,N): a step costs the same at every position.
+
+opts: d_state (N), dt_rank (R; None: ⌈D/16⌉), and the init-only d_conv, expand, dt_min, dt_max,
+dt_floor (the weights' shapes carry d_conv and expand).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _sizes(p, opts):
+    D = p["in_proj.weight"].shape[1]
+    return opts["d_state"], opts.get("dt_rank") or math.ceil(D / 16)
+
+
+def _in(p, u):
+    """u (...,D) -> x, z (...,Din)."""
+    din = p["in_proj.weight"].shape[0] // 2
+    xz = u @ p["in_proj.weight"].T
+    return xz[..., :din], xz[..., din:]
+
+
+def _scan_step(p, opts, h, x):
+    """One step of the selective scan for x (B,Din), the conv+SiLU output of one token:
+    -> (h_t (B,Din,N), y_t (B,Din)); out of place, so autograd can differentiate through it."""
+    N, R = _sizes(p, opts)
+    dbc = x @ p["x_proj.weight"].T
+    dt, Bm, Cm = dbc[..., :R], dbc[..., R:R + N], dbc[..., R + N:R + 2 * N]
+    delta = F.softplus(dt @ p["dt_proj.weight"].T + p["dt_proj.bias"])
+    A = -torch.exp(p["A_log"])
+    h = torch.exp(delta[..., None] * A) * h + delta[..., None] * Bm[:, None, :] * x[..., None]
+    return h, (h * Cm[:, None, :]).sum(-1) + p["D"] * x
+
+
+def forward(p, u, opts):
+    B, T, _ = u.shape
+    xs, z = _in(p, u)
+    din, W = p["conv_weight"].shape
+    x = F.silu(F.conv1d(xs.transpose(1, 2), p["conv_weight"][:, None, :], p["conv_bias"],
+                        padding=W - 1, groups=din)[..., :T].transpose(1, 2))
+    h = torch.zeros(B, din, opts["d_state"], dtype=u.dtype)
+    ys = []
+    for t in range(T):
+        h, y = _scan_step(p, opts, h, x[:, t])
+        ys.append(y)
+    return (torch.stack(ys, 1) * F.silu(z)) @ p["out_proj.weight"].T
+
+
+def init_state(p, opts, batch, max_len=None, fill=None):
+    """{"conv": (B,Din,d_conv−1), "ssm": (B,Din,N)}; max_len is not needed (constant-size state)."""
+    din, W = p["conv_weight"].shape
+    dtype = p["conv_weight"].dtype
+    shapes = {"conv": (batch, din, W - 1), "ssm": (batch, din, opts["d_state"])}
+    if fill is not None:
+        return {k: torch.randn(s, generator=fill, dtype=dtype) for k, s in shapes.items()}
+    return {k: torch.zeros(s, dtype=dtype) for k, s in shapes.items()}
+
+
+def step(p, u_t, state, opts, pos):
+    xs, z = _in(p, u_t)
+    window = torch.cat([state["conv"], xs[..., None]], dim=-1)  # (B,Din,W): the last W conv inputs
+    x = F.silu((window * p["conv_weight"]).sum(-1) + p["conv_bias"])
+    state["conv"].copy_(window[..., 1:])
+    h, y = _scan_step(p, opts, state["ssm"], x)
+    state["ssm"].copy_(h)
+    return (y * F.silu(z)) @ p["out_proj.weight"].T

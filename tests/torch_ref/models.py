@@ -1,0 +1,109 @@
+"""hybridref's models written independently in PyTorch, built from the mixer references of this
+package (tests/torch_ref/<name>.py, found through the mixer registry by each letter of the pattern).
+
+Both read hybridref's parameter dict (same names), so one set of weights runs on both:
+
+    block:  h = x + mixer(norm1(x));  out = h + MLP(norm2(h))     (no MLP when it has width 0)
+    MLP:    proj(GELU_tanh(fc(x)))     norms: RMSNorm or LayerNorm, eps 1e-5
+
+    char_lm_forward / TorchCharLM      hybridref/models/char_lm.py: embed, blocks, norm, head
+    mnist_hybrid                       hybridref/models/mnist_hybrid.py: patch embedding + learned
+                                       positions, blocks, norm, mean over tokens, head
+
+Dropout is not applied (the references are inference / dropout-0 models). Used as autograd oracles
+by tests/test_torch_crosscheck.py and tests/test_decode_torch.py, and as the PyTorch peers of
+benchmarks/bench_train_step.py and benchmarks/bench_decode.py.
+"""
+import torch
+import torch.nn.functional as F
+
+from hybridref.layers.registry import mixer_spec
+
+from . import mixer as mixer_module
+
+
+def sub(p, prefix):
+    """The entries of p under `prefix`, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)}
+
+
+NORMS = {
+    "rmsnorm": lambda x, w, b: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w,
+    "layernorm": lambda x, w, b: F.layer_norm(x, x.shape[-1:], w, b, 1e-5),
+}
+
+
+def norm(x, p, prefix, which):
+    """NORMS[which] with the weight (and bias) p[prefix + "weight"], p[prefix + "bias"]."""
+    if which not in NORMS:
+        raise ValueError(f"unknown norm {which!r}; known: {', '.join(NORMS)}")
+    return NORMS[which](x, p[prefix + "weight"], p.get(prefix + "bias"))
+
+
+def mlp(b, x):
+    return F.gelu(x @ b["mlp.fc.weight"].T + b["mlp.fc.bias"], approximate="tanh") @ b["mlp.proj.weight"].T \
+        + b["mlp.proj.bias"]
+
+
+def mlp_residual(b, h, which, has_mlp):
+    """The second half of a pre-norm block: h + MLP(norm2(h)), or h when the block has no MLP."""
+    return h + mlp(b, norm(h, b, "norm2.", which)) if has_mlp else h
+
+
+def layers(p, config):
+    """Per letter of the pattern: (block params, the mixer's params, its module, its options)."""
+    out = []
+    for i, c in enumerate(config["pattern"]):
+        b = sub(p, f"blocks.{i}.")
+        out.append((b, sub(b, "mixer."), mixer_module(mixer_spec(c).name), config["mixers"][c]))
+    return out
+
+
+# -- character LM -----------------------------------------------------------------------------------
+def char_lm_forward(p, ids, config):
+    """ids (B,T) -> logits (B,T,V), the parallel forward."""
+    x = p["embed.weight"][ids]
+    for (b, pm, mod, opts), c in zip(layers(p, config), config["pattern"]):
+        h = x + mod.forward(pm, norm(x, b, "norm1.", config["norm"]), opts)
+        x = mlp_residual(b, h, config["norm"], config["mlp_hidden"][c] > 0)
+    return norm(x, p, "norm.", config["norm"]) @ p["head.weight"].T
+
+
+class TorchCharLM:
+    """The character LM with generation: the parallel forward and one-token steps through each
+    mixer's decode state (KV cache, Mamba's conv and scan states, ...)."""
+
+    def __init__(self, params, config):
+        self.p = {k: torch.from_numpy(v.copy()) for k, v in params.items()}
+        self.cfg = config
+        self.layers = layers(self.p, config)
+
+    def forward(self, ids):
+        return char_lm_forward(self.p, ids, self.cfg)
+
+    def init_state(self, batch, max_len, pos=0, fill=None):
+        """Per layer its mixer's state for `batch` streams of up to max_len tokens; `fill` (a torch
+        Generator) fills them with random values, for benchmarks that start at position `pos`."""
+        return {"pos": pos, "layers": [mod.init_state(pm, opts, batch, max_len, fill)
+                                       for _, pm, mod, opts in self.layers]}
+
+    def step(self, ids, state):
+        """ids (B,) -> logits (B,V), advancing `state` by one token."""
+        pos, cfg = state["pos"], self.cfg
+        x = self.p["embed.weight"][ids]  # (B,D)
+        for (b, pm, mod, opts), st, c in zip(self.layers, state["layers"], cfg["pattern"]):
+            h = x + mod.step(pm, norm(x, b, "norm1.", cfg["norm"]), st, opts, pos)
+            x = mlp_residual(b, h, cfg["norm"], cfg["mlp_hidden"][c] > 0)
+        state["pos"] = pos + 1
+        return norm(x, self.p, "norm.", cfg["norm"]) @ self.p["head.weight"].T
+
+
+# -- MNIST hybrid -----------------------------------------------------------------------------------
+def mnist_hybrid(p, tokens, config):
+    """tokens (B,T,p²) (already patchified and normalised) -> logits (B,10)."""
+    x = tokens @ p["embed.weight"].T + p["embed.bias"] + p["pos"]
+    for b, pm, mod, opts in layers(p, config):
+        h = x + mod.forward(pm, norm(x, b, "norm1.", config["norm"]), opts)
+        x = mlp_residual(b, h, config["norm"], "mlp.fc.weight" in b)
+    x = norm(x, p, "norm.", config["norm"]).mean(1)
+    return x @ p["head.weight"].T + p["head.bias"]
