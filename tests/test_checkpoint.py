@@ -114,3 +114,38 @@ def test_resume_equals_uninterrupted_run(tmp_path, corpus, cb):
     assert [r["val_loss"] for r in resumed["history"]] == [r["val_loss"] for r in full["history"]]
     with pytest.raises(ValueError, match="batch_size: checkpoint 2, now 3"):
         train_shakespeare(cb, checkpoint=path, resume=True, **{**kw, "batch_size": 3})
+
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "char_lm_before_mixer_options.npz")
+
+
+def test_a_checkpoint_written_before_per_mixer_options_still_loads(npb, cb):
+    """tests/fixtures/char_lm_before_mixer_options.npz was saved by the code before mixer options moved
+    into per-mixer configs (flat n_heads, d_state, ... for every mixer, whatever the pattern), with the
+    logits it computed beside it: the loaded model is the same model."""
+    ckpt = load_checkpoint(FIXTURE)
+    assert "n_heads" in ckpt["config"] and "mixers" not in ckpt["config"]
+    model = CharLM.from_config(ckpt["config"])
+    restore(ckpt, model)
+    assert model.config["mixers"]["A"]["n_heads"] == 2 and model.config["mixers"]["M"]["d_state"] == 2
+    ids = np.array([[0, 1, 2, 3, 4, 0, 1]])
+    want = np.load(FIXTURE.replace(".npz", ".logits.npy"))
+    for be in (npb, cb):
+        # the same float32 weights and ops; the saved logits came from the NumPy backend: C differs
+        # by its summation order only (~1e-7 relative)
+        assert np.abs(model.to(be).forward(ids) - want).max() <= 1e-5 * np.abs(want).max(), be.name
+        model.clear_saved()
+
+
+def test_options_missing_from_a_config_take_their_defaults():
+    """A config written before an option existed (here: dropout, and attention's window) loads with
+    the defaults; a config naming an option no mixer has is refused."""
+    ckpt = load_checkpoint(FIXTURE)
+    old = {k: v for k, v in ckpt["config"].items() if k not in ("dropout", "window")}
+    model = CharLM.from_config(old)
+    restore(dict(ckpt, config=old), model)
+    assert model.config["dropout"] == 0.0 and model.config["mixers"]["A"]["window"] is None
+    new = CharLM.from_config(model.config)
+    assert new.config == model.config
+    with pytest.raises(ValueError, match=r"mixer A \(attention\) has no option 'heads'"):
+        CharLM.from_config(dict(model.config, mixers={"A": {"heads": 2}, "M": {}}))
