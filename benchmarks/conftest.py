@@ -1,4 +1,4 @@
-"""Benchmarks reuse the PyTorch reference model of the tests (tests/torch_reference.py) as a peer."""
+"""Benchmarks reuse the PyTorch reference models of the tests (tests/torch_ref/) as peers."""
 import os
 import sys
 
