@@ -1,12 +1,8 @@
 """Wrapper of csrc/attention_step.c: attention of one new query over a KV cache (the op
 `attention_decode`), and the attention mixer's record for the C decoder."""
-import numbers
-
 from . import checks
 from .checks import empty_f32 as empty
 from .decode import DecodeRecord
-
-_INT_MAX = 2**31 - 1
 
 
 def attention_decode(be, q, k_cache, v_cache, length, window=None):
@@ -17,19 +13,18 @@ def attention_decode(be, q, k_cache, v_cache, length, window=None):
     checks.check_array(op, "k_cache", k_cache, shape=(B, None, None, P))
     checks.check_array(op, "v_cache", v_cache, shape=k_cache.shape)
     Hk, L = k_cache.shape[1], k_cache.shape[2]
-    if min(B, H, P, Hk, L) <= 0 or B * H * L * P > _INT_MAX * 64:
-        raise ValueError(f"{op}: empty or oversized shapes q {q.shape}, k_cache {k_cache.shape}")
+    if min(B, H, P, Hk, L) <= 0:
+        raise ValueError(f"{op}: empty shapes q {q.shape}, k_cache {k_cache.shape}")
+    checks.check_c_int_sizes(op, **{"B·H": B * H, "Hk·L·P": Hk * L * P})
     if H % Hk:
         raise ValueError(f"{op}: query heads H={H} (q {q.shape}) must be a multiple of kv heads Hk={Hk} "
                          f"(k_cache {k_cache.shape})")
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or not 1 <= length <= L:
-        raise ValueError(f"{op}: length must be an int in [1, {L}] (the cache size), got {length!r}")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 0):
-        raise ValueError(f"{op}: window must be None or an int >= 0, got {window!r}")
+    length = checks.check_int(op, "length", length, 1, L, hint="the cache size")
+    window = checks.check_int(op, "window", window, 0, None, allow_none=True)
     w = -1 if window is None else int(min(window, L))
     o = empty(q.shape)
     be.raise_status(op, be.lib.hr_attention_decode(be.f32(q), be.f32(k_cache), be.f32(v_cache), be.f32(o),
-                                                   B, H, Hk, P, L, int(length), w))
+                                                   B, H, Hk, P, L, length, w))
     return o
 
 

@@ -1,6 +1,5 @@
 """Wrapper of csrc/optim.c (float64 sum of squares, AdamW step)."""
 import math
-import numbers
 
 from . import checks
 
@@ -15,8 +14,7 @@ def adamw_step(be, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_dec
     checks.check_array(op, "param", param)
     for name, arr in (("grad", grad), ("m", m), ("v", v)):
         checks.check_array(op, name, arr, shape=param.shape)
-    if not isinstance(step, numbers.Integral) or isinstance(step, bool) or step < 1:
-        raise ValueError(f"{op}: step must be an integer >= 1 (the first step is 1), got {step!r}")
+    step = checks.check_int(op, "step", step, 1, hint="the first step is 1")
     # the ranges torch.optim.AdamW accepts
     for name, value, ok, want in (("lr", lr, lr >= 0, ">= 0"), ("eps", eps, eps >= 0, ">= 0"),
                                   ("beta1", beta1, 0 <= beta1 < 1, "in [0, 1)"),
@@ -25,5 +23,5 @@ def adamw_step(be, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_dec
                                   ("grad_scale", grad_scale, math.isfinite(grad_scale), "finite")):
         if not ok:
             raise ValueError(f"{op}: {name} must be {want}, got {value!r}")
-    be.lib.hr_adamw_step(be.f32(param), be.f32(grad), be.f32(m), be.f32(v), param.size, int(step),
+    be.lib.hr_adamw_step(be.f32(param), be.f32(grad), be.f32(m), be.f32(v), param.size, step,
                          lr, beta1, beta2, eps, weight_decay, grad_scale)
