@@ -115,7 +115,6 @@ class Backend:
     """A named table of ops. Subclasses set `name` and define every op in OP_NAMES."""
 
     name = "abstract"
-    dtypes = ("float32",)
 
     # ---- distribution hooks -------------------------------------------------------------
     # A backend that spreads one model over several processes (the MPI backend) gives each

@@ -11,7 +11,6 @@ from . import decode, library
 
 class CBackend(Backend):
     name = "c"
-    dtypes = ("float32",)
 
     def __init__(self, isa=None, threads=None):
         self.ffi, self.lib = library.load(isa)

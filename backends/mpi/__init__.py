@@ -102,7 +102,6 @@ class MPIBackend(Backend):
         if isinstance(self.local, MPIBackend):
             raise ValueError("mpi backend: the local backend cannot itself be mpi")
         self.mode, self.scan = mode, scan
-        self.dtypes = self.local.dtypes
         self.comm = comm or MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         if threads is not None:

@@ -11,7 +11,6 @@ from . import decode
 
 class NumpyBackend(Backend):
     name = "numpy"
-    dtypes = ("float32", "float64")
 
     def __init__(self):
         collect_ops(self, package_modules(sys.modules[__name__]))
