@@ -12,7 +12,9 @@ C channels, W conv width, N state size, V vocabulary.
 
 Ops are split by whether they mix information along the sequence axis. A
 backend that holds only a contiguous slice of each sequence (the MPI backend)
-runs POSITION_WISE_OPS locally and overrides only SEQUENCE_MIXING_OPS.
+runs POSITION_WISE_OPS locally and overrides only SEQUENCE_MIXING_OPS, each as
+its declared form in SEQUENCE_FORMS (below the tables) says: what crosses a
+boundary between slices of the sequence, and in which direction.
 """
 
 POSITION_WISE_OPS = {
@@ -92,7 +94,7 @@ SEQUENCE_MIXING_OPS = {
     # absolute row and position, so a backend holding a slice of the batch or the sequence adds
     # its slice's start to the offsets. Linear with a fixed mask: dx = dropout(dy, p, seed, ...).
     "dropout": "dropout(x, p, seed, batch_offset=0, time_offset=0) -> y",
-    # -- streaming decoding (issue #4) --
+    # -- streaming decoding --
     # rotary position embedding, GPT-NeoX half split: x (B,T,H,P), P even, token t at position
     # offset + t, θ_i = base^(−2i/P), angles in float64; with (x₁, x₂) = (x[..., :P/2], x[..., P/2:]):
     # y₁ = x₁ cos(pθ) − x₂ sin(pθ), y₂ = x₂ cos(pθ) + x₁ sin(pθ). It depends on the absolute
@@ -106,9 +108,265 @@ SEQUENCE_MIXING_OPS = {
     "attention_decode": "attention_decode(q, k_cache, v_cache, length, window=None) -> o",
 }
 
+import ast
+import functools
+import inspect
 import types
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
 
 OP_NAMES = tuple(POSITION_WISE_OPS) + tuple(SEQUENCE_MIXING_OPS)
+
+
+# ---- sequence forms: how each sequence-mixing op continues across a split of the sequence --------
+#
+# A backend that holds one contiguous slice of each sequence per process (the MPI backend) runs a
+# sequence-mixing op as its declared form says. Each form is one shared mechanism there
+# (backends/mpi/<mechanism>.py), so an op that fits a form needs a declaration, not new code. The
+# declaration of a family `name` covers the ops `name` (an op that is its own backward, as dropout)
+# or `name_forward` and `name_backward`. An op of SEQUENCE_MIXING_OPS with no form is refused by a
+# backend that splits the sequence (rather than run on a slice as if it were the whole).
+
+@dataclass(frozen=True)
+class StatePassing:
+    """A recurrence that carries a state from position to position (a scan):
+
+        forward(*inputs, h0=None) -> (*outputs, h_last)
+        backward(*d_outputs, *inputs, h0=None, dh_last=None) -> (*d_inputs, dh0)
+
+    h0 is the state entering the sequence (zeros when None), h_last the state leaving it; with
+    reverse=True the recurrence runs backward in time (enters after the last position, leaves
+    before the first). A slice continues another by taking the other's h_last as its h0, and the
+    gradient flows back through dh_last -> dh0. Arguments of the contract that are not declared
+    inputs (a scale, a chunk size) are passed through unchanged, wherever they stand.
+
+    inputs, outputs: {name: axes} of the array arguments and results, in the op's order, axes one
+    letter per axis ("B T C"). T is the sequence axis (inputs without it are per-sequence:
+    weights, whose gradients are partial sums over slices); equal letters are equal sizes. state:
+    the axes of h0/h_last, every letter also an input's (so the inputs give its shape).
+
+    channels: optionally a letter of independent channels (in the state and in some inputs): the
+    op on channels c0:c1 of every input and output that has that axis (and on whole copies of
+    the others, whose gradients then add up over the channel groups) is the op's channels c0:c1.
+    It lets the state pass through processes in groups of `group` channels, a pipeline (wider
+    groups when a process has more threads than the inputs have rows on the axis B).
+
+    decay: optionally decay(**inputs) (the declared input arrays) -> an array of the state's shape
+    with h_last = decay ⊙ h0 + (h_last from a zero h0): the slice's map of its incoming state. It
+    lets every process scan at once and get its incoming state from an exclusive scan over
+    processes (the MPI backend's scan="exscan").
+
+    example(rng, dtype, T) -> {argument: value} of the forward but h0, a small case with T
+    positions, which the tests run the form with (tests/test_sequence_forms.py, tests/mpi_check.py)."""
+    inputs: dict
+    outputs: dict
+    state: str
+    reverse: bool = False
+    channels: Optional[str] = None
+    group: int = 16
+    decay: Optional[Callable] = None
+    example: Optional[Callable] = None
+
+    def __post_init__(self):
+        letters = {a for axes in self.inputs.values() for a in axes.split()}
+        if "T" not in letters or "T" in self.state.split():
+            raise ValueError(f"StatePassing: the inputs need a sequence axis T and the state none: {self}")
+        if not set(self.state.split()) <= letters:
+            raise ValueError(f"StatePassing: state axes {self.state!r} must be axes of the inputs: {self}")
+        for name, axes in self.outputs.items():
+            if "T" not in axes.split() or not set(axes.split()) <= letters:
+                raise ValueError(f"StatePassing: output {name} needs the axis T and only axes of the inputs: {self}")
+            if self.channels is not None and self.channels not in axes.split():
+                raise ValueError(f"StatePassing: output {name} needs the channel axis {self.channels}: {self}")
+        if self.channels is not None and self.channels not in self.state.split():
+            raise ValueError(f"StatePassing: the channel axis {self.channels!r} must be a state axis: {self}")
+
+    def sizes(self, arguments):
+        """{axis letter: size} read from the input arrays' shapes ({argument: value})."""
+        return {a: n for name, axes in self.inputs.items() for a, n in zip(axes.split(), arguments[name].shape)}
+
+    def state_shape(self, arguments):
+        sizes = self.sizes(arguments)
+        return tuple(sizes[a] for a in self.state.split())
+
+
+@dataclass(frozen=True)
+class Halo:
+    """An op that reads a fixed number of positions before each one (a causal convolution, a token
+    shift):
+
+        forward(x, ..., prefix=None) -> y
+        backward(dy, x, ..., prefix=None) -> (dx, ..., dprefix)
+
+    x (B,T,...) is the only per-position argument, its sequence axis 1; prefix (B,width,...) holds
+    the `width` positions before x (zeros when None) and dprefix is its gradient (None when prefix
+    is None). The other arguments are per-sequence (weights: their gradients, between dx and
+    dprefix, are partial sums over slices). A slice continues another by taking the other's last
+    `width` positions as its prefix.
+
+    width(**arguments) -> the number of positions read before each; called with the forward's
+    arguments and with the backward's (but dy and prefix), so it reads only arguments they share.
+    backward_args(**arguments) -> the backward's arguments but dy and prefix ({name: value}), from
+    the forward's, when they differ (the conv's bias -> has_bias); example(rng, dtype, T) ->
+    {argument: value} of the forward but prefix, a small case (tests/test_sequence_forms.py,
+    tests/mpi_check.py)."""
+    width: Callable
+    backward_args: Optional[Callable] = None
+    example: Optional[Callable] = None
+
+
+@dataclass(frozen=True)
+class KVPassing:
+    """Causal (optionally windowed) attention of the contract's attention_forward/backward: the keys
+    and values of earlier slices travel to the later slices whose queries see them, and their
+    gradients back to their owners; partial results merge by their log-sum-exp."""
+
+
+@dataclass(frozen=True)
+class Offset:
+    """An op that depends on the absolute position (or batch row) only through an offset argument:
+    a backend holding positions start.. of the sequence adds start to the argument `time`, one
+    holding rows start.. of the batch adds start to `batch` (when given). Nothing crosses a
+    boundary. The first argument is the per-position array, (B,T,...)."""
+    time: str
+    batch: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class SequenceMean:
+    """The mean over the sequence axis, (B,T,D) -> (B,D): partial sums over each slice, added
+    across slices; a backend holding slices leaves each process with a share of the batch rows
+    after it (Backend.local_batch), so what follows runs batch-parallel."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An op that cannot run on a slice of the sequence; `reason` says what to do instead."""
+    reason: str
+
+
+def _scan_decay(x, delta, A, Bm, Cm, D):
+    """The selective scan's map of the state entering a slice: exp(A ⊙ Σ_t Δ_t) (B,Din,N)."""
+    return np.exp(A * delta.sum(axis=1, dtype=np.float64)[..., None]).astype(delta.dtype)
+
+
+def _scan_example(rng, dtype, T, B=2, Din=37, N=5):
+    """37 channels: three channel groups of 16, the last one partial."""
+    r = lambda *shape: rng.standard_normal(shape).astype(dtype)
+    return dict(x=r(B, T, Din), delta=(0.1 * np.abs(r(B, T, Din)) + 0.05).astype(dtype), A=-np.exp(0.5 * r(Din, N)),
+                Bm=r(B, T, N), Cm=r(B, T, N), D=r(Din))
+
+
+def _conv_example(rng, dtype, T, B=2, C=5, W=4):
+    r = lambda *shape: rng.standard_normal(shape).astype(dtype)
+    return dict(x=r(B, T, C), w=r(C, W), bias=r(C))
+
+
+SEQUENCE_FORMS = {
+    "selective_scan": StatePassing(
+        inputs=dict(x="B T C", delta="B T C", A="C N", Bm="B T N", Cm="B T N", D="C"),
+        outputs=dict(y="B T C"), state="B C N", channels="C", decay=_scan_decay, example=_scan_example),
+    "causal_conv1d": Halo(width=lambda w, **_: w.shape[1] - 1,
+                          backward_args=lambda x, w, bias: dict(x=x, w=w, has_bias=bias is not None),
+                          example=_conv_example),
+    "attention": KVPassing(),
+    "rope": Offset(time="offset"),
+    "dropout": Offset(time="time_offset", batch="batch_offset"),
+    "mean_pool": SequenceMean(),
+    "attention_decode": Refused("decoding appends one token at a time to whole sequences; decode on the "
+                                "local backend (be.local)"),
+}
+
+
+def form_ops(name):
+    """The ops a form declared under `name` covers: `name` itself, or name_forward and name_backward."""
+    if name in SEQUENCE_MIXING_OPS:
+        return (name,)
+    return tuple(op for op in (f"{name}_forward", f"{name}_backward") if op in SEQUENCE_MIXING_OPS)
+
+
+def sequence_form(op):
+    """(family name, form) of a sequence-mixing op, or (None, None) when none is declared."""
+    for name, form in SEQUENCE_FORMS.items():
+        if op in form_ops(name):
+            return name, form
+    return None, None
+
+
+def op_signature(op):
+    """(argument names, {argument: default}, result names) of an op, read from its contract line."""
+    call, _, result = {**POSITION_WISE_OPS, **SEQUENCE_MIXING_OPS}[op].partition(" -> ")
+    args = ast.parse(f"def {call}: pass").body[0].args
+    params = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    positional = args.posonlyargs + args.args
+    defaults = {a.arg: ast.literal_eval(d) for a, d in zip(positional[len(positional) - len(args.defaults):],
+                                                            args.defaults)}
+    defaults.update({a.arg: ast.literal_eval(d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d})
+    results = [part.split()[0].rstrip(":") for part in result.strip().strip("()").split(",")]
+    return params, defaults, results
+
+
+@functools.cache
+def _signature(op):
+    params, defaults, _ = op_signature(op)
+    return inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                default=defaults.get(p, inspect.Parameter.empty)) for p in params])
+
+
+def op_arguments(op, args=(), kwargs=None):
+    """{argument: value} of a call of `op` with these positional and keyword arguments, every argument
+    of its contract in order (defaults filled in): `fn(*op_arguments(op, ...).values())` calls it."""
+    try:
+        bound = _signature(op).bind(*args, **(kwargs or {}))
+    except TypeError as e:
+        raise TypeError(f"{op}: {e}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def check_sequence_forms(forms=None):
+    """Every declaration covers ops of the contract whose signatures have its form; raises ValueError
+    naming the first that does not (tests/test_sequence_forms.py)."""
+    for name, form in (SEQUENCE_FORMS if forms is None else forms).items():
+        ops = form_ops(name)
+        pair = isinstance(form, (StatePassing, Halo, KVPassing, SequenceMean))
+        if not ops or (pair and len(ops) != 2):
+            raise ValueError(f"SEQUENCE_FORMS[{name!r}]: a {type(form).__name__} needs "
+                             f"{'ops ' if pair else 'an op '}{name}_forward and {name}_backward"
+                             f"{'' if pair else f' or {name}'} in SEQUENCE_MIXING_OPS; found {list(ops)}")
+        problem = _form_mismatch(form, ops)
+        if problem:
+            raise ValueError(f"SEQUENCE_FORMS[{name!r}]: {problem}")
+
+
+def _form_mismatch(form, ops):
+    sigs = [op_signature(op) for op in ops]
+    if isinstance(form, StatePassing):
+        (fparams, _, fresults), (bparams, _, bresults) = sigs
+        ins, outs = list(form.inputs), list(form.outputs)
+        douts = ["d" + o for o in outs]
+        if ([p for p in fparams if p in ins] != ins or "h0" not in fparams or fresults != outs + ["h_last"]
+                or bparams[:len(outs)] != douts or [p for p in bparams if p in ins] != ins
+                or not {"h0", "dh_last"} <= set(bparams) or bresults != ["d" + i for i in ins] + ["dh0"]):
+            return (f"a StatePassing op with inputs {ins} and outputs {outs} is f({', '.join(ins)}, ..., h0=None) -> "
+                    f"({', '.join(outs)}, h_last) and f_backward({', '.join(douts + ins)}, ..., h0=None, "
+                    f"dh_last=None) -> ({', '.join('d' + i for i in ins)}, dh0); the contract says "
+                    f"{SEQUENCE_MIXING_OPS[ops[0]]} and {SEQUENCE_MIXING_OPS[ops[1]]}")
+    elif isinstance(form, Halo):
+        (fparams, _, fresults), (bparams, _, bresults) = sigs
+        if (fparams[-1] != "prefix" or bparams[:2] != ["d" + fresults[0], fparams[0]] or bparams[-1] != "prefix"
+                or bresults[0] != "d" + fparams[0] or bresults[-1] != "dprefix"):
+            return (f"a Halo op is f(x, ..., prefix=None) -> y and f_backward(dy, x, ..., prefix=None) -> "
+                    f"(dx, ..., dprefix); the contract says {SEQUENCE_MIXING_OPS[ops[0]]} and "
+                    f"{SEQUENCE_MIXING_OPS[ops[1]]}")
+    elif isinstance(form, Offset):
+        for op, (params, _, _) in zip(ops, sigs):
+            for arg in (form.time, form.batch):
+                if arg is not None and arg not in params:
+                    return f"{op} has no argument {arg!r}: {SEQUENCE_MIXING_OPS[op]}"
+    return None
 
 
 class Backend:

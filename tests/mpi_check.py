@@ -1,12 +1,15 @@
 """Run under `mpiexec -n P` by tests/test_mpi.py: the mpi backend against the local backend in one
-process (every process computes that reference itself), for the sequence-mixing ops and for the
-whole MNIST hybrid (outputs, loss, every parameter gradient). An assertion failing on any process
+process (every process computes that reference itself), for the sequence-mixing ops (every declared
+StatePassing and Halo op generically, with the examples of their declarations, and the attention,
+RoPE, dropout and mean-pool mechanisms), for the whole MNIST hybrid, and for a CharLM around every
+registered mixer (outputs, loss, every parameter gradient). An assertion failing on any process
 aborts the job (the backend's excepthook), so the exit status is the verdict.
 
     mpiexec -n 3 python tests/mpi_check.py ops model --local c
     mpiexec -n 4 python tests/mpi_check.py model --local c --mode data
     mpiexec -n 2 python tests/mpi_check.py errors
     mpiexec -n 4 python tests/mpi_check.py ops model --scan exscan
+    mpiexec -n 3 python tests/mpi_check.py mixers
 """
 import argparse
 import os
@@ -17,7 +20,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import rel_err  # noqa: E402
 
-from hybridref.backends.mpi import MPIBackend  # noqa: E402
+import test_sequence_forms as forms  # noqa: E402
+
+from hybridref.backends.base import SEQUENCE_FORMS, op_signature  # noqa: E402
+from hybridref.backends.mpi import MPIBackend, sequence, state_passing  # noqa: E402
+from hybridref.layers.registry import mixers  # noqa: E402
+from hybridref.models.char_lm import CharLM  # noqa: E402
 from hybridref.models.mnist_hybrid import MnistHybrid  # noqa: E402
 
 TOL = 1e-5  # the issue's bound: float32 partial sums and lse merges sit near 1e-7
@@ -43,43 +51,23 @@ def check_ops(be, rng):
         lo, hi = be.seq_edges[be.rank], be.seq_edges[be.rank + 1]
         part = lambda a: np.ascontiguousarray(a[:, lo:hi])
 
-        # causal conv1d, with and without a prefix before the sequence
-        x, w, bias, dy, prefix = f32(2, T, 5), f32(5, 4), f32(5), f32(2, T, 5), f32(2, 3, 5)
-        for pre in (None, prefix):
-            y_ref = ref.causal_conv1d_forward(x, w, bias, pre)
-            g_ref = ref.causal_conv1d_backward(dy, x, w, True, pre)
-            xl = part(x)
-            close(f"conv T={T} y", gather_seq(be, be.causal_conv1d_forward(xl, w, bias, pre)), y_ref)
-            dx, dw, db, dpre = be.causal_conv1d_backward(part(dy), xl, w, True, pre)
-            close("conv dx", gather_seq(be, dx), g_ref[0])
-            close("conv dw", be.all_sum(dw), g_ref[1])
-            close("conv dbias", be.all_sum(db), g_ref[2])
-            assert (dpre is None) == (pre is None)
-            if pre is not None:
-                close("conv dprefix", be.all_sum(dpre), g_ref[3])
-
-        # selective scan: 37 channels are three pipelined groups; with h0 and dh_last, and without
-        B, Din, N = 2, 37, 5
-        x, dy = f32(B, T, Din), f32(B, T, Din)
-        delta = (0.1 * np.abs(f32(B, T, Din)) + 0.05).astype(np.float32)
-        A = -np.exp(f32(Din, N) * 0.5).astype(np.float32)
-        Bm, Cm, D = f32(B, T, N), f32(B, T, N), f32(Din)
-        for h0, dh_last in ((None, None), (f32(B, Din, N), f32(B, Din, N))):
-            y_ref, h_ref = ref.selective_scan_forward(x, delta, A, Bm, Cm, D, h0)
-            g_ref = ref.selective_scan_backward(dy, x, delta, A, Bm, Cm, D, h0, dh_last)
-            args = [part(a) for a in (x, delta)] + [A] + [part(a) for a in (Bm, Cm)] + [D]
-            y, h_last = be.selective_scan_forward(*args, h0)
-            close(f"scan T={T} y", gather_seq(be, y), y_ref)
-            if be.rank == P - 1:
-                close("scan h_last", h_last, h_ref)
-            # dh_last belongs to the last process's h_last: the others pass none
-            g = be.selective_scan_backward(part(dy), *args, h0, dh_last if be.rank == P - 1 else None)
-            for name, i in (("dx", 0), ("ddelta", 1), ("dBm", 3), ("dCm", 4)):
-                close(f"scan {name}", gather_seq(be, g[i]), g_ref[i])
-            close("scan dA", be.all_sum(g[2]), g_ref[2])
-            close("scan dD", be.all_sum(g[5]), g_ref[5])
-            if h0 is not None:
-                close("scan dh0", be.all_sum(g[6]), g_ref[6])
+        # every declared StatePassing op (the backend's own), and time-reversed: the other direction
+        # of the same mechanism (state_passing.make_ops on the flipped local op); every Halo op
+        for name in forms.STATE_PASSING:
+            form, local = SEQUENCE_FORMS[name], (getattr(ref, f"{name}_forward"), getattr(ref, f"{name}_backward"))
+            rform, *rlocal = forms.time_reversed(name, form, *local)
+            for what, fm, loc, split in (
+                    (name, form, local, (getattr(be, f"{name}_forward"), getattr(be, f"{name}_backward"))),
+                    (f"{name} time-reversed", rform, rlocal, state_passing.make_ops(be, name, rform, *rlocal))):
+                for with_state in (False, True):
+                    check_state_passing(be, name, f"{what} T={T}", fm, loc, split, rng,
+                                        forms.example(name, rng, np.float32, T), with_state, lo, hi)
+        for name in forms.HALO:
+            local = getattr(ref, f"{name}_forward"), getattr(ref, f"{name}_backward")
+            split = getattr(be, f"{name}_forward"), getattr(be, f"{name}_backward")
+            for with_prefix in (False, True):
+                check_halo(be, name, f"{name} T={T}", SEQUENCE_FORMS[name], local, split, rng,
+                           forms.example(name, rng, np.float32, T), with_prefix, lo, hi)
 
         # attention: full causal and a window shorter than a slice (far blocks are skipped)
         q, k, v, do = f32(2, T, 4, 5), f32(2, T, 2, 5), f32(2, T, 2, 5), f32(2, T, 4, 5)
@@ -112,6 +100,54 @@ def check_ops(be, rng):
         close("mean_pool dx", gather_seq(be, dx), ref.mean_pool_backward(dy, T))
 
 
+def check_state_passing(be, name, what, form, local, split, rng, args, with_state, lo, hi):
+    """A StatePassing op split over the processes against the local op on the whole sequence: each
+    process's outputs and per-position gradients, its h_last (the last process along the op's
+    direction: the whole sequence's), the sums of the partial gradients of weights and h0."""
+    fop, bop = f"{name}_forward", f"{name}_backward"
+    h0, douts, dh_last = forms.state_passing_case(form, rng, np.float32, args, with_state)
+    *outs, h_last = forms.call(local[0], fop, {**args, "h0": h0})
+    *grads, dh0 = forms.call(local[1], bop, {**douts, **args, "h0": h0, "dh_last": dh_last})
+    tin, tdout = forms.t_axes(form.inputs), forms.t_axes(form.outputs, "d")
+    mine = {**args, **{n: forms.cut(args[n], ax, lo, hi) for n, ax in tin.items()}}
+    my_douts = {n: forms.cut(douts[n], ax, lo, hi) for n, ax in tdout.items()}
+    *got, h = forms.call(split[0], fop, {**mine, "h0": h0})
+    for out, y, want, ax in zip(form.outputs, got, outs, tdout.values()):
+        close(f"{what} {out}", gather_seq(be, y, ax), want)
+    last = be.rank == (0 if form.reverse else be.size - 1)
+    if last:
+        close(f"{what} h_last", h, h_last)
+    # dh_last belongs to the last process's h_last: the others pass none
+    *g, dh = forms.call(split[1], bop, {**my_douts, **mine, "h0": h0, "dh_last": dh_last if last else None})
+    for (n, ax), got_g, want in zip(tin.items(), g, grads):
+        close(f"{what} d{n}", be.all_sum(got_g) if ax is None else gather_seq(be, got_g, ax), want)
+    assert (dh is None) == (h0 is None)
+    if h0 is not None:
+        close(f"{what} dh0", be.all_sum(dh), dh0)
+
+
+def check_halo(be, name, what, form, local, split, rng, args, with_prefix, lo, hi):
+    """A Halo op split over the processes against the local op on the whole sequence."""
+    fop, bop = f"{name}_forward", f"{name}_backward"
+    x_name, dy_name = op_signature(fop)[0][0], op_signature(bop)[0][0]
+    bargs, prefix = forms.halo_case(name, form, rng, np.float32, args, with_prefix)
+    y = forms.call(local[0], fop, {**args, "prefix": prefix})
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    *grads, dprefix = forms.call(local[1], bop, {dy_name: dy, **bargs, "prefix": prefix})
+    x = np.ascontiguousarray(args[x_name][:, lo:hi])
+    close(f"{what} y", gather_seq(be, forms.call(split[0], fop, {**args, x_name: x, "prefix": prefix})), y)
+    *g, dp = forms.call(split[1], bop, {**bargs, dy_name: np.ascontiguousarray(dy[:, lo:hi]), x_name: x,
+                                        "prefix": prefix})
+    close(f"{what} dx", gather_seq(be, g[0]), grads[0])
+    for i in range(1, len(grads)):
+        assert (g[i] is None) == (grads[i] is None)
+        if grads[i] is not None:
+            close(f"{what} gradient {i}", be.all_sum(g[i]), grads[i])
+    assert (dp is None) == (prefix is None)
+    if prefix is not None:
+        close(f"{what} dprefix", be.all_sum(dp), dprefix)
+
+
 def check_model(be, rng):
     """The MNIST hybrid with a windowed attention block and dropout: logits, loss and every gradient."""
     kw = dict(patch=4, d_model=32, pattern="MAMA", n_heads=4, dropout=0.2, seed=3)
@@ -141,6 +177,41 @@ def check_model(be, rng):
         assert all(np.array_equal(p.grad, other) for other in be.comm.allgather(p.grad)), "replicas differ"
 
 
+def check_mixers(be, rng):
+    """Every registered mixer (with its test_options) between attention blocks, letter + "A" + letter,
+    in a small CharLM with dropout: one training step's logits, loss and every gradient. A new mixer
+    is checked here as soon as it registers; if its ops have no sequence form, the mpi backend
+    refuses them in sequence mode and this check says which."""
+    P = be.size
+    for letter, spec in mixers().items():
+        if LETTERS is not None and letter not in LETTERS:
+            continue
+        options = {letter: spec.test_options, "A": mixers()["A"].test_options}
+        kw = dict(vocab_size=11, d_model=16, pattern=letter + "A" + letter, mixers=options, dropout=0.1, seed=2)
+        for T in (2 * P + 1, 4 * P + 3):  # with d_conv 4, slices of 2 are shorter than Mamba's conv halo
+            ref_model, model = CharLM(**kw).to(be.local), CharLM(**kw).to(be)  # it shards its ids
+            for m in (ref_model, model):
+                m.set_dropout_seed((0, 7))
+            ids = rng.integers(0, 11, (P + 1, T))  # data mode: a batch row or two per process
+            targets = rng.integers(0, 11, (P + 1, T))
+
+            logits_ref = ref_model.forward(ids)
+            loss_ref, probs = be.local.cross_entropy_forward(logits_ref.reshape(-1, 11), targets.reshape(-1))
+            ref_model.backward(be.local.cross_entropy_backward(probs, targets.reshape(-1)).reshape(logits_ref.shape))
+
+            logits = model.forward(ids)
+            y = be.shard_tokens(targets).reshape(-1)
+            loss, probs = be.cross_entropy_forward(logits.reshape(-1, 11), y)
+            model.backward(be.cross_entropy_backward(probs, y).reshape(logits.shape))
+            be.reduce_gradients(model.params())
+            what = f"mixer {letter} ({spec.name}) pattern {kw['pattern']} T={T}"
+            close(f"{what} logits", gather_seq(be, logits, axis=1 if be.mode == "sequence" else 0), logits_ref)
+            close(f"{what} loss", loss, loss_ref)
+            ref_params = dict(ref_model.named_params())
+            for name, p in model.named_params():
+                close(f"{what} grad {name}", p.grad, ref_params[name].grad)
+
+
 def check_errors(be, rng):
     """Misuse is a ValueError naming the op, raised on every process before any message."""
     import pytest
@@ -158,25 +229,32 @@ def check_errors(be, rng):
         be.selective_scan_backward(x, x, x, A, f32(1, 3, 2), f32(1, 3, 2), f32(4))
     with pytest.raises(ValueError, match=f"mean_pool_forward: a batch of 1 rows cannot be shared by {be.size}"):
         be.mean_pool_forward(x)
-    with pytest.raises(ValueError, match="attention_decode: the mpi backend splits whole sequences"):
+    with pytest.raises(ValueError, match="attention_decode: the mpi backend splits each sequence over processes "
+                                         r".* decode on the local backend \(be.local\)"):
         be.attention_decode(f32(2, 2, 4), f32(2, 2, 5, 4), f32(2, 2, 5, 4), 3)
+    # an op without a declared form is refused, not run on the slice as if it were the whole sequence
+    undeclared = sequence.sequence_ops(be, {k: v for k, v in SEQUENCE_FORMS.items() if k != "rope"})
+    with pytest.raises(ValueError, match=r"rope_forward: the mpi backend .* no declared sequence form"):
+        undeclared["rope_forward"](f32(2, 3, 2, 4))
     with pytest.raises(ValueError, match="cannot be split over"):
         be.shard_tokens(np.zeros((1, be.size - 1, 1)))
 
 
 def main():
-    global be_rank
+    global be_rank, LETTERS
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="+", choices=["ops", "model", "errors"])
+    ap.add_argument("what", nargs="+", choices=["ops", "model", "errors", "mixers"])
     ap.add_argument("--local", default="c")
     ap.add_argument("--mode", default="sequence")
     ap.add_argument("--scan", default="pipeline")
+    ap.add_argument("--letters", help="mixers: only these registered letters (default: all)")
     args = ap.parse_args()
     be = MPIBackend(local=args.local, mode=args.mode, threads=1 if args.local == "c" else None, scan=args.scan)
     be_rank = be.rank
+    LETTERS = args.letters
     rng = np.random.default_rng(0)  # the same data on every process
     for what in args.what:
-        dict(ops=check_ops, model=check_model, errors=check_errors)[what](be, rng)
+        dict(ops=check_ops, model=check_model, errors=check_errors, mixers=check_mixers)[what](be, rng)
     be.comm.Barrier()
     if be.rank == 0:
         print(f"mpi_check {' '.join(args.what)} local={args.local} mode={args.mode} scan={args.scan} "
@@ -184,5 +262,6 @@ def main():
 
 
 be_rank = 0
+LETTERS = None
 if __name__ == "__main__":
     main()

@@ -39,9 +39,30 @@ def test_sequence_parallel_matches_one_process(procs, local, what, scan):
 
 
 @pytest.mark.parametrize("procs", [2, 3])
-def test_data_parallel_matches_one_process(procs):
-    out, text = run_script(procs, "mpi_check.py", "model", "--mode", "data")
+def test_every_mixer_trains_as_one_process(procs):
+    """A CharLM around each registered mixer (pattern letter + "A" + letter, the spec's test_options,
+    dropout), one training step in sequence mode: logits, loss and every gradient within 1e-5 of one
+    process. One launch covers every mixer (tests/mpi_check.py mixers)."""
+    out, text = run_script(procs, "mpi_check.py", "mixers")
     assert out.returncode == 0 and ": OK" in out.stdout, text[-3000:]
+
+
+@pytest.mark.parametrize("procs", [2, 3])
+def test_data_parallel_matches_one_process(procs):
+    out, text = run_script(procs, "mpi_check.py", "model", "mixers", "--mode", "data")
+    assert out.returncode == 0 and ": OK" in out.stdout, text[-3000:]
+
+
+def test_sequence_ops_come_from_the_declarations():
+    """Sequence mode builds every sequence-mixing op from its form (SEQUENCE_FORMS); an op without one
+    is refused, naming it (the ops are built without communicating, so one process can look)."""
+    from hybridref.backends.base import SEQUENCE_FORMS, SEQUENCE_MIXING_OPS
+    from hybridref.backends.mpi import sequence
+    be = get_backend("mpi")
+    assert set(sequence.sequence_ops(be)) == set(SEQUENCE_MIXING_OPS)
+    ops = sequence.sequence_ops(be, {k: v for k, v in SEQUENCE_FORMS.items() if k != "selective_scan"})
+    with pytest.raises(ValueError, match="selective_scan_backward: the mpi backend .* no declared sequence form"):
+        ops["selective_scan_backward"]()
 
 
 @pytest.mark.parametrize("scenario,message", [("raise", "RuntimeError: mpi_fail: rank 0 gives up"),

@@ -1,8 +1,9 @@
 """The MPI backend: one model spread over the processes of `mpiexec -n P`, through mpi4py.
 
 It wraps a local backend (`c`, or `numpy` for debugging). In `sequence` mode each process
-holds one contiguous slice of every sequence: position-wise ops run locally on it and the
-sequence-mixing ops (backends/mpi/sequence.py) exchange what crosses a slice boundary. In
+holds one contiguous slice of every sequence: position-wise ops run locally on it and each
+sequence-mixing op exchanges what crosses a slice boundary as its declared form says
+(SEQUENCE_FORMS in backends/base.py; one mechanism per form, backends/mpi/sequence.py). In
 `data` mode each process holds a slice of the batch and every op runs locally. Either way,
 parameters are replicated and their gradients summed (`reduce_gradients`), so training is
 the one-process computation. Started without mpiexec it is P = 1: the local backend's ops.
@@ -20,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from ..base import OP_NAMES, SEQUENCE_MIXING_OPS, Backend
+from ..base import OP_NAMES, Backend
 from . import sequence
 from .sequence import split_range
 
@@ -30,7 +31,7 @@ except ImportError as e:  # reported by `hybridref info`; the tests skip on it
     raise ImportError(f"the mpi backend needs mpi4py and an MPI library (pip install 'hybridref[mpi]'): {e}") from e
 
 MODES = ("sequence", "data")
-SCANS = ("pipeline", "exscan")  # how sequence mode passes the selective scan's state: sequence.py
+SCANS = ("pipeline", "exscan")  # how sequence mode passes a scan's state: state_passing.py
 
 
 def abort_world(message):
@@ -67,21 +68,21 @@ def _exit_when_orphaned(parent, period=0.5):
 
 class _KeptForBackward:
     """State a forward computed for the backward of the same input arrays (the boundary state
-    arriving from the previous process), keyed by the arrays' identity and dropped with them,
-    so a forward that is never differentiated (evaluation) leaves nothing behind."""
+    arriving from the previous process), keyed by the op family's name and the arrays' identity
+    and dropped with them, so a forward that is never differentiated (evaluation) leaves nothing."""
 
     def __init__(self):
         self._values = {}
 
-    def put(self, arrays, value):
-        key = tuple(map(id, arrays))
+    def put(self, name, arrays, value):
+        key = (name, *map(id, arrays))
         if key not in self._values:
             weakref.finalize(arrays[0], self._values.pop, key, None)
         self._values[key] = value
 
-    def get(self, op, arrays):
+    def get(self, op, name, arrays):
         try:
-            return self._values[tuple(map(id, arrays))]
+            return self._values[(name, *map(id, arrays))]
         except KeyError:
             raise ValueError(f"{op}: the mpi backend has no forward of these arrays on this process; "
                              f"call the backward with the arrays given to the forward") from None
@@ -113,16 +114,12 @@ class MPIBackend(Backend):
             threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
             self.cross_entropy_forward = self._cross_entropy_forward
             self.cross_entropy_backward = self._cross_entropy_backward
-            if mode == "data":
-                self.dropout = self._dropout_batch_slice
-            if mode == "sequence":
-                for op in SEQUENCE_MIXING_OPS:
-                    setattr(self, op, getattr(sequence, op).__get__(self))
-                if scan == "exscan":
-                    # the backward's exclusive scan runs from the last process to the first
-                    self.reverse_comm = self.comm.Split(0, self.size - 1 - self.rank)
-                    for op in ("selective_scan_forward", "selective_scan_backward"):
-                        setattr(self, op, getattr(sequence, op + "_exscan").__get__(self))
+            if mode == "sequence" and scan == "exscan":
+                # the exclusive scans that run from the last process to the first
+                self.reverse_comm = self.comm.Split(0, self.size - 1 - self.rank)
+            ops = sequence.sequence_ops(self) if mode == "sequence" else sequence.batch_ops(self)
+            for op, fn in ops.items():
+                setattr(self, op, fn)
         self.seq_edges = None  # the current split of the sequence, set by shard_tokens
         self.batch_edges = None  # the current split of the batch, set by local_batch
         self.kept = _KeptForBackward()
@@ -183,14 +180,6 @@ class MPIBackend(Backend):
         for p in params:
             p.grad[...] = flat[at:at + p.grad.size].reshape(p.grad.shape)
             at += p.grad.size
-
-    def _dropout_batch_slice(self, x, p, seed, batch_offset=0, time_offset=0):
-        """Data mode: this process's rows are rows edges[rank].. of the batch; their mask is theirs."""
-        edges = self.batch_edges
-        if edges is None or edges[self.rank + 1] - edges[self.rank] != x.shape[0]:
-            raise ValueError(f"dropout: got {x.shape[0]} batch rows, but this process (rank {self.rank}) holds "
-                             f"the rows of the split {edges}; pass the model input through be.shard_tokens first")
-        return self.local.dropout(x, p, seed, batch_offset + edges[self.rank], time_offset)
 
     # ---- the loss: a mean over the global batch -----------------------------------------------
     def _cross_entropy_forward(self, logits, targets):
