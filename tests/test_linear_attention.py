@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from helpers import check_grads, rel_err
+from helpers import assert_same_for_thread_counts, check_grads, rel_err
+from hybridref.backends.c import linear_attention as cla
 from hybridref.backends.numpy import linear_attention as nla
 
 GRAD_NAMES = ("q", "k", "v", "g", "h0")
@@ -122,3 +123,206 @@ def test_numpy_rejects_bad_input(rng):
         nla.linear_attention_forward(q, k, v, -g)
     with pytest.raises(ValueError, match="^linear_attention_backward: need q, k"):
         nla.linear_attention_backward(do, q, k, v[:, :, :1].repeat(3, 2), g)
+
+
+# ---- the C kernel ----------------------------------------------------------------------------------
+
+def _f64(a):
+    return None if a is None else a.astype(np.float64)
+
+
+def _c_fwd(cb):
+    return lambda *a, **kw: cla.linear_attention_forward(cb, *a, **kw)
+
+
+def _c_bwd(cb):
+    return lambda *a, **kw: cla.linear_attention_backward(cb, *a, **kw)
+
+
+# Against the float64 oracle on the same float32 inputs: each output is a sum of O(L + K) float32 products
+# (L terms inside a chunk, K or V in each product with the state), whose decay factors are products of at
+# most L exponentials (~2 ulp each, a half-ulp per product); dg adds a reverse sum over the chunk. Measured
+# up to 8e-7 on every ISA (every test below); 5e-6 leaves 6x margin and is far below any wrong or missing
+# term (O(1)).
+C_TOL = 5e-6
+
+# (B, T, Hq, H, K, V, Kg, chunk): odd sizes, partial vectors, a last chunk shorter than the others, GLA
+# sub-blocks of 16 with a partial last one, groups (Hq < H), one chunk (parallel), chunks of one position.
+C_CASES = [(2, 37, 1, 2, 5, 7, 1, 16), (2, 37, 2, 4, 5, 7, 5, 16), (1, 70, 1, 1, 19, 33, 19, 64),
+           (1, 70, 1, 3, 19, 33, 1, 64), (2, 50, 1, 3, 4, 4, 4, 1), (1, 45, 1, 1, 16, 16, 16, 45),
+           (3, 21, 3, 3, 17, 9, 17, 7)]
+
+
+@pytest.mark.parametrize("case", C_CASES)
+@pytest.mark.parametrize("use_h0", [False, True])
+@pytest.mark.parametrize("use_dh_last", [False, True])
+def test_c_matches_numpy(cb, rng, case, use_h0, use_dh_last):
+    *shape, chunk = case
+    (q, k, v, g), h0, do = _inputs(rng, *shape, np.float32)
+    h0 = h0 if use_h0 else None
+    dh_last = rng.standard_normal((shape[0], shape[3], shape[4], shape[5])).astype(np.float32) if use_dh_last else None
+    ins = (q, k, v, g)
+    o, h_last = cla.linear_attention_forward(cb, *ins, 0.6, h0, chunk)
+    ro, rh = nla.recurrent_forward(*map(_f64, ins), 0.6, _f64(h0))
+    assert o.dtype == np.float32 and rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
+    got = cla.linear_attention_backward(cb, do, *ins, 0.6, h0, dh_last, chunk)
+    want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.6, _f64(h0), _f64(dh_last))
+    for name, a, b in zip(GRAD_NAMES, got, want):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.dtype == np.float32 and a.shape == b.shape and rel_err(a, b) < C_TOL, name
+
+
+@pytest.mark.parametrize("Kg", [1, 6])
+def test_c_forms_agree(cb, rng, Kg):
+    """The C kernel's three forms (chunk 16, parallel = one chunk, recurrent = chunks of one) and chunk
+    lengths that do not divide T agree with each other within float32 rounding (C_TOL, as above)."""
+    (q, k, v, g), h0, do = _inputs(rng, 2, 41, 1, 2, 6, 5, Kg, np.float32)
+    ref = cla.linear_attention_forward(cb, q, k, v, g, 1.0, h0, 16)
+    for mode, chunk in (("parallel", 16), ("recurrent", 16), ("chunk", 1), ("chunk", 5), ("chunk", 41),
+                        ("chunk", 1000)):
+        out = cla.linear_attention_forward(cb, q, k, v, g, 1.0, h0, chunk, mode)
+        assert all(rel_err(a, b) < C_TOL for a, b in zip(out, ref)), (mode, chunk)
+    ref = cla.linear_attention_backward(cb, do, q, k, v, g, 1.0, h0, h0, 16)
+    for chunk in (1, 5, 41, 1000):
+        out = cla.linear_attention_backward(cb, do, q, k, v, g, 1.0, h0, h0, chunk)
+        assert all(rel_err(a, b) < C_TOL for a, b in zip(out, ref)), chunk
+
+
+@pytest.mark.parametrize("Kg", [1, 5])
+@pytest.mark.parametrize("use_h0", [False, True])
+def test_split_c(cb, rng, Kg, use_h0):
+    (q, k, v, g), h0, do = _inputs(rng, 2, 29, 1, 2, 5, 6, Kg, np.float32)
+    dh_last = rng.standard_normal(h0.shape).astype(np.float32)
+    # float32: the split moves chunk boundaries (7 + 22 against 29), which regroups the sums: C_TOL
+    _check_split(_c_fwd(cb), _c_bwd(cb), (q, k, v, g), h0 if use_h0 else None, do, dh_last, 8, C_TOL)
+
+
+@pytest.mark.parametrize("Kg", [1, 8])
+def test_c_strong_decay(cb, rng, Kg):
+    """g = -50 per step (e^-50 ≈ 2e-22, below float32 resolution after one step) mixed with steps of almost
+    no decay, across and inside chunks and GLA sub-blocks: finite and within C_TOL of the float64
+    recurrence, forward and backward. A scheme forming e^{G_i}·e^{-G_j} would overflow here (|G| > 88)."""
+    (q, k, v, g), h0, do = _inputs(rng, 1, 100, 1, 2, 8, 5, Kg, np.float32)
+    g[:, 10:40] = -50.0
+    g[:, 40:70] = -1e-4
+    g[:, 75:77] = -50.0
+    ins = (q, k, v, g)
+    o, h_last = cla.linear_attention_forward(cb, *ins, 1.0, h0, 64)
+    ro, rh = nla.recurrent_forward(*map(_f64, ins), 1.0, _f64(h0))
+    assert np.isfinite(o).all() and rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
+    got = cla.linear_attention_backward(cb, do, *ins, 1.0, h0, h0, 64)
+    want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 1.0, _f64(h0), _f64(h0))
+    for name, a, b in zip(GRAD_NAMES, got, want):
+        assert np.isfinite(a).all() and rel_err(a, b) < C_TOL, name
+
+
+def test_c_gla_gates(cb, rng):
+    """GLA's gates g = logsigmoid(x)/16 (fla's gate_logit_normalizer) with x from near 0 to -1600 (g ≈ -100)."""
+    (q, k, v, _), h0, do = _inputs(rng, 1, 90, 2, 2, 16, 8, 16, np.float32)
+    x = rng.standard_normal((1, 90, 2, 16)) * np.array([1.0, 1e3])[None, None, :, None]
+    g = (-np.logaddexp(0.0, -x) / 16).astype(np.float32)
+    ins = (q, k, v, g)
+    o, h_last = cla.linear_attention_forward(cb, *ins, 0.25, h0, 64)
+    ro, rh = nla.recurrent_forward(*map(_f64, ins), 0.25, _f64(h0))
+    assert rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
+    got = cla.linear_attention_backward(cb, do, *ins, 0.25, h0, None, 64)
+    want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.25, _f64(h0), None)
+    for name, a, b in zip(GRAD_NAMES, got, want):
+        assert rel_err(a, b) < C_TOL, name
+
+
+@pytest.mark.parametrize("Kg", [1, 64])
+def test_c_checkpointed_backward(cb, rng, Kg):
+    """More chunk states than the backward keeps (300 chunks of 4 positions with K = V = 64): it restarts
+    segments of ~√300 chunks from checkpoints, the last segment partial."""
+    (q, k, v, g), h0, do = _inputs(rng, 1, 1199, 1, 1, 64, 64, Kg, np.float32)
+    ins = (q, k, v, g)
+    got = cla.linear_attention_backward(cb, do, *ins, 0.125, h0, h0, 4)
+    want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.125, _f64(h0), _f64(h0))
+    for name, a, b in zip(GRAD_NAMES, got, want):
+        assert rel_err(a, b) < C_TOL, name
+
+
+@pytest.mark.parametrize("Kg", [1, 8])
+def test_c_long_sequence(cb, rng, Kg):
+    """T = 32,768, one small head, against the float64 recurrence. Decays down to -1e-3 keep ~1000 steps of
+    memory, so each output sums ~1000 terms; errors do not grow with T (the state contracts)."""
+    (q, k, v, g), h0, do = _inputs(rng, 1, 32768, 1, 1, 8, 8, Kg, np.float32, decay=(1e-3, 0.1))
+    ins = (q, k, v, g)
+    o, h_last = cla.linear_attention_forward(cb, *ins, 0.35, h0, 64)
+    ro, rh = nla.recurrent_forward(*map(_f64, ins), 0.35, _f64(h0))
+    assert rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
+    got = cla.linear_attention_backward(cb, do, *ins, 0.35, h0, None, 64)
+    want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.35, _f64(h0), None)
+    for name, a, b in zip(GRAD_NAMES, got, want):
+        assert rel_err(a, b) < C_TOL, name
+
+
+@pytest.mark.parametrize("Kg", [1, 5])
+def test_c_decode_step_in_place(cb, rng, Kg):
+    """The mixers' C decode steps call the kernel with T = 1 and h_last = h0 (one buffer): T steps so
+    equal the whole forward."""
+    (q, k, v, g), h0, _ = _inputs(rng, 2, 9, 1, 2, 5, 3, Kg, np.float32)
+    o, h_last = cla.linear_attention_forward(cb, q, k, v, g, 0.5, h0, 64)
+    state, f = h0.copy(), cb.f32
+    for t in range(q.shape[1]):
+        step = [np.ascontiguousarray(a[:, t:t + 1]) for a in (q, k, v, g)]
+        o_t = np.empty((2, 1, 2, 3), np.float32)
+        assert cb.lib.hr_linear_attention_forward(*map(f, step), f(state), f(o_t), f(state), 2, 1, 1, 2, 5, 3, Kg,
+                                                  0.5, 64) == 0
+        assert rel_err(o_t[:, 0], o[:, t]) < C_TOL
+    assert rel_err(state, h_last) < C_TOL
+
+
+def test_c_deterministic(cb, rng):
+    (q, k, v, g), h0, do = _inputs(rng, 3, 37, 2, 4, 5, 7, 5, np.float32)
+    run = lambda: (cla.linear_attention_forward(cb, q, k, v, g, 0.5, h0, 16)
+                   + cla.linear_attention_backward(cb, do, q, k, v, g, 0.5, h0, h0, 16))
+    # a task owns one (batch, head); the heads of a group add their dq, dk in head order
+    assert_same_for_thread_counts(cb, run)
+
+
+def test_c_rejects_bad_input(cb, rng):
+    (q, k, v, g), h0, do = _inputs(rng, 2, 5, 1, 2, 3, 4, 1, np.float32)
+    fwd, bwd = "linear_attention_forward", "linear_attention_backward"
+    F, Bk = _c_fwd(cb), _c_bwd(cb)
+    wrong = {"k": (2, 5, 1, 4), "v": (2, 4, 2, 4), "g": (2, 5, 2, 2)}
+    for i, name in enumerate(("k", "v", "g")):
+        bad = [q, k, v, g]
+        bad[i + 1] = np.zeros(wrong[name], np.float32)
+        with pytest.raises(ValueError, match=f"^{fwd}: {name} must have shape"):
+            F(*bad)
+        with pytest.raises(ValueError, match=f"^{bwd}: {name} must have shape"):
+            Bk(do, *bad)
+    for i, name in enumerate(("q", "k", "v", "g")):
+        bad = [q, k, v, g]
+        bad[i] = bad[i].astype(np.float64)
+        with pytest.raises(ValueError, match=f"^{fwd}: {name} must have dtype float32"):
+            F(*bad)
+        bad[i] = np.repeat([q, k, v, g][i], 2, axis=-1)[..., ::2]
+        with pytest.raises(ValueError, match=f"^{bwd}: {name} must be C-contiguous"):
+            Bk(do, *bad)
+    with pytest.raises(ValueError, match=f"^{fwd}: the value heads H = 3"):
+        F(np.zeros((2, 5, 2, 3), np.float32), np.zeros((2, 5, 2, 3), np.float32), np.zeros((2, 5, 3, 4), np.float32),
+          np.zeros((2, 5, 3, 1), np.float32))
+    with pytest.raises(ValueError, match=f"^{fwd}: g must hold finite log decays <= 0"):
+        F(q, k, v, -g)
+    with pytest.raises(ValueError, match=f"^{fwd}: g must hold finite log decays <= 0"):
+        F(q, k, v, np.full_like(g, -np.inf))
+    with pytest.raises(ValueError, match=f"^{fwd}: chunk must be an int >= 1"):
+        F(q, k, v, g, chunk=0)
+    with pytest.raises(ValueError, match=f"^{bwd}: chunk must be an int >= 1"):
+        Bk(do, q, k, v, g, chunk=True)
+    with pytest.raises(ValueError, match=f"^{fwd}: mode must be one of"):
+        F(q, k, v, g, mode="dual")
+    with pytest.raises(ValueError, match=f"^{fwd}: scale must be a number"):
+        F(q, k, v, g, scale=None)
+    with pytest.raises(ValueError, match=f"^{fwd}: h0 must have shape"):
+        F(q, k, v, g, 1.0, h0[:, :1].copy())
+    with pytest.raises(ValueError, match=f"^{bwd}: dh_last must have shape"):
+        Bk(do, q, k, v, g, 1.0, h0, h0[:1].copy())
+    with pytest.raises(ValueError, match=f"^{bwd}: do must have shape"):
+        Bk(do[:, :4].copy(), q, k, v, g)
+    with pytest.raises(ValueError, match=f"^{fwd}: key size K"):
+        F(q[..., :0].copy(), k[..., :0].copy(), v, g)

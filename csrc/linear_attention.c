@@ -1,0 +1,616 @@
+/* Decayed linear attention: the recurrence of Mamba-2 (SSD), RetNet and GLA, in chunks.
+ *
+ * Per batch b and head h, a K×V state S:  S_t = diag(e^{g_t}) S_{t-1} + k_tᵀ v_t,  o_t = scale q_t S_t.
+ * A task is one (b, h). Time runs in chunks of L positions: the quadratic (attention-like) form inside a
+ * chunk, the recurrence on S from chunk to chunk (backends/numpy/linear_attention.py, _block):
+ *     o_i   = Σ_{j<=i} A_ij v_j + (q'_i ⊙ din_i) S,       A_ij = Σ_k q'_ik k_jk W_ijk,   q' = scale q
+ *     S_out = Λ ⊙ S + Σ_j (k_j ⊙ dout_j)ᵀ v_j
+ * with a = e^g, W_ijk = Π_{j<s<=i} a_sk, din_i = Π_{s<=i} a_s, dout_j = Π_{j<s<L} a_s, Λ = din_{L-1}.
+ * chunk = 1 is the recurrence itself (o_t = q'_t (a_t ⊙ S) + (q'_t·k_t) v_t); chunk >= T the parallel form.
+ *
+ * Stability: every decay factor is a product of a_s = e^{g_s} <= 1 over a run of consecutive steps, never
+ * e^{G_i}·e^{-G_j} of cumulative sums G. So none exceeds 1 (nothing overflows, whatever the decay), none
+ * loses precision to cancellation (a product of n factors is within n half-ulps), and a factor that
+ * underflows scales a term below 1e-38 of the terms it is added to.
+ *
+ * Kg = 1 (one decay per head and step): W is an L×L matrix and A = (Q' Kᵀ) ⊙ W.
+ * Kg = K (GLA): W varies with k, so A is no longer a product of tiles. Sub-blocks of LA_SUB positions
+ * split it (fla's secondary chunking): for i in sub-block I and j in an earlier one,
+ *     W_ijk = Π_{I0<=s<=i} a_sk · Π_{j<s<I0} a_sk
+ * around the boundary I0 between them, both factors <= 1, so these parts of A, dq and dk are products
+ * of tiles; only the diagonal sub-blocks build W_ijk element by element.
+ *
+ * Backward: a task first runs the state recurrence alone for the state entering each chunk, then runs
+ * the chunks in reverse, each turning the gradient of the state leaving it into that of the state
+ * entering it (dS_in = Λ ⊙ dS_out + (q' ⊙ din)ᵀ dO). dg comes from the chunk's cumulative decays:
+ * ∂L/∂G_i = q_i ⊙ dq_i - k_i ⊙ dk_i (+ Σ_v S_out ⊙ dS_out at the chunk's end), summed from i down to
+ * the chunk's start. States are kept per chunk while they fit LA_STATES_BUDGET floats; past that, every
+ * ~√(T/L)-th chunk's is kept and a segment's states are recomputed from its checkpoint. dq, dk of the
+ * heads of a group go through per-head buffers added in head order: bit-identical for any thread count.
+ *
+ * Layout: each chunk's rows are copied into per-thread tiles whose rows are padded with zeros to a
+ * multiple of 16 floats, so every tile product runs on whole vectors; only output rows are masked.
+ */
+#include <string.h>
+
+#include "common.h"
+#include "simd.h"
+#include "linear_attention.h"
+
+enum { LA_SUB = 16 };                  /* GLA sub-block length */
+enum { LA_STATES_BUDGET = 1 << 20 };   /* floats of chunk states a backward task keeps before checkpointing */
+enum { LA_RB = 4 };                    /* rows of a register block of la_mm */
+#if defined(HR_AVX512)
+#define LA_NV 4 /* vectors per register block: 4 rows × 64 columns, 16 zmm accumulators */
+#elif defined(HR_AVX2)
+#define LA_NV 2 /* 4 rows × 16 columns, 8 ymm accumulators (of 16 registers) */
+#else
+#define LA_NV 4
+#endif
+
+static inline int la_pad16(int n) { return (n + 15) & ~15; }
+
+static inline int la_pad4(int n) { return (n + LA_RB - 1) / LA_RB * LA_RB; }
+
+static inline int la_thread(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* ---- tile product ------------------------------------------------------------------------------ */
+
+/* LA_RB rows × nv vectors of C in registers over p0 <= p < p1: per p, nv loads of B and LA_RB broadcasts
+ * of A feed LA_RB·nv FMAs. */
+static inline __attribute__((always_inline)) void la_kernel(const int nv, int p0, int p1, const float *A, size_t ars,
+                                                            size_t acs, const float *Bm, size_t ldb, float *C,
+                                                            size_t ldc, int accumulate) {
+    hr_vec acc[LA_RB][LA_NV];
+    for (int r = 0; r < LA_RB; r++)
+        for (int c = 0; c < nv; c++)
+            acc[r][c] = accumulate ? hr_vload(C + r * ldc + c * HR_VW, HR_VW) : hr_vzero();
+    for (int p = p0; p < p1; p++) {
+        hr_vec bv[LA_NV];
+        for (int c = 0; c < nv; c++) bv[c] = hr_vload(Bm + p * ldb + c * HR_VW, HR_VW);
+        const float *a = A + p * acs;
+        for (int r = 0; r < LA_RB; r++) {
+            hr_vec ar = hr_vset1(a[r * ars]);
+            for (int c = 0; c < nv; c++) acc[r][c] = hr_vfma(ar, bv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < LA_RB; r++)
+        for (int c = 0; c < nv; c++) hr_vstore(C + r * ldc + c * HR_VW, acc[r][c], HR_VW);
+}
+
+enum { LA_FULL, LA_LOWER_C, LA_LOWER_A, LA_UPPER_A };
+
+/* C[r][0:n] (+)= Σ_p A(r,p) Bm[p][0:n] for r < m, with A(r,p) = A[r*ars + p*acs] (so Aᵀ is read in place);
+ * m a multiple of LA_RB, n of 16. `tri` skips known zeros: LA_LOWER_C computes only the columns c <= r
+ * (rounded up to 16) of a lower-triangular result, which the caller masks; LA_LOWER_A / LA_UPPER_A read
+ * only the nonzero part of a lower / upper triangular A. */
+static void la_mm(int m, int n, int p, const float *A, size_t ars, size_t acs, const float *Bm, size_t ldb, float *C,
+                  size_t ldc, int accumulate, int tri) {
+    for (int r0 = 0; r0 < m; r0 += LA_RB) {
+        int nr = tri == LA_LOWER_C ? HR_MIN(n, la_pad16(r0 + LA_RB)) : n;
+        int p0 = tri == LA_UPPER_A ? HR_MIN(r0, p) : 0, p1 = tri == LA_LOWER_A ? HR_MIN(p, r0 + LA_RB) : p;
+        const float *Ar = A + r0 * ars;
+        float *Cr = C + r0 * ldc;
+        for (int c0 = 0; c0 < nr; c0 += LA_NV * HR_VW) {
+            switch (HR_MIN(LA_NV, (nr - c0) / HR_VW)) {
+#if LA_NV == 4
+            case 4: la_kernel(4, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
+            case 3: la_kernel(3, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
+#endif
+            case 2: la_kernel(2, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
+            default: la_kernel(1, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
+            }
+        }
+    }
+}
+
+/* ---- rows ----------------------------------------------------------------------------------------- */
+
+/* dst[r][0:wp] = mul · src[r*stride + 0:w], zero-padded, for r < rows; rows..rp-1 zero. */
+static void la_load_rows(float *dst, int wp, const float *src, size_t stride, int rows, int rp, int w, float mul) {
+    hr_vec m = hr_vset1(mul);
+    for (int r = 0; r < rp; r++)
+        for (int c = 0; c < wp; c += HR_VW) {
+            hr_vec x = src && r < rows && c < w ? hr_vmul(m, hr_vload(src + r * stride + c, w - c)) : hr_vzero();
+            hr_vstore(dst + (size_t)r * wp + c, x, HR_VW);
+        }
+}
+
+/* dst[r*stride + 0:w] = mul · src[r][0:w] for r < rows. */
+static void la_store_rows(float *dst, size_t stride, const float *src, int wp, int rows, int w, float mul) {
+    hr_vec m = hr_vset1(mul);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < w; c += HR_VW)
+            hr_vstore(dst + r * stride + c, hr_vmul(m, hr_vload(src + (size_t)r * wp + c, HR_VW)), w - c);
+}
+
+/* dst[c][r] = src[r][c] for r < rows, c < cols. */
+static void la_transpose(float *dst, int ldd, const float *src, int lds, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
+/* A decay row: d[i] on every lane (gw = 1, Kg = 1) or the vector d[i*gw + c] (gw = KP). */
+static inline hr_vec la_decay(const float *d, int gw, int i, int c) {
+    return gw == 1 ? hr_vset1(d[i]) : hr_vload(d + (size_t)i * gw + c, HR_VW);
+}
+
+/* dst_i = src_i ⊙ d_i for i < rows, dst_i = 0 for rows <= i < rp (rows of wp floats). */
+static void la_scale_rows(float *dst, const float *src, int wp, int rows, int rp, const float *d, int gw) {
+    for (int i = 0; i < rp; i++)
+        for (int c = 0; c < wp; c += HR_VW) {
+            hr_vec x = i < rows ? hr_vmul(hr_vload(src + (size_t)i * wp + c, HR_VW), la_decay(d, gw, i, c)) : hr_vzero();
+            hr_vstore(dst + (size_t)i * wp + c, x, HR_VW);
+        }
+}
+
+/* dst_i += d_i ⊙ src_i for i < rows. */
+static void la_fma_rows(float *dst, const float *src, int wp, int rows, const float *d, int gw) {
+    for (int i = 0; i < rows; i++)
+        for (int c = 0; c < wp; c += HR_VW) {
+            float *x = dst + (size_t)i * wp + c;
+            hr_vstore(x, hr_vfma(la_decay(d, gw, i, c), hr_vload(src + (size_t)i * wp + c, HR_VW), hr_vload(x, HR_VW)),
+                      HR_VW);
+        }
+}
+
+/* X_ij = X_ij W_ij (W NULL: X_ij) for j <= i and 0 for j > i, rows i < m of LP floats. */
+static void la_tril(float *X, const float *W, int m, int LP) {
+    for (int i = 0; i < m; i++)
+        for (int c = 0; c < LP; c += HR_VW) {
+            int live = HR_MIN(HR_VW, i + 1 - c);
+            hr_vec x = hr_vzero();
+            if (live > 0) {
+                x = hr_vload(X + (size_t)i * LP + c, live);
+                if (W) x = hr_vmul(x, hr_vload(W + (size_t)i * LP + c, live));
+            }
+            hr_vstore(X + (size_t)i * LP + c, x, HR_VW);
+        }
+}
+
+/* ---- decays ---------------------------------------------------------------------------------------- */
+
+/* Over gw lanes (1 when Kg = 1, KP for GLA; padded lanes decay by 1), rows i < Lc of the chunk:
+ * a_i = e^{g_i}, din_i = Π_{s<=i} a_s, dout_j = Π_{j<s<Lc} a_s, lam = din_{Lc-1}. */
+static void la_decays(const float *g, size_t gstride, int Lc, int Kg, int gw, float *a, float *din, float *dout,
+                      float *lam) {
+    for (int c = 0; c < gw; c += HR_VW) {
+        int n = HR_MIN(HR_VW, gw - c);
+        hr_vec run = hr_vset1(1.0f);
+        for (int i = 0; i < Lc; i++) {
+            hr_vec ai = c < Kg ? hr_vexp(hr_vload(g + i * gstride + c, Kg - c)) : hr_vset1(1.0f);
+            hr_vstore(a + (size_t)i * gw + c, ai, n);
+            run = hr_vmul(run, ai);
+            hr_vstore(din + (size_t)i * gw + c, run, n);
+        }
+        hr_vstore(lam + c, run, n);
+        run = hr_vset1(1.0f);
+        for (int j = Lc - 1; j >= 0; j--) {
+            hr_vstore(dout + (size_t)j * gw + c, run, n);
+            run = hr_vmul(run, hr_vload(a + (size_t)j * gw + c, n));
+        }
+    }
+}
+
+/* Kg = 1: W_ij = Π_{j<s<=i} a_s for j <= i < Lc (rows of LP floats; nothing above the diagonal is read). */
+static void la_decay_matrix(const float *a, int Lc, int LP, float *W) {
+    for (int i = 0; i < Lc; i++) {
+        float *row = W + (size_t)i * LP;
+        for (int j = 0; j < i; j++) row[j] = row[j - LP] * a[i];
+        row[i] = 1.0f;
+    }
+}
+
+/* GLA, per sub-block [I0, I1): eF_i = Π_{I0<=s<=i} a_s, er_j = Π_{j<s<I1} a_s, lamb_I = eF_{I1-1}. */
+static void la_subblock_decays(const float *a, int Lc, int KP, float *eF, float *er, float *lamb) {
+    for (int I0 = 0; I0 < Lc; I0 += LA_SUB) {
+        int I1 = HR_MIN(I0 + LA_SUB, Lc);
+        for (int c = 0; c < KP; c += HR_VW) {
+            hr_vec run = hr_vset1(1.0f);
+            for (int i = I0; i < I1; i++) {
+                run = hr_vmul(run, hr_vload(a + (size_t)i * KP + c, HR_VW));
+                hr_vstore(eF + (size_t)i * KP + c, run, HR_VW);
+            }
+            hr_vstore(lamb + (size_t)(I0 / LA_SUB) * KP + c, run, HR_VW);
+            run = hr_vset1(1.0f);
+            for (int j = I1 - 1; j >= I0; j--) {
+                hr_vstore(er + (size_t)j * KP + c, run, HR_VW);
+                run = hr_vmul(run, hr_vload(a + (size_t)j * KP + c, HR_VW));
+            }
+        }
+    }
+}
+
+/* ---- one task's tiles ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int T, Hq, H, K, V, Kg, L, rep; /* rep = H / Hq heads per group */
+    int KP, VP, LP, gw;             /* K, V, L padded to 16; decay lanes: 1 (Kg = 1) or KP */
+    float scale;
+} la_dims;
+
+typedef struct {
+    float *qs, *ks, *vs, *dos;  /* the chunk's q' = scale q, k (LP×KP), v, dO (LP×VP) */
+    float *a, *din, *dout, *lam; /* decays (LP×gw), lam (gw) */
+    float *W, *kT;              /* Kg = 1: decay matrix (LP×LP), kᵀ (KP×LP) */
+    float *eF, *er, *lamb, *wv; /* GLA: sub-block decays (LP×KP), lamb (LP/16 × KP), a row of W (KP) */
+    float *qh, *kh, *khT, *qc;  /* GLA: q'⊙eF, K̂ (LP×KP) and K̂ᵀ (KP×LP), Q̌ (LP×KP) */
+    float *A, *dA;              /* decayed scores and their gradient (LP×LP) */
+    float *qd, *kd, *tmp;       /* q'⊙din, k⊙dout, a product (LP×KP) */
+    float *ot;                  /* output rows: o or dv (LP×VP) */
+    float *vT, *ST, *dST;       /* vᵀ (VP×LP), S_inᵀ, dSᵀ (VP×KP) */
+    float *dq, *dk;             /* dq', dk of the chunk (LP×KP) */
+    float *S, *dS;              /* state, gradient of the state (KP×VP) */
+    float *rowsum;              /* Σ_v S_out ⊙ dS per k (KP) */
+} la_work;
+
+/* Points w's tiles into base (only counts when base is NULL); returns the floats used. */
+static size_t la_layout(const la_dims *d, la_work *w, float *base, int backward) {
+    size_t used = 0, LK = (size_t)d->LP * d->KP, LV = (size_t)d->LP * d->VP, KV = (size_t)d->KP * d->VP;
+    size_t LL = (size_t)d->LP * d->LP, LG = (size_t)d->LP * d->gw;
+    int gla = d->Kg > 1;
+#define LA_TILE(field, n)                                                                                  \
+    do {                                                                                                   \
+        w->field = base ? base + used : NULL;                                                              \
+        used += ((size_t)(n) + 15) & ~(size_t)15;                                                          \
+    } while (0)
+    LA_TILE(qs, LK); LA_TILE(ks, LK); LA_TILE(vs, LV); LA_TILE(dos, backward ? LV : 0);
+    LA_TILE(a, LG); LA_TILE(din, LG); LA_TILE(dout, LG); LA_TILE(lam, d->gw);
+    LA_TILE(W, gla ? 0 : LL); LA_TILE(kT, gla ? 0 : LK);
+    LA_TILE(eF, gla ? LK : 0); LA_TILE(er, gla ? LK : 0); LA_TILE(lamb, gla ? LK / LA_SUB : 0);
+    LA_TILE(wv, gla ? d->KP : 0);
+    LA_TILE(qh, gla ? LK : 0); LA_TILE(kh, gla ? LK : 0); LA_TILE(khT, gla ? LK : 0);
+    LA_TILE(qc, gla && backward ? LK : 0);
+    LA_TILE(A, LL); LA_TILE(dA, backward ? LL : 0);
+    LA_TILE(qd, LK); LA_TILE(kd, LK); LA_TILE(tmp, backward ? LK : 0); LA_TILE(ot, LV);
+    LA_TILE(vT, backward ? LV : 0); LA_TILE(ST, backward ? KV : 0); LA_TILE(dST, backward ? KV : 0);
+    LA_TILE(dq, backward ? LK : 0); LA_TILE(dk, backward ? LK : 0);
+    LA_TILE(S, KV); LA_TILE(dS, backward ? KV : 0); LA_TILE(rowsum, backward ? d->KP : 0);
+#undef LA_TILE
+    return used;
+}
+
+/* Rows t0..t0+Lc-1 of task (b, h) into the tiles (q only when with_q: the state pass needs k, v, g)
+ * and the chunk's decays. */
+static void la_load_chunk(const la_dims *d, la_work *w, const float *q, const float *k, const float *v,
+                          const float *g, long b, int h, int t0, int Lc, int with_q) {
+    size_t qrow = ((size_t)b * d->T + t0) * d->Hq + h / d->rep, vrow = ((size_t)b * d->T + t0) * d->H + h;
+    size_t qstride = (size_t)d->Hq * d->K;
+    if (with_q) la_load_rows(w->qs, d->KP, q + qrow * d->K, qstride, Lc, d->LP, d->K, d->scale);
+    la_load_rows(w->ks, d->KP, k + qrow * d->K, qstride, Lc, d->LP, d->K, 1.0f);
+    la_load_rows(w->vs, d->VP, v + vrow * d->V, (size_t)d->H * d->V, Lc, d->LP, d->V, 1.0f);
+    la_decays(g + vrow * d->Kg, (size_t)d->H * d->Kg, Lc, d->Kg, d->gw, w->a, w->din, w->dout, w->lam);
+}
+
+/* S = Λ ⊙ S + (k ⊙ dout)ᵀ v: the state leaving the loaded chunk, in place. */
+static void la_state_update(const la_dims *d, la_work *w, float *S, int Lc) {
+    la_scale_rows(w->kd, w->ks, d->KP, Lc, d->LP, w->dout, d->gw);
+    for (int r = 0; r < d->KP; r++) {
+        hr_vec lam = hr_vset1(w->lam[d->gw == 1 ? 0 : r]);
+        for (int c = 0; c < d->VP; c += HR_VW)
+            hr_vstore(S + (size_t)r * d->VP + c, hr_vmul(lam, hr_vload(S + (size_t)r * d->VP + c, HR_VW)), HR_VW);
+    }
+    la_mm(la_pad4(d->K), d->VP, Lc, w->kd, 1, d->KP, w->vs, d->VP, S, d->VP, 1, LA_FULL);
+}
+
+/* GLA, diagonal sub-block [I0, I1): W_ijk = Π_{j<s<=i} a_sk built up i by i for each j;
+ * A_ij = Σ_k q'_ik k_jk W_ijk, and with dA also dq'_i += dA_ij k_j ⊙ W_ij, dk_j += dA_ij q'_i ⊙ W_ij. */
+static void la_gla_diag(const la_dims *d, la_work *w, int I0, int I1, const float *dA) {
+    int KP = d->KP, LP = d->LP;
+    for (int j = I0; j < I1; j++) {
+        const float *kj = w->ks + (size_t)j * KP;
+        for (int c = 0; c < KP; c += HR_VW) hr_vstore(w->wv + c, hr_vset1(1.0f), HR_VW);
+        for (int i = j; i < I1; i++) {
+            const float *qi = w->qs + (size_t)i * KP, *ai = w->a + (size_t)i * KP;
+            hr_vec s = hr_vzero(), da = hr_vset1(dA ? dA[(size_t)i * LP + j] : 0.0f);
+            for (int c = 0; c < KP; c += HR_VW) {
+                hr_vec wc = hr_vload(w->wv + c, HR_VW);
+                if (i > j) {
+                    wc = hr_vmul(wc, hr_vload(ai + c, HR_VW));
+                    hr_vstore(w->wv + c, wc, HR_VW);
+                }
+                hr_vec qw = hr_vmul(hr_vload(qi + c, HR_VW), wc), kc = hr_vload(kj + c, HR_VW);
+                s = hr_vfma(qw, kc, s);
+                if (dA) {
+                    float *dqi = w->dq + (size_t)i * KP + c, *dkj = w->dk + (size_t)j * KP + c;
+                    hr_vstore(dqi, hr_vfma(da, hr_vmul(kc, wc), hr_vload(dqi, HR_VW)), HR_VW);
+                    hr_vstore(dkj, hr_vfma(da, qw, hr_vload(dkj, HR_VW)), HR_VW);
+                }
+            }
+            w->A[(size_t)i * LP + j] = hr_vhsum(s);
+        }
+    }
+}
+
+/* GLA's decayed scores A by sub-blocks; with dA (backward) also the chunk-internal dq' = Σ_j dA_ij k_j ⊙ W_ij
+ * and dk_j = Σ_i dA_ij q'_i ⊙ W_ij, added into w->dq, w->dk.
+ * Rows of sub-block I against the earlier positions j < I0 factor around the boundary I0:
+ *     A = q̂ K̂ᵀ,  q̂_i = q'_i ⊙ eF_i (<= |q'_i|),  K̂_j = k_j ⊙ Π_{j<s<I0} a_s (<= |k_j|),
+ * K̂ being carried from one boundary to the next by the sub-block's decay lamb. The columns of sub-block
+ * J against later rows i >= J1 factor around the boundary J1 the same way, with Q̌_i = q'_i ⊙ Π_{J1<=s<=i} a_s
+ * carried backwards, for dk. */
+static void la_gla_intra(const la_dims *d, la_work *w, int Lc, const float *dA) {
+    int KP = d->KP, LP = d->LP, nsub = (Lc + LA_SUB - 1) / LA_SUB;
+    la_subblock_decays(w->a, Lc, KP, w->eF, w->er, w->lamb);
+    la_scale_rows(w->qh, w->qs, KP, Lc, la_pad4(Lc), w->eF, KP);
+    for (int i = 0; i < la_pad4(Lc); i++)
+        for (int c = 0; c < LP; c += HR_VW) hr_vstore(w->A + (size_t)i * LP + c, hr_vzero(), HR_VW);
+    for (int I = 0; I < nsub; I++) {
+        int I0 = I * LA_SUB, I1 = HR_MIN(I0 + LA_SUB, Lc), m = la_pad4(I1 - I0);
+        if (I > 0) {
+            int J0 = I0 - LA_SUB; /* sub-block I-1 joins K̂; the earlier ones decay through it */
+            const float *lam = w->lamb + (size_t)(I - 1) * KP;
+            for (int j = 0; j < J0; j++)
+                for (int c = 0; c < KP; c += HR_VW) {
+                    float *x = w->kh + (size_t)j * KP + c;
+                    hr_vstore(x, hr_vmul(hr_vload(x, HR_VW), hr_vload(lam + c, HR_VW)), HR_VW);
+                }
+            for (int r = 0; r < KP; r++) {
+                hr_vec l = hr_vset1(lam[r]);
+                for (int j = 0; j < J0; j += HR_VW) {
+                    float *x = w->khT + (size_t)r * LP + j;
+                    hr_vstore(x, hr_vmul(hr_vload(x, HR_VW), l), HR_VW);
+                }
+            }
+            la_scale_rows(w->kh + (size_t)J0 * KP, w->ks + (size_t)J0 * KP, KP, LA_SUB, LA_SUB,
+                          w->er + (size_t)J0 * KP, KP);
+            la_transpose(w->khT + J0, LP, w->kh + (size_t)J0 * KP, KP, LA_SUB, KP);
+            la_mm(m, I0, d->K, w->qh + (size_t)I0 * KP, KP, 1, w->khT, LP, w->A + (size_t)I0 * LP, LP, 0, LA_FULL);
+            if (dA) {
+                la_mm(m, KP, I0, dA + (size_t)I0 * LP, LP, 1, w->kh, KP, w->tmp, KP, 0, LA_FULL);
+                la_fma_rows(w->dq + (size_t)I0 * KP, w->tmp, KP, I1 - I0, w->eF + (size_t)I0 * KP, KP);
+            }
+        }
+        la_gla_diag(d, w, I0, I1, dA);
+    }
+    if (!dA) return;
+    for (int J = nsub - 2; J >= 0; J--) {
+        int J0 = J * LA_SUB, J1 = J0 + LA_SUB, N1 = HR_MIN(J1 + LA_SUB, Lc); /* sub-block J+1 is [J1, N1) */
+        const float *lam = w->lamb + (size_t)(J + 1) * KP;
+        for (int i = N1; i < Lc; i++)
+            for (int c = 0; c < KP; c += HR_VW) {
+                float *x = w->qc + (size_t)i * KP + c;
+                hr_vstore(x, hr_vmul(hr_vload(x, HR_VW), hr_vload(lam + c, HR_VW)), HR_VW);
+            }
+        for (int i = J1; i < N1; i++)
+            for (int c = 0; c < KP; c += HR_VW)
+                hr_vstore(w->qc + (size_t)i * KP + c, hr_vload(w->qh + (size_t)i * KP + c, HR_VW), HR_VW);
+        la_mm(LA_SUB, KP, Lc - J1, dA + (size_t)J1 * LP + J0, 1, LP, w->qc + (size_t)J1 * KP, KP, w->tmp, KP, 0,
+              LA_FULL);
+        la_fma_rows(w->dk + (size_t)J0 * KP, w->tmp, KP, LA_SUB, w->er + (size_t)J0 * KP, KP);
+    }
+}
+
+/* The loaded chunk's decayed scores A (rows < pad4(Lc), zero above the diagonal). Backward (dA given,
+ * masked): also dq' = Σ_j dA_ij k_j ⊙ W_ij and dk_j = Σ_i dA_ij q'_i ⊙ W_ij into w->dq, w->dk. */
+static void la_scores(const la_dims *d, la_work *w, int Lc, float *dA) {
+    int KP = d->KP, LP = d->LP, m = la_pad4(Lc);
+    if (d->Kg > 1) {
+        if (dA)
+            for (size_t i = 0; i < (size_t)m * KP; i++) w->dq[i] = w->dk[i] = 0.0f;
+        la_gla_intra(d, w, Lc, dA);
+        return;
+    }
+    la_transpose(w->kT, LP, w->ks, KP, LP, KP);
+    la_decay_matrix(w->a, Lc, LP, w->W);
+    la_mm(m, la_pad16(Lc), d->K, w->qs, KP, 1, w->kT, LP, w->A, LP, 0, LA_LOWER_C);
+    la_tril(w->A, w->W, m, LP);
+    if (!dA) return;
+    la_tril(dA, w->W, m, LP); /* dP = dA ⊙ W: then dq' = dP K, dk = dPᵀ Q' */
+    la_mm(m, KP, Lc, dA, LP, 1, w->ks, KP, w->dq, KP, 0, LA_LOWER_A);
+    la_mm(m, KP, Lc, dA, 1, LP, w->qs, KP, w->dk, KP, 0, LA_UPPER_A);
+}
+
+/* o rows of the loaded chunk = A v + (q' ⊙ din) S, then S -> the state leaving the chunk. */
+static void la_forward_chunk(const la_dims *d, la_work *w, int Lc, float *o, size_t ostride) {
+    int m = la_pad4(Lc);
+    la_scores(d, w, Lc, NULL);
+    la_mm(m, d->VP, Lc, w->A, d->LP, 1, w->vs, d->VP, w->ot, d->VP, 0, LA_LOWER_A);
+    la_scale_rows(w->qd, w->qs, d->KP, Lc, d->LP, w->din, d->gw);
+    la_mm(m, d->VP, d->K, w->qd, d->KP, 1, w->S, d->VP, w->ot, d->VP, 1, LA_FULL);
+    la_store_rows(o, ostride, w->ot, d->VP, Lc, d->V, 1.0f);
+    la_state_update(d, w, w->S, Lc);
+}
+
+/* Backward through the loaded chunk, which enters with state Sin and leaves with Sout; w->dS holds the
+ * gradient of Sout and leaves holding that of Sin. Writes the chunk's rows of dq (scale dq'), dk, dv, dg. */
+static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float *Sin, const float *Sout,
+                              const float *dout_rows, float *dq, float *dk, size_t kstride, float *dv, float *dg) {
+    int KP = d->KP, VP = d->VP, LP = d->LP, gw = d->gw, m = la_pad4(Lc);
+    size_t vstride = (size_t)d->H * d->V, gstride = (size_t)d->H * d->Kg;
+    la_load_rows(w->dos, VP, dout_rows, vstride, Lc, LP, d->V, 1.0f);
+    /* dA = dO vᵀ, masked; the scores and the chunk-internal dq', dk */
+    la_transpose(w->vT, LP, w->vs, VP, LP, VP);
+    la_mm(m, la_pad16(Lc), d->V, w->dos, VP, 1, w->vT, LP, w->dA, LP, 0, LA_LOWER_C);
+    if (d->Kg > 1) la_tril(w->dA, NULL, m, LP);
+    la_scores(d, w, Lc, w->dA);
+    /* dv = Aᵀ dO + (k ⊙ dout) dS */
+    la_mm(m, VP, Lc, w->A, 1, LP, w->dos, VP, w->ot, VP, 0, LA_UPPER_A);
+    la_scale_rows(w->kd, w->ks, KP, Lc, LP, w->dout, gw);
+    la_mm(m, VP, d->K, w->kd, KP, 1, w->dS, VP, w->ot, VP, 1, LA_FULL);
+    /* dq' += din ⊙ (dO S_inᵀ), dk += dout ⊙ (v dSᵀ) */
+    la_transpose(w->ST, KP, Sin, VP, KP, VP);
+    la_mm(m, KP, d->V, w->dos, VP, 1, w->ST, KP, w->tmp, KP, 0, LA_FULL);
+    la_fma_rows(w->dq, w->tmp, KP, Lc, w->din, gw);
+    la_transpose(w->dST, KP, w->dS, VP, KP, VP);
+    la_mm(m, KP, d->V, w->vs, VP, 1, w->dST, KP, w->tmp, KP, 0, LA_FULL);
+    la_fma_rows(w->dk, w->tmp, KP, Lc, w->dout, gw);
+    /* dg_s = Σ_{s<=i<Lc} ∂L/∂G_i, ∂L/∂G_i = q'_i ⊙ dq'_i - k_i ⊙ dk_i, + Σ_v S_out ⊙ dS at i = Lc-1 (Λ);
+     * rows of tmp (free again) take dg per k */
+    for (int r = 0; r < KP; r++) {
+        hr_vec s = hr_vzero();
+        for (int c = 0; c < VP; c += HR_VW)
+            s = hr_vfma(hr_vload(Sout + (size_t)r * VP + c, HR_VW), hr_vload(w->dS + (size_t)r * VP + c, HR_VW), s);
+        w->rowsum[r] = hr_vhsum(s);
+    }
+    for (int c = 0; c < KP; c += HR_VW) {
+        hr_vec run = hr_vload(w->rowsum + c, HR_VW);
+        for (int i = Lc - 1; i >= 0; i--) {
+            size_t o = (size_t)i * KP + c;
+            hr_vec qdq = hr_vmul(hr_vload(w->qs + o, HR_VW), hr_vload(w->dq + o, HR_VW));
+            run = hr_vadd(run, hr_vfnma(hr_vload(w->ks + o, HR_VW), hr_vload(w->dk + o, HR_VW), qdq));
+            hr_vstore(w->tmp + o, run, HR_VW);
+        }
+    }
+    for (int i = 0; i < Lc; i++) {
+        const float *row = w->tmp + (size_t)i * KP;
+        if (d->Kg == 1) {
+            hr_vec s = hr_vzero();
+            for (int c = 0; c < KP; c += HR_VW) s = hr_vadd(s, hr_vload(row + c, HR_VW));
+            dg[i * gstride] = hr_vhsum(s);
+        } else {
+            la_store_rows(dg + i * gstride, 0, row, KP, 1, d->K, 1.0f);
+        }
+    }
+    /* dS_in = Λ ⊙ dS + (q' ⊙ din)ᵀ dO */
+    la_scale_rows(w->qd, w->qs, KP, Lc, LP, w->din, gw);
+    for (int r = 0; r < KP; r++) {
+        hr_vec lam = hr_vset1(w->lam[gw == 1 ? 0 : r]);
+        for (int c = 0; c < VP; c += HR_VW)
+            hr_vstore(w->dS + (size_t)r * VP + c, hr_vmul(lam, hr_vload(w->dS + (size_t)r * VP + c, HR_VW)), HR_VW);
+    }
+    la_mm(la_pad4(d->K), VP, Lc, w->qd, 1, KP, w->dos, VP, w->dS, VP, 1, LA_FULL);
+    la_store_rows(dq, kstride, w->dq, KP, Lc, d->K, d->scale);
+    la_store_rows(dk, kstride, w->dk, KP, Lc, d->K, 1.0f);
+    la_store_rows(dv, vstride, w->ot, VP, Lc, d->V, 1.0f);
+}
+
+static la_dims la_make_dims(int T, int Hq, int H, int K, int V, int Kg, float scale, int chunk) {
+    la_dims d = {T, Hq, H, K, V, Kg, HR_MIN(chunk, HR_MAX(T, 1)), H / Hq, la_pad16(K), la_pad16(V), 0, 0, scale};
+    d.LP = la_pad16(d.L);
+    d.gw = Kg == 1 ? 1 : d.KP;
+    return d;
+}
+
+/* o_t = scale q_t S_t,  S_t = diag(e^{g_t}) S_{t-1} + k_tᵀ v_t,  S_{-1} = h0 (zeros if NULL), in chunks
+ * q, k (B,T,Hq,K), v (B,T,H,V), g (B,T,H,Kg) (Kg = 1 or K, g <= 0), h0 (B,H,K,V) or NULL, H % Hq == 0,
+ * chunk >= 1 -> o (B,T,H,V), h_last (B,H,K,V) (may be h0 itself: each task reads its h0 before writing). */
+int hr_linear_attention_forward(const float *q, const float *k, const float *v, const float *g, const float *h0,
+                                float *o, float *h_last, int B, int T, int Hq, int H, int K, int V, int Kg, float scale,
+                                int chunk) {
+    la_dims d = la_make_dims(T, Hq, H, K, V, Kg, scale, chunk);
+    int nthreads = hr_num_threads();
+    la_work lay;
+    size_t per_thread = la_layout(&d, &lay, NULL, 0);
+    float *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
+    if (!scratch) return HR_ENOMEM;
+    #pragma omp parallel num_threads(nthreads)
+    {
+        la_work w;
+        float *mine = scratch + per_thread * la_thread();
+        for (size_t i = 0; i < per_thread; i++) mine[i] = 0.0f; /* padding rows and columns stay 0 */
+        la_layout(&d, &w, mine, 0);
+        #pragma omp for schedule(static)
+        for (long task = 0; task < (long)B * H; task++) {
+            long b = task / H;
+            int h = (int)(task % H);
+            size_t KVh = (size_t)K * V;
+            la_load_rows(w.S, d.VP, h0 ? h0 + task * KVh : NULL, V, K, d.KP, V, 1.0f);
+            for (int t0 = 0; t0 < T; t0 += d.L) {
+                int Lc = HR_MIN(d.L, T - t0);
+                la_load_chunk(&d, &w, q, k, v, g, b, h, t0, Lc, 1);
+                la_forward_chunk(&d, &w, Lc, o + (((size_t)b * T + t0) * H + h) * V, (size_t)H * V);
+            }
+            la_store_rows(h_last + task * KVh, V, w.S, d.VP, K, V, 1.0f);
+        }
+    }
+    free(scratch);
+    return HR_OK;
+}
+
+/* Chunks per checkpoint segment of the backward: all of them while their states fit the budget, else ~√n. */
+static int la_segment(int nchunks, size_t state_floats) {
+    if ((size_t)(nchunks + 1) * state_floats <= LA_STATES_BUDGET) return HR_MAX(nchunks, 1);
+    return (int)ceil(sqrt((double)nchunks));
+}
+
+/* Gradients of hr_linear_attention_forward, given dout = ∂L/∂o (B,T,H,V) and dh_last = ∂L/∂h_last (B,H,K,V)
+ * or NULL (zeros) -> dq, dk (B,T,Hq,K) summed over the heads of a group, dv (B,T,H,V), dg (B,T,H,Kg) (Kg = 1:
+ * summed over K), dh0 (B,H,K,V) (skipped when NULL). */
+int hr_linear_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *g,
+                                 const float *h0, const float *dh_last, float *dq, float *dk, float *dv, float *dg,
+                                 float *dh0, int B, int T, int Hq, int H, int K, int V, int Kg, float scale,
+                                 int chunk) {
+    la_dims d = la_make_dims(T, Hq, H, K, V, Kg, scale, chunk);
+    int nthreads = hr_num_threads(), nchunks = (T + d.L - 1) / d.L;
+    int seg = la_segment(nchunks, (size_t)d.KP * d.VP), nseg = HR_MAX(1, (nchunks + seg - 1) / seg);
+    size_t KVp = (size_t)d.KP * d.VP, KVh = (size_t)K * V;
+    la_work lay;
+    size_t tiles = la_layout(&d, &lay, NULL, 1), per_thread = tiles + ((size_t)nseg + seg + 1) * KVp;
+    /* per-head dq, dk (B,T,H,K) when heads share a group, added in head order afterwards */
+    size_t head_rows = d.rep > 1 ? (size_t)B * T * H * K : 0;
+    float *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
+    float *dqh = d.rep > 1 ? hr_alloc(head_rows * sizeof(float)) : dq;
+    float *dkh = d.rep > 1 ? hr_alloc(head_rows * sizeof(float)) : dk;
+    int status = scratch && dqh && dkh ? HR_OK : HR_ENOMEM;
+    if (status == HR_OK) {
+        #pragma omp parallel num_threads(nthreads)
+        {
+            la_work w;
+            float *mine = scratch + per_thread * la_thread();
+            for (size_t i = 0; i < per_thread; i++) mine[i] = 0.0f;
+            la_layout(&d, &w, mine, 1);
+            float *ckpt = mine + tiles, *states = ckpt + (size_t)nseg * KVp; /* segment states 0..seg */
+            #pragma omp for schedule(static)
+            for (long task = 0; task < (long)B * H; task++) {
+                long b = task / H;
+                int h = (int)(task % H);
+                la_load_rows(ckpt, d.VP, h0 ? h0 + task * KVh : NULL, V, K, d.KP, V, 1.0f);
+                for (int s = 0; s + 1 < nseg; s++) { /* checkpoints: the state entering each segment */
+                    memcpy(ckpt + (s + 1) * KVp, ckpt + s * KVp, KVp * sizeof(float));
+                    for (int c = s * seg; c < (s + 1) * seg; c++) {
+                        la_load_chunk(&d, &w, q, k, v, g, b, h, c * d.L, HR_MIN(d.L, T - c * d.L), 0);
+                        la_state_update(&d, &w, ckpt + (s + 1) * KVp, HR_MIN(d.L, T - c * d.L));
+                    }
+                }
+                la_load_rows(w.dS, d.VP, dh_last ? dh_last + task * KVh : NULL, V, K, d.KP, V, 1.0f);
+                for (int s = nseg - 1; s >= 0; s--) {
+                    int c0 = s * seg, c1 = HR_MIN(nchunks, c0 + seg);
+                    memcpy(states, ckpt + s * KVp, KVp * sizeof(float));
+                    for (int c = c0; c < c1; c++) {
+                        float *next = states + (c - c0 + 1) * KVp;
+                        memcpy(next, next - KVp, KVp * sizeof(float));
+                        la_load_chunk(&d, &w, q, k, v, g, b, h, c * d.L, HR_MIN(d.L, T - c * d.L), 0);
+                        la_state_update(&d, &w, next, HR_MIN(d.L, T - c * d.L));
+                    }
+                    for (int c = c1 - 1; c >= c0; c--) {
+                        int t0 = c * d.L, Lc = HR_MIN(d.L, T - t0);
+                        size_t row = ((size_t)b * T + t0) * H + h;
+                        la_load_chunk(&d, &w, q, k, v, g, b, h, t0, Lc, 1);
+                        la_backward_chunk(&d, &w, Lc, states + (c - c0) * KVp, states + (c - c0 + 1) * KVp,
+                                          dout + row * V, dqh + row * K, dkh + row * K, (size_t)H * K, dv + row * V,
+                                          dg + row * Kg);
+                    }
+                }
+                if (dh0) la_store_rows(dh0 + task * KVh, V, w.dS, d.VP, K, V, 1.0f);
+            }
+            if (d.rep > 1) {
+                #pragma omp for schedule(static)
+                for (long r = 0; r < (long)B * T * Hq; r++) {
+                    size_t first = (size_t)r * d.rep * K; /* row (b, t, group) starts at head group * rep */
+                    for (int c = 0; c < K; c++) {
+                        float sq = 0.0f, sk = 0.0f;
+                        for (int j = 0; j < d.rep; j++) {
+                            sq += dqh[first + (size_t)j * K + c];
+                            sk += dkh[first + (size_t)j * K + c];
+                        }
+                        dq[(size_t)r * K + c] = sq;
+                        dk[(size_t)r * K + c] = sk;
+                    }
+                }
+            }
+        }
+    }
+    free(scratch);
+    if (d.rep > 1) {
+        free(dqh);
+        free(dkh);
+    }
+    return status;
+}

@@ -1,0 +1,3 @@
+/* Decayed linear attention (Mamba-2/SSD, RetNet, GLA), chunked; return HR_OK or HR_ENOMEM. h_last may alias h0. */
+int hr_linear_attention_forward(const float *q, const float *k, const float *v, const float *g, const float *h0, float *o, float *h_last, int B, int T, int Hq, int H, int K, int V, int Kg, float scale, int chunk);
+int hr_linear_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *g, const float *h0, const float *dh_last, float *dq, float *dk, float *dv, float *dg, float *dh0, int B, int T, int Hq, int H, int K, int V, int Kg, float scale, int chunk);
