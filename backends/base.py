@@ -88,6 +88,17 @@ SEQUENCE_MIXING_OPS = {
     # dh_last (B,Din,N) or None is the gradient flowing into h_last from later
     # positions; dh0 is None when h0 is None.
     "selective_scan_backward": "selective_scan_backward(dy, x, delta, A, Bm, Cm, D, h0=None, dh_last=None) -> (dx, ddelta, dA, dBm, dCm, dD, dh0)",
+    # decayed linear attention (Mamba-2/SSD, RetNet, GLA), per batch b and head h a K×V state:
+    # S_t = diag(exp(g_t)) S_{t-1} + k_tᵀ v_t,  o_t = scale · q_t S_t,  S_{-1} = h0 (zeros if None).
+    # q, k (B,T,Hq,K), shared by the H/Hq heads of a group (head h reads group h // (H/Hq)); v (B,T,H,V);
+    # g (B,T,H,Kg), finite log decays <= 0, Kg = 1 (per head and step: Mamba-2's Δ·A, RetNet's log γ)
+    # or K (per key dim: GLA); h0 (B,H,K,V) or None -> o (B,T,H,V), h_last (B,H,K,V). mode "chunk"
+    # (quadratic inside chunks of `chunk` positions, recurrent across them), "parallel" (one chunk) or
+    # "recurrent" (one position at a time): the same function.
+    "linear_attention_forward": "linear_attention_forward(q, k, v, g, scale=1.0, h0=None, chunk=64, mode='chunk') -> (o, h_last)",
+    # dq, dk (B,T,Hq,K) summed over the heads of a group; dg of g's shape (Kg = 1: summed over K);
+    # dh_last (B,H,K,V) or None flows into h_last; dh0 is None when h0 is None.
+    "linear_attention_backward": "linear_attention_backward(do, q, k, v, g, scale=1.0, h0=None, dh_last=None, chunk=64) -> (dq, dk, dv, dg, dh0)",
     # y = x ⊙ keep / (1 − p), x (B,T,...): inverted dropout whose mask is a hash of (seed, batch row
     # batch_offset + b, position time_offset + t, feature), the same on every backend
     # (backends/numpy/dropout.py). Position-wise in what it computes, but its mask depends on the
@@ -264,6 +275,20 @@ def _conv_example(rng, dtype, T, B=2, C=5, W=4):
     return dict(x=r(B, T, C), w=r(C, W), bias=r(C))
 
 
+def _linear_attention_decay(q, k, v, g):
+    """Linear attention's map of the state entering a slice: exp(Σ_t g_t) per key dim, broadcast over V."""
+    B, _, H, V = v.shape
+    decay = np.exp(g.sum(axis=1, dtype=np.float64))[..., None]  # (B,H,Kg,1)
+    return np.broadcast_to(decay, (B, H, q.shape[3], V)).astype(g.dtype)
+
+
+def _linear_attention_example(rng, dtype, T, B=2, Hq=1, H=2, K=5, V=3):
+    """GLA-style per-key decays, two heads sharing one q/k group, chunks of 4 (a short last one)."""
+    r = lambda *shape: rng.standard_normal(shape).astype(dtype)
+    return dict(q=r(B, T, Hq, K), k=r(B, T, Hq, K), v=r(B, T, H, V), g=-rng.uniform(0.05, 1.0, (B, T, H, K)).astype(dtype),
+                scale=0.5, chunk=4)
+
+
 SEQUENCE_FORMS = {
     "selective_scan": StatePassing(
         inputs=dict(x="B T C", delta="B T C", A="C N", Bm="B T N", Cm="B T N", D="C"),
@@ -272,6 +297,9 @@ SEQUENCE_FORMS = {
                           backward_args=lambda x, w, bias: dict(x=x, w=w, has_bias=bias is not None),
                           example=_conv_example),
     "attention": KVPassing(),
+    "linear_attention": StatePassing(
+        inputs=dict(q="B T Q K", k="B T Q K", v="B T H V", g="B T H D"), outputs=dict(o="B T H V"),
+        state="B H K V", decay=_linear_attention_decay, example=_linear_attention_example),
     "rope": Offset(time="offset"),
     "dropout": Offset(time="time_offset", batch="batch_offset"),
     "mean_pool": SequenceMean(),

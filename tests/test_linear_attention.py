@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from helpers import assert_same_for_thread_counts, check_grads, rel_err
-from hybridref.backends.c import linear_attention as cla
 from hybridref.backends.numpy import linear_attention as nla
 
 GRAD_NAMES = ("q", "k", "v", "g", "h0")
@@ -22,21 +21,21 @@ CASES = [(2, 13, 1, 2, 3, 4, 1), (1, 11, 2, 4, 3, 5, 3), (2, 9, 2, 2, 4, 3, 4)]
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("chunk", [1, 4, 5, 64])
-def test_forms_agree_numpy(rng, case, chunk):
+def test_forms_agree_numpy(npb, rng, case, chunk):
     """recurrent = parallel = chunk (chunk lengths that do not divide T) in float64; the forms differ
     only in the order of their sums, so they agree to rounding (1e-13 leaves 100x margin)."""
     (q, k, v, g), h0, _ = _inputs(rng, *case)
     ro, rh = nla.recurrent_forward(q, k, v, g, 0.7, h0)
     for mode in ("recurrent", "parallel", "chunk"):
-        o, h = nla.linear_attention_forward(q, k, v, g, 0.7, h0, chunk, mode)
+        o, h = npb.linear_attention_forward(q, k, v, g, 0.7, h0, chunk, mode)
         assert rel_err(o, ro) < 1e-13 and rel_err(h, rh) < 1e-13, mode
     rec = nla.recurrent_backward(v * 0.5, q, k, v, g, 0.7, h0, h0)
-    got = nla.linear_attention_backward(v * 0.5, q, k, v, g, 0.7, h0, h0, chunk)
+    got = npb.linear_attention_backward(v * 0.5, q, k, v, g, 0.7, h0, h0, chunk)
     for name, a, b in zip(GRAD_NAMES, got, rec):
         assert a.shape == b.shape and rel_err(a, b) < 1e-12, name
 
 
-def test_recurrence_scalar_loop(rng):
+def test_recurrence_scalar_loop(npb, rng):
     """The oracle against the recurrence written one (b, h, k, v) entry at a time."""
     (q, k, v, g), h0, _ = _inputs(rng, 1, 6, 1, 2, 3, 2, 3)
     B, T, _, K = q.shape
@@ -49,24 +48,24 @@ def test_recurrence_scalar_loop(rng):
                     for j in range(V):
                         S[b, h, i, j] = np.exp(g[b, t, h, i]) * S[b, h, i, j] + k[b, t, 0, i] * v[b, t, h, j]
                 o[b, t, h] = 0.5 * q[b, t, 0] @ S[b, h]
-    got_o, got_h = nla.linear_attention_forward(q, k, v, g, 0.5, h0, 4)
+    got_o, got_h = npb.linear_attention_forward(q, k, v, g, 0.5, h0, 4)
     assert rel_err(got_o, o) < 1e-14 and rel_err(got_h, S) < 1e-14
 
 
 @pytest.mark.parametrize("case", CASES[:2])
 @pytest.mark.parametrize("use_h0", [False, True])
 @pytest.mark.parametrize("use_dh_last", [False, True])
-def test_gradcheck(rng, case, use_h0, use_dh_last):
+def test_gradcheck(npb, rng, case, use_h0, use_dh_last):
     """float64 central differences of every input, g and h0 included, through two chunks of 5 and one of 3."""
     (q, k, v, g), h0, wo = _inputs(rng, *case)
     h0 = h0 if use_h0 else None
     wh = rng.standard_normal((case[0], case[3], case[4], case[5])) if use_dh_last else None
 
     def loss():
-        o, h_last = nla.linear_attention_forward(q, k, v, g, 0.8, h0, 5)
+        o, h_last = npb.linear_attention_forward(q, k, v, g, 0.8, h0, 5)
         return float((o * wo).sum() + ((h_last * wh).sum() if use_dh_last else 0.0))
 
-    grads = nla.linear_attention_backward(wo, q, k, v, g, 0.8, h0, wh, 5)
+    grads = npb.linear_attention_backward(wo, q, k, v, g, 0.8, h0, wh, 5)
     assert (grads[-1] is None) != use_h0
     inputs = dict(q=q, k=k, v=v, g=g, **({"h0": h0} if use_h0 else {}))
     check_grads(loss, inputs, dict(zip(GRAD_NAMES, grads)))
@@ -93,14 +92,14 @@ def _check_split(fwd, bwd, ins, h0, do, dh_last, chunk, tol, T1=7):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_split_numpy(rng, case):
+def test_split_numpy(npb, rng, case):
     (q, k, v, g), h0, do = _inputs(rng, *case)
     # float64: the split only moves chunk boundaries, so the sums differ in order alone
-    _check_split(nla.linear_attention_forward, nla.linear_attention_backward, (q, k, v, g), h0, do, rng.standard_normal(h0.shape), 4, 1e-13)
-    _check_split(nla.linear_attention_forward, nla.linear_attention_backward, (q, k, v, g), None, do, None, 4, 1e-13)
+    _check_split(npb.linear_attention_forward, npb.linear_attention_backward, (q, k, v, g), h0, do, rng.standard_normal(h0.shape), 4, 1e-13)
+    _check_split(npb.linear_attention_forward, npb.linear_attention_backward, (q, k, v, g), None, do, None, 4, 1e-13)
 
 
-def test_strong_decay_numpy(rng):
+def test_strong_decay_numpy(npb, rng):
     """g = -50 per step and g near 0 mixed: every form stays finite in float32 and matches the float64
     recurrence (float32 rounding of O(chunk) terms per output: 1e-5)."""
     (q, k, v, g), h0, _ = _inputs(rng, 1, 40, 1, 2, 4, 3, 4, np.float32)
@@ -108,35 +107,27 @@ def test_strong_decay_numpy(rng):
     g[:, 20:] = -1e-4
     ro, rh = nla.recurrent_forward(*(a.astype(np.float64) for a in (q, k, v, g)), 1.0, h0.astype(np.float64))
     for mode in ("recurrent", "parallel", "chunk"):
-        o, h = nla.linear_attention_forward(q, k, v, g, 1.0, h0, 16, mode)
+        o, h = npb.linear_attention_forward(q, k, v, g, 1.0, h0, 16, mode)
         assert np.isfinite(o).all() and np.isfinite(h).all()
         assert rel_err(o, ro) < 1e-5 and rel_err(h, rh) < 1e-5, mode
 
 
-def test_numpy_rejects_bad_input(rng):
+def test_numpy_rejects_bad_input(npb, rng):
     (q, k, v, g), h0, do = _inputs(rng, 1, 5, 1, 2, 3, 4, 1)
     with pytest.raises(ValueError, match="^linear_attention_forward: chunk must be an int >= 1"):
-        nla.linear_attention_forward(q, k, v, g, chunk=0)
+        npb.linear_attention_forward(q, k, v, g, chunk=0)
     with pytest.raises(ValueError, match="^linear_attention_forward: mode must be one of"):
-        nla.linear_attention_forward(q, k, v, g, mode="dual")
+        npb.linear_attention_forward(q, k, v, g, mode="dual")
     with pytest.raises(ValueError, match="^linear_attention_forward: g must hold finite log decays <= 0"):
-        nla.linear_attention_forward(q, k, v, -g)
+        npb.linear_attention_forward(q, k, v, -g)
     with pytest.raises(ValueError, match="^linear_attention_backward: need q, k"):
-        nla.linear_attention_backward(do, q, k, v[:, :, :1].repeat(3, 2), g)
+        npb.linear_attention_backward(do, q, k, v[:, :, :1].repeat(3, 2), g)
 
 
 # ---- the C kernel ----------------------------------------------------------------------------------
 
 def _f64(a):
     return None if a is None else a.astype(np.float64)
-
-
-def _c_fwd(cb):
-    return lambda *a, **kw: cla.linear_attention_forward(cb, *a, **kw)
-
-
-def _c_bwd(cb):
-    return lambda *a, **kw: cla.linear_attention_backward(cb, *a, **kw)
 
 
 # Against the float64 oracle on the same float32 inputs: each output is a sum of O(L + K) float32 products
@@ -162,10 +153,10 @@ def test_c_matches_numpy(cb, rng, case, use_h0, use_dh_last):
     h0 = h0 if use_h0 else None
     dh_last = rng.standard_normal((shape[0], shape[3], shape[4], shape[5])).astype(np.float32) if use_dh_last else None
     ins = (q, k, v, g)
-    o, h_last = cla.linear_attention_forward(cb, *ins, 0.6, h0, chunk)
+    o, h_last = cb.linear_attention_forward(*ins, 0.6, h0, chunk)
     ro, rh = nla.recurrent_forward(*map(_f64, ins), 0.6, _f64(h0))
     assert o.dtype == np.float32 and rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
-    got = cla.linear_attention_backward(cb, do, *ins, 0.6, h0, dh_last, chunk)
+    got = cb.linear_attention_backward(do, *ins, 0.6, h0, dh_last, chunk)
     want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.6, _f64(h0), _f64(dh_last))
     for name, a, b in zip(GRAD_NAMES, got, want):
         assert (a is None) == (b is None), name
@@ -178,14 +169,14 @@ def test_c_forms_agree(cb, rng, Kg):
     """The C kernel's three forms (chunk 16, parallel = one chunk, recurrent = chunks of one) and chunk
     lengths that do not divide T agree with each other within float32 rounding (C_TOL, as above)."""
     (q, k, v, g), h0, do = _inputs(rng, 2, 41, 1, 2, 6, 5, Kg, np.float32)
-    ref = cla.linear_attention_forward(cb, q, k, v, g, 1.0, h0, 16)
+    ref = cb.linear_attention_forward(q, k, v, g, 1.0, h0, 16)
     for mode, chunk in (("parallel", 16), ("recurrent", 16), ("chunk", 1), ("chunk", 5), ("chunk", 41),
                         ("chunk", 1000)):
-        out = cla.linear_attention_forward(cb, q, k, v, g, 1.0, h0, chunk, mode)
+        out = cb.linear_attention_forward(q, k, v, g, 1.0, h0, chunk, mode)
         assert all(rel_err(a, b) < C_TOL for a, b in zip(out, ref)), (mode, chunk)
-    ref = cla.linear_attention_backward(cb, do, q, k, v, g, 1.0, h0, h0, 16)
+    ref = cb.linear_attention_backward(do, q, k, v, g, 1.0, h0, h0, 16)
     for chunk in (1, 5, 41, 1000):
-        out = cla.linear_attention_backward(cb, do, q, k, v, g, 1.0, h0, h0, chunk)
+        out = cb.linear_attention_backward(do, q, k, v, g, 1.0, h0, h0, chunk)
         assert all(rel_err(a, b) < C_TOL for a, b in zip(out, ref)), chunk
 
 
@@ -195,7 +186,7 @@ def test_split_c(cb, rng, Kg, use_h0):
     (q, k, v, g), h0, do = _inputs(rng, 2, 29, 1, 2, 5, 6, Kg, np.float32)
     dh_last = rng.standard_normal(h0.shape).astype(np.float32)
     # float32: the split moves chunk boundaries (7 + 22 against 29), which regroups the sums: C_TOL
-    _check_split(_c_fwd(cb), _c_bwd(cb), (q, k, v, g), h0 if use_h0 else None, do, dh_last, 8, C_TOL)
+    _check_split(cb.linear_attention_forward, cb.linear_attention_backward, (q, k, v, g), h0 if use_h0 else None, do, dh_last, 8, C_TOL)
 
 
 @pytest.mark.parametrize("Kg", [1, 8])
@@ -208,10 +199,10 @@ def test_c_strong_decay(cb, rng, Kg):
     g[:, 40:70] = -1e-4
     g[:, 75:77] = -50.0
     ins = (q, k, v, g)
-    o, h_last = cla.linear_attention_forward(cb, *ins, 1.0, h0, 64)
+    o, h_last = cb.linear_attention_forward(*ins, 1.0, h0, 64)
     ro, rh = nla.recurrent_forward(*map(_f64, ins), 1.0, _f64(h0))
     assert np.isfinite(o).all() and rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
-    got = cla.linear_attention_backward(cb, do, *ins, 1.0, h0, h0, 64)
+    got = cb.linear_attention_backward(do, *ins, 1.0, h0, h0, 64)
     want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 1.0, _f64(h0), _f64(h0))
     for name, a, b in zip(GRAD_NAMES, got, want):
         assert np.isfinite(a).all() and rel_err(a, b) < C_TOL, name
@@ -223,10 +214,10 @@ def test_c_gla_gates(cb, rng):
     x = rng.standard_normal((1, 90, 2, 16)) * np.array([1.0, 1e3])[None, None, :, None]
     g = (-np.logaddexp(0.0, -x) / 16).astype(np.float32)
     ins = (q, k, v, g)
-    o, h_last = cla.linear_attention_forward(cb, *ins, 0.25, h0, 64)
+    o, h_last = cb.linear_attention_forward(*ins, 0.25, h0, 64)
     ro, rh = nla.recurrent_forward(*map(_f64, ins), 0.25, _f64(h0))
     assert rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
-    got = cla.linear_attention_backward(cb, do, *ins, 0.25, h0, None, 64)
+    got = cb.linear_attention_backward(do, *ins, 0.25, h0, None, 64)
     want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.25, _f64(h0), None)
     for name, a, b in zip(GRAD_NAMES, got, want):
         assert rel_err(a, b) < C_TOL, name
@@ -238,7 +229,7 @@ def test_c_checkpointed_backward(cb, rng, Kg):
     segments of ~√300 chunks from checkpoints, the last segment partial."""
     (q, k, v, g), h0, do = _inputs(rng, 1, 1199, 1, 1, 64, 64, Kg, np.float32)
     ins = (q, k, v, g)
-    got = cla.linear_attention_backward(cb, do, *ins, 0.125, h0, h0, 4)
+    got = cb.linear_attention_backward(do, *ins, 0.125, h0, h0, 4)
     want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.125, _f64(h0), _f64(h0))
     for name, a, b in zip(GRAD_NAMES, got, want):
         assert rel_err(a, b) < C_TOL, name
@@ -250,10 +241,10 @@ def test_c_long_sequence(cb, rng, Kg):
     memory, so each output sums ~1000 terms; errors do not grow with T (the state contracts)."""
     (q, k, v, g), h0, do = _inputs(rng, 1, 32768, 1, 1, 8, 8, Kg, np.float32, decay=(1e-3, 0.1))
     ins = (q, k, v, g)
-    o, h_last = cla.linear_attention_forward(cb, *ins, 0.35, h0, 64)
+    o, h_last = cb.linear_attention_forward(*ins, 0.35, h0, 64)
     ro, rh = nla.recurrent_forward(*map(_f64, ins), 0.35, _f64(h0))
     assert rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
-    got = cla.linear_attention_backward(cb, do, *ins, 0.35, h0, None, 64)
+    got = cb.linear_attention_backward(do, *ins, 0.35, h0, None, 64)
     want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.35, _f64(h0), None)
     for name, a, b in zip(GRAD_NAMES, got, want):
         assert rel_err(a, b) < C_TOL, name
@@ -264,7 +255,7 @@ def test_c_decode_step_in_place(cb, rng, Kg):
     """The mixers' C decode steps call the kernel with T = 1 and h_last = h0 (one buffer): T steps so
     equal the whole forward."""
     (q, k, v, g), h0, _ = _inputs(rng, 2, 9, 1, 2, 5, 3, Kg, np.float32)
-    o, h_last = cla.linear_attention_forward(cb, q, k, v, g, 0.5, h0, 64)
+    o, h_last = cb.linear_attention_forward(q, k, v, g, 0.5, h0, 64)
     state, f = h0.copy(), cb.f32
     for t in range(q.shape[1]):
         step = [np.ascontiguousarray(a[:, t:t + 1]) for a in (q, k, v, g)]
@@ -277,8 +268,8 @@ def test_c_decode_step_in_place(cb, rng, Kg):
 
 def test_c_deterministic(cb, rng):
     (q, k, v, g), h0, do = _inputs(rng, 3, 37, 2, 4, 5, 7, 5, np.float32)
-    run = lambda: (cla.linear_attention_forward(cb, q, k, v, g, 0.5, h0, 16)
-                   + cla.linear_attention_backward(cb, do, q, k, v, g, 0.5, h0, h0, 16))
+    run = lambda: (cb.linear_attention_forward(q, k, v, g, 0.5, h0, 16)
+                   + cb.linear_attention_backward(do, q, k, v, g, 0.5, h0, h0, 16))
     # a task owns one (batch, head); the heads of a group add their dq, dk in head order
     assert_same_for_thread_counts(cb, run)
 
@@ -286,7 +277,7 @@ def test_c_deterministic(cb, rng):
 def test_c_rejects_bad_input(cb, rng):
     (q, k, v, g), h0, do = _inputs(rng, 2, 5, 1, 2, 3, 4, 1, np.float32)
     fwd, bwd = "linear_attention_forward", "linear_attention_backward"
-    F, Bk = _c_fwd(cb), _c_bwd(cb)
+    F, Bk = cb.linear_attention_forward, cb.linear_attention_backward
     wrong = {"k": (2, 5, 1, 4), "v": (2, 4, 2, 4), "g": (2, 5, 2, 2)}
     for i, name in enumerate(("k", "v", "g")):
         bad = [q, k, v, g]
