@@ -78,8 +78,8 @@ class GatedGroupRMSNorm(Module):
 
 @register_mixer("S", "mamba2")
 class Mamba2(Mixer):
-    # The mixer holds ~5·D² + 2·N·D weights (in_proj D×(2Din+2GN+H), out_proj Din×D): with N = 64 it
-    # is as large as Mamba's ~6·D² at D = 128, so the same 2.5·D MLP makes a block of Mamba's size.
+    # The mixer holds ~6·D² + 2·G·N·D weights (in_proj D×(2Din+2GN+H), out_proj Din×D): 117.9 K at
+    # D = 128, N = 64, G = 1, as Mamba's 116.5 K, so the same 2.5·D MLP makes a block of Mamba's size.
     mlp_ratio = 2.5
     # Din = 24 at the suite's D = 12: 6 heads of 4 in 2 groups (group sharing of B, C); chunk 8 so
     # that sequences of 11-19 tokens cross chunk boundaries, with a partial last chunk.
