@@ -24,6 +24,7 @@
 #include "common.h"
 #include "simd.h"
 #include "activations.h"
+#include "conv1d.h"
 #include "embedding.h"
 #include "linear.h"
 #include "norms.h"
@@ -72,6 +73,16 @@ int hr_dec_linear(const float *x, const float *w, const float *b, float *y, int 
         }
     }
     return HR_OK;
+}
+
+int hr_dec_conv_step(const float *x, const float *w, const float *bias, float *conv, float *y, int B, int C, int W) {
+    int st = hr_causal_conv1d_forward(x, w, bias, W > 1 ? conv : NULL, y, B, 1, C, W);
+    for (int b = 0; b < B && W > 1 && st == HR_OK; b++) {
+        float *cb = conv + (size_t)b * (W - 1) * C;
+        memmove(cb, cb + C, (size_t)(W - 2) * C * sizeof(float));
+        memcpy(cb + (size_t)(W - 2) * C, x + (size_t)b * C, (size_t)C * sizeof(float));
+    }
+    return st;
 }
 
 void hr_dec_cols(float *dst, const float *src, int M, int ld, int off, int n) {

@@ -30,6 +30,9 @@ HR_DECODE_KINDS(HR_DECODE_DECLARE)
 
 /* y = x wᵀ + b: x (M,K), w (N,K), b (N,) or NULL -> y (M,N); a GEMV below DEC_GEMM_ROWS rows. */
 int hr_dec_linear(const float *x, const float *w, const float *b, float *y, int M, int K, int N);
+/* One token of a depthwise causal conv whose state `conv` (B, W−1, C) holds the previous W−1 inputs:
+ * y = conv1d(concat(conv, x)) for x (B, C) -> y (B, C), then conv <- its last W−1 rows (x appended). */
+int hr_dec_conv_step(const float *x, const float *w, const float *bias, float *conv, float *y, int B, int C, int W);
 /* dst[m, :n] = src[m, off:off+n] for M rows of width ld */
 void hr_dec_cols(float *dst, const float *src, int M, int ld, int off, int n);
 #endif

@@ -9,10 +9,8 @@
  *   w      [in_proj w (2Din+2GN+H, D), conv w (C, W), conv b (C), dt_bias (H), A = −exp(A_log) (H), D (H),
  *           norm w (Din), out_proj w (D, Din)]
  *   state  [conv (B, W−1, C): the last W−1 conv inputs, ssm (B, H, N, P): the SSM state] */
-#include <string.h>
 #include "common.h"
 #include "activations.h"
-#include "conv1d.h"
 #include "linear_attention.h"
 #include "norms.h"
 #include "decode_mixer.h"
@@ -47,13 +45,8 @@ int hr_mamba2_step(const dec_layer *layer, float *h, float *scratch, int B, int 
     hr_dec_cols(z, zx, B, E, 0, Din);
     hr_dec_cols(xbc, zx, B, E, Din, C);
     hr_dec_cols(delta, zx, B, E, Din + C, H);
-    st = hr_causal_conv1d_forward(xbc, w[M2_CONV_W], w[M2_CONV_B], W > 1 ? conv : NULL, xbc_act, B, 1, C, W);
+    st = hr_dec_conv_step(xbc, w[M2_CONV_W], w[M2_CONV_B], conv, xbc_act, B, C, W);
     if (st != HR_OK) return st;
-    for (int b = 0; b < B && W > 1; b++) { /* conv keeps the last W-1 inputs: shift by one, append xbc */
-        float *cb = conv + (size_t)b * (W - 1) * C;
-        memmove(cb, cb + C, (size_t)(W - 2) * C * sizeof(float));
-        memcpy(cb + (size_t)(W - 2) * C, xbc + (size_t)b * C, (size_t)C * sizeof(float));
-    }
     hr_silu_forward(xbc_act, xbc_act, (long)B * C);
     hr_dec_cols(x, xbc_act, B, C, 0, Din);
     hr_dec_cols(Bm, xbc_act, B, C, Din, GN);

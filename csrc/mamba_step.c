@@ -6,10 +6,8 @@
  *   w     [in_proj w (2Din, D), conv w (Din, W), conv b (Din), x_proj w (R+2N, Din), dt_proj w (Din, R),
  *          dt_proj b (Din), A = −exp(A_log) (Din, N), D (Din), out_proj w (D, Din)]
  *   state [conv (B, W−1, Din): the last W−1 conv inputs, ssm (B, Din, N): the scan state] */
-#include <string.h>
 #include "common.h"
 #include "activations.h"
-#include "conv1d.h"
 #include "selective_scan.h"
 #include "decode_mixer.h"
 
@@ -38,13 +36,8 @@ int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     if (st != HR_OK) return st;
     hr_dec_cols(x_in, xz, B, 2 * Din, 0, Din);
     hr_dec_cols(z, xz, B, 2 * Din, Din, Din);
-    st = hr_causal_conv1d_forward(x_in, w[MB_CONV_W], w[MB_CONV_B], W > 1 ? conv : NULL, x_conv, B, 1, Din, W);
+    st = hr_dec_conv_step(x_in, w[MB_CONV_W], w[MB_CONV_B], conv, x_conv, B, Din, W);
     if (st != HR_OK) return st;
-    for (int b = 0; b < B && W > 1; b++) { /* conv keeps the last W-1 inputs: shift by one, append x_in */
-        float *cb = conv + (size_t)b * (W - 1) * Din;
-        memmove(cb, cb + Din, (size_t)(W - 2) * Din * sizeof(float));
-        memcpy(cb + (size_t)(W - 2) * Din, x_in + (size_t)b * Din, (size_t)Din * sizeof(float));
-    }
     hr_silu_forward(x_conv, x, (long)B * Din);
     st = hr_dec_linear(x, w[MB_XPROJ_W], NULL, dbc, B, Din, E); /* dbc = [dt | B | C] */
     if (st != HR_OK) return st;
