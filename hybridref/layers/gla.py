@@ -21,11 +21,10 @@ Decoding: the state is S (B,H,Kh,Vh); a step costs the same at every position. `
 """
 import numpy as np
 
-from .linear import Linear
+from .linear import Linear, xavier_uniform
 from .mixer import Mixer
 from .module import Param
 from .registry import register_mixer
-from .retnet import xavier_uniform
 
 
 @register_mixer("G", "gla")

@@ -1,4 +1,6 @@
 """Linear: y = x Wᵀ + b over the last axis (torch.nn.Linear's layout and default init)."""
+import math
+
 import numpy as np
 
 from .module import Module, Param
@@ -37,3 +39,9 @@ class Linear(Module):
     def step(self, x):
         """The forward without keeping anything for backward (decoding): x (M, d_in) -> (M, d_out)."""
         return self.be.linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data)
+
+
+def xavier_uniform(rng, d_out, d_in, gain):
+    """(d_out, d_in) ~ U(±gain·√(6/(d_in + d_out))), torch.nn.init.xavier_uniform_."""
+    bound = gain * math.sqrt(6.0 / (d_in + d_out))
+    return rng.uniform(-bound, bound, (d_out, d_in))

@@ -19,20 +19,13 @@ Decoding: the state is S (B,H,Kh,Vh) and the position `pos` (for RoPE); a step c
 every position. `forward(u, state)` (prefill) starts from S at positions pos.. and leaves both at
 the end of u.
 """
-import math
 
 import numpy as np
 
-from .linear import Linear
+from .linear import Linear, xavier_uniform
 from .mixer import Mixer
 from .module import Param
 from .registry import register_mixer
-
-
-def xavier_uniform(rng, d_out, d_in, gain):
-    """(d_out, d_in) ~ U(±gain·√(6/(d_in + d_out))), torch.nn.init.xavier_uniform_."""
-    bound = gain * math.sqrt(6.0 / (d_in + d_out))
-    return rng.uniform(-bound, bound, (d_out, d_in))
 
 
 @register_mixer("R", "retnet")
