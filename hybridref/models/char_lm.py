@@ -32,6 +32,9 @@ PRESETS = {
     "transformer": dict(pattern="AAAAAA"),
     "mamba": dict(pattern="MMMMMM"),
     "hybrid": dict(pattern="MMMAMM"),
+    "mamba2": dict(pattern="SSSSSS", mixers={"S": dict(headdim=32)}),  # d_state 64, 8 heads of 32
+    "retnet": dict(pattern="RRRRRR"),  # 4 heads, value dim 2·D, MLP 2·D (the paper's FFN)
+    "gla": dict(pattern="GGGGGG"),  # 4 heads, key dim D/2, value dim D, MLP 4·D
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "norm", "dropout", "seed")
 
