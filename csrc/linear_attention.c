@@ -38,7 +38,7 @@
 #include "linear_attention.h"
 
 enum { LA_SUB = 16 };                  /* GLA sub-block length */
-enum { LA_STATES_BUDGET = 1 << 20 };   /* floats of chunk states a backward task keeps before checkpointing */
+enum { LA_STATES_BUDGET = 1 << 25 };   /* floats of chunk states (128 MB) the backward keeps before checkpointing */
 enum { LA_RB = 4 };                    /* rows of a register block of la_mm */
 #if defined(HR_AVX512)
 #define LA_NV 4 /* vectors per register block: 4 rows × 64 columns, 16 zmm accumulators */
@@ -246,7 +246,6 @@ typedef struct {
     float *ot;                  /* output rows: o or dv (LP×VP) */
     float *vT, *ST, *dST;       /* vᵀ (VP×LP), S_inᵀ, dSᵀ (VP×KP) */
     float *dq, *dk;             /* dq', dk of the chunk (LP×KP) */
-    float *S, *dS;              /* state, gradient of the state (KP×VP) */
     float *rowsum;              /* Σ_v S_out ⊙ dS per k (KP) */
 } la_work;
 
@@ -271,7 +270,7 @@ static size_t la_layout(const la_dims *d, la_work *w, float *base, int backward)
     LA_TILE(qd, LK); LA_TILE(kd, LK); LA_TILE(tmp, backward ? LK : 0); LA_TILE(ot, LV);
     LA_TILE(vT, backward ? LV : 0); LA_TILE(ST, backward ? KV : 0); LA_TILE(dST, backward ? KV : 0);
     LA_TILE(dq, backward ? LK : 0); LA_TILE(dk, backward ? LK : 0);
-    LA_TILE(S, KV); LA_TILE(dS, backward ? KV : 0); LA_TILE(rowsum, backward ? d->KP : 0);
+    LA_TILE(rowsum, backward ? d->KP : 0);
 #undef LA_TILE
     return used;
 }
@@ -408,19 +407,19 @@ static void la_scores(const la_dims *d, la_work *w, int Lc, float *dA) {
 }
 
 /* o rows of the loaded chunk = A v + (q' ⊙ din) S, then S -> the state leaving the chunk. */
-static void la_forward_chunk(const la_dims *d, la_work *w, int Lc, float *o, size_t ostride) {
+static void la_forward_chunk(const la_dims *d, la_work *w, float *S, int Lc, float *o, size_t ostride) {
     int m = la_pad4(Lc);
     la_scores(d, w, Lc, NULL);
     la_mm(m, d->VP, Lc, w->A, d->LP, 1, w->vs, d->VP, w->ot, d->VP, 0, LA_LOWER_A);
     la_scale_rows(w->qd, w->qs, d->KP, Lc, d->LP, w->din, d->gw);
-    la_mm(m, d->VP, d->K, w->qd, d->KP, 1, w->S, d->VP, w->ot, d->VP, 1, LA_FULL);
+    la_mm(m, d->VP, d->K, w->qd, d->KP, 1, S, d->VP, w->ot, d->VP, 1, LA_FULL);
     la_store_rows(o, ostride, w->ot, d->VP, Lc, d->V, 1.0f);
-    la_state_update(d, w, w->S, Lc);
+    la_state_update(d, w, S, Lc);
 }
 
-/* Backward through the loaded chunk, which enters with state Sin and leaves with Sout; w->dS holds the
+/* Backward through the loaded chunk, which enters with state Sin and leaves with Sout; dS holds the
  * gradient of Sout and leaves holding that of Sin. Writes the chunk's rows of dq (scale dq'), dk, dv, dg. */
-static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float *Sin, const float *Sout,
+static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float *Sin, const float *Sout, float *dS,
                               const float *dout_rows, float *dq, float *dk, size_t kstride, float *dv, float *dg) {
     int KP = d->KP, VP = d->VP, LP = d->LP, gw = d->gw, m = la_pad4(Lc);
     size_t vstride = (size_t)d->H * d->V, gstride = (size_t)d->H * d->Kg;
@@ -433,12 +432,12 @@ static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float 
     /* dv = Aᵀ dO + (k ⊙ dout) dS */
     la_mm(m, VP, Lc, w->A, 1, LP, w->dos, VP, w->ot, VP, 0, LA_UPPER_A);
     la_scale_rows(w->kd, w->ks, KP, Lc, LP, w->dout, gw);
-    la_mm(m, VP, d->K, w->kd, KP, 1, w->dS, VP, w->ot, VP, 1, LA_FULL);
+    la_mm(m, VP, d->K, w->kd, KP, 1, dS, VP, w->ot, VP, 1, LA_FULL);
     /* dq' += din ⊙ (dO S_inᵀ), dk += dout ⊙ (v dSᵀ) */
     la_transpose(w->ST, KP, Sin, VP, KP, VP);
     la_mm(m, KP, d->V, w->dos, VP, 1, w->ST, KP, w->tmp, KP, 0, LA_FULL);
     la_fma_rows(w->dq, w->tmp, KP, Lc, w->din, gw);
-    la_transpose(w->dST, KP, w->dS, VP, KP, VP);
+    la_transpose(w->dST, KP, dS, VP, KP, VP);
     la_mm(m, KP, d->V, w->vs, VP, 1, w->dST, KP, w->tmp, KP, 0, LA_FULL);
     la_fma_rows(w->dk, w->tmp, KP, Lc, w->dout, gw);
     /* dg_s = Σ_{s<=i<Lc} ∂L/∂G_i, ∂L/∂G_i = q'_i ⊙ dq'_i - k_i ⊙ dk_i, + Σ_v S_out ⊙ dS at i = Lc-1 (Λ);
@@ -446,7 +445,7 @@ static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float 
     for (int r = 0; r < KP; r++) {
         hr_vec s = hr_vzero();
         for (int c = 0; c < VP; c += HR_VW)
-            s = hr_vfma(hr_vload(Sout + (size_t)r * VP + c, HR_VW), hr_vload(w->dS + (size_t)r * VP + c, HR_VW), s);
+            s = hr_vfma(hr_vload(Sout + (size_t)r * VP + c, HR_VW), hr_vload(dS + (size_t)r * VP + c, HR_VW), s);
         w->rowsum[r] = hr_vhsum(s);
     }
     for (int c = 0; c < KP; c += HR_VW) {
@@ -473,9 +472,9 @@ static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float 
     for (int r = 0; r < KP; r++) {
         hr_vec lam = hr_vset1(w->lam[gw == 1 ? 0 : r]);
         for (int c = 0; c < VP; c += HR_VW)
-            hr_vstore(w->dS + (size_t)r * VP + c, hr_vmul(lam, hr_vload(w->dS + (size_t)r * VP + c, HR_VW)), HR_VW);
+            hr_vstore(dS + (size_t)r * VP + c, hr_vmul(lam, hr_vload(dS + (size_t)r * VP + c, HR_VW)), HR_VW);
     }
-    la_mm(la_pad4(d->K), VP, Lc, w->qd, 1, KP, w->dos, VP, w->dS, VP, 1, LA_FULL);
+    la_mm(la_pad4(d->K), VP, Lc, w->qd, 1, KP, w->dos, VP, dS, VP, 1, LA_FULL);
     la_store_rows(dq, kstride, w->dq, KP, Lc, d->K, d->scale);
     la_store_rows(dk, kstride, w->dk, KP, Lc, d->K, 1.0f);
     la_store_rows(dv, vstride, w->ot, VP, Lc, d->V, 1.0f);
@@ -488,46 +487,76 @@ static la_dims la_make_dims(int T, int Hq, int H, int K, int V, int Kg, float sc
     return d;
 }
 
+/* This thread's share [*t0, *t1) of the B·H tasks: a fixed split, so each task runs on one thread from its
+ * first chunk to its last whatever the loop, and a thread steps its tasks through time together (chunk by
+ * chunk): the heads of a (b, t) row, neighbours in memory, are then read together. */
+static void la_my_tasks(long ntasks, long *t0, long *t1) {
+#ifdef _OPENMP
+    hr_partition(ntasks, omp_get_num_threads(), omp_get_thread_num(), t0, t1);
+#else
+    *t0 = 0;
+    *t1 = ntasks;
+#endif
+}
+
 /* o_t = scale q_t S_t,  S_t = diag(e^{g_t}) S_{t-1} + k_tᵀ v_t,  S_{-1} = h0 (zeros if NULL), in chunks
  * q, k (B,T,Hq,K), v (B,T,H,V), g (B,T,H,Kg) (Kg = 1 or K, g <= 0), h0 (B,H,K,V) or NULL, H % Hq == 0,
- * chunk >= 1 -> o (B,T,H,V), h_last (B,H,K,V) (may be h0 itself: each task reads its h0 before writing). */
+ * chunk >= 1 -> o (B,T,H,V), h_last (B,H,K,V) (may be h0 itself: a task reads its h0 before writing). */
 int hr_linear_attention_forward(const float *q, const float *k, const float *v, const float *g, const float *h0,
                                 float *o, float *h_last, int B, int T, int Hq, int H, int K, int V, int Kg, float scale,
                                 int chunk) {
     la_dims d = la_make_dims(T, Hq, H, K, V, Kg, scale, chunk);
     int nthreads = hr_num_threads();
+    long ntasks = (long)B * H;
+    size_t KVp = (size_t)d.KP * d.VP, KVh = (size_t)K * V;
     la_work lay;
     size_t per_thread = la_layout(&d, &lay, NULL, 0);
     float *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
-    if (!scratch) return HR_ENOMEM;
-    #pragma omp parallel num_threads(nthreads)
-    {
-        la_work w;
-        float *mine = scratch + per_thread * la_thread();
-        for (size_t i = 0; i < per_thread; i++) mine[i] = 0.0f; /* padding rows and columns stay 0 */
-        la_layout(&d, &w, mine, 0);
-        #pragma omp for schedule(static)
-        for (long task = 0; task < (long)B * H; task++) {
-            long b = task / H;
-            int h = (int)(task % H);
-            size_t KVh = (size_t)K * V;
-            la_load_rows(w.S, d.VP, h0 ? h0 + task * KVh : NULL, V, K, d.KP, V, 1.0f);
-            for (int t0 = 0; t0 < T; t0 += d.L) {
-                int Lc = HR_MIN(d.L, T - t0);
-                la_load_chunk(&d, &w, q, k, v, g, b, h, t0, Lc, 1);
-                la_forward_chunk(&d, &w, Lc, o + (((size_t)b * T + t0) * H + h) * V, (size_t)H * V);
+    float *states = hr_alloc(ntasks * KVp * sizeof(float)); /* each task's running state, padded */
+    int status = scratch && states ? HR_OK : HR_ENOMEM;
+    if (status == HR_OK) {
+        #pragma omp parallel num_threads(nthreads)
+        {
+            la_work w;
+            long t0, t1;
+            float *mine = scratch + per_thread * la_thread();
+            for (size_t i = 0; i < per_thread; i++) mine[i] = 0.0f; /* padding rows and columns stay 0 */
+            la_layout(&d, &w, mine, 0);
+            la_my_tasks(ntasks, &t0, &t1);
+            for (long task = t0; task < t1; task++)
+                la_load_rows(states + task * KVp, d.VP, h0 ? h0 + task * KVh : NULL, V, K, d.KP, V, 1.0f);
+            for (int s0 = 0; s0 < T; s0 += d.L) {
+                int Lc = HR_MIN(d.L, T - s0);
+                for (long task = t0; task < t1; task++) {
+                    long b = task / H;
+                    int h = (int)(task % H);
+                    la_load_chunk(&d, &w, q, k, v, g, b, h, s0, Lc, 1);
+                    la_forward_chunk(&d, &w, states + task * KVp, Lc, o + (((size_t)b * T + s0) * H + h) * V,
+                                     (size_t)H * V);
+                }
             }
-            la_store_rows(h_last + task * KVh, V, w.S, d.VP, K, V, 1.0f);
+            for (long task = t0; task < t1; task++)
+                la_store_rows(h_last + task * KVh, V, states + task * KVp, d.VP, K, V, 1.0f);
         }
     }
     free(scratch);
-    return HR_OK;
+    free(states);
+    return status;
 }
 
-/* Chunks per checkpoint segment of the backward: all of them while their states fit the budget, else ~√n. */
-static int la_segment(int nchunks, size_t state_floats) {
-    if ((size_t)(nchunks + 1) * state_floats <= LA_STATES_BUDGET) return HR_MAX(nchunks, 1);
+/* Chunks per checkpoint segment of the backward: all of them while the states of every task at every
+ * chunk boundary fit the budget, else ~√n (checkpoints and one segment's states, for ~2√n states a task). */
+static int la_segment(long ntasks, int nchunks, size_t state_floats) {
+    if ((size_t)ntasks * (nchunks + 1) * state_floats <= LA_STATES_BUDGET) return HR_MAX(nchunks, 1);
     return (int)ceil(sqrt((double)nchunks));
+}
+
+/* The state leaving chunk c of a task: S advanced in place over that chunk. */
+static void la_advance(const la_dims *d, la_work *w, const float *k, const float *v, const float *g, long task,
+                       int c, float *S) {
+    int Lc = HR_MIN(d->L, d->T - c * d->L);
+    la_load_chunk(d, w, NULL, k, v, g, task / d->H, (int)(task % d->H), c * d->L, Lc, 0);
+    la_state_update(d, w, S, Lc);
 }
 
 /* Gradients of hr_linear_attention_forward, given dout = ∂L/∂o (B,T,H,V) and dh_last = ∂L/∂h_last (B,H,K,V)
@@ -539,58 +568,68 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
                                  int chunk) {
     la_dims d = la_make_dims(T, Hq, H, K, V, Kg, scale, chunk);
     int nthreads = hr_num_threads(), nchunks = (T + d.L - 1) / d.L;
-    int seg = la_segment(nchunks, (size_t)d.KP * d.VP), nseg = HR_MAX(1, (nchunks + seg - 1) / seg);
+    long ntasks = (long)B * H;
     size_t KVp = (size_t)d.KP * d.VP, KVh = (size_t)K * V;
+    int seg = la_segment(ntasks, nchunks, KVp), nseg = HR_MAX(1, (nchunks + seg - 1) / seg);
+    /* per task: dS, the checkpoints (the state entering each segment), one segment's states 0..seg */
+    size_t per_task = (1 + (size_t)nseg + seg + 1) * KVp;
     la_work lay;
-    size_t tiles = la_layout(&d, &lay, NULL, 1), per_thread = tiles + ((size_t)nseg + seg + 1) * KVp;
+    size_t per_thread = la_layout(&d, &lay, NULL, 1);
     /* per-head dq, dk (B,T,H,K) when heads share a group, added in head order afterwards */
     size_t head_rows = d.rep > 1 ? (size_t)B * T * H * K : 0;
     float *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
+    float *tasks = hr_alloc(ntasks * per_task * sizeof(float));
     float *dqh = d.rep > 1 ? hr_alloc(head_rows * sizeof(float)) : dq;
     float *dkh = d.rep > 1 ? hr_alloc(head_rows * sizeof(float)) : dk;
-    int status = scratch && dqh && dkh ? HR_OK : HR_ENOMEM;
+    int status = scratch && tasks && dqh && dkh ? HR_OK : HR_ENOMEM;
     if (status == HR_OK) {
         #pragma omp parallel num_threads(nthreads)
         {
             la_work w;
+            long t0, t1;
             float *mine = scratch + per_thread * la_thread();
             for (size_t i = 0; i < per_thread; i++) mine[i] = 0.0f;
             la_layout(&d, &w, mine, 1);
-            float *ckpt = mine + tiles, *states = ckpt + (size_t)nseg * KVp; /* segment states 0..seg */
-            #pragma omp for schedule(static)
-            for (long task = 0; task < (long)B * H; task++) {
-                long b = task / H;
-                int h = (int)(task % H);
-                la_load_rows(ckpt, d.VP, h0 ? h0 + task * KVh : NULL, V, K, d.KP, V, 1.0f);
-                for (int s = 0; s + 1 < nseg; s++) { /* checkpoints: the state entering each segment */
-                    memcpy(ckpt + (s + 1) * KVp, ckpt + s * KVp, KVp * sizeof(float));
-                    for (int c = s * seg; c < (s + 1) * seg; c++) {
-                        la_load_chunk(&d, &w, q, k, v, g, b, h, c * d.L, HR_MIN(d.L, T - c * d.L), 0);
-                        la_state_update(&d, &w, ckpt + (s + 1) * KVp, HR_MIN(d.L, T - c * d.L));
-                    }
-                }
-                la_load_rows(w.dS, d.VP, dh_last ? dh_last + task * KVh : NULL, V, K, d.KP, V, 1.0f);
-                for (int s = nseg - 1; s >= 0; s--) {
-                    int c0 = s * seg, c1 = HR_MIN(nchunks, c0 + seg);
-                    memcpy(states, ckpt + s * KVp, KVp * sizeof(float));
-                    for (int c = c0; c < c1; c++) {
-                        float *next = states + (c - c0 + 1) * KVp;
-                        memcpy(next, next - KVp, KVp * sizeof(float));
-                        la_load_chunk(&d, &w, q, k, v, g, b, h, c * d.L, HR_MIN(d.L, T - c * d.L), 0);
-                        la_state_update(&d, &w, next, HR_MIN(d.L, T - c * d.L));
-                    }
-                    for (int c = c1 - 1; c >= c0; c--) {
-                        int t0 = c * d.L, Lc = HR_MIN(d.L, T - t0);
-                        size_t row = ((size_t)b * T + t0) * H + h;
-                        la_load_chunk(&d, &w, q, k, v, g, b, h, t0, Lc, 1);
-                        la_backward_chunk(&d, &w, Lc, states + (c - c0) * KVp, states + (c - c0 + 1) * KVp,
-                                          dout + row * V, dqh + row * K, dkh + row * K, (size_t)H * K, dv + row * V,
-                                          dg + row * Kg);
-                    }
-                }
-                if (dh0) la_store_rows(dh0 + task * KVh, V, w.dS, d.VP, K, V, 1.0f);
+            la_my_tasks(ntasks, &t0, &t1);
+            #define LA_DS(task) (tasks + (task) * per_task)
+            #define LA_CKPT(task, s) (LA_DS(task) + (1 + (size_t)(s)) * KVp)
+            #define LA_STATE(task, i) (LA_CKPT(task, nseg) + (size_t)(i) * KVp)
+            for (long task = t0; task < t1; task++) {
+                la_load_rows(LA_CKPT(task, 0), d.VP, h0 ? h0 + task * KVh : NULL, V, K, d.KP, V, 1.0f);
+                la_load_rows(LA_DS(task), d.VP, dh_last ? dh_last + task * KVh : NULL, V, K, d.KP, V, 1.0f);
             }
+            for (int s = 0; s + 1 < nseg; s++) /* checkpoints */
+                for (int c = s * seg; c < (s + 1) * seg; c++)
+                    for (long task = t0; task < t1; task++) {
+                        if (c == s * seg) memcpy(LA_CKPT(task, s + 1), LA_CKPT(task, s), KVp * sizeof(float));
+                        la_advance(&d, &w, k, v, g, task, c, LA_CKPT(task, s + 1));
+                    }
+            for (int s = nseg - 1; s >= 0; s--) {
+                int c0 = s * seg, c1 = HR_MIN(nchunks, c0 + seg);
+                for (int c = c0; c < c1; c++) /* the segment's states */
+                    for (long task = t0; task < t1; task++) {
+                        float *next = LA_STATE(task, c - c0 + 1);
+                        memcpy(next, c == c0 ? LA_CKPT(task, s) : next - KVp, KVp * sizeof(float));
+                        la_advance(&d, &w, k, v, g, task, c, next);
+                    }
+                for (int c = c1 - 1; c >= c0; c--)
+                    for (long task = t0; task < t1; task++) {
+                        long b = task / H;
+                        int h = (int)(task % H), s0 = c * d.L, Lc = HR_MIN(d.L, T - s0);
+                        size_t row = ((size_t)b * T + s0) * H + h;
+                        la_load_chunk(&d, &w, q, k, v, g, b, h, s0, Lc, 1);
+                        la_backward_chunk(&d, &w, Lc, c == c0 ? LA_CKPT(task, s) : LA_STATE(task, c - c0),
+                                          LA_STATE(task, c - c0 + 1), LA_DS(task), dout + row * V, dqh + row * K,
+                                          dkh + row * K, (size_t)H * K, dv + row * V, dg + row * Kg);
+                    }
+            }
+            for (long task = t0; task < t1; task++)
+                if (dh0) la_store_rows(dh0 + task * KVh, V, LA_DS(task), d.VP, K, V, 1.0f);
+            #undef LA_DS
+            #undef LA_CKPT
+            #undef LA_STATE
             if (d.rep > 1) {
+                #pragma omp barrier
                 #pragma omp for schedule(static)
                 for (long r = 0; r < (long)B * T * Hq; r++) {
                     size_t first = (size_t)r * d.rep * K; /* row (b, t, group) starts at head group * rep */
@@ -608,6 +647,7 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
         }
     }
     free(scratch);
+    free(tasks);
     if (d.rep > 1) {
         free(dqh);
         free(dkh);

@@ -1,4 +1,6 @@
 """Decayed linear attention (Mamba-2 / RetNet / GLA): the three forms, gradients, state passing, C = NumPy."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -223,29 +225,38 @@ def test_c_gla_gates(cb, rng):
         assert rel_err(a, b) < C_TOL, name
 
 
+@functools.lru_cache(maxsize=None)
+def _long_case(T, H, K, Kg, decay, recurrent):
+    """Inputs, float64 NumPy outputs and gradients (the recurrence, or the chunked form with chunks of 64 when
+    T (K, V) states would not fit) of a long case, computed once for every ISA build."""
+    (q, k, v, g), h0, do = _inputs(np.random.default_rng(1), 1, T, 1, H, K, K, Kg, np.float32, decay)
+    ins = tuple(_f64(a) for a in (do, q, k, v, g))
+    if recurrent:
+        return ((q, k, v, g), h0, do, nla.recurrent_forward(*ins[1:], 0.125, _f64(h0)),
+                nla.recurrent_backward(*ins, 0.125, _f64(h0), _f64(h0)))
+    return ((q, k, v, g), h0, do, nla.chunk_forward(*ins[1:], 0.125, _f64(h0), 64),
+            nla.chunk_backward(*ins, 0.125, _f64(h0), _f64(h0), 64))
+
+
 @pytest.mark.parametrize("Kg", [1, 64])
-def test_c_checkpointed_backward(cb, rng, Kg):
-    """More chunk states than the backward keeps (300 chunks of 4 positions with K = V = 64): it restarts
-    segments of ~√300 chunks from checkpoints, the last segment partial."""
-    (q, k, v, g), h0, do = _inputs(rng, 1, 1199, 1, 1, 64, 64, Kg, np.float32)
-    ins = (q, k, v, g)
-    got = cb.linear_attention_backward(do, *ins, 0.125, h0, h0, 4)
-    want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.125, _f64(h0), _f64(h0))
+def test_c_checkpointed_backward(cb, Kg):
+    """More chunk states than the backward keeps (2 heads x 4501 chunks of 2 positions, K = V = 64: 37M
+    floats, past the kernel's 2^25): it restarts segments of ~√4501 chunks from checkpoints, the last
+    segment partial. Reference: the NumPy chunked backward in float64 (its states fit)."""
+    ins, h0, do, _, want = _long_case(9001, 2, 64, Kg, (0.02, 0.5), recurrent=False)
+    got = cb.linear_attention_backward(do, *ins, 0.125, h0, h0, 2)
     for name, a, b in zip(GRAD_NAMES, got, want):
         assert rel_err(a, b) < C_TOL, name
 
 
 @pytest.mark.parametrize("Kg", [1, 8])
-def test_c_long_sequence(cb, rng, Kg):
+def test_c_long_sequence(cb, Kg):
     """T = 32,768, one small head, against the float64 recurrence. Decays down to -1e-3 keep ~1000 steps of
     memory, so each output sums ~1000 terms; errors do not grow with T (the state contracts)."""
-    (q, k, v, g), h0, do = _inputs(rng, 1, 32768, 1, 1, 8, 8, Kg, np.float32, decay=(1e-3, 0.1))
-    ins = (q, k, v, g)
-    o, h_last = cb.linear_attention_forward(*ins, 0.35, h0, 64)
-    ro, rh = nla.recurrent_forward(*map(_f64, ins), 0.35, _f64(h0))
+    ins, h0, do, (ro, rh), want = _long_case(32768, 1, 8, Kg, (1e-3, 0.1), recurrent=True)
+    o, h_last = cb.linear_attention_forward(*ins, 0.125, h0, 64)
     assert rel_err(o, ro) < C_TOL and rel_err(h_last, rh) < C_TOL
-    got = cb.linear_attention_backward(do, *ins, 0.35, h0, None, 64)
-    want = nla.recurrent_backward(_f64(do), *map(_f64, ins), 0.35, _f64(h0), None)
+    got = cb.linear_attention_backward(do, *ins, 0.125, h0, h0, 64)
     for name, a, b in zip(GRAD_NAMES, got, want):
         assert rel_err(a, b) < C_TOL, name
 
