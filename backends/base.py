@@ -99,6 +99,18 @@ SEQUENCE_MIXING_OPS = {
     # dq, dk (B,T,Hq,K) summed over the heads of a group; dg of g's shape (Kg = 1: summed over K);
     # dh_last (B,H,K,V) or None flows into h_last; dh0 is None when h0 is None.
     "linear_attention_backward": "linear_attention_backward(do, q, k, v, g, scale=1.0, h0=None, dh_last=None, chunk=64) -> (dq, dk, dv, dg, dh0)",
+    # WKV-7 (RWKV-7's generalized delta rule), per batch b and head h a K×V state (fla's layout; RWKV-LM's
+    # S is its transpose): h_t = (diag(w_t) + b_tᵀ a_t) h_{t-1} + k_tᵀ v_t, y_t = r_t h_t, h_{-1} = h0
+    # (zeros if None). r, w, k, a, b (B,T,H,K), w the decays themselves (RWKV-7 passes a = −κ̂,
+    # b = κ̂ ⊙ iclr); v (B,T,H,V); h0 (B,H,K,V) or None -> y (B,T,H,V), h_last (B,H,K,V)
+    "wkv7_forward": "wkv7_forward(r, w, k, v, a, b, h0=None) -> (y, h_last)",
+    # dh_last (B,H,K,V) or None flows into h_last; dh0 is None when h0 is None
+    "wkv7_backward": "wkv7_backward(dy, r, w, k, v, a, b, h0=None, dh_last=None) -> (dr, dw, dk, dv, da, db, dh0)",
+    # RWKV token shift: y[b,t,m] = x_t + (x_{t-1} − x_t) ⊙ mu[m], x_{-1} = prefix[:, 0] (zeros if None);
+    # x (B,T,C), mu (M,C), prefix (B,1,C) or None -> y (B,T,M,C)
+    "token_shift_forward": "token_shift_forward(x, mu, prefix=None) -> y",
+    # dmu (M,C); dprefix is None when prefix is None
+    "token_shift_backward": "token_shift_backward(dy, x, mu, prefix=None) -> (dx, dmu, dprefix)",
     # y = x ⊙ keep / (1 − p), x (B,T,...): inverted dropout whose mask is a hash of (seed, batch row
     # batch_offset + b, position time_offset + t, feature), the same on every backend
     # (backends/numpy/dropout.py). Position-wise in what it computes, but its mask depends on the
@@ -289,6 +301,20 @@ def _linear_attention_example(rng, dtype, T, B=2, Hq=1, H=2, K=5, V=3):
                 scale=0.5, chunk=4)
 
 
+def _wkv7_example(rng, dtype, T, B=2, H=3, K=5, V=4):
+    """As RWKV-7 calls it: decays in (0.5, 1), a = −κ̂ and b = κ̂ ⊙ iclr with κ̂ of unit norm per head."""
+    r = lambda *shape: rng.standard_normal(shape).astype(dtype)
+    kk = r(B, T, H, K)
+    kk /= np.linalg.norm(kk, axis=-1, keepdims=True)
+    iclr = rng.uniform(0.0, 1.0, (B, T, H, K)).astype(dtype)
+    return dict(r=r(B, T, H, K), w=rng.uniform(0.5, 1.0, (B, T, H, K)).astype(dtype), k=r(B, T, H, K),
+                v=r(B, T, H, V), a=-kk, b=kk * iclr)
+
+
+def _token_shift_example(rng, dtype, T, B=2, C=5, M=3):
+    return dict(x=rng.standard_normal((B, T, C)).astype(dtype), mu=rng.uniform(0.0, 1.0, (M, C)).astype(dtype))
+
+
 SEQUENCE_FORMS = {
     "selective_scan": StatePassing(
         inputs=dict(x="B T C", delta="B T C", A="C N", Bm="B T N", Cm="B T N", D="C"),
@@ -300,6 +326,12 @@ SEQUENCE_FORMS = {
     "linear_attention": StatePassing(
         inputs=dict(q="B T Q K", k="B T Q K", v="B T H V", g="B T H D"), outputs=dict(o="B T H V"),
         state="B H K V", decay=_linear_attention_decay, example=_linear_attention_example),
+    # no decay: the map of a slice's incoming state is a product of K×K matrices, not element-wise, so
+    # the state passes through the pipeline (over heads) and never through the exclusive scan
+    "wkv7": StatePassing(
+        inputs=dict(r="B T H K", w="B T H K", k="B T H K", v="B T H V", a="B T H K", b="B T H K"),
+        outputs=dict(y="B T H V"), state="B H K V", channels="H", example=_wkv7_example),
+    "token_shift": Halo(width=lambda **_: 1, example=_token_shift_example),
     "rope": Offset(time="offset"),
     "dropout": Offset(time="time_offset", batch="batch_offset"),
     "mean_pool": SequenceMean(),
