@@ -99,6 +99,19 @@ SEQUENCE_MIXING_OPS = {
     # dq, dk (B,T,Hq,K) summed over the heads of a group; dg of g's shape (Kg = 1: summed over K);
     # dh_last (B,H,K,V) or None flows into h_last; dh0 is None when h0 is None.
     "linear_attention_backward": "linear_attention_backward(do, q, k, v, g, scale=1.0, h0=None, dh_last=None, chunk=64) -> (dq, dk, dv, dg, dh0)",
+    # diagonal linear recurrence (Griffin's RG-LRU), per batch b and channel c:
+    # h_t = a_t ⊙ h_{t-1} + x_t, h_{-1} = h0 (zeros if None); a, x (B,T,C), h0 (B,C) or None
+    # -> h (B,T,C) every state, h_last (B,C)
+    "linear_recurrence_forward": "linear_recurrence_forward(a, x, h0=None) -> (h, h_last)",
+    # g_t = dh_t + a_{t+1} ⊙ g_{t+1} (+ dh_last at t = T-1): dx_t = g_t, da_t = g_t ⊙ h_{t-1}, dh0 = a_0 ⊙ g_0
+    # (None when h0 is None)
+    "linear_recurrence_backward": "linear_recurrence_backward(dh, a, x, h0=None, dh_last=None) -> (da, dx, dh0)",
+    # RG-LRU gates: r = σ(ga), i = σ(gx), a = exp(−8 r softplus(a_param)), xn = √(1−a²) ⊙ i ⊙ x with the
+    # multiplier 1 at the sequence's position 0 (token t stands at time_offset + t, as RoPE's offset).
+    # x, gx, ga (B,T,C), a_param (C,) -> a, xn (B,T,C), the inputs of linear_recurrence
+    "rglru_gate_forward": "rglru_gate_forward(x, gx, ga, a_param, time_offset=0) -> (a, xn)",
+    # d√y/dy bounded by 1000 (recurrentgemma's SqrtBoundDerivative); da_param (C,) summed over B, T
+    "rglru_gate_backward": "rglru_gate_backward(da, dxn, x, gx, ga, a_param, time_offset=0) -> (dx, dgx, dga, da_param)",
     # WKV-7 (RWKV-7's generalized delta rule), per batch b and head h a K×V state (fla's layout; RWKV-LM's
     # S is its transpose): h_t = (diag(w_t) + b_tᵀ a_t) h_{t-1} + k_tᵀ v_t, y_t = r_t h_t, h_{-1} = h0
     # (zeros if None). r, w, k, a, b (B,T,H,K), w the decays themselves (RWKV-7 passes a = −κ̂,
@@ -301,6 +314,16 @@ def _linear_attention_example(rng, dtype, T, B=2, Hq=1, H=2, K=5, V=3):
                 scale=0.5, chunk=4)
 
 
+def _linear_recurrence_decay(a, x):
+    """The linear recurrence's map of the state entering a slice: Π_t a_t (B,C)."""
+    return np.prod(a, axis=1, dtype=np.float64).astype(a.dtype)
+
+
+def _linear_recurrence_example(rng, dtype, T, B=2, C=37):
+    """37 channels: three channel groups of 16, the last one partial; decays in [0.5, 1)."""
+    return dict(a=rng.uniform(0.5, 1.0, (B, T, C)).astype(dtype), x=rng.standard_normal((B, T, C)).astype(dtype))
+
+
 def _wkv7_example(rng, dtype, T, B=2, H=3, K=5, V=4):
     """As RWKV-7 calls it: decays in (0.5, 1), a = −κ̂ and b = κ̂ ⊙ iclr with κ̂ of unit norm per head."""
     r = lambda *shape: rng.standard_normal(shape).astype(dtype)
@@ -326,6 +349,10 @@ SEQUENCE_FORMS = {
     "linear_attention": StatePassing(
         inputs=dict(q="B T Q K", k="B T Q K", v="B T H V", g="B T H D"), outputs=dict(o="B T H V"),
         state="B H K V", decay=_linear_attention_decay, example=_linear_attention_example),
+    "linear_recurrence": StatePassing(
+        inputs=dict(a="B T C", x="B T C"), outputs=dict(h="B T C"), state="B C", channels="C",
+        decay=_linear_recurrence_decay, example=_linear_recurrence_example),
+    "rglru_gate": Offset(time="time_offset"),
     # no decay: the map of a slice's incoming state is a product of K×K matrices, not element-wise, so
     # the state passes through the pipeline (over heads) and never through the exclusive scan
     "wkv7": StatePassing(
