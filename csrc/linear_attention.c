@@ -130,8 +130,36 @@ static void la_store_rows(float *dst, size_t stride, const float *src, int wp, i
             hr_vstore(dst + r * stride + c, hr_vmul(m, hr_vload(src + (size_t)r * wp + c, HR_VW)), w - c);
 }
 
-/* dst[c][r] = src[r][c] for r < rows, c < cols. */
+#if defined(HR_AVX2)
+/* An 8×8 block: dst[c][r] = src[r][c] (unpack pairs, shuffle quads, swap 128-bit halves). */
+static inline void la_transpose8(float *dst, int ldd, const float *src, int lds) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int j = 0; j < 2; j++) {
+            u[i + 2 * j] = _mm256_shuffle_ps(t[i + j], t[i + j + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            u[i + 2 * j + 1] = _mm256_shuffle_ps(t[i + j], t[i + j + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(dst + (size_t)i * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (size_t)(i + 4) * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+}
+#endif
+
+/* dst[c][r] = src[r][c] for r < rows, c < cols (multiples of 8 go by 8×8 blocks in registers). */
 static void la_transpose(float *dst, int ldd, const float *src, int lds, int rows, int cols) {
+#if defined(HR_AVX2)
+    if (rows % 8 == 0 && cols % 8 == 0) {
+        for (int r = 0; r < rows; r += 8)
+            for (int c = 0; c < cols; c += 8) la_transpose8(dst + (size_t)c * ldd + r, ldd, src + (size_t)r * lds + c, lds);
+        return;
+    }
+#endif
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
 }
@@ -244,9 +272,8 @@ typedef struct {
     float *A, *dA;              /* decayed scores and their gradient (LP×LP) */
     float *qd, *kd, *tmp;       /* q'⊙din, k⊙dout, a product (LP×KP) */
     float *ot;                  /* output rows: o or dv (LP×VP) */
-    float *vT, *ST, *dST;       /* vᵀ (VP×LP), S_inᵀ, dSᵀ (VP×KP) */
+    float *vT, *dST;            /* vᵀ (VP×LP), dSᵀ (VP×KP) */
     float *dq, *dk;             /* dq', dk of the chunk (LP×KP) */
-    float *rowsum;              /* Σ_v S_out ⊙ dS per k (KP) */
 } la_work;
 
 /* Points w's tiles into base (only counts when base is NULL); returns the floats used. */
@@ -268,9 +295,8 @@ static size_t la_layout(const la_dims *d, la_work *w, float *base, int backward)
     LA_TILE(qc, gla && backward ? LK : 0);
     LA_TILE(A, LL); LA_TILE(dA, backward ? LL : 0);
     LA_TILE(qd, LK); LA_TILE(kd, LK); LA_TILE(tmp, backward ? LK : 0); LA_TILE(ot, LV);
-    LA_TILE(vT, backward ? LV : 0); LA_TILE(ST, backward ? KV : 0); LA_TILE(dST, backward ? KV : 0);
+    LA_TILE(vT, backward ? LV : 0); LA_TILE(dST, backward ? KV : 0);
     LA_TILE(dq, backward ? LK : 0); LA_TILE(dk, backward ? LK : 0);
-    LA_TILE(rowsum, backward ? d->KP : 0);
 #undef LA_TILE
     return used;
 }
@@ -287,15 +313,25 @@ static void la_load_chunk(const la_dims *d, la_work *w, const float *q, const fl
     la_decays(g + vrow * d->Kg, (size_t)d->H * d->Kg, Lc, d->Kg, d->gw, w->a, w->din, w->dout, w->lam);
 }
 
-/* S = Λ ⊙ S + (k ⊙ dout)ᵀ v: the state leaving the loaded chunk, in place. */
-static void la_state_update(const la_dims *d, la_work *w, float *S, int Lc) {
-    la_scale_rows(w->kd, w->ks, d->KP, Lc, d->LP, w->dout, d->gw);
-    for (int r = 0; r < d->KP; r++) {
-        hr_vec lam = hr_vset1(w->lam[d->gw == 1 ? 0 : r]);
-        for (int c = 0; c < d->VP; c += HR_VW)
-            hr_vstore(S + (size_t)r * d->VP + c, hr_vmul(lam, hr_vload(S + (size_t)r * d->VP + c, HR_VW)), HR_VW);
+/* S = Λ ⊙ S + (k ⊙ dout)ᵀ v: the state leaving the loaded chunk, in place; S is K×V (KP×VP), or with
+ * `transposed` Sᵀ (VP×KP), the layout the backward reads it in (Sᵀ = Sᵀ Λ + vᵀ (k ⊙ dout)). */
+static void la_state_update(const la_dims *d, la_work *w, float *S, int Lc, int transposed) {
+    int KP = d->KP, VP = d->VP;
+    la_scale_rows(w->kd, w->ks, KP, Lc, d->LP, w->dout, d->gw);
+    if (transposed) {
+        for (int r = 0; r < VP; r++)
+            for (int c = 0; c < KP; c += HR_VW)
+                hr_vstore(S + (size_t)r * KP + c, hr_vmul(la_decay(w->lam, d->gw, 0, c), hr_vload(S + (size_t)r * KP + c, HR_VW)),
+                          HR_VW);
+        la_mm(la_pad4(d->V), KP, Lc, w->vs, 1, VP, w->kd, KP, S, KP, 1, LA_FULL);
+        return;
     }
-    la_mm(la_pad4(d->K), d->VP, Lc, w->kd, 1, d->KP, w->vs, d->VP, S, d->VP, 1, LA_FULL);
+    for (int r = 0; r < KP; r++) {
+        hr_vec lam = hr_vset1(w->lam[d->gw == 1 ? 0 : r]);
+        for (int c = 0; c < VP; c += HR_VW)
+            hr_vstore(S + (size_t)r * VP + c, hr_vmul(lam, hr_vload(S + (size_t)r * VP + c, HR_VW)), HR_VW);
+    }
+    la_mm(la_pad4(d->K), VP, Lc, w->kd, 1, KP, w->vs, VP, S, VP, 1, LA_FULL);
 }
 
 /* GLA, diagonal sub-block [I0, I1): W_ijk = Π_{j<s<=i} a_sk built up i by i for each j;
@@ -414,12 +450,13 @@ static void la_forward_chunk(const la_dims *d, la_work *w, float *S, int Lc, flo
     la_scale_rows(w->qd, w->qs, d->KP, Lc, d->LP, w->din, d->gw);
     la_mm(m, d->VP, d->K, w->qd, d->KP, 1, S, d->VP, w->ot, d->VP, 1, LA_FULL);
     la_store_rows(o, ostride, w->ot, d->VP, Lc, d->V, 1.0f);
-    la_state_update(d, w, S, Lc);
+    la_state_update(d, w, S, Lc, 0);
 }
 
-/* Backward through the loaded chunk, which enters with state Sin and leaves with Sout; dS holds the
- * gradient of Sout and leaves holding that of Sin. Writes the chunk's rows of dq (scale dq'), dk, dv, dg. */
-static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float *Sin, const float *Sout, float *dS,
+/* Backward through the loaded chunk, which enters with state S_in and leaves with S_out (given transposed,
+ * VP×KP); dS (KP×VP) holds the gradient of S_out and leaves holding that of S_in. Writes the chunk's rows of
+ * dq (scale dq'), dk, dv, dg. */
+static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float *SinT, const float *SoutT, float *dS,
                               const float *dout_rows, float *dq, float *dk, size_t kstride, float *dv, float *dg) {
     int KP = d->KP, VP = d->VP, LP = d->LP, gw = d->gw, m = la_pad4(Lc);
     size_t vstride = (size_t)d->H * d->V, gstride = (size_t)d->H * d->Kg;
@@ -434,22 +471,17 @@ static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float 
     la_scale_rows(w->kd, w->ks, KP, Lc, LP, w->dout, gw);
     la_mm(m, VP, d->K, w->kd, KP, 1, dS, VP, w->ot, VP, 1, LA_FULL);
     /* dq' += din ⊙ (dO S_inᵀ), dk += dout ⊙ (v dSᵀ) */
-    la_transpose(w->ST, KP, Sin, VP, KP, VP);
-    la_mm(m, KP, d->V, w->dos, VP, 1, w->ST, KP, w->tmp, KP, 0, LA_FULL);
+    la_mm(m, KP, d->V, w->dos, VP, 1, SinT, KP, w->tmp, KP, 0, LA_FULL);
     la_fma_rows(w->dq, w->tmp, KP, Lc, w->din, gw);
     la_transpose(w->dST, KP, dS, VP, KP, VP);
     la_mm(m, KP, d->V, w->vs, VP, 1, w->dST, KP, w->tmp, KP, 0, LA_FULL);
     la_fma_rows(w->dk, w->tmp, KP, Lc, w->dout, gw);
     /* dg_s = Σ_{s<=i<Lc} ∂L/∂G_i, ∂L/∂G_i = q'_i ⊙ dq'_i - k_i ⊙ dk_i, + Σ_v S_out ⊙ dS at i = Lc-1 (Λ);
      * rows of tmp (free again) take dg per k */
-    for (int r = 0; r < KP; r++) {
-        hr_vec s = hr_vzero();
-        for (int c = 0; c < VP; c += HR_VW)
-            s = hr_vfma(hr_vload(Sout + (size_t)r * VP + c, HR_VW), hr_vload(dS + (size_t)r * VP + c, HR_VW), s);
-        w->rowsum[r] = hr_vhsum(s);
-    }
     for (int c = 0; c < KP; c += HR_VW) {
-        hr_vec run = hr_vload(w->rowsum + c, HR_VW);
+        hr_vec run = hr_vzero();
+        for (int r = 0; r < VP; r++)
+            run = hr_vfma(hr_vload(SoutT + (size_t)r * KP + c, HR_VW), hr_vload(w->dST + (size_t)r * KP + c, HR_VW), run);
         for (int i = Lc - 1; i >= 0; i--) {
             size_t o = (size_t)i * KP + c;
             hr_vec qdq = hr_vmul(hr_vload(w->qs + o, HR_VW), hr_vload(w->dq + o, HR_VW));
@@ -551,12 +583,12 @@ static int la_segment(long ntasks, int nchunks, size_t state_floats) {
     return (int)ceil(sqrt((double)nchunks));
 }
 
-/* The state leaving chunk c of a task: S advanced in place over that chunk. */
+/* The state leaving chunk c of a task: Sᵀ advanced in place over that chunk. */
 static void la_advance(const la_dims *d, la_work *w, const float *k, const float *v, const float *g, long task,
-                       int c, float *S) {
+                       int c, float *ST) {
     int Lc = HR_MIN(d->L, d->T - c * d->L);
     la_load_chunk(d, w, NULL, k, v, g, task / d->H, (int)(task % d->H), c * d->L, Lc, 0);
-    la_state_update(d, w, S, Lc);
+    la_state_update(d, w, ST, Lc, 1);
 }
 
 /* Gradients of hr_linear_attention_forward, given dout = ∂L/∂o (B,T,H,V) and dh_last = ∂L/∂h_last (B,H,K,V)
@@ -571,8 +603,9 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
     long ntasks = (long)B * H;
     size_t KVp = (size_t)d.KP * d.VP, KVh = (size_t)K * V;
     int seg = la_segment(ntasks, nchunks, KVp), nseg = HR_MAX(1, (nchunks + seg - 1) / seg);
-    /* per task: dS, the checkpoints (the state entering each segment), one segment's states 0..seg */
-    size_t per_task = (1 + (size_t)nseg + seg + 1) * KVp;
+    /* per task: dS, the checkpoints (the state entering each segment), the states leaving a segment's chunks;
+     * states transposed (Sᵀ), as the backward reads them */
+    size_t per_task = (1 + (size_t)nseg + seg) * KVp;
     la_work lay;
     size_t per_thread = la_layout(&d, &lay, NULL, 1);
     /* per-head dq, dk (B,T,H,K) when heads share a group, added in head order afterwards */
@@ -593,9 +626,10 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
             la_my_tasks(ntasks, &t0, &t1);
             #define LA_DS(task) (tasks + (task) * per_task)
             #define LA_CKPT(task, s) (LA_DS(task) + (1 + (size_t)(s)) * KVp)
-            #define LA_STATE(task, i) (LA_CKPT(task, nseg) + (size_t)(i) * KVp)
+            #define LA_LEAVING(task, i) (LA_CKPT(task, nseg) + (size_t)(i) * KVp) /* chunk c0 + i of a segment */
             for (long task = t0; task < t1; task++) {
-                la_load_rows(LA_CKPT(task, 0), d.VP, h0 ? h0 + task * KVh : NULL, V, K, d.KP, V, 1.0f);
+                la_load_rows(w.dST, d.VP, h0 ? h0 + task * KVh : NULL, V, K, d.KP, V, 1.0f);
+                la_transpose(LA_CKPT(task, 0), d.KP, w.dST, d.VP, d.KP, d.VP);
                 la_load_rows(LA_DS(task), d.VP, dh_last ? dh_last + task * KVh : NULL, V, K, d.KP, V, 1.0f);
             }
             for (int s = 0; s + 1 < nseg; s++) /* checkpoints */
@@ -608,7 +642,7 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
                 int c0 = s * seg, c1 = HR_MIN(nchunks, c0 + seg);
                 for (int c = c0; c < c1; c++) /* the segment's states */
                     for (long task = t0; task < t1; task++) {
-                        float *next = LA_STATE(task, c - c0 + 1);
+                        float *next = LA_LEAVING(task, c - c0);
                         memcpy(next, c == c0 ? LA_CKPT(task, s) : next - KVp, KVp * sizeof(float));
                         la_advance(&d, &w, k, v, g, task, c, next);
                     }
@@ -618,8 +652,8 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
                         int h = (int)(task % H), s0 = c * d.L, Lc = HR_MIN(d.L, T - s0);
                         size_t row = ((size_t)b * T + s0) * H + h;
                         la_load_chunk(&d, &w, q, k, v, g, b, h, s0, Lc, 1);
-                        la_backward_chunk(&d, &w, Lc, c == c0 ? LA_CKPT(task, s) : LA_STATE(task, c - c0),
-                                          LA_STATE(task, c - c0 + 1), LA_DS(task), dout + row * V, dqh + row * K,
+                        la_backward_chunk(&d, &w, Lc, c == c0 ? LA_CKPT(task, s) : LA_LEAVING(task, c - c0 - 1),
+                                          LA_LEAVING(task, c - c0), LA_DS(task), dout + row * V, dqh + row * K,
                                           dkh + row * K, (size_t)H * K, dv + row * V, dg + row * Kg);
                     }
             }
@@ -627,7 +661,7 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
                 if (dh0) la_store_rows(dh0 + task * KVh, V, LA_DS(task), d.VP, K, V, 1.0f);
             #undef LA_DS
             #undef LA_CKPT
-            #undef LA_STATE
+            #undef LA_LEAVING
             if (d.rep > 1) {
                 #pragma omp barrier
                 #pragma omp for schedule(static)
