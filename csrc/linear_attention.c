@@ -24,9 +24,15 @@
  * the chunks in reverse, each turning the gradient of the state leaving it into that of the state
  * entering it (dS_in = Λ ⊙ dS_out + (q' ⊙ din)ᵀ dO). dg comes from the chunk's cumulative decays:
  * ∂L/∂G_i = q_i ⊙ dq_i - k_i ⊙ dk_i (+ Σ_v S_out ⊙ dS_out at the chunk's end), summed from i down to
- * the chunk's start. States are kept per chunk while they fit LA_STATES_BUDGET floats; past that, every
- * ~√(T/L)-th chunk's is kept and a segment's states are recomputed from its checkpoint. dq, dk of the
- * heads of a group go through per-head buffers added in head order: bit-identical for any thread count.
+ * the chunk's start. The states of every task at every chunk boundary are kept (transposed, as the
+ * backward reads them) while they fit LA_STATES_BUDGET floats; past that, every ~√(T/L)-th chunk's is
+ * kept and a segment's states are recomputed from its checkpoint. No (T, K, V) tensor is ever formed.
+ *
+ * Threads: each owns a fixed share of the (b, h) tasks and steps them through time together, chunk by
+ * chunk, so the heads of a row of q, k, v (neighbours in memory) are read at once: a head's slice of a row
+ * is only K or V of its H·K or H·V floats, which read head after head costs long sequences ~1.4x in memory
+ * stalls. A task's results never depend on the thread running it; dq, dk of the heads of a group go
+ * through per-head buffers added in head order: bit-identical for any thread count.
  *
  * Layout: each chunk's rows are copied into per-thread tiles whose rows are padded with zeros to a
  * multiple of 16 floats, so every tile product runs on whole vectors; only output rows are masked.
