@@ -4,12 +4,13 @@
  * The model is described once by flat arrays built in backends/c/decode.py (no structs cross the
  * cffi boundary):
  *   cfg   ints: DEC_HEADER = [V, D, n_layers, norm (0 RMSNorm, 1 LayerNorm)], then per layer
- *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), where its mixer's ints, floats, weights and
- *         states start in cfg, fcfg, w and state]
+ *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU), where its
+ *         mixer's ints, floats, weights and states start in cfg, fcfg, w and state]
  *   fcfg  floats: [norm eps], then the mixers' floats
  *   w     weight pointers: DEC_GLOBAL_W = [embed (V,D), norm w, norm b, head w (V,D), head b], then per
  *         layer DEC_BLOCK_W = [norm1 w, norm1 b, norm2 w, norm2 b, fc w, fc b, proj w, proj b] followed
- *         by its mixer's weights. Absent biases are NULL.
+ *         by its mixer's weights. Absent biases are NULL. A gated MLP's fc is (2·hidden, D), rows
+ *         [W_gate; W_up] (hybridref/layers/mlp.py).
  *   state the mixers' state buffers.
  * A mixer's part of the arrays (its record) has whatever length its kind needs: the kind's step
  * (csrc/<name>_step.c, found through the table DEC_KINDS) reads it back. Two layers may be given
@@ -31,12 +32,13 @@
 #include "decode_mixer.h"
 #include "decode.h"
 
-enum { DEC_HEADER = 4, DEC_LAYER_INTS = 6, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
+enum { DEC_HEADER = 4, DEC_LAYER_INTS = 7, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
 enum { H_VOCAB, H_D, H_LAYERS, H_NORM };                                          /* cfg header */
-enum { L_KIND, L_MLP, L_INTS, L_FLOATS, L_W, L_STATE };                           /* per-layer ints */
+enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE };               /* per-layer ints */
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
 enum { B_NORM1_W, B_NORM1_B, B_NORM2_W, B_NORM2_B, B_FC_W, B_FC_B, B_PROJ_W, B_PROJ_B, DEC_BLOCK_W };
 enum { NORM_RMS, NORM_LAYER };
+enum { MLP_GELU, MLP_GATED_GELU };  /* the MLP kinds of hybridref/layers/mlp.py */
 
 typedef struct {
     const char *name;
@@ -100,6 +102,29 @@ static void dec_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+/* The width of an MLP's fc output: hidden, or 2·hidden (gate and up) for a gated MLP. */
+static size_t dec_fc_width(int mlp_kind, int hidden) {
+    return (mlp_kind == MLP_GATED_GELU ? 2 : 1) * (size_t)hidden;
+}
+
+/* h (B,D) -> MLP(h) (B,D) over h; fc, act: scratch of B·dec_fc_width floats each.
+ *   MLP_GELU:       proj(GELU(fc h))
+ *   MLP_GATED_GELU: proj(GELU(gate) ⊙ up), [gate | up] = fc h */
+static int dec_mlp(int mlp_kind, const float *const *bw, float *h, float *fc, float *act, int B, int D, int hidden) {
+    int width = (int)dec_fc_width(mlp_kind, hidden);
+    int st = hr_dec_linear(h, bw[B_FC_W], bw[B_FC_B], fc, B, D, width);
+    if (st != HR_OK) return st;
+    if (mlp_kind == MLP_GATED_GELU) {
+        hr_dec_cols(act, fc, B, width, 0, hidden);
+        hr_gelu_forward(act, act, (long)B * hidden);
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < hidden; j++) act[(size_t)b * hidden + j] *= fc[(size_t)b * width + hidden + j];
+    } else {
+        hr_gelu_forward(fc, act, (long)B * hidden);
+    }
+    return hr_dec_linear(act, bw[B_PROJ_W], bw[B_PROJ_B], h, B, hidden, D);
+}
+
 static dec_layer dec_layer_at(const int *cfg, const float *fcfg, const float *const *w, float *const *state, int l) {
     const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
     dec_layer layer = {cfg + lc[L_INTS], fcfg + lc[L_FLOATS], w + lc[L_W] + DEC_BLOCK_W, state + lc[L_STATE]};
@@ -112,13 +137,14 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
                    float *logits, int B, int pos) {
     int V = cfg[H_VOCAB], D = cfg[H_D], nl = cfg[H_LAYERS], norm = cfg[H_NORM];
     float eps = fcfg[0];
-    /* scratch: the residual stream x (B,D), the mixer/MLP io h (B, max(D, V)), the MLP hidden
-     * activations (B, 2·widest MLP), the norms' mean and rstd (B), and the largest mixer scratch */
+    /* scratch: the residual stream x (B,D), the mixer/MLP io h (B, max(D, V)), the MLP's fc output
+     * and activations (B, widest fc output, each), the norms' mean and rstd (B), and the largest
+     * mixer scratch */
     size_t mlp = 0, mixer = 0;
     for (int l = 0; l < nl; l++) {
         const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
         dec_layer layer = dec_layer_at(cfg, fcfg, w, state, l);
-        mlp = HR_MAX(mlp, (size_t)lc[L_MLP]);
+        mlp = HR_MAX(mlp, dec_fc_width(lc[L_MLP_KIND], lc[L_MLP]));
         mixer = HR_MAX(mixer, DEC_KINDS[lc[L_KIND]].scratch(&layer, B, D));
     }
     size_t n = (size_t)B * D, wide = (size_t)B * HR_MAX(D, V);
@@ -139,10 +165,7 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
         int hidden = lc[L_MLP];
         if (hidden == 0) continue;
         dec_norm(norm, x, bw[B_NORM2_W], bw[B_NORM2_B], h, mean, rstd, B, D, eps);
-        st = hr_dec_linear(h, bw[B_FC_W], bw[B_FC_B], fc, B, D, hidden);
-        if (st != HR_OK) break;
-        hr_gelu_forward(fc, act, (long)B * hidden);
-        st = hr_dec_linear(act, bw[B_PROJ_W], bw[B_PROJ_B], h, B, hidden, D);
+        st = dec_mlp(lc[L_MLP_KIND], bw, h, fc, act, B, D, hidden);
         if (st == HR_OK) dec_add(x, h, n);
     }
     if (st == HR_OK) {

@@ -16,7 +16,8 @@ from hybridref.layers.norm import LayerNorm, RMSNorm
 from . import checks
 
 # must match csrc/decode.c
-_HEADER, _LAYER_INTS, _BLOCK_W = 4, 6, 8
+_HEADER, _LAYER_INTS, _BLOCK_W = 4, 7, 8
+_MLP_KINDS = {"gelu": 0, "gated_gelu": 1}  # MLP_GELU, MLP_GATED_GELU: the kinds of hybridref/layers/mlp.py
 
 
 @dataclass
@@ -101,7 +102,10 @@ class Decoder:
         for i, (blk, state) in enumerate(zip(blocks, layer_states)):
             kind, rec = _record_of(self.be, blk.mixer, state, max_len, i)
             mlp = blk.mlp
-            layer_ints += [kind, mlp.fc.d_out if mlp else 0,
+            if mlp is not None and mlp.kind not in _MLP_KINDS:
+                raise ValueError(f"decoder: block {i} has a {mlp.kind!r} MLP, which the C decoder does not run "
+                                 f"(it runs {', '.join(_MLP_KINDS)}); decode on the numpy backend")
+            layer_ints += [kind, mlp.hidden if mlp else 0, _MLP_KINDS[mlp.kind] if mlp else 0,
                            len(head) + _LAYER_INTS * len(blocks) + len(mixer_ints), len(floats), len(weights),
                            len(states)]
             weights += [blk.norm1.weight.data, bias(blk.norm1)]

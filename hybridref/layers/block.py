@@ -3,6 +3,9 @@
     h   = x + drop(mixer(norm₁(x)))
     out = h + drop(MLP(norm₂(h)))  (no MLP when its width is 0; drop: dropout while training)
 
+The MLP's kind (`mlp_kind`: "gelu", "gated_gelu"; hybridref/layers/mlp.py) is a model option, the
+same for every block.
+
 A layer pattern is a string of mixer letters, one per block: "MMMA" is three Mamba blocks then one
 attention block. The letters and each mixer's options come from the mixer registry
 (hybridref/layers/registry.py).
@@ -16,20 +19,20 @@ import math
 import numpy as np
 
 from .dropout import Dropout
-from .mlp import MLP
+from .mlp import make_mlp
 from .module import Module
 from .norm import make_norm
 from .registry import mixer_spec
 
 
 class Block(Module):
-    def __init__(self, d, mixer, mlp_hidden, norm, rng, out_std=None, dropout=0.0):
+    def __init__(self, d, mixer, mlp_hidden, norm, rng, out_std=None, dropout=0.0, mlp_kind="gelu"):
         super().__init__()
         self.norm1 = make_norm(norm, d)
         self.mixer = mixer
         self.drop1 = Dropout(dropout)
         self.norm2 = make_norm(norm, d) if mlp_hidden else None
-        self.mlp = MLP(d, mlp_hidden, rng, out_std=out_std) if mlp_hidden else None
+        self.mlp = make_mlp(mlp_kind, d, mlp_hidden, rng, out_std=out_std) if mlp_hidden else None
         self.drop2 = Dropout(dropout) if mlp_hidden else None
 
     def forward(self, x, state=None, side=None):
@@ -49,13 +52,14 @@ class Block(Module):
         return h + self.mlp.step(self.norm2.step(h)) if self.mlp else h
 
 
-def build_blocks(pattern, d, mixers, mlp_hidden, norm, rng, dropout=0.0):
+def build_blocks(pattern, d, mixers, mlp_hidden, norm, rng, dropout=0.0, mlp_kind="gelu"):
     """One Block per letter of `pattern`; `mixers` {letter: options} and `mlp_hidden` {letter: width}
-    as registry.resolve_options / resolve_mlp_hidden give them. Residual output projections get
-    GPT-2's scaled init N(0, (0.02/√(2L))²) so the residual stream's variance does not grow with depth."""
+    as registry.resolve_options / resolve_mlp_hidden give them, every MLP of kind `mlp_kind`. Residual
+    output projections get GPT-2's scaled init N(0, (0.02/√(2L))²) so the residual stream's variance
+    does not grow with depth."""
     out_std = 0.02 / math.sqrt(2 * len(pattern))
-    return [Block(d, mixer_spec(c).build(d, rng, mixers[c], out_std), mlp_hidden[c], norm, rng, out_std, dropout)
-            for c in pattern]
+    return [Block(d, mixer_spec(c).build(d, rng, mixers[c], out_std), mlp_hidden[c], norm, rng, out_std, dropout,
+                  mlp_kind) for c in pattern]
 
 
 def run_blocks(blocks, x, states=None, side=None):

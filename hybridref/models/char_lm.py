@@ -23,6 +23,7 @@ from ..layers.block import backward_blocks, build_blocks, run_blocks
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
 from ..layers.linear import Linear
+from ..layers.mlp import check_mlp_kind
 from ..layers.module import Module
 from ..layers.norm import make_norm
 from ..layers.registry import resolve_mlp_hidden, resolve_options
@@ -36,23 +37,25 @@ PRESETS = {
     "retnet": dict(pattern="RRRRRR"),  # 4 heads, value dim 2·D, MLP 2·D (the paper's FFN)
     "gla": dict(pattern="GGGGGG"),  # 4 heads, key dim D/2, value dim D, MLP 4·D
 }
-MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "norm", "dropout", "seed")
+MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "norm", "dropout", "seed")
 
 
 class CharLM(Module):
     def __init__(self, vocab_size, d_model=128, pattern="MMMAMM", mixers=None, mlp_hidden=None, norm="rmsnorm",
-                 dropout=0.0, seed=0, **mixer_options):
+                 dropout=0.0, seed=0, mlp_kind="gelu", **mixer_options):
         """mixers: {letter: {option: value}}; mixer_options: an option for every mixer of the pattern
-        that has it (n_heads=2, d_state=4, ...); mlp_hidden: int or {letter: width}."""
+        that has it (n_heads=2, d_state=4, ...); mlp_hidden: int or {letter: width}; mlp_kind: "gelu" or
+        "gated_gelu" (hybridref/layers/mlp.py), every block's."""
         super().__init__()
         self.config = cfg = self.normalize_config(dict(
             vocab_size=vocab_size, d_model=d_model, pattern=pattern, mixers=mixers, mlp_hidden=mlp_hidden,
-            norm=norm, dropout=dropout, seed=seed, **mixer_options))
+            mlp_kind=mlp_kind, norm=norm, dropout=dropout, seed=seed, **mixer_options))
         rng = np.random.default_rng(seed)
         self.vocab_size = vocab_size
         self.embed = Embedding(vocab_size, d_model, rng)
         self.drop = Dropout(dropout)
-        self.blocks = build_blocks(pattern, d_model, cfg["mixers"], cfg["mlp_hidden"], norm, rng, dropout)
+        self.blocks = build_blocks(pattern, d_model, cfg["mixers"], cfg["mlp_hidden"], norm, rng, dropout,
+                                   cfg["mlp_kind"])
         self.norm = make_norm(norm, d_model)
         self.head = Linear(d_model, vocab_size, bias=False, rng=rng, std=0.02)
 
@@ -67,6 +70,7 @@ class CharLM(Module):
         mixers = resolve_options(pattern, config.get("mixers"), flat=flat, strict=strict)
         return dict(vocab_size=config["vocab_size"], d_model=d, pattern=pattern, mixers=mixers,
                     mlp_hidden=resolve_mlp_hidden(pattern, d, config.get("mlp_hidden")),
+                    mlp_kind=check_mlp_kind(config.get("mlp_kind", "gelu")),
                     norm=config.get("norm", "rmsnorm"), dropout=config.get("dropout", 0.0),
                     seed=config.get("seed", 0))
 

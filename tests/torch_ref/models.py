@@ -4,7 +4,9 @@ package (tests/torch_ref/<name>.py, found through the mixer registry by each let
 Both read hybridref's parameter dict (same names), so one set of weights runs on both:
 
     block:  h = x + mixer(norm1(x));  out = h + MLP(norm2(h))     (no MLP when it has width 0)
-    MLP:    proj(GELU_tanh(fc(x)))     norms: RMSNorm or LayerNorm, eps 1e-5
+    MLP:    by config["mlp_kind"]: "gelu" proj(GELU_tanh(fc(x))), "gated_gelu" (GeGLU)
+            proj(GELU_tanh(W_gate x + b_gate) ⊙ (W_up x + b_up)), fc's rows [W_gate; W_up]
+    norms:  RMSNorm or LayerNorm, eps 1e-5
 
     char_lm_forward / TorchCharLM      hybridref/models/char_lm.py: embed, blocks, norm, head
     mnist_hybrid                       hybridref/models/mnist_hybrid.py: patch embedding + learned
@@ -40,14 +42,28 @@ def norm(x, p, prefix, which):
     return NORMS[which](x, p[prefix + "weight"], p.get(prefix + "bias"))
 
 
-def mlp(b, x):
+def _gelu_mlp(b, x):
     return F.gelu(x @ b["mlp.fc.weight"].T + b["mlp.fc.bias"], approximate="tanh") @ b["mlp.proj.weight"].T \
         + b["mlp.proj.bias"]
 
 
-def mlp_residual(b, h, which, has_mlp):
+def _gated_gelu_mlp(b, x):
+    gate, up = (x @ b["mlp.fc.weight"].T + b["mlp.fc.bias"]).chunk(2, dim=-1)
+    return (F.gelu(gate, approximate="tanh") * up) @ b["mlp.proj.weight"].T + b["mlp.proj.bias"]
+
+
+MLPS = {"gelu": _gelu_mlp, "gated_gelu": _gated_gelu_mlp}
+
+
+def mlp(b, x, kind="gelu"):
+    if kind not in MLPS:
+        raise ValueError(f"unknown mlp_kind {kind!r}; known: {', '.join(MLPS)}")
+    return MLPS[kind](b, x)
+
+
+def mlp_residual(b, h, config, has_mlp):
     """The second half of a pre-norm block: h + MLP(norm2(h)), or h when the block has no MLP."""
-    return h + mlp(b, norm(h, b, "norm2.", which)) if has_mlp else h
+    return h + mlp(b, norm(h, b, "norm2.", config["norm"]), config.get("mlp_kind", "gelu")) if has_mlp else h
 
 
 def layers(p, config):
@@ -65,7 +81,7 @@ def char_lm_forward(p, ids, config):
     x = p["embed.weight"][ids]
     for (b, pm, mod, opts), c in zip(layers(p, config), config["pattern"]):
         h = x + mod.forward(pm, norm(x, b, "norm1.", config["norm"]), opts)
-        x = mlp_residual(b, h, config["norm"], config["mlp_hidden"][c] > 0)
+        x = mlp_residual(b, h, config, config["mlp_hidden"][c] > 0)
     return norm(x, p, "norm.", config["norm"]) @ p["head.weight"].T
 
 
@@ -93,7 +109,7 @@ class TorchCharLM:
         x = self.p["embed.weight"][ids]  # (B,D)
         for (b, pm, mod, opts), st, c in zip(self.layers, state["layers"], cfg["pattern"]):
             h = x + mod.step(pm, norm(x, b, "norm1.", cfg["norm"]), st, opts, pos)
-            x = mlp_residual(b, h, cfg["norm"], cfg["mlp_hidden"][c] > 0)
+            x = mlp_residual(b, h, cfg, cfg["mlp_hidden"][c] > 0)
         state["pos"] = pos + 1
         return norm(x, self.p, "norm.", cfg["norm"]) @ self.p["head.weight"].T
 
@@ -104,6 +120,6 @@ def mnist_hybrid(p, tokens, config):
     x = tokens @ p["embed.weight"].T + p["embed.bias"] + p["pos"]
     for b, pm, mod, opts in layers(p, config):
         h = x + mod.forward(pm, norm(x, b, "norm1.", config["norm"]), opts)
-        x = mlp_residual(b, h, config["norm"], "mlp.fc.weight" in b)
+        x = mlp_residual(b, h, config, "mlp.fc.weight" in b)
     x = norm(x, p, "norm.", config["norm"]).mean(1)
     return x @ p["head.weight"].T + p["head.bias"]

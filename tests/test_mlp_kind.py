@@ -1,0 +1,83 @@
+"""The MLP kind of a model (`mlp_kind`: "gelu", "gated_gelu"; hybridref/layers/mlp.py): gradients,
+C = NumPy, the C decoder's MLP branch, the torch reference model, configs written before the option."""
+import numpy as np
+import pytest
+
+from helpers import check_grads, check_model_grads, rel_err
+from hybridref.layers.mlp import GatedMLP, MLP_KINDS, make_mlp
+from hybridref.models.char_lm import CharLM
+
+V = 11
+
+
+def test_gated_mlp_gradients_float64(npb, rng):
+    """Central differences (helpers.check_grads: float64, eps 1e-6) of the input and every parameter."""
+    mlp = make_mlp("gated_gelu", 6, 5, rng).to(npb).astype(np.float64)
+    assert isinstance(mlp, GatedMLP) and mlp.fc.weight.shape == (10, 6)
+    x, G = rng.standard_normal((2, 3, 4, 6))
+
+    def loss():
+        out = mlp.forward(x)
+        mlp.clear_saved()
+        return float((out * G).sum())
+
+    mlp.zero_grad()
+    mlp.forward(x)
+    dx = mlp.backward(G)
+    grads = {n: p.grad.copy() for n, p in mlp.named_params()}
+    check_grads(loss, {"x": x}, {"x": dx})
+    check_model_grads(mlp, loss, grads, rng)
+
+
+def test_gated_mlp_is_geglu(npb, rng):
+    """y = W_down(GELU(W_gate x + b_gate) ⊙ (W_up x + b_up)) + b_down, fc's rows [W_gate; W_up]."""
+    mlp = make_mlp("gated_gelu", 6, 5, rng).to(npb).astype(np.float64)
+    x = rng.standard_normal((4, 6))
+    W, b = mlp.fc.weight.data, mlp.fc.bias.data
+    gelu = lambda z: 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
+    want = (gelu(x @ W[:5].T + b[:5]) * (x @ W[5:].T + b[5:])) @ mlp.proj.weight.data.T + mlp.proj.bias.data
+    assert rel_err(mlp.step(x), want) < 1e-14
+
+
+@pytest.mark.parametrize("kind", list(MLP_KINDS))
+def test_model_c_matches_numpy_and_decodes(npb, cb, rng, kind):
+    """A CharLM of each MLP kind: the C forward/backward = NumPy (float32, as the conformance suite:
+    1e-5 logits, 1e-4 gradients), and prefill + steps on the C decoder = the parallel forward (1e-5)."""
+    model = CharLM(V, d_model=16, pattern="LAM", n_heads=2, d_state=4, mlp_hidden=10, mlp_kind=kind, seed=1)
+    ids = rng.integers(0, V, (2, 9))
+    dlogits = rng.standard_normal((2, 9, V)).astype(np.float32)
+    out = {}
+    for be in (npb, cb):
+        model.to(be).zero_grad()
+        logits = model.forward(ids)
+        model.backward(dlogits)
+        out[be.name] = logits, {n: p.grad.copy() for n, p in model.named_params()}
+    assert rel_err(out["c"][0], out["numpy"][0]) < 1e-5
+    for name, g in out["numpy"][1].items():
+        assert rel_err(out["c"][1][name], g) < 1e-4, name
+    full = model.to(npb).prefill(ids, model.init_state(2, 9))
+    dec = model.to(cb).decoder(2, 9)
+    steps = [dec.prefill(ids[:, :3])] + [dec.step(ids[:, t]) for t in range(3, 9)]
+    assert rel_err(np.stack(steps, 1), full[:, 2:]) < 1e-5
+
+
+def test_torch_reference_follows_the_kind(npb, rng):
+    torch = pytest.importorskip("torch")
+    from torch_ref.models import char_lm_forward
+    model = CharLM(V, d_model=16, pattern="AL", n_heads=2, mlp_hidden=12, mlp_kind="gated_gelu").to(npb)
+    ids = rng.integers(0, V, (2, 7))
+    ours = model.prefill(ids, model.init_state(2, 7))
+    p = {k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()}
+    with torch.inference_mode():
+        theirs = char_lm_forward(p, torch.from_numpy(ids), model.config).numpy()
+    assert rel_err(theirs, ours) < 1e-5  # float32, independent formulations
+
+
+def test_the_kind_is_a_model_option():
+    model = CharLM(V, d_model=16, pattern="A", n_heads=2, mlp_kind="gated_gelu")
+    assert model.config["mlp_kind"] == "gated_gelu"
+    # a config written before the option existed is a GELU-MLP model
+    old = {k: v for k, v in CharLM(V, d_model=16, pattern="A", n_heads=2).config.items() if k != "mlp_kind"}
+    assert CharLM.from_config(old).config["mlp_kind"] == "gelu"
+    with pytest.raises(ValueError, match=r"unknown mlp_kind 'swiglu'; known: gelu, gated_gelu"):
+        CharLM(V, d_model=16, pattern="A", n_heads=2, mlp_kind="swiglu")
