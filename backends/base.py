@@ -138,9 +138,10 @@ SEQUENCE_MIXING_OPS = {
     "rope_forward": "rope_forward(x, offset=0, base=10000.0) -> y",
     # the inverse rotation: dx₁ = dy₁ cos + dy₂ sin, dx₂ = dy₂ cos − dy₁ sin
     "rope_backward": "rope_backward(dy, offset=0, base=10000.0) -> dx",
-    # one new query per stream against a KV cache: q (B,H,P), k_cache, v_cache (B,Hk,L,P) whose first
-    # `length` rows are filled (the query is at position length−1); window W: keys length−1−W .. length−1
-    # -> o (B,H,P), the attention_forward output row of that query
+    # one new query per stream against a KV cache: q (B,H,P), k_cache, v_cache (B,Hk,L,P) holding the
+    # key of position j in row j % L (a ring of the last L positions; rows 0..length−1 when length <= L);
+    # the query is at position length−1; window W: keys length−1−W .. length−1, all of which must still
+    # be in the cache (at most L keys read) -> o (B,H,P), the attention_forward output row of that query
     "attention_decode": "attention_decode(q, k_cache, v_cache, length, window=None) -> o",
 }
 
