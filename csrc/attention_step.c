@@ -5,8 +5,9 @@
  *   floats [rope base]
  *   w     [qkv w ((H+2Hk)P, D), out w (D, HP)]
  *   state [k cache (B,Hk,L,P), v cache (B,Hk,L,P)]
- * The step appends k, v at row `pos` and attends over rows 0..pos (the last window+1 with a window),
- * so its cost grows linearly with the position. */
+ * Position p lives in row p % L. The step writes k, v at row pos % L and attends over positions
+ * 0..pos: without a window L = max_len and its cost grows linearly with the position; with a window
+ * the cache is a ring of L = min(max_len, window + 1) rows, and memory and cost are constant. */
 #include <string.h>
 #include "common.h"
 #include "simd.h"
@@ -19,11 +20,19 @@ enum { AT_ROPE_BASE };                                  /* floats */
 enum { AT_QKV_W, AT_OUT_W };                            /* weights */
 enum { AT_K_CACHE, AT_V_CACHE };                        /* state */
 
-/* One (b, h) of attention_decode: scores into s (n floats), softmax, o = Σ_j p_j v_j. */
-static void attend_one(const float *qr, const float *kb, const float *vb, float *orow, float *s, int n, int P) {
+/* Row of the j-th of the keys read, in a ring of L rows whose first read key is row r0. */
+static inline size_t ring_row(int r0, int j, int L) {
+    int r = r0 + j;
+    return (size_t)(r >= L ? r - L : r);
+}
+
+/* One (b, h) of attention_decode over n keys of a ring kb, vb (L rows of P) from row r0: scores into s
+ * (n floats), softmax, o = Σ_j p_j v_j. */
+static void attend_one(const float *qr, const float *kb, const float *vb, float *orow, float *s, int r0, int n, int L,
+                       int P) {
     float scale = 1.0f / sqrtf((float)P), mx = -INFINITY;
     for (int j = 0; j < n; j++) {
-        const float *kr = kb + (size_t)j * P;
+        const float *kr = kb + ring_row(r0, j, L) * P;
         hr_vec acc = hr_vzero();
         for (int p = 0; p < P; p += HR_VW) acc = hr_vfma(hr_vload(qr + p, P - p), hr_vload(kr + p, P - p), acc);
         s[j] = hr_vhsum(acc) * scale;
@@ -38,13 +47,15 @@ static void attend_one(const float *qr, const float *kb, const float *vb, float 
     hr_vec inv = hr_vset1(1.0f / hr_vhsum(sum));
     for (int p = 0; p < P; p += HR_VW) {
         hr_vec acc = hr_vzero();
-        for (int j = 0; j < n; j++) acc = hr_vfma(hr_vset1(s[j]), hr_vload(vb + (size_t)j * P + p, P - p), acc);
+        for (int j = 0; j < n; j++)
+            acc = hr_vfma(hr_vset1(s[j]), hr_vload(vb + ring_row(r0, j, L) * P + p, P - p), acc);
         hr_vstore(orow + p, hr_vmul(acc, inv), P - p);
     }
 }
 
 /* o[b,h] = Σ_j softmax_j(q[b,h]·k[b,g,j]/√P) v[b,g,j], g = h / (H/Hk), keys j0 <= j < length,
- * j0 = max(0, length-1-window) (0 when window < 0)
+ * j0 = max(0, length-1-window) (0 when window < 0), key j in row j % L (length - j0 <= L: checked
+ * by the wrapper)
  * q (B,H,P), k, v (B,Hk,L,P) -> o (B,H,P) */
 int hr_attention_decode(const float *q, const float *k, const float *v, float *o, int B, int H, int Hk, int P, int L,
                         int length, int window) {
@@ -54,8 +65,9 @@ int hr_attention_decode(const float *q, const float *k, const float *v, float *o
     #pragma omp parallel for schedule(static) if ((long)B * H * n * P > 32768)
     for (long task = 0; task < (long)B * H; task++) {
         long b = task / H, h = task % H;
-        size_t kv = (((size_t)b * Hk + h / group) * L + j0) * P;
-        attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * n, n, P);
+        size_t kv = ((size_t)b * Hk + h / group) * L * P;
+        attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * n, j0 % L, n, L,
+                   P);
     }
     free(scores);
     return HR_OK;
@@ -88,7 +100,7 @@ int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, i
     }
     for (int b = 0; b < B; b++)
         for (int g = 0; g < Hk; g++) {
-            size_t row = (((size_t)b * Hk + g) * L + pos) * P;
+            size_t row = (((size_t)b * Hk + g) * L + pos % L) * P;
             memcpy(kc + row, k + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
             memcpy(vc + row, v + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
         }

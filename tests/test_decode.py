@@ -24,6 +24,9 @@ MODELS = {
     "mqa-layernorm": ("AAM", dict(n_kv_heads=1, norm="layernorm")),
     "no-mlp-no-rope": ("MA", dict(mlp_hidden=0, rope_base=None)),
     "mamba-conv1": ("MM", dict(d_conv=1)),
+    # Griffin: recurrent blocks and multi-query local attention whose KV cache is a ring of window+1
+    # rows, wrapping several times within the 17 positions; gated GeLU MLPs
+    "griffin-ring": ("LLA", dict(n_kv_heads=1, window=3, mlp_kind="gated_gelu")),
 }
 
 
@@ -111,12 +114,13 @@ def test_decoder_rejects_bad_ids(cb):
         dec.prefill(np.zeros((2, 2), np.int64))
 
 
-# (B, H, Hk, P, L, length, window)
+# (B, H, Hk, P, L, length, window); position j in row j % L: the rings (L = window + 1 < length) wrap
 DECODE_CASES = [(2, 3, 3, 13, 37, 37, None), (1, 4, 2, 37, 67, 20, 5), (3, 6, 1, 8, 19, 1, None),
-                (2, 2, 1, 67, 130, 129, 0)]
+                (2, 2, 1, 67, 130, 129, 0), (2, 4, 1, 16, 6, 40, 5), (1, 2, 2, 9, 10, 23, 7), (1, 2, 1, 8, 1, 9, 0)]
 
 
-@pytest.mark.parametrize("B,H,Hk,P,L,length,window", DECODE_CASES, ids=["full", "gqa-window", "mqa-first", "w0"])
+@pytest.mark.parametrize("B,H,Hk,P,L,length,window", DECODE_CASES,
+                         ids=["full", "gqa-window", "mqa-first", "w0", "ring-mqa", "ring-longer", "ring-w0"])
 def test_attention_decode_matches_last_row_of_attention(npb, cb, rng, B, H, Hk, P, L, length, window):
     q = rng.standard_normal((B, length, H, P)).astype(np.float32)
     k = rng.standard_normal((B, length, Hk, P)).astype(np.float32)
@@ -124,7 +128,8 @@ def test_attention_decode_matches_last_row_of_attention(npb, cb, rng, B, H, Hk, 
     o_full, _ = npb.attention_forward(q, k, v, window)
     kc = np.zeros((B, Hk, L, P), np.float32)
     vc = np.zeros((B, Hk, L, P), np.float32)
-    kc[:, :, :length], vc[:, :, :length] = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    for j in range(length):  # every position written in turn: a ring keeps the last L
+        kc[:, :, j % L], vc[:, :, j % L] = k[:, j], v[:, j]
     qn = np.ascontiguousarray(q[:, -1])
     ref = npb.attention_decode(qn, kc, vc, length, window)
     assert rel_err(ref, o_full[:, -1]) < 1e-6  # float32 softmax over <= 129 keys, two formulations
@@ -133,10 +138,16 @@ def test_attention_decode_matches_last_row_of_attention(npb, cb, rng, B, H, Hk, 
                           cb.attention_decode(qn, kc, vc, length, window))
 
 
-def test_attention_decode_rejects_bad_input(cb):
+def test_attention_decode_rejects_bad_input(npb, cb):
     q, kc = np.zeros((2, 4, 8), np.float32), np.zeros((2, 2, 16, 8), np.float32)
-    with pytest.raises(ValueError, match=r"attention_decode: length must be an int in \[1, 16\]"):
-        cb.attention_decode(q, kc, kc, 17)
+    with pytest.raises(ValueError, match=r"attention_decode: length must be an int .*got 0"):
+        cb.attention_decode(q, kc, kc, 0)
+    for be in (npb, cb):  # a key the query reads is no longer in the cache
+        with pytest.raises(ValueError, match=r"attention_decode: the query at position 16 reads 17 keys"):
+            be.attention_decode(q, kc, kc, 17)
+        with pytest.raises(ValueError, match=r"attention_decode: the query at position 29 reads 17 keys "
+                                             r"\(window 16\) but the cache holds 16 rows"):
+            be.attention_decode(q, kc, kc, 30, window=16)
     with pytest.raises(ValueError, match="attention_decode: v_cache must have shape"):
         cb.attention_decode(q, kc, kc[:, :, :8].copy(), 3)
     with pytest.raises(ValueError, match="attention_decode: query heads H=3"):
@@ -145,3 +156,46 @@ def test_attention_decode_rejects_bad_input(cb):
         cb.attention_decode(q.astype(np.float64), kc, kc, 3)
     with pytest.raises(ValueError, match="attention_decode: window must be None or an int >= 0"):
         cb.attention_decode(q, kc, kc, 3, window=-2)
+
+
+def test_windowed_cache_is_a_ring_of_window_plus_one_rows(npb, rng):
+    """A windowed layer's state is min(max_len, window + 1) rows whatever max_len; without a window,
+    max_len rows."""
+    model = tiny_lm("LAA", n_kv_heads=1, mixers={"A": dict(n_heads=2, n_kv_heads=1, window=5)})
+    assert [s["k"].shape[2] for s in model.init_state(2, 1000)[1:]] == [6, 6]
+    assert [s["k"].shape[2] for s in model.init_state(2, 4)[1:]] == [4, 4]
+    assert tiny_lm("A").init_state(2, 1000)[0]["k"].shape[2] == 1000
+
+
+def test_windowed_layers_decode_past_max_len(npb, cb, rng):
+    """max_len bounds a windowed layer's memory, not its context: a stack of recurrent and windowed
+    layers decodes 30 positions from states made for max_len 4 (rings of 4 rows, and the layers' steps
+    put no bound on the position); it equals the parallel forward (float32 as above: 1e-5). The
+    decoders still count tokens against their max_len (test_context_limit_is_a_clear_error)."""
+    model = tiny_lm("LALA", n_kv_heads=1, window=3, mlp_kind="gated_gelu").to(npb)
+    ids = rng.integers(0, V, (2, 30))
+    full = model.prefill(ids, model.init_state(2, 30))
+    for be in (npb, cb):
+        model.to(be)
+        states = model.init_state(2, 4)
+        out = [model.prefill(ids[:, :5], states)[:, -1]]  # a prefill longer than the ring, too
+        out += [model.step(ids[:, t], states) for t in range(5, 30)]
+        assert rel_err(np.stack(out, 1), full[:, 4:]) < 1e-5, be.name
+        assert states[1]["k"].shape[2] == 4 and states[1]["length"] == 30
+
+
+def test_windowed_prefill_in_chunks_across_the_ring(npb, cb, rng):
+    """Chunks longer and shorter than the ring (window 3: 4 rows), each continuing the last: the same
+    logits as one prefill, and the same ring afterwards (1e-5 as above)."""
+    model = tiny_lm("AL", n_kv_heads=1, window=3)
+    ids = rng.integers(0, V, (2, 19))
+    for be in (npb, cb):
+        model.to(be)
+        whole = model.init_state(2, 64)
+        want = model.prefill(ids, whole)
+        states = model.init_state(2, 64)
+        got = np.concatenate([model.prefill(ids[:, a:b], states) for a, b in ((0, 2), (2, 9), (9, 10), (10, 19))],
+                             axis=1)
+        assert rel_err(got, want) < 1e-5, be.name
+        for key in ("k", "v"):
+            assert rel_err(states[0][key], whole[0][key]) < 1e-5, (be.name, key)

@@ -19,9 +19,13 @@ def attention_decode(be, q, k_cache, v_cache, length, window=None):
     if H % Hk:
         raise ValueError(f"{op}: query heads H={H} (q {q.shape}) must be a multiple of kv heads Hk={Hk} "
                          f"(k_cache {k_cache.shape})")
-    length = checks.check_int(op, "length", length, 1, L, hint="the cache size")
+    length = checks.check_int(op, "length", length, 1)
     window = checks.check_int(op, "window", window, 0, None, allow_none=True)
-    w = -1 if window is None else int(min(window, L))
+    w = -1 if window is None else min(window, length)  # a window past the first position is none
+    n = length if window is None else min(length, w + 1)  # keys read: positions length−n .. length−1
+    if n > L:
+        raise ValueError(f"{op}: the query at position {length - 1} reads {n} keys (window {window}) but the "
+                         f"cache holds {L} rows (k_cache {k_cache.shape}); position j is row j % L")
     o = empty(q.shape)
     be.raise_status(op, be.lib.hr_attention_decode(be.f32(q), be.f32(k_cache), be.f32(v_cache), be.f32(o),
                                                    B, H, Hk, P, L, length, w))
@@ -30,11 +34,13 @@ def attention_decode(be, q, k_cache, v_cache, length, window=None):
 
 def decode_record(mixer, state, max_len):
     """The record hr_attention_step reads (csrc/attention_step.c): ints [H, Hk, P, window or −1, rope,
-    L], floats [rope base], weights [qkv w, out w], state [k cache, v cache]."""
+    L = the cache's rows (max_len, or the ring's min(max_len, window + 1))], floats [rope base],
+    weights [qkv w, out w], state [k cache, v cache]. The decoder never passes max_len positions, so a
+    larger window is clamped to max_len (the same keys)."""
     window = -1 if mixer.window is None else int(min(mixer.window, max_len))
     rope = mixer.rope_base is not None
     return DecodeRecord(
-        ints=[mixer.n_heads, mixer.n_kv_heads, mixer.head_dim, window, int(rope), max_len],
+        ints=[mixer.n_heads, mixer.n_kv_heads, mixer.head_dim, window, int(rope), state["k"].shape[2]],
         floats=[mixer.rope_base if rope else 0.0],
         weights=[mixer.qkv.weight.data, mixer.out.weight.data],
         states=[state["k"], state["v"]],

@@ -8,10 +8,13 @@ optional sliding window (Griffin's local attention).
 With rope_base set, q and k are rotated by their position (RoPE) before the scores; rope_base None:
 no positions (a model that adds learned positions to its input).
 
-Decoding: the state is a KV cache k, v (B,Hk,L,P) of L = max_len rows and its fill `length`;
-`forward(x, state)` (prefill) appends the T tokens of x, `step(x_t, state)` appends one
-token per stream and attends over the cache. A windowed layer keeps the whole cache too (no ring
-buffer), so every layer's context is limited to max_len.
+Decoding: the state is a KV cache k, v (B,Hk,L,P) and the number of tokens seen, `length`; the
+token at position p lives in row p % L. Without a window L = max_len (rows 0..length−1, the whole
+context, which max_len bounds); with a window W a query reads only the W+1 last keys, so the cache is
+a ring buffer of L = min(max_len, W+1) rows: a windowed layer's memory and per-token cost are constant
+in the context length, and the layer itself puts no bound on it (a model's decoder still counts its
+tokens against its max_len). `forward(x, state)` (prefill) appends the T tokens of x,
+`step(x_t, state)` appends one token per stream and attends over the cache.
 """
 import numpy as np
 
@@ -49,32 +52,35 @@ class CausalSelfAttention(Mixer):
 
     def forward(self, x, state=None, side=None):
         """x (B,T,D) -> (B,T,D). With a decode `state` holding L0 tokens, x is positions L0..L0+T−1:
-        its keys and values are appended to the cache and its queries attend over all L0+T (a prefill,
-        in one piece or in chunks); the backward then gives the gradient of x alone."""
+        its keys and values are appended to the cache and its queries attend over the cached keys
+        they see (all L0, or the last `window`) and x's own (a prefill, in one piece or in chunks);
+        the backward then gives the gradient of x alone."""
         self.check_input(x)
         B, T, D = x.shape
         q, k, v = self._split(self.qkv.forward(x))
         L0 = 0 if state is None else state["length"]
         if self.rope_base is not None:
             q, k = self.be.rope_forward(q, L0, self.rope_base), self.be.rope_forward(k, L0, self.rope_base)
+        n_prev = 0  # cached keys the queries see: positions L0−n_prev .. L0−1, before x's own
         if state is not None:
             self._check_room(state, T)
-            state["k"][:, :, L0:L0 + T] = k.transpose(0, 2, 1, 3)
-            state["v"][:, :, L0:L0 + T] = v.transpose(0, 2, 1, 3)
-            state["length"] = L0 + T
-            if L0:
-                k = np.ascontiguousarray(state["k"][:, :, :L0 + T].transpose(0, 2, 1, 3))
-                v = np.ascontiguousarray(state["v"][:, :, :L0 + T].transpose(0, 2, 1, 3))
-        o, lse = self.be.attention_forward(q, k, v, self.window, L0)
-        self.save(q, k, v, o, lse, L0)
+            n_prev = L0 if self.window is None else min(L0, self.window)
+            prev = np.arange(L0 - n_prev, L0) % state["k"].shape[2]
+            k_prev, v_prev = state["k"][:, :, prev].transpose(0, 2, 1, 3), state["v"][:, :, prev].transpose(0, 2, 1, 3)
+            self._append(state, k, v, L0)
+            if n_prev:
+                k = np.ascontiguousarray(np.concatenate([k_prev, k], axis=1))
+                v = np.ascontiguousarray(np.concatenate([v_prev, v], axis=1))
+        o, lse = self.be.attention_forward(q, k, v, self.window, n_prev)
+        self.save(q, k, v, o, lse, L0, n_prev)
         return self.out.forward(o.reshape(B, T, D))
 
     def backward(self, dy):
-        q, k, v, o, lse, L0 = self.saved()
+        q, k, v, o, lse, L0, n_prev = self.saved()
         B, T, H, P = q.shape
         do = np.ascontiguousarray(self.out.backward(dy)).reshape(B, T, H, P)
-        dq, dk, dv = self.be.attention_backward(do, q, k, v, o, lse, self.window, L0)
-        dk, dv = np.ascontiguousarray(dk[:, L0:]), np.ascontiguousarray(dv[:, L0:])  # the cache is a constant
+        dq, dk, dv = self.be.attention_backward(do, q, k, v, o, lse, self.window, n_prev)
+        dk, dv = np.ascontiguousarray(dk[:, n_prev:]), np.ascontiguousarray(dv[:, n_prev:])  # the cache is a constant
         if self.rope_base is not None:
             dq, dk = self.be.rope_backward(dq, L0, self.rope_base), self.be.rope_backward(dk, L0, self.rope_base)
         dqkv = np.concatenate([dq.reshape(B, T, -1), dk.reshape(B, T, -1), dv.reshape(B, T, -1)], axis=-1)
@@ -82,18 +88,31 @@ class CausalSelfAttention(Mixer):
 
     # -- decoding -------------------------------------------------------------
     def init_state(self, batch, max_len, dtype=np.float32):
-        shape = (batch, self.n_kv_heads, max_len, self.head_dim)
+        """Zeros: k, v (B, Hk, L, P), L = max_len, or min(max_len, window + 1) with a window (a ring)."""
+        rows = max_len if self.window is None else min(max_len, self.window + 1)
+        shape = (batch, self.n_kv_heads, rows, self.head_dim)
         return {"k": np.zeros(shape, dtype), "v": np.zeros(shape, dtype), "length": 0}
 
     @staticmethod
-    def _check_room(state, n):
+    def _append(state, k, v, L0):
+        """Write k, v (B,T,Hk,P) of positions L0.. into their rows p % L (the last L of them when T > L)."""
+        L, T = state["k"].shape[2], k.shape[1]
+        keep = min(T, L)
+        rows = np.arange(L0 + T - keep, L0 + T) % L
+        state["k"][:, :, rows] = k[:, T - keep:].transpose(0, 2, 1, 3)
+        state["v"][:, :, rows] = v[:, T - keep:].transpose(0, 2, 1, 3)
+        state["length"] = L0 + T
+
+    def _check_room(self, state, n):
+        """Without a window the cache holds the whole context: max_len tokens. A ring has no limit."""
         max_len = state["k"].shape[2]
-        if state["length"] + n > max_len:
+        if self.window is None and state["length"] + n > max_len:
             raise ValueError(f"attention: the KV cache holds {max_len} tokens (max_len) and has {state['length']}; "
                              f"{n} more do not fit — decode with a larger max_len")
 
     def step(self, x, state, side=None):
-        """One token per stream: x (B,D) -> (B,D); appends its k, v to the cache at position `length`."""
+        """One token per stream: x (B,D) -> (B,D); appends its k, v to the cache at position `length`
+        (row length % L)."""
         self.check_input(x, 2)
         B, D = x.shape
         self._check_room(state, 1)
@@ -101,8 +120,6 @@ class CausalSelfAttention(Mixer):
         q, k, v = self._split(self.qkv.step(x)[:, None])
         if self.rope_base is not None:
             q, k = self.be.rope_forward(q, pos, self.rope_base), self.be.rope_forward(k, pos, self.rope_base)
-        state["k"][:, :, pos] = k[:, 0]
-        state["v"][:, :, pos] = v[:, 0]
-        state["length"] = pos + 1
+        self._append(state, k, v, pos)
         o = self.be.attention_decode(np.ascontiguousarray(q[:, 0]), state["k"], state["v"], pos + 1, self.window)
         return self.out.step(o.reshape(B, D))
