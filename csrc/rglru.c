@@ -85,7 +85,8 @@ int hr_rglru_gate_backward(const float *da, const float *dxn, const float *x, co
                 hr_vec av = hr_vexp(hr_vmul(ncs_v, r)), y = hr_vfnma(av, av, one);
                 hr_vec m = first ? one : hr_vsqrt(y), gi = hr_vmul(g, i), dA = hr_vload(da + o, n - j);
                 if (!first) {
-                    hr_vec inv = hr_vdiv(one, hr_vsqrt(hr_vmax(hr_vmul(hr_vset1(4.0f), y), hr_vset1(RG_SQRT_GRAD_FLOOR))));
+                    hr_vec y4 = hr_vmax(hr_vmul(hr_vset1(4.0f), y), hr_vset1(RG_SQRT_GRAD_FLOOR));
+                    hr_vec inv = hr_vdiv(one, hr_vsqrt(y4));
                     dA = hr_vfnma(hr_vmul(hr_vadd(av, av), hr_vmul(gi, xv)), inv, dA);
                 }
                 hr_vec dlog = hr_vmul(dA, av);

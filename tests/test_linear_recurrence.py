@@ -152,7 +152,8 @@ def test_gate_c_matches_numpy(npb, cb, rng, B, T, C, time_offset):
     ins = _gate_inputs(rng, B, T, C)
     x, gx, ga, a_param, da, dxn = ins
     f = [v.astype(np.float32) for v in ins]
-    for g, w in zip(cb.rglru_gate_forward(*f[:4], time_offset), npb.rglru_gate_forward(x, gx, ga, a_param, time_offset)):
+    want = npb.rglru_gate_forward(x, gx, ga, a_param, time_offset)
+    for g, w in zip(cb.rglru_gate_forward(*f[:4], time_offset), want):
         assert rel_err(g, w) < 1e-5
     got = cb.rglru_gate_backward(f[4], f[5], *f[:4], time_offset)
     want = npb.rglru_gate_backward(da, dxn, x, gx, ga, a_param, time_offset)
