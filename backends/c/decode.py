@@ -6,6 +6,7 @@ read back by hr_<name>_step in csrc/<name>_step.c). A mixer kind with no C step 
 here, never run as another kind.
 """
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -32,7 +33,10 @@ class DecodeRecord:
     on_step: Optional[Callable[[int], None]] = None
 
 
-def _record_of(be, mixer, state, max_len, index):
+def _record_of(be, mixer, state, max_len, index, shared):
+    """(kind, record) of block `index`'s mixer. `shared` is one dict for all the records of a decoder:
+    a record function that takes it (`decode_record(mixer, state, max_len, shared)`) finds there the
+    state buffers earlier records put, and puts its own, so a side input crosses layers in C."""
     name = mixer.mixer_name
     try:
         module = importlib.import_module(f"hybridref.backends.c.{name}_step")
@@ -43,7 +47,10 @@ def _record_of(be, mixer, state, max_len, index):
         raise ValueError(f"decoder: block {index} is a {name!r} mixer, which has no C decode step "
                          f"(csrc/{name}_step.c and backends/c/{name}_step.py); decode on the numpy backend, "
                          f"whose decoder runs each layer's step")
-    return kind, module.decode_record(mixer, state, max_len)
+    record = module.decode_record
+    if "shared" in inspect.signature(record).parameters:
+        return kind, record(mixer, state, max_len, shared)
+    return kind, record(mixer, state, max_len)
 
 
 class Decoder:
@@ -98,9 +105,9 @@ class Decoder:
         layer_ints, mixer_ints, floats = [], [], [eps.pop()]
         weights = [model.embed.weight.data, model.norm.weight.data, bias(model.norm), model.head.weight.data,
                    None if model.head.bias is None else model.head.bias.data]
-        states, on_step = [], []
+        states, on_step, shared = [], [], {}
         for i, (blk, state) in enumerate(zip(blocks, layer_states)):
-            kind, rec = _record_of(self.be, blk.mixer, state, max_len, i)
+            kind, rec = _record_of(self.be, blk.mixer, state, max_len, i, shared)
             mlp = blk.mlp
             if mlp is not None and mlp.kind not in _MLP_KINDS:
                 raise ValueError(f"decoder: block {i} has a {mlp.kind!r} MLP, which the C decoder does not run "

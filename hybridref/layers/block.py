@@ -56,10 +56,19 @@ def build_blocks(pattern, d, mixers, mlp_hidden, norm, rng, dropout=0.0, mlp_kin
     """One Block per letter of `pattern`; `mixers` {letter: options} and `mlp_hidden` {letter: width}
     as registry.resolve_options / resolve_mlp_hidden give them, every MLP of kind `mlp_kind`. Residual
     output projections get GPT-2's scaled init N(0, (0.02/√(2L))²) so the residual stream's variance
-    does not grow with depth."""
+    does not grow with depth.
+
+    A mixer whose init depends on its depth (RWKV-7's) defines set_depth(index, count): it is called
+    with its place among the blocks of its letter, after every block is built (no random draw)."""
     out_std = 0.02 / math.sqrt(2 * len(pattern))
-    return [Block(d, mixer_spec(c).build(d, rng, mixers[c], out_std), mlp_hidden[c], norm, rng, out_std, dropout,
-                  mlp_kind) for c in pattern]
+    blocks = [Block(d, mixer_spec(c).build(d, rng, mixers[c], out_std), mlp_hidden[c], norm, rng, out_std, dropout,
+                    mlp_kind) for c in pattern]
+    for c in set(pattern):
+        same = [b.mixer for b, letter in zip(blocks, pattern) if letter == c]
+        for i, mixer in enumerate(same):
+            if hasattr(mixer, "set_depth"):
+                mixer.set_depth(i, len(same))
+    return blocks
 
 
 def run_blocks(blocks, x, states=None, side=None):

@@ -26,6 +26,10 @@ class SideInputs:
             raise ValueError(f"side input {name!r} is already set in this pass (two producers?)")
         self._values[name] = value
 
+    def __contains__(self, name):
+        """Whether `name` is set in this pass (a layer that is the first of its kind produces it)."""
+        return name in self._values
+
     def get(self, name):
         try:
             return self._values[name]

@@ -12,10 +12,15 @@ Both read hybridref's parameter dict (same names), so one set of weights runs on
     mnist_hybrid                       hybridref/models/mnist_hybrid.py: patch embedding + learned
                                        positions, blocks, norm, mean over tokens, head
 
+Side inputs (hybridref/layers/side.py): one dict per pass (forward or step), holding the embedding as
+"embed", is passed to the mixers whose forward/step take a `side` argument (RWKV-7's value residual).
+
 Dropout is not applied (the references are inference / dropout-0 models). Used as autograd oracles
 by tests/test_torch_crosscheck.py and tests/test_decode_torch.py, and as the PyTorch peers of
 benchmarks/bench_train_step.py and benchmarks/bench_decode.py.
 """
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -75,12 +80,18 @@ def layers(p, config):
     return out
 
 
+def with_side(fn, *args, side):
+    """fn(*args), passing the pass's side inputs to a mixer function that takes them."""
+    return fn(*args, side=side) if "side" in inspect.signature(fn).parameters else fn(*args)
+
+
 # -- character LM -----------------------------------------------------------------------------------
 def char_lm_forward(p, ids, config):
     """ids (B,T) -> logits (B,T,V), the parallel forward."""
     x = p["embed.weight"][ids]
+    side = {"embed": x}
     for (b, pm, mod, opts), c in zip(layers(p, config), config["pattern"]):
-        h = x + mod.forward(pm, norm(x, b, "norm1.", config["norm"]), opts)
+        h = x + with_side(mod.forward, pm, norm(x, b, "norm1.", config["norm"]), opts, side=side)
         x = mlp_residual(b, h, config, config["mlp_hidden"][c] > 0)
     return norm(x, p, "norm.", config["norm"]) @ p["head.weight"].T
 
@@ -107,8 +118,9 @@ class TorchCharLM:
         """ids (B,) -> logits (B,V), advancing `state` by one token."""
         pos, cfg = state["pos"], self.cfg
         x = self.p["embed.weight"][ids]  # (B,D)
+        side = {"embed": x}
         for (b, pm, mod, opts), st, c in zip(self.layers, state["layers"], cfg["pattern"]):
-            h = x + mod.step(pm, norm(x, b, "norm1.", cfg["norm"]), st, opts, pos)
+            h = x + with_side(mod.step, pm, norm(x, b, "norm1.", cfg["norm"]), st, opts, pos, side=side)
             x = mlp_residual(b, h, cfg, cfg["mlp_hidden"][c] > 0)
         state["pos"] = pos + 1
         return norm(x, self.p, "norm.", cfg["norm"]) @ self.p["head.weight"].T
@@ -118,8 +130,9 @@ class TorchCharLM:
 def mnist_hybrid(p, tokens, config):
     """tokens (B,T,p²) (already patchified and normalised) -> logits (B,10)."""
     x = tokens @ p["embed.weight"].T + p["embed.bias"] + p["pos"]
+    side = {"embed": x}
     for b, pm, mod, opts in layers(p, config):
-        h = x + mod.forward(pm, norm(x, b, "norm1.", config["norm"]), opts)
+        h = x + with_side(mod.forward, pm, norm(x, b, "norm1.", config["norm"]), opts, side=side)
         x = mlp_residual(b, h, config, "mlp.fc.weight" in b)
     x = norm(x, p, "norm.", config["norm"]).mean(1)
     return x @ p["head.weight"].T + p["head.bias"]
