@@ -307,16 +307,46 @@ static size_t la_layout(const la_dims *d, la_work *w, float *base, int backward)
     return used;
 }
 
-/* Rows t0..t0+Lc-1 of task (b, h) into the tiles (q only when with_q: the state pass needs k, v, g)
- * and the chunk's decays. */
+/* Reads every cache line of columns [c0, c1) of `rows` rows of `width` floats from x, in address order, and
+ * returns a sum that only keeps the reads from being dropped. */
+static float la_sweep_rows(const float *x, size_t width, int rows, size_t c0, size_t c1) {
+    hr_vec acc = hr_vzero();
+    for (int r = 0; r < rows; r++)
+        for (size_t c = c0; c < c1; c += 16) acc = hr_vadd(acc, hr_vload(x + r * width + c, (int)HR_MIN(HR_VW, c1 - c)));
+    return hr_vhsum(acc);
+}
+
+/* Rows t0..t0+Lc-1 of task (b, h) into the tiles (q when not NULL: the state pass needs only k, v, g; dO
+ * when not NULL: the backward) and the chunk's decays.
+ * sweep > 0: first read these rows of heads h..h+sweep-1 (the thread's next tasks, in the same rows) in one
+ * sweep: their slices lie side by side, so the sweep is sequential and the hardware prefetcher runs ahead of
+ * it, where it cannot follow the tasks' strided slices one after the other (14% of the forward's time at
+ * T = 32768, H = 4, when q, k, v come from memory); the tasks then find the rows in cache. */
 static void la_load_chunk(const la_dims *d, la_work *w, const float *q, const float *k, const float *v,
-                          const float *g, long b, int h, int t0, int Lc, int with_q) {
-    size_t qrow = ((size_t)b * d->T + t0) * d->Hq + h / d->rep, vrow = ((size_t)b * d->T + t0) * d->H + h;
-    size_t qstride = (size_t)d->Hq * d->K;
-    if (with_q) la_load_rows(w->qs, d->KP, q + qrow * d->K, qstride, Lc, d->LP, d->K, d->scale);
+                          const float *g, const float *dout, long b, int h, int t0, int Lc, int sweep) {
+    size_t row = (size_t)b * d->T + t0, qrow = row * d->Hq + h / d->rep, vrow = row * d->H + h;
+    size_t qstride = (size_t)d->Hq * d->K, vstride = (size_t)d->H * d->V;
+    if (sweep > 0) {
+        size_t g0 = (size_t)(h / d->rep) * d->K, g1 = (size_t)((h + sweep - 1) / d->rep + 1) * d->K;
+        size_t v0 = (size_t)h * d->V, v1 = (size_t)(h + sweep) * d->V;
+        float sum = la_sweep_rows(k + row * qstride, qstride, Lc, g0, g1) +
+                    la_sweep_rows(v + row * vstride, vstride, Lc, v0, v1);
+        if (q) sum += la_sweep_rows(q + row * qstride, qstride, Lc, g0, g1);
+        if (dout) sum += la_sweep_rows(dout + row * vstride, vstride, Lc, v0, v1);
+        __asm__ volatile("" : : "g"(sum));
+    }
+    if (q) la_load_rows(w->qs, d->KP, q + qrow * d->K, qstride, Lc, d->LP, d->K, d->scale);
+    if (dout) la_load_rows(w->dos, d->VP, dout + vrow * d->V, vstride, Lc, d->LP, d->V, 1.0f);
     la_load_rows(w->ks, d->KP, k + qrow * d->K, qstride, Lc, d->LP, d->K, 1.0f);
-    la_load_rows(w->vs, d->VP, v + vrow * d->V, (size_t)d->H * d->V, Lc, d->LP, d->V, 1.0f);
+    la_load_rows(w->vs, d->VP, v + vrow * d->V, vstride, Lc, d->LP, d->V, 1.0f);
     la_decays(g + vrow * d->Kg, (size_t)d->H * d->Kg, Lc, d->Kg, d->gw, w->a, w->din, w->dout, w->lam);
+}
+
+/* The heads a thread sweeps before task (its tasks t0..t1-1, chunk-major): all of the batch row's that it
+ * holds at the row's first task, none otherwise. */
+static inline int la_sweep_heads(long task, long t0, long t1, int H) {
+    long b = task / H;
+    return task == t0 || task % H == 0 ? (int)(HR_MIN(t1, (b + 1) * H) - task) : 0;
 }
 
 /* S = Λ ⊙ S + (k ⊙ dout)ᵀ v: the state leaving the loaded chunk, in place; S is K×V (KP×VP), or with
@@ -463,10 +493,9 @@ static void la_forward_chunk(const la_dims *d, la_work *w, float *S, int Lc, flo
  * VP×KP); dS (KP×VP) holds the gradient of S_out and leaves holding that of S_in. Writes the chunk's rows of
  * dq (scale dq'), dk, dv, dg. */
 static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float *SinT, const float *SoutT, float *dS,
-                              const float *dout_rows, float *dq, float *dk, size_t kstride, float *dv, float *dg) {
+                              float *dq, float *dk, size_t kstride, float *dv, float *dg) {
     int KP = d->KP, VP = d->VP, LP = d->LP, gw = d->gw, m = la_pad4(Lc);
     size_t vstride = (size_t)d->H * d->V, gstride = (size_t)d->H * d->Kg;
-    la_load_rows(w->dos, VP, dout_rows, vstride, Lc, LP, d->V, 1.0f);
     /* dA = dO vᵀ, masked; the scores and the chunk-internal dq', dk */
     la_transpose(w->vT, LP, w->vs, VP, LP, VP);
     la_mm(m, la_pad16(Lc), d->V, w->dos, VP, 1, w->vT, LP, w->dA, LP, 0, LA_LOWER_C);
@@ -568,7 +597,7 @@ int hr_linear_attention_forward(const float *q, const float *k, const float *v, 
                 for (long task = t0; task < t1; task++) {
                     long b = task / H;
                     int h = (int)(task % H);
-                    la_load_chunk(&d, &w, q, k, v, g, b, h, s0, Lc, 1);
+                    la_load_chunk(&d, &w, q, k, v, g, NULL, b, h, s0, Lc, la_sweep_heads(task, t0, t1, H));
                     la_forward_chunk(&d, &w, states + task * KVp, Lc, o + (((size_t)b * T + s0) * H + h) * V,
                                      (size_t)H * V);
                 }
@@ -591,9 +620,9 @@ static int la_segment(long ntasks, int nchunks, size_t state_floats) {
 
 /* The state leaving chunk c of a task: Sᵀ advanced in place over that chunk. */
 static void la_advance(const la_dims *d, la_work *w, const float *k, const float *v, const float *g, long task,
-                       int c, float *ST) {
+                       int c, int sweep, float *ST) {
     int Lc = HR_MIN(d->L, d->T - c * d->L);
-    la_load_chunk(d, w, NULL, k, v, g, task / d->H, (int)(task % d->H), c * d->L, Lc, 0);
+    la_load_chunk(d, w, NULL, k, v, g, NULL, task / d->H, (int)(task % d->H), c * d->L, Lc, sweep);
     la_state_update(d, w, ST, Lc, 1);
 }
 
@@ -642,7 +671,7 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
                 for (int c = s * seg; c < (s + 1) * seg; c++)
                     for (long task = t0; task < t1; task++) {
                         if (c == s * seg) memcpy(LA_CKPT(task, s + 1), LA_CKPT(task, s), KVp * sizeof(float));
-                        la_advance(&d, &w, k, v, g, task, c, LA_CKPT(task, s + 1));
+                        la_advance(&d, &w, k, v, g, task, c, la_sweep_heads(task, t0, t1, H), LA_CKPT(task, s + 1));
                     }
             for (int s = nseg - 1; s >= 0; s--) {
                 int c0 = s * seg, c1 = HR_MIN(nchunks, c0 + seg);
@@ -650,16 +679,16 @@ int hr_linear_attention_backward(const float *dout, const float *q, const float 
                     for (long task = t0; task < t1; task++) {
                         float *next = LA_LEAVING(task, c - c0);
                         memcpy(next, c == c0 ? LA_CKPT(task, s) : next - KVp, KVp * sizeof(float));
-                        la_advance(&d, &w, k, v, g, task, c, next);
+                        la_advance(&d, &w, k, v, g, task, c, la_sweep_heads(task, t0, t1, H), next);
                     }
                 for (int c = c1 - 1; c >= c0; c--)
                     for (long task = t0; task < t1; task++) {
                         long b = task / H;
                         int h = (int)(task % H), s0 = c * d.L, Lc = HR_MIN(d.L, T - s0);
                         size_t row = ((size_t)b * T + s0) * H + h;
-                        la_load_chunk(&d, &w, q, k, v, g, b, h, s0, Lc, 1);
+                        la_load_chunk(&d, &w, q, k, v, g, dout, b, h, s0, Lc, la_sweep_heads(task, t0, t1, H));
                         la_backward_chunk(&d, &w, Lc, c == c0 ? LA_CKPT(task, s) : LA_LEAVING(task, c - c0 - 1),
-                                          LA_LEAVING(task, c - c0), LA_DS(task), dout + row * V, dqh + row * K,
+                                          LA_LEAVING(task, c - c0), LA_DS(task), dqh + row * K,
                                           dkh + row * K, (size_t)H * K, dv + row * V, dg + row * Kg);
                     }
             }
