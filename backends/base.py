@@ -124,6 +124,13 @@ SEQUENCE_MIXING_OPS = {
     "token_shift_forward": "token_shift_forward(x, mu, prefix=None) -> y",
     # dmu (M,C); dprefix is None when prefix is None
     "token_shift_backward": "token_shift_backward(dy, x, mu, prefix=None) -> (dx, dmu, dprefix)",
+    # long causal depthwise convolution (Hyena's implicit filters): causal_conv1d's sum with a filter as
+    # long as the history it should see, stored time-major: y[b,t,c] = Σ_{j<L} h[j,c] ũ[b, t+L−1−j, c],
+    # ũ = concat(prefix, u) along time; prefix (B,L-1,C) holds the L-1 positions before u (zeros when
+    # None). u (B,T,C), h (L,C), any L >= 1 (L >= T: every output sees the whole sequence) -> y (B,T,C)
+    "long_conv_forward": "long_conv_forward(u, h, prefix=None) -> y",
+    # dh (L,C) summed over the batch; dprefix is None when prefix is None
+    "long_conv_backward": "long_conv_backward(dy, u, h, prefix=None) -> (du, dh, dprefix)",
     # y = x ⊙ keep / (1 − p), x (B,T,...): inverted dropout whose mask is a hash of (seed, batch row
     # batch_offset + b, position time_offset + t, feature), the same on every backend
     # (backends/numpy/dropout.py). Position-wise in what it computes, but its mask depends on the
@@ -339,6 +346,14 @@ def _token_shift_example(rng, dtype, T, B=2, C=5, M=3):
     return dict(x=rng.standard_normal((B, T, C)).astype(dtype), mu=rng.uniform(0.0, 1.0, (M, C)).astype(dtype))
 
 
+def _long_conv_example(rng, dtype, T, B=2, C=19):
+    """A filter longer than the sequence (as Hyena's, whose length is its l_max): every position sees
+    the whole history, and the halo (L−1 positions) is longer than any slice. 19 channels: a 16-channel
+    block and a partial one."""
+    r = lambda *shape: rng.standard_normal(shape).astype(dtype)
+    return dict(u=r(B, T, C), h=r(T + 2, C))
+
+
 SEQUENCE_FORMS = {
     "selective_scan": StatePassing(
         inputs=dict(x="B T C", delta="B T C", A="C N", Bm="B T N", Cm="B T N", D="C"),
@@ -360,6 +375,9 @@ SEQUENCE_FORMS = {
         inputs=dict(r="B T H K", w="B T H K", k="B T H K", v="B T H V", a="B T H K", b="B T H K"),
         outputs=dict(y="B T H V"), state="B H K V", channels="H", example=_wkv7_example),
     "token_shift": Halo(width=lambda **_: 1, example=_token_shift_example),
+    # the whole history a filter of length L reads: the L−1 positions before each slice (zeros before the
+    # sequence), a halo as long as the filter
+    "long_conv": Halo(width=lambda h, **_: h.shape[0] - 1, example=_long_conv_example),
     "rope": Offset(time="offset"),
     "dropout": Offset(time="time_offset", batch="batch_offset"),
     "mean_pool": SequenceMean(),
