@@ -81,7 +81,7 @@ def test_norms_reject_bad_input(cb):
     x, w, rstd = np.zeros((4, 6), np.float32), np.ones(6, np.float32), np.ones(4, np.float32)
     with pytest.raises(ValueError, match=r"layernorm_forward: b must have shape \(6\)"):
         cb.layernorm_forward(x, w, np.zeros(5, np.float32), EPS)
-    with pytest.raises(ValueError, match="layernorm_forward: eps must be positive"):
+    with pytest.raises(ValueError, match="layernorm_forward: eps must be a finite number > 0"):
         cb.layernorm_forward(x, w, w, 0.0)
     with pytest.raises(ValueError, match="rmsnorm_forward: x must have dtype float32"):
         cb.rmsnorm_forward(x.astype(np.float64), w, EPS)

@@ -19,12 +19,11 @@ def _check_qkv(op, q, k, v, window, q_offset):
     if H % Hk:
         raise ValueError(f"{op}: query heads H={H} (q {q.shape}) must be a multiple of kv heads Hk={Hk} "
                          f"(k {k.shape})")
-    checks.check_int(op, "q_offset", q_offset)
+    window, q_offset = checks.check_scalars(op, window=window, q_offset=q_offset)
     checks.check_c_int_sizes(op, **{"q_offset + Tq": q_offset + Tq})
-    checks.check_int(op, "window", window, hi=None, allow_none=True)  # clamped below
     # a window reaching key 0 from the last query hides nothing
-    w = -1 if window is None else int(min(window, Tq + q_offset))
-    return B, Tq, Tk, H, Hk, P, w, int(q_offset)
+    w = -1 if window is None else min(window, Tq + q_offset)
+    return B, Tq, Tk, H, Hk, P, w, q_offset
 
 
 def attention_forward(be, q, k, v, window=None, q_offset=0):

@@ -1,23 +1,25 @@
 """Argument checks run before every C call, so no bad input reaches a kernel.
 
-Every failure is a ValueError that names the op, the argument, what it got and
-what it needs.
+Every failure is a ValueError that names the op, the argument, what it got and what it needs. The
+checks every backend runs (scalar arguments, writable outputs) live in backends/validate.py and are
+re-exported here; this module adds what the kernels need: dtype, layout, and sizes and values within
+the range of the C types they are passed as.
 """
-import numbers
-
 import numpy as np
 
-INT_MAX = 2**31 - 1  # the largest C int: the kernels take their sizes and most counts as int
-LONG_MAX = 2**63 - 1  # the largest C long on the LP64 platforms the kernels build for
-_C_LIMITS = {INT_MAX: "a C int", LONG_MAX: "a C long"}
+from ..validate import (INT_MAX, LONG_MAX, check_bool, check_disjoint, check_float, check_int,  # noqa: F401
+                        check_scalars, check_writable)
+
+_F32 = np.finfo(np.float32)
 
 
 def _shape_str(shape):
     return "(" + ", ".join(str(s) for s in shape) + ")"
 
 
-def check_array(op, name, arr, ndim=None, shape=None, dtype=np.float32):
-    """Check `arr` is a C-contiguous ndarray of `dtype`; `shape` entries may be None (any)."""
+def check_array(op, name, arr, ndim=None, shape=None, dtype=np.float32, writable=False):
+    """Check `arr` is a C-contiguous ndarray of `dtype`; `shape` entries may be None (any). writable: the
+    kernel writes into it (an in-place op), so it must not be read-only."""
     if not isinstance(arr, np.ndarray):
         raise ValueError(f"{op}: {name} must be a numpy.ndarray of {np.dtype(dtype)}, got {type(arr).__name__}")
     if arr.dtype != dtype:
@@ -32,6 +34,8 @@ def check_array(op, name, arr, ndim=None, shape=None, dtype=np.float32):
     if not arr.flags.c_contiguous:
         raise ValueError(f"{op}: {name} must be C-contiguous (use numpy.ascontiguousarray), "
                          f"got strides {arr.strides} for shape {_shape_str(arr.shape)}")
+    if writable:
+        check_writable(op, name, arr)
     return arr
 
 
@@ -46,36 +50,21 @@ def check_indices(op, name, idx, bound):
     return idx
 
 
-def _int_range(lo, hi):
-    if hi is None:
-        return f">= {lo}"
-    if hi in _C_LIMITS:
-        return f">= {lo} (at most {hi}, {_C_LIMITS[hi]})"
-    return f"in [{lo}, {hi}]"
-
-
-def check_int(op, name, value, lo=0, hi=INT_MAX, *, allow_none=False, hint=None):
-    """Check `value` is an integer (a bool is not) in [lo, hi]; return it as a Python int.
-
-    hi defaults to INT_MAX, for a value passed to a C int; None is no upper bound (for a value the
-    wrapper clamps before the call). allow_none: None passes (and is returned). hint: a note added
-    to the message, e.g. what the bound is."""
-    if value is None and allow_none:
-        return None
-    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
-            or value < lo or (hi is not None and value > hi)):
-        none = "None or " if allow_none else ""
-        note = f" ({hint})" if hint else ""
-        raise ValueError(f"{op}: {name} must be {none}an int {_int_range(lo, hi)}{note}, got {value!r}")
-    return int(value)
-
-
 def check_c_int_sizes(op, **sizes):
     """Refuse any size (or product or sum of sizes) past INT_MAX: the kernels take int sizes and would
     wrap. Names may be any text: check_c_int_sizes(op, **{"q_offset + Tq": q_offset + Tq})."""
     for name, value in sizes.items():
         if value > INT_MAX:
             raise ValueError(f"{op}: {name} = {value} exceeds the C kernel's int range (at most {INT_MAX})")
+
+
+def check_c_floats(op, **values):
+    """Refuse a value (already checked finite) that a C float (float32) cannot hold: past its largest
+    finite value it would become inf, below its smallest subnormal 0."""
+    for name, value in values.items():
+        if abs(value) > _F32.max or 0 < abs(value) < _F32.smallest_subnormal:
+            raise ValueError(f"{op}: {name} = {value!r} is outside the range of the C kernel's float "
+                             f"(float32: magnitudes {_F32.smallest_subnormal:.1e} to {_F32.max:.1e}, or 0)")
 
 
 def check_positive(op, name, value):

@@ -12,6 +12,7 @@ def _check(op, x, w, prefix):
     checks.check_positive(op, "conv width W (w.shape[1])", W)
     if prefix is not None:
         checks.check_array(op, "prefix", prefix, shape=(B, W - 1, C))
+    checks.check_c_int_sizes(op, B=B, T=T, C=C, W=W)
     return B, T, C, W
 
 
@@ -31,6 +32,7 @@ def causal_conv1d_backward(be, dy, x, w, has_bias, prefix=None):
     op = "causal_conv1d_backward"
     B, T, C, W = _check(op, x, w, prefix)
     checks.check_array(op, "dy", dy, shape=(B, T, C))
+    has_bias, = checks.check_scalars(op, has_bias=has_bias)
     dx, dw = empty((B, T, C)), empty((C, W))
     dbias = empty((C,)) if has_bias else None
     dprefix = empty((B, W - 1, C)) if prefix is not None else None

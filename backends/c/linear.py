@@ -1,21 +1,13 @@
 """Wrapper of csrc/gemm.c and csrc/linear.c (matrix multiply, linear layer)."""
-import numpy as np
-
 from . import checks
 from .checks import empty_f32 as empty
-
-
-def _check_bool(op, name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{op}: {name} must be a bool, got {value!r}")
 
 
 def matmul(be, a, b, trans_a=False, trans_b=False):
     op = "matmul"
     checks.check_array(op, "a", a, ndim=2)
     checks.check_array(op, "b", b, ndim=2)
-    _check_bool(op, "trans_a", trans_a)
-    _check_bool(op, "trans_b", trans_b)
+    trans_a, trans_b = checks.check_scalars(op, trans_a=trans_a, trans_b=trans_b)
     K, M = a.shape if trans_a else a.shape[::-1]
     N, Kb = b.shape if trans_b else b.shape[::-1]
     if K != Kb:
@@ -23,7 +15,7 @@ def matmul(be, a, b, trans_a=False, trans_b=False):
                          f"(a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})")
     checks.check_c_int_sizes(op, M=M, N=N, K=K)
     c = empty((M, N))
-    status = be.lib.hr_gemm(bool(trans_a), bool(trans_b), M, N, K, be.f32(a), a.shape[1], be.f32(b), b.shape[1],
+    status = be.lib.hr_gemm(trans_a, trans_b, M, N, K, be.f32(a), a.shape[1], be.f32(b), b.shape[1],
                             be.ffi.NULL, 0.0, be.f32(c), N)
     be.raise_status(op, status)
     return c
@@ -53,7 +45,7 @@ def linear_backward(be, dy, x, w, has_bias):
     N = w.shape[0]
     checks.check_array(op, "w", w, shape=(N, K))
     checks.check_array(op, "dy", dy, shape=(M, N))
-    _check_bool(op, "has_bias", has_bias)
+    has_bias, = checks.check_scalars(op, has_bias=has_bias)
     checks.check_c_int_sizes(op, M=M, N=N, K=K)
     dx, dw = empty((M, K)), empty((N, K))
     db = empty((N,)) if has_bias else None

@@ -8,13 +8,21 @@ def _check_x_w(op, x, w):
     M, D = x.shape
     checks.check_positive(op, "width D", D)
     checks.check_array(op, "w", w, shape=(D,))
+    checks.check_c_int_sizes(op, **{"rows M": M, "width D": D})
     return M, D
+
+
+def _check_eps(op, eps):
+    """eps as the C float the kernel takes."""
+    eps, = checks.check_scalars(op, eps=eps)
+    checks.check_c_floats(op, eps=eps)
+    return eps
 
 
 def layernorm_forward(be, x, w, b, eps):
     M, D = _check_x_w("layernorm_forward", x, w)
     checks.check_array("layernorm_forward", "b", b, shape=(D,))
-    checks.check_positive("layernorm_forward", "eps", eps)
+    eps = _check_eps("layernorm_forward", eps)
     y, mean, rstd = empty((M, D)), empty((M,)), empty((M,))
     be.lib.hr_layernorm_forward(be.f32(x), be.f32(w), be.f32(b), be.f32(y), be.f32(mean), be.f32(rstd), M, D, eps)
     return y, mean, rstd
@@ -34,7 +42,7 @@ def layernorm_backward(be, dy, x, w, mean, rstd):
 
 def rmsnorm_forward(be, x, w, eps):
     M, D = _check_x_w("rmsnorm_forward", x, w)
-    checks.check_positive("rmsnorm_forward", "eps", eps)
+    eps = _check_eps("rmsnorm_forward", eps)
     y, rstd = empty((M, D)), empty((M,))
     be.lib.hr_rmsnorm_forward(be.f32(x), be.f32(w), be.f32(y), be.f32(rstd), M, D, eps)
     return y, rstd

@@ -1,6 +1,4 @@
 """Wrapper of csrc/optim.c (float64 sum of squares, AdamW step)."""
-import math
-
 from . import checks
 
 
@@ -11,17 +9,13 @@ def sum_squares(be, x):
 
 def adamw_step(be, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, grad_scale):
     op = "adamw_step"
-    checks.check_array(op, "param", param)
-    for name, arr in (("grad", grad), ("m", m), ("v", v)):
-        checks.check_array(op, name, arr, shape=param.shape)
-    step = checks.check_int(op, "step", step, 1, hint="the first step is 1")
-    # the ranges torch.optim.AdamW accepts
-    for name, value, ok, want in (("lr", lr, lr >= 0, ">= 0"), ("eps", eps, eps >= 0, ">= 0"),
-                                  ("beta1", beta1, 0 <= beta1 < 1, "in [0, 1)"),
-                                  ("beta2", beta2, 0 <= beta2 < 1, "in [0, 1)"),
-                                  ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
-                                  ("grad_scale", grad_scale, math.isfinite(grad_scale), "finite")):
-        if not ok:
-            raise ValueError(f"{op}: {name} must be {want}, got {value!r}")
-    be.lib.hr_adamw_step(be.f32(param), be.f32(grad), be.f32(m), be.f32(v), param.size, step,
-                         lr, beta1, beta2, eps, weight_decay, grad_scale)
+    checks.check_array(op, "param", param, writable=True)
+    checks.check_array(op, "grad", grad, shape=param.shape)
+    for name, arr in (("m", m), ("v", v)):
+        checks.check_array(op, name, arr, shape=param.shape, writable=True)
+    checks.check_disjoint(op, param=param, m=m, v=v)
+    step, = checks.check_scalars(op, step=step)
+    hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, grad_scale=grad_scale)
+    hyper = dict(zip(hyper, checks.check_scalars(op, **hyper)))  # in the kernel's argument order
+    checks.check_c_floats(op, **hyper)
+    be.lib.hr_adamw_step(be.f32(param), be.f32(grad), be.f32(m), be.f32(v), param.size, step, *hyper.values())

@@ -16,6 +16,7 @@ def _check(op, x, delta, A, Bm, Cm, D, h0):
     checks.check_array(op, "D", D, shape=(Din,))
     if h0 is not None:
         checks.check_array(op, "h0", h0, shape=(B, Din, N))
+    checks.check_c_int_sizes(op, B=B, T=T, Din=Din, N=N)
     return B, T, Din, N
 
 

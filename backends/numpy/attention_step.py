@@ -2,6 +2,8 @@
 step (hybridref/layers/attention.py `step`; in C, csrc/attention_step.c)."""
 import numpy as np
 
+from ..validate import check_scalars
+
 
 def attention_decode(q, k_cache, v_cache, length, window=None):
     """o[b,h] = Σ_j softmax_j(q[b,h]·k[b,g,j]/√P) v[b,g,j], g = h // (H/Hk), over the keys
@@ -9,10 +11,9 @@ def attention_decode(q, k_cache, v_cache, length, window=None):
     j % L of the cache (a ring of the last L positions; without a window, rows 0..length−1), so every
     key the query reads must still be there: length − j0 <= L.
     q (B,H,P), k_cache, v_cache (B,Hk,L,P), length >= 1 -> o (B,H,P)."""
+    check_scalars("attention_decode", length=length, window=window)
     B, H, P = q.shape
     Hk, L = k_cache.shape[1], k_cache.shape[2]
-    if length < 1:
-        raise ValueError(f"attention_decode: length must be >= 1, got {length}")
     j0 = 0 if window is None else max(0, length - 1 - window)
     if length - j0 > L:
         raise ValueError(f"attention_decode: the query at position {length - 1} reads {length - j0} keys "

@@ -12,9 +12,10 @@ The hash is SplitMix64 (Steele, Lea & Flood 2014; the generator java.util.Splitt
     keep       = u >= ⌊p · 2²⁴ + ½⌋
 """
 import math
-import numbers
 
 import numpy as np
+
+from ..validate import check_scalars
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1, MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -35,8 +36,8 @@ def dropout_keep(shape, p, seed, batch_offset=0, time_offset=0):
     B, T = shape[:2]
     D = int(np.prod(shape[2:], dtype=np.int64))
     rows = splitmix64(splitmix64(np.uint64(seed)) + np.arange(batch_offset, batch_offset + B, dtype=np.uint64))
-    counters = np.arange(time_offset * D, (time_offset + T) * D, dtype=np.uint64)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # the counters wrap modulo 2⁶⁴, as in C
+        counters = np.uint64(time_offset) * np.uint64(D) + np.arange(T * D, dtype=np.uint64)
         u = splitmix64(rows[:, None] + counters[None, :]) >> np.uint64(64 - MASK_BITS)
     return (u >= np.uint64(math.floor(p * (1 << MASK_BITS) + 0.5))).reshape(shape)
 
@@ -46,13 +47,7 @@ def check_dropout_args(op, x, p, seed, batch_offset, time_offset):
     if not isinstance(x, np.ndarray) or x.ndim < 2:
         raise ValueError(f"{op}: x must be an array of shape (B, T, ...), got "
                          f"{x.shape if isinstance(x, np.ndarray) else type(x).__name__}")
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
-        raise ValueError(f"{op}: p (the probability of zeroing an element) must be in [0, 1), got {p!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
-        raise ValueError(f"{op}: seed must be an int in [0, 2**64), got {seed!r}")
-    for name, value in (("batch_offset", batch_offset), ("time_offset", time_offset)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < 2**62:
-            raise ValueError(f"{op}: {name} must be an int >= 0, got {value!r}")
+    check_scalars(op, p=p, seed=seed, batch_offset=batch_offset, time_offset=time_offset)
 
 
 def dropout(x, p, seed, batch_offset=0, time_offset=0):

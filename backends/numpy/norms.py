@@ -1,11 +1,14 @@
 """LayerNorm and RMSNorm over the last axis, with their backward passes."""
 import numpy as np
 
+from ..validate import check_scalars
+
 
 def layernorm_forward(x, w, b, eps):
     """y = (x - mean) * rstd * w + b, rstd = 1/√(var + eps) (biased variance over D).
 
     x (M,D), w (D,), b (D,) -> y (M,D), mean (M,), rstd (M,)."""
+    check_scalars("layernorm_forward", eps=eps)
     mean = x.mean(axis=1)
     xc = x - mean[:, None]
     rstd = 1 / np.sqrt((xc * xc).mean(axis=1) + eps)
@@ -25,6 +28,7 @@ def layernorm_backward(dy, x, w, mean, rstd):
 
 def rmsnorm_forward(x, w, eps):
     """y = x * rstd * w, rstd = 1/√(mean_D(x²) + eps):  x (M,D), w (D,) -> y (M,D), rstd (M,)."""
+    check_scalars("rmsnorm_forward", eps=eps)
     rstd = 1 / np.sqrt((x * x).mean(axis=1) + eps)
     return x * rstd[:, None] * w, rstd
 
