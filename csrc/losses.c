@@ -1,6 +1,18 @@
 /* Softmax cross-entropy, as llm.c's fused softmax + crossentropy, with the
  * max-shift for stability. The targets are checked to lie in [0, C) by the
- * Python wrapper. */
+ * Python wrapper.
+ *
+ * Precision. A row's loss is log Σ_c e^{x_c − mx} − (x_t − mx) (mx the row's
+ * max), never (log Σ + mx) − x_t: next to a large mx that float sum rounds a
+ * small loss away (logits all 3e38 gave 0 instead of log C). And the sum is
+ * split as Σ = k + rest, k the number of the row's maxima (their terms are
+ * exactly e^0 = 1) and rest the sum of the other terms, each below 1: the loss
+ * is log1p(k − 1 + rest) − (x_t − mx) in double, which keeps the digits of a
+ * confident row's small rest that a float 1 + rest would round off (logits
+ * near 200 were 23 % off). Non-finite logits follow IEEE arithmetic, as the
+ * NumPy oracle: a -inf logit is a class of probability 0 (loss +inf when it is
+ * the target), a nan or +inf logit makes its row's probabilities and the loss
+ * nan (e^{x − mx} is nan for x = nan, and for x = mx = +inf). */
 #include "common.h"
 #include "simd.h"
 #include "losses.h"
@@ -13,15 +25,20 @@ static inline float ce_row_max(const float *x, int C) {
     return hr_vhmax(acc);
 }
 
-/* p[c] = e^{x[c] - mx}; returns Σ_c p[c]. */
-static inline float ce_row_exp(const float *x, float mx, float *p, int C) {
-    hr_vec acc = hr_vzero(), mv = hr_vset1(mx);
+/* p[c] = e^{x[c] - mx}; *ones = Σ p[c] over the c with x[c] not below mx (the
+ * maxima, each term exactly 1; a nan x[c] lands here too and makes it nan),
+ * *rest = Σ p[c] over the others. */
+static inline void ce_row_exp(const float *x, float mx, float *p, int C, float *ones, float *rest) {
+    hr_vec acc_ones = hr_vzero(), acc_rest = hr_vzero(), mv = hr_vset1(mx), zero = hr_vzero();
     HR_VLOOP(c, n, C, {
-        hr_vec e = hr_vexp(hr_vsub(hr_vload_or(x + c, n, -INFINITY), mv));
+        hr_vec xv = hr_vload_or(x + c, n, -INFINITY);
+        hr_vec e = hr_vexp(hr_vsub(xv, mv));
         hr_vstore(p + c, e, n);
-        acc = hr_vadd(acc, e);
+        acc_rest = hr_vadd(acc_rest, hr_vgt_select(mv, xv, e, zero));
+        acc_ones = hr_vadd(acc_ones, hr_vgt_select(mv, xv, zero, e));
     });
-    return hr_vhsum(acc);
+    *ones = hr_vhsum(acc_ones);
+    *rest = hr_vhsum(acc_rest);
 }
 
 static inline void ce_row_scale(float *p, float a, int C) {
@@ -30,18 +47,18 @@ static inline void ce_row_scale(float *p, float a, int C) {
 }
 
 /* logits (M,C), targets (M,) -> probs (M,C) = softmax(logits), row_loss (M,)
- * = logsumexp(logits[m]) - logits[m, targets[m]]; returns the mean of row_loss,
- * summed in float64 in row order (the same for any thread count). */
-double hr_cross_entropy_forward(const float *logits, const int64_t *targets, float *probs, float *row_loss, int M,
+ * = logsumexp(logits[m]) - logits[m, targets[m]] in double; returns the mean of
+ * row_loss, summed in row order (the same for any thread count). */
+double hr_cross_entropy_forward(const float *logits, const int64_t *targets, float *probs, double *row_loss, int M,
                                 int C) {
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *x = logits + (size_t)m * C;
         float *p = probs + (size_t)m * C;
-        float mx = ce_row_max(x, C);
-        float s = ce_row_exp(x, mx, p, C);
-        ce_row_scale(p, 1.0f / s, C);
-        row_loss[m] = logf(s) + mx - x[targets[m]];
+        float mx = ce_row_max(x, C), ones, rest;
+        ce_row_exp(x, mx, p, C, &ones, &rest);
+        ce_row_scale(p, (float)(1.0 / ((double)ones + rest)), C);
+        row_loss[m] = log1p(((double)ones - 1.0) + rest) - ((double)x[targets[m]] - mx);
     }
     double total = 0.0;
     for (int m = 0; m < M; m++) total += row_loss[m];
