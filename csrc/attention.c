@@ -18,8 +18,8 @@
  * Query and key blocks: q holds Tq queries, k and v Tk keys, and query i stands at position
  * i + q_offset of the key block (q_offset >= 0), so a sequence split into blocks is the sum of
  * its block pairs (merged through lse). A query that sees no key of the block gets o = 0 and
- * lse = -inf; the backward takes the lse of the whole key set (finite), so per-block gradients
- * add up to the whole.
+ * lse = -inf; the backward takes the lse of the whole key set, so per-block gradients add up to
+ * the whole, and gives a query whose lse is -inf (no key at all) zero gradients.
  */
 #include "common.h"
 #include "simd.h"
@@ -262,10 +262,11 @@ static void attn_forward_tile(const attn_dims *d, const float *q, const float *k
         attn_gemm(P, n, cols, v + kat, 1, d->kstride, St, ATTN_BR, Ot, ATTN_BR, 1);
     }
     for (int r = 0; r < rows; r++) {
-        /* no visible key in this block: o = 0, lse = -inf (the identity of the lse merge) */
-        float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f, *orow = o + qat + r * d->qstride;
+        /* no visible key in this block (l = 0): o = 0, lse = -inf (the identity of the lse merge);
+         * a nan l (a nan or +inf score) stays nan in both */
+        float inv = l[r] != 0.0f ? 1.0f / l[r] : 0.0f, *orow = o + qat + r * d->qstride;
         for (int p = 0; p < P; p++) orow[p] = Ot[(size_t)p * ATTN_BR + r] * inv;
-        lse[attn_lse_at(d, b, h, i0 + r)] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+        lse[attn_lse_at(d, b, h, i0 + r)] = l[r] != 0.0f ? m[r] + logf(l[r]) : -INFINITY;
     }
 }
 
@@ -301,6 +302,11 @@ int hr_attention_forward(const float *q, const float *k, const float *v, float *
 
 /* ---- backward -------------------------------------------------------------------------- */
 
+/* The shift of a query's probabilities p = exp(s − shift) in the backward: its lse, or +inf for a
+ * query whose lse is −inf (it sees no key), so that its p is exp(−inf) = 0 and its gradients are 0,
+ * where exp(s − lse) would be exp(−inf + inf) = nan for its masked scores. */
+static inline float attn_lse_shift(float lse) { return lse == -INFINITY ? INFINITY : lse; }
+
 /* Per thread: four P × 64 panels, two 64 × 64 score tiles, two vectors (both passes). */
 static size_t attn_backward_scratch(int P) {
     return 4 * (size_t)P * ATTN_BMAX + 2 * (size_t)ATTN_BR * ATTN_BC + 2 * ATTN_BMAX;
@@ -331,7 +337,7 @@ static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q
                 long i = i0 + r;
                 float *s = S + (size_t)r * ATTN_BC;
                 attn_mask(s, n, attn_first_key(d, i) - j0, i + d->off - j0);
-                attn_exp_row(s, n, lse[attn_lse_at(d, b, h, (int)i)]);
+                attn_exp_row(s, n, attn_lse_shift(lse[attn_lse_at(d, b, h, (int)i)]));
                 delta[r] = attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P);
                 attn_dscores(dS + (size_t)r * ATTN_BC, s, delta + r, 0, n);
             }
@@ -357,7 +363,7 @@ static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, 
     attn_load_transposed(Qt, ATTN_BR, q + qat, d->qstride, rows, P, d->scale);
     attn_load_transposed(dOt, ATTN_BR, dout + qat, d->qstride, rows, P, 1.0f);
     for (int r = 0; r < n; r++) {
-        lse_t[r] = r < rows ? lse[attn_lse_at(d, b, h, i0 + r)] : 0.0f;
+        lse_t[r] = r < rows ? attn_lse_shift(lse[attn_lse_at(d, b, h, i0 + r)]) : 0.0f;
         delta[r] = r < rows ? attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P) : 0.0f;
     }
     attn_zero_panel(dQt, P, ATTN_BR, n);

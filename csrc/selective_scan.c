@@ -76,9 +76,18 @@ static void scan_unpad_rows(float *dst, const float *src, int G, int N, int NP) 
             hr_vstore(dst + (size_t)g * N + n, hr_vload(src + (size_t)g * NP + n, HR_VW), N - n);
 }
 
+/* v with the lanes from `live` on (the padding of a state row past N) set to 0. The pad lanes must
+ * stay exactly 0 for any input: a non-finite Δ makes their Δ·A and Δ x B products inf·0 = nan, which
+ * would then reach every channel sum (dx, ddelta, dBm of the earlier steps); a select, unlike a
+ * product with a 0/1 mask, does not propagate the nan. */
+static inline hr_vec scan_live(hr_vec v, int live) {
+    static const float ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    return live >= HR_VW ? v : hr_vgt_select(hr_vload(ones, live), hr_vzero(), v, hr_vzero());
+}
+
 /* One time step of G channels: h = exp(Δ A) ⊙ hprev + Δ x Bt (h may alias hprev); the decays
  * exp(Δ A) go to `decay` and yt = Ct · h + D x, each unless NULL. Pointers are offset to the
- * group's first channel; A, hprev, h, decay padded. */
+ * group's first channel; A, hprev, h, decay padded (their pad lanes 0). */
 static void scan_step(const float *hprev, float *h, float *decay, const float *A, const float *Bt, const float *Ct,
                       const float *xt, const float *dt, const float *D, float *yt, int G, int N, int NP) {
     _Alignas(64) float rows[SCAN_GROUP * HR_VW]; /* per channel, the vector partials of C_t · h_t */
@@ -87,8 +96,9 @@ static void scan_step(const float *hprev, float *h, float *decay, const float *A
         size_t row = (size_t)g * NP;
         hr_vec dl = hr_vset1(dt[g]), dlx = hr_vset1(dt[g] * xt[g]), acc = hr_vzero();
         for (int n = 0; n < NP; n += HR_VW) {
-            hr_vec a = hr_vexp(hr_vmul(dl, hr_vload(A + row + n, HR_VW)));
-            hr_vec hv = hr_vfma(a, hr_vload(hprev + row + n, HR_VW), hr_vmul(dlx, hr_vload(Bt + n, N - n)));
+            hr_vec a = scan_live(hr_vexp(hr_vmul(dl, hr_vload(A + row + n, HR_VW))), N - n);
+            hr_vec hv = scan_live(hr_vfma(a, hr_vload(hprev + row + n, HR_VW), hr_vmul(dlx, hr_vload(Bt + n, N - n))),
+                                  N - n);
             hr_vstore(h + row + n, hv, HR_VW);
             if (decay) hr_vstore(decay + row + n, a, HR_VW);
             if (yt) acc = hr_vfma(hv, hr_vload(Ct + n, N - n), acc);

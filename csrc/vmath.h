@@ -4,7 +4,9 @@
  * |r| <= ln2/2, eʳ by a degree-6 polynomial, 2ⁿ built in the exponent bits.
  * Max relative error ~2 ulp over [-86.6, 88.7]. Inputs below -86.6 give 0
  * (absolute error < 3e-38, keeping 2ⁿ a normal number); above 88.7 give +inf,
- * as expf does. NaN is not preserved.
+ * as expf does. NaN gives NaN: the clamps take x as their second operand, which
+ * min/max return when either operand is NaN (a clamp to 88.7 would turn a NaN
+ * into e^88.7, a finite value that hides it).
  */
 #ifndef HR_VMATH_H
 #define HR_VMATH_H
@@ -25,8 +27,8 @@
 #ifdef HR_AVX2
 static inline __m256 hr_exp256(__m256 x) {
     __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(HR_EXP_LO), _CMP_LT_OQ);
-    x = _mm256_min_ps(x, _mm256_set1_ps(HR_EXP_HI));
-    x = _mm256_max_ps(x, _mm256_set1_ps(HR_EXP_LO));
+    x = _mm256_min_ps(_mm256_set1_ps(HR_EXP_HI), x);
+    x = _mm256_max_ps(_mm256_set1_ps(HR_EXP_LO), x);
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(HR_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(HR_LN2_HI), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(HR_LN2_LO), r);
@@ -62,8 +64,8 @@ static inline float hr_hmax256(__m256 v) {
 #ifdef HR_AVX512
 static inline __m512 hr_exp512(__m512 x) {
     __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(HR_EXP_LO), _CMP_LT_OQ);
-    x = _mm512_min_ps(x, _mm512_set1_ps(HR_EXP_HI));
-    x = _mm512_max_ps(x, _mm512_set1_ps(HR_EXP_LO));
+    x = _mm512_min_ps(_mm512_set1_ps(HR_EXP_HI), x);
+    x = _mm512_max_ps(_mm512_set1_ps(HR_EXP_LO), x);
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(HR_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(HR_LN2_HI), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(HR_LN2_LO), r);
@@ -79,8 +81,9 @@ static inline __m512 hr_exp512(__m512 x) {
 }
 #endif
 
-/* Scalar eˣ with the same clamping as the vector versions. */
+/* Scalar eˣ with the same clamping as the vector versions (HR_MIN(a, b) is b when
+ * either is NaN, so NaN reaches expf). */
 static inline float hr_expf(float x) {
-    return x < HR_EXP_LO ? 0.0f : expf(HR_MIN(x, HR_EXP_HI));
+    return x < HR_EXP_LO ? 0.0f : expf(HR_MIN(HR_EXP_HI, x));
 }
 #endif

@@ -20,9 +20,12 @@ def gelu_forward(x):
 
 
 def gelu_backward(dy, x):
-    """dx = dy (½ (1 + tanh u) + ½ x (1 - tanh² u) √(2/π) (1 + 3·0.044715 x²))."""
+    """dx = dy (½ (1 + tanh u) + ½ x (1 - tanh² u) √(2/π) (1 + 3·0.044715 x²)).
+    1 - tanh² u is exactly 0 for |x| >= 10, so x is clipped there in the second term: nothing changes
+    for a finite x, and x = ±inf gets the limits 1 and 0 (as the C kernel), not inf · 0 = nan."""
     t = np.tanh(GELU_C * (x + GELU_A * x ** 3))
-    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * x * x))
+    xc = np.clip(x, -10, 10)
+    return dy * (0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * xc * xc))
 
 
 def silu_forward(x):

@@ -6,12 +6,14 @@ so one call can be a block of a longer sequence (a query block against an earlie
 """
 import numpy as np
 
+from ..validate import check_scalars
+
 
 def _visible(Tq, Tk, window, q_offset):
     """visible[i, j]: query i sees key j (j <= i + q_offset, and j >= i + q_offset - window when windowed)."""
     i, j = np.arange(Tq)[:, None] + q_offset, np.arange(Tk)[None, :]
     visible = j <= i
-    if window is not None:
+    if window is not None and window < Tq + q_offset:  # a longer window reaches key 0 from every query
         visible &= j >= i - window
     return visible
 
@@ -33,6 +35,7 @@ def attention_forward(q, k, v, window=None, q_offset=0):
     s_ij = q_i·k_j/√P over visible keys (j <= i + q_offset; i + q_offset − window <= j when windowed).
     A query that sees no key gets o_i = 0, lse_i = −inf.
     q (B,Tq,H,P), k, v (B,Tk,Hk,P), H % Hk == 0, q_offset >= 0 -> o (B,Tq,H,P), lse (B,H,Tq)."""
+    check_scalars("attention_forward", window=window, q_offset=q_offset)
     s = _scores(q, k, window, q_offset)
     m = s.max(axis=-1, keepdims=True)
     e = np.exp(s - np.where(np.isneginf(m), 0, m))  # rows without keys: all zeros
@@ -46,14 +49,17 @@ def attention_forward(q, k, v, window=None, q_offset=0):
 def attention_backward(do, q, k, v, o, lse, window=None, q_offset=0):
     """With p = exp(s − lse):  dP = dO Vᵀ,  dS = p ⊙ (dP − rowsum(dO ⊙ O)),
     dQ = dS K / √P,  dK = dSᵀ Q / √P,  dV = pᵀ dO; dK, dV summed over the query heads
-    sharing a kv head. o and lse are those of the whole key set (lse finite), so the
-    gradients of a sequence split into key blocks are the sums of the blocks' gradients.
+    sharing a kv head. o and lse are those of the whole key set, so the gradients of a
+    sequence split into key blocks are the sums of the blocks' gradients. A query whose lse is
+    −inf (it sees no key) has p = 0: no gradient flows through it.
     Shapes as attention_forward; returns dq, dk, dv shaped like q, k, v."""
+    check_scalars("attention_backward", window=window, q_offset=q_offset)
     B, Tq, H, P = q.shape
     Tk, Hk = k.shape[1], k.shape[2]
     qh, doh, oh = (x.transpose(0, 2, 1, 3) for x in (q, do, o))
     kh, vh = _per_query_head(k, H), _per_query_head(v, H)
-    p = np.exp(_scores(q, k, window, q_offset) - lse[..., None])
+    shift = np.where(np.isneginf(lse), np.inf, lse)  # lse = -inf: p = exp(s - inf) = 0, not exp(-inf + inf)
+    p = np.exp(_scores(q, k, window, q_offset) - shift[..., None])
     dp = doh @ vh.swapaxes(-1, -2)
     ds = p * (dp - (doh * oh).sum(axis=-1, keepdims=True))
     dq = ds @ kh * P**-0.5
