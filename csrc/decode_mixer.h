@@ -20,7 +20,7 @@ typedef struct {
  *   int hr_<name>_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos);
  *   size_t hr_<name>_step_scratch(const dec_layer *layer, int B, int D);  (floats of scratch it needs)
  * A kind missing here is refused by name when a decoder is built (hr_decode_kind returns -1). */
-#define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix)
+#define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix) X(hyena)
 
 #define HR_DECODE_DECLARE(name)                                                                 \
     int hr_##name##_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos); \
