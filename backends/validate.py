@@ -146,6 +146,8 @@ SCALARS = {
     "linear_attention_forward": dict(scale=Float(), chunk=Int(lo=1),
                                      mode=Choice(("chunk", "parallel", "recurrent"))),
     "linear_attention_backward": dict(scale=Float(), chunk=Int(lo=1)),
+    "rglru_gate_forward": dict(time_offset=_OFFSET),
+    "rglru_gate_backward": dict(time_offset=_OFFSET),
 }
 
 
