@@ -33,10 +33,11 @@ enum { LC_CB = 16 };
 /* FFT stages spanning at most this many points run depth first: 2 arrays × 2048 points × 16 floats
  * = 256 KB, an L2's worth */
 enum { LC_FFT_BLOCK = 2048 };
-/* The direct sum costs ~T·Lh multiply-adds per channel and row, the FFT path ~LC_FFT_COST·n·log2 n
- * (three transforms per pair of rows, ~2.5 flops per point and stage each, plus the products),
- * measured on AVX-512: equal at T ≈ 96 for L ≥ T (benchmarks/bench_long_conv.py --crossover). */
-#define LC_FFT_COST 1.0
+/* The direct sum costs ~T·Lh multiply-adds per channel and row, the FFT path ~LC_FFT_COST·n·log2 n in
+ * the same units. Measured (benchmarks/bench_long_conv.py --crossover, AVX-512, B = 4, D = 128, L = T,
+ * forward + backward): direct 0.18 ms vs FFT 0.21 ms at T = 48, 0.37 vs 0.22 ms at T = 64, so the paths
+ * cross at T ≈ 56 (n = 128): 56² = 3.5 · 128 · 7. */
+#define LC_FFT_COST 3.5
 
 static inline int lc_thread(void) {
 #ifdef _OPENMP
