@@ -36,6 +36,7 @@ PRESETS = {
     "mamba2": dict(pattern="SSSSSS", mixers={"S": dict(headdim=32)}),  # d_state 64, 8 heads of 32
     "retnet": dict(pattern="RRRRRR"),  # 4 heads, value dim 2·D, MLP 2·D (the paper's FFN)
     "gla": dict(pattern="GGGGGG"),  # 4 heads, key dim D/2, value dim D, MLP 4·D
+    "hyena": dict(pattern="HHHHHH", mixers={"H": dict(emb_dim=33)}, mlp_hidden=432),  # order 2, l_max 1024
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "norm", "dropout", "seed")
 
