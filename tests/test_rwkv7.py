@@ -45,6 +45,28 @@ def test_value_residual_gradients_float64(npb):
         assert grads[f"blocks.4.mixer.{name}"].any()
 
 
+@pytest.mark.parametrize("letter", ["W", "C"])
+def test_gradient_from_a_decode_state(npb, letter):
+    """A forward that continues from a decode state (random shift token and WKV state) and advances it in
+    place: its backward is the gradient of u from the state it started from (float64 central differences,
+    helpers.check_grads: 1e-6)."""
+    from helpers import check_grads
+    layer = mixer_spec(letter).build(12, np.random.default_rng(8), SMALL[letter], out_std=0.3).to(npb)
+    layer.astype(np.float64)
+    rng = np.random.default_rng(9)
+    start = {k: rng.standard_normal(v.shape) for k, v in layer.init_state(2, 8, np.float64).items()}
+    u, G = rng.standard_normal((2, 2, 5, 12))
+
+    def loss():
+        out = layer.forward(u, {k: v.copy() for k, v in start.items()})
+        layer.clear_saved()
+        return float((out * G).sum())
+
+    layer.zero_grad()
+    layer.forward(u, {k: v.copy() for k, v in start.items()})
+    check_grads(loss, {"u": u}, {"u": layer.backward(G)})
+
+
 def test_v_first_is_the_first_layers_v(npb):
     """The first rwkv7 layer of the pass puts its v; a second producer would be an error, a later layer reads it."""
     from hybridref.layers.side import SideInputs

@@ -167,7 +167,8 @@ class RWKV7(Mixer):
         """Everything up to the output projection: u (B,T,C) -> z (B,T,C), the wkv state leaving,
         and what the backward needs."""
         B, T, C = u.shape
-        prefix = None if state is None else state["shift"]
+        # copies: the state is advanced in place after the forward, the backward needs what it started from
+        prefix = None if state is None else state["shift"].copy()
         xs = self.be.token_shift_forward(u, self.mix.data, prefix)  # (B,T,6,C)
         xr, xw, xk, xv, xa, xg = (np.ascontiguousarray(xs[:, :, i]) for i in range(6))
         lin = lambda m, x: self._lin(m, x, keep)
@@ -191,7 +192,7 @@ class RWKV7(Mixer):
         norm = np.maximum(np.linalg.norm(kk, axis=-1, keepdims=True), KK_EPS)
         kh = kk / norm  # κ̂ (B,T,H,P)
         k = k0 * (1.0 + (a - 1.0) * self.k_a.data)
-        h0 = None if state is None else state["wkv"]
+        h0 = None if state is None else state["wkv"].copy()
         # the very arrays given to the op go to its backward (a backend holding a slice of the sequence
         # finds what its forward received by their identity)
         wkv_in = (self._heads(r), self._heads(w), self._heads(k), self._heads(v), -kh, kh * self._heads(a))

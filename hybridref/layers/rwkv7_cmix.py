@@ -51,7 +51,7 @@ class RWKV7ChannelMix(Mixer):
         leaves it at the end of u."""
         self.check_input(u)
         u = np.ascontiguousarray(u)
-        prefix = None if state is None else state["shift"]
+        prefix = None if state is None else state["shift"].copy()  # the state advances below
         xk = self.be.token_shift_forward(u, self.mix.data, prefix)[:, :, 0]
         z = self.key.forward(xk)
         relu = np.maximum(z, 0.0)
