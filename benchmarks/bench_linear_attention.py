@@ -8,8 +8,9 @@ fla's secondary chunking for (not written here). B = 4, H = 4, K = V = 64, T = 5
 peers on 2 threads.
 
 test_linear_attention_per_token: the C kernel's time per token at T = 1024 and T = 32768 (B = 1, H = 4:
-four tasks on two threads either way); the chunked form is linear in T, so the two should be within
-~1.3x (the long backward keeps chunk states at checkpoints and recomputes between them).
+four tasks on two threads either way). The chunked form is linear in T; what grows is memory traffic
+(q, k, v, dO and the backward's 513 chunk states per head, 34 MB, no longer fit in cache), so the two
+should be within ~1.3x.
 
   python -m pytest benchmarks/bench_linear_attention.py -o python_files='bench_*.py' --benchmark-only \\
       --benchmark-columns=min,median,mean,rounds
