@@ -45,7 +45,7 @@
 
 enum { LA_SUB = 16 };                  /* GLA sub-block length */
 enum { LA_STATES_BUDGET = 1 << 25 };   /* floats of chunk states (128 MB) the backward keeps before checkpointing */
-enum { LA_RB = 4 };                    /* rows of a register block of la_mm */
+enum { LA_RB = 4 };                    /* rows of a register block of la_mm (then single rows) */
 #if defined(HR_AVX512)
 #define LA_NV 4 /* vectors per register block: 4 rows × 64 columns, 16 zmm accumulators */
 #elif defined(HR_AVX2)
@@ -55,8 +55,6 @@ enum { LA_RB = 4 };                    /* rows of a register block of la_mm */
 #endif
 
 static inline int la_pad16(int n) { return (n + 15) & ~15; }
-
-static inline int la_pad4(int n) { return (n + LA_RB - 1) / LA_RB * LA_RB; }
 
 static inline int la_thread(void) {
 #ifdef _OPENMP
@@ -68,52 +66,58 @@ static inline int la_thread(void) {
 
 /* ---- tile product ------------------------------------------------------------------------------ */
 
-/* LA_RB rows × nv vectors of C in registers over p0 <= p < p1: per p, nv loads of B and LA_RB broadcasts
- * of A feed LA_RB·nv FMAs. */
-static inline __attribute__((always_inline)) void la_kernel(const int nv, int p0, int p1, const float *A, size_t ars,
-                                                            size_t acs, const float *Bm, size_t ldb, float *C,
-                                                            size_t ldc, int accumulate) {
+/* rb rows × nv vectors of C in registers over p0 <= p < p1: per p, nv loads of B and rb broadcasts of A
+ * feed rb·nv FMAs. */
+static inline __attribute__((always_inline)) void la_kernel(const int rb, const int nv, int p0, int p1, const float *A,
+                                                            size_t ars, size_t acs, const float *Bm, size_t ldb,
+                                                            float *C, size_t ldc, int accumulate) {
     hr_vec acc[LA_RB][LA_NV];
-    for (int r = 0; r < LA_RB; r++)
+    for (int r = 0; r < rb; r++)
         for (int c = 0; c < nv; c++)
             acc[r][c] = accumulate ? hr_vload(C + r * ldc + c * HR_VW, HR_VW) : hr_vzero();
     for (int p = p0; p < p1; p++) {
         hr_vec bv[LA_NV];
         for (int c = 0; c < nv; c++) bv[c] = hr_vload(Bm + p * ldb + c * HR_VW, HR_VW);
         const float *a = A + p * acs;
-        for (int r = 0; r < LA_RB; r++) {
+        for (int r = 0; r < rb; r++) {
             hr_vec ar = hr_vset1(a[r * ars]);
             for (int c = 0; c < nv; c++) acc[r][c] = hr_vfma(ar, bv[c], acc[r][c]);
         }
     }
-    for (int r = 0; r < LA_RB; r++)
+    for (int r = 0; r < rb; r++)
         for (int c = 0; c < nv; c++) hr_vstore(C + r * ldc + c * HR_VW, acc[r][c], HR_VW);
 }
 
 enum { LA_FULL, LA_LOWER_C, LA_LOWER_A, LA_UPPER_A };
 
-/* C[r][0:n] (+)= Σ_p A(r,p) Bm[p][0:n] for r < m, with A(r,p) = A[r*ars + p*acs] (so Aᵀ is read in place);
- * m a multiple of LA_RB, n of 16. `tri` skips known zeros: LA_LOWER_C computes only the columns c <= r
- * (rounded up to 16) of a lower-triangular result, which the caller masks; LA_LOWER_A / LA_UPPER_A read
- * only the nonzero part of a lower / upper triangular A. */
-static void la_mm(int m, int n, int p, const float *A, size_t ars, size_t acs, const float *Bm, size_t ldb, float *C,
-                  size_t ldc, int accumulate, int tri) {
-    for (int r0 = 0; r0 < m; r0 += LA_RB) {
-        int nr = tri == LA_LOWER_C ? HR_MIN(n, la_pad16(r0 + LA_RB)) : n;
-        int p0 = tri == LA_UPPER_A ? HR_MIN(r0, p) : 0, p1 = tri == LA_LOWER_A ? HR_MIN(p, r0 + LA_RB) : p;
-        const float *Ar = A + r0 * ars;
-        float *Cr = C + r0 * ldc;
-        for (int c0 = 0; c0 < nr; c0 += LA_NV * HR_VW) {
-            switch (HR_MIN(LA_NV, (nr - c0) / HR_VW)) {
+/* C[r][0:n] (+)= Σ_p A(r,p) Bm[p][0:n] for r < m, with A(r,p) = A[r*ars + p*acs] (so Aᵀ is read in place),
+ * n a multiple of 16; rows by blocks of LA_RB, the last few one at a time. `tri` skips known zeros:
+ * LA_LOWER_C computes only the columns c <= r (rounded up to 16) of a lower-triangular result, which the
+ * caller masks; LA_LOWER_A / LA_UPPER_A read only the nonzero part of a lower / upper triangular A. */
+static inline __attribute__((always_inline)) void la_rows(const int rb, int r0, int n, int p, const float *A,
+                                                          size_t ars, size_t acs, const float *Bm, size_t ldb,
+                                                          float *C, size_t ldc, int accumulate, int tri) {
+    int nr = tri == LA_LOWER_C ? HR_MIN(n, la_pad16(r0 + rb)) : n;
+    int p0 = tri == LA_UPPER_A ? HR_MIN(r0, p) : 0, p1 = tri == LA_LOWER_A ? HR_MIN(p, r0 + rb) : p;
+    const float *Ar = A + r0 * ars;
+    float *Cr = C + r0 * ldc;
+    for (int c0 = 0; c0 < nr; c0 += LA_NV * HR_VW) {
+        switch (HR_MIN(LA_NV, (nr - c0) / HR_VW)) {
 #if LA_NV == 4
-            case 4: la_kernel(4, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
-            case 3: la_kernel(3, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
+        case 4: la_kernel(rb, 4, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
+        case 3: la_kernel(rb, 3, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
 #endif
-            case 2: la_kernel(2, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
-            default: la_kernel(1, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
-            }
+        case 2: la_kernel(rb, 2, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
+        default: la_kernel(rb, 1, p0, p1, Ar, ars, acs, Bm + c0, ldb, Cr + c0, ldc, accumulate); break;
         }
     }
+}
+
+static void la_mm(int m, int n, int p, const float *A, size_t ars, size_t acs, const float *Bm, size_t ldb, float *C,
+                  size_t ldc, int accumulate, int tri) {
+    int r0 = 0;
+    for (; r0 + LA_RB <= m; r0 += LA_RB) la_rows(LA_RB, r0, n, p, A, ars, acs, Bm, ldb, C, ldc, accumulate, tri);
+    for (; r0 < m; r0++) la_rows(1, r0, n, p, A, ars, acs, Bm, ldb, C, ldc, accumulate, tri);
 }
 
 /* ---- rows ----------------------------------------------------------------------------------------- */
@@ -359,7 +363,7 @@ static void la_state_update(const la_dims *d, la_work *w, float *S, int Lc, int 
             for (int c = 0; c < KP; c += HR_VW)
                 hr_vstore(S + (size_t)r * KP + c, hr_vmul(la_decay(w->lam, d->gw, 0, c), hr_vload(S + (size_t)r * KP + c, HR_VW)),
                           HR_VW);
-        la_mm(la_pad4(d->V), KP, Lc, w->vs, 1, VP, w->kd, KP, S, KP, 1, LA_FULL);
+        la_mm(d->V, KP, Lc, w->vs, 1, VP, w->kd, KP, S, KP, 1, LA_FULL);
         return;
     }
     for (int r = 0; r < KP; r++) {
@@ -367,7 +371,7 @@ static void la_state_update(const la_dims *d, la_work *w, float *S, int Lc, int 
         for (int c = 0; c < VP; c += HR_VW)
             hr_vstore(S + (size_t)r * VP + c, hr_vmul(lam, hr_vload(S + (size_t)r * VP + c, HR_VW)), HR_VW);
     }
-    la_mm(la_pad4(d->K), VP, Lc, w->kd, 1, KP, w->vs, VP, S, VP, 1, LA_FULL);
+    la_mm(d->K, VP, Lc, w->kd, 1, KP, w->vs, VP, S, VP, 1, LA_FULL);
 }
 
 /* GLA, diagonal sub-block [I0, I1): W_ijk = Π_{j<s<=i} a_sk built up i by i for each j;
@@ -409,11 +413,11 @@ static void la_gla_diag(const la_dims *d, la_work *w, int I0, int I1, const floa
 static void la_gla_intra(const la_dims *d, la_work *w, int Lc, const float *dA) {
     int KP = d->KP, LP = d->LP, nsub = (Lc + LA_SUB - 1) / LA_SUB;
     la_subblock_decays(w->a, Lc, KP, w->eF, w->er, w->lamb);
-    la_scale_rows(w->qh, w->qs, KP, Lc, la_pad4(Lc), w->eF, KP);
-    for (int i = 0; i < la_pad4(Lc); i++)
+    la_scale_rows(w->qh, w->qs, KP, Lc, Lc, w->eF, KP);
+    for (int i = 0; i < Lc; i++)
         for (int c = 0; c < LP; c += HR_VW) hr_vstore(w->A + (size_t)i * LP + c, hr_vzero(), HR_VW);
     for (int I = 0; I < nsub; I++) {
-        int I0 = I * LA_SUB, I1 = HR_MIN(I0 + LA_SUB, Lc), m = la_pad4(I1 - I0);
+        int I0 = I * LA_SUB, I1 = HR_MIN(I0 + LA_SUB, Lc), m = I1 - I0;
         if (I > 0) {
             int J0 = I0 - LA_SUB; /* sub-block I-1 joins K̂; the earlier ones decay through it */
             const float *lam = w->lamb + (size_t)(I - 1) * KP;
@@ -461,30 +465,29 @@ static void la_gla_intra(const la_dims *d, la_work *w, int Lc, const float *dA) 
 /* The loaded chunk's decayed scores A (rows < pad4(Lc), zero above the diagonal). Backward (dA given,
  * masked): also dq' = Σ_j dA_ij k_j ⊙ W_ij and dk_j = Σ_i dA_ij q'_i ⊙ W_ij into w->dq, w->dk. */
 static void la_scores(const la_dims *d, la_work *w, int Lc, float *dA) {
-    int KP = d->KP, LP = d->LP, m = la_pad4(Lc);
+    int KP = d->KP, LP = d->LP;
     if (d->Kg > 1) {
         if (dA)
-            for (size_t i = 0; i < (size_t)m * KP; i++) w->dq[i] = w->dk[i] = 0.0f;
+            for (size_t i = 0; i < (size_t)Lc * KP; i++) w->dq[i] = w->dk[i] = 0.0f;
         la_gla_intra(d, w, Lc, dA);
         return;
     }
     la_transpose(w->kT, LP, w->ks, KP, LP, KP);
     la_decay_matrix(w->a, Lc, LP, w->W);
-    la_mm(m, la_pad16(Lc), d->K, w->qs, KP, 1, w->kT, LP, w->A, LP, 0, LA_LOWER_C);
-    la_tril(w->A, w->W, m, LP);
+    la_mm(Lc, la_pad16(Lc), d->K, w->qs, KP, 1, w->kT, LP, w->A, LP, 0, LA_LOWER_C);
+    la_tril(w->A, w->W, Lc, LP);
     if (!dA) return;
-    la_tril(dA, w->W, m, LP); /* dP = dA ⊙ W: then dq' = dP K, dk = dPᵀ Q' */
-    la_mm(m, KP, Lc, dA, LP, 1, w->ks, KP, w->dq, KP, 0, LA_LOWER_A);
-    la_mm(m, KP, Lc, dA, 1, LP, w->qs, KP, w->dk, KP, 0, LA_UPPER_A);
+    la_tril(dA, w->W, Lc, LP); /* dP = dA ⊙ W: then dq' = dP K, dk = dPᵀ Q' */
+    la_mm(Lc, KP, Lc, dA, LP, 1, w->ks, KP, w->dq, KP, 0, LA_LOWER_A);
+    la_mm(Lc, KP, Lc, dA, 1, LP, w->qs, KP, w->dk, KP, 0, LA_UPPER_A);
 }
 
 /* o rows of the loaded chunk = A v + (q' ⊙ din) S, then S -> the state leaving the chunk. */
 static void la_forward_chunk(const la_dims *d, la_work *w, float *S, int Lc, float *o, size_t ostride) {
-    int m = la_pad4(Lc);
     la_scores(d, w, Lc, NULL);
-    la_mm(m, d->VP, Lc, w->A, d->LP, 1, w->vs, d->VP, w->ot, d->VP, 0, LA_LOWER_A);
+    la_mm(Lc, d->VP, Lc, w->A, d->LP, 1, w->vs, d->VP, w->ot, d->VP, 0, LA_LOWER_A);
     la_scale_rows(w->qd, w->qs, d->KP, Lc, d->LP, w->din, d->gw);
-    la_mm(m, d->VP, d->K, w->qd, d->KP, 1, S, d->VP, w->ot, d->VP, 1, LA_FULL);
+    la_mm(Lc, d->VP, d->K, w->qd, d->KP, 1, S, d->VP, w->ot, d->VP, 1, LA_FULL);
     la_store_rows(o, ostride, w->ot, d->VP, Lc, d->V, 1.0f);
     la_state_update(d, w, S, Lc, 0);
 }
@@ -494,22 +497,22 @@ static void la_forward_chunk(const la_dims *d, la_work *w, float *S, int Lc, flo
  * dq (scale dq'), dk, dv, dg. */
 static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float *SinT, const float *SoutT, float *dS,
                               float *dq, float *dk, size_t kstride, float *dv, float *dg) {
-    int KP = d->KP, VP = d->VP, LP = d->LP, gw = d->gw, m = la_pad4(Lc);
+    int KP = d->KP, VP = d->VP, LP = d->LP, gw = d->gw;
     size_t vstride = (size_t)d->H * d->V, gstride = (size_t)d->H * d->Kg;
     /* dA = dO vᵀ, masked; the scores and the chunk-internal dq', dk */
     la_transpose(w->vT, LP, w->vs, VP, LP, VP);
-    la_mm(m, la_pad16(Lc), d->V, w->dos, VP, 1, w->vT, LP, w->dA, LP, 0, LA_LOWER_C);
-    if (d->Kg > 1) la_tril(w->dA, NULL, m, LP);
+    la_mm(Lc, la_pad16(Lc), d->V, w->dos, VP, 1, w->vT, LP, w->dA, LP, 0, LA_LOWER_C);
+    if (d->Kg > 1) la_tril(w->dA, NULL, Lc, LP);
     la_scores(d, w, Lc, w->dA);
     /* dv = Aᵀ dO + (k ⊙ dout) dS */
-    la_mm(m, VP, Lc, w->A, 1, LP, w->dos, VP, w->ot, VP, 0, LA_UPPER_A);
+    la_mm(Lc, VP, Lc, w->A, 1, LP, w->dos, VP, w->ot, VP, 0, LA_UPPER_A);
     la_scale_rows(w->kd, w->ks, KP, Lc, LP, w->dout, gw);
-    la_mm(m, VP, d->K, w->kd, KP, 1, dS, VP, w->ot, VP, 1, LA_FULL);
+    la_mm(Lc, VP, d->K, w->kd, KP, 1, dS, VP, w->ot, VP, 1, LA_FULL);
     /* dq' += din ⊙ (dO S_inᵀ), dk += dout ⊙ (v dSᵀ) */
-    la_mm(m, KP, d->V, w->dos, VP, 1, SinT, KP, w->tmp, KP, 0, LA_FULL);
+    la_mm(Lc, KP, d->V, w->dos, VP, 1, SinT, KP, w->tmp, KP, 0, LA_FULL);
     la_fma_rows(w->dq, w->tmp, KP, Lc, w->din, gw);
     la_transpose(w->dST, KP, dS, VP, KP, VP);
-    la_mm(m, KP, d->V, w->vs, VP, 1, w->dST, KP, w->tmp, KP, 0, LA_FULL);
+    la_mm(Lc, KP, d->V, w->vs, VP, 1, w->dST, KP, w->tmp, KP, 0, LA_FULL);
     la_fma_rows(w->dk, w->tmp, KP, Lc, w->dout, gw);
     /* dg_s = Σ_{s<=i<Lc} ∂L/∂G_i, ∂L/∂G_i = q'_i ⊙ dq'_i - k_i ⊙ dk_i, + Σ_v S_out ⊙ dS at i = Lc-1 (Λ);
      * rows of tmp (free again) take dg per k */
@@ -541,7 +544,7 @@ static void la_backward_chunk(const la_dims *d, la_work *w, int Lc, const float 
         for (int c = 0; c < VP; c += HR_VW)
             hr_vstore(dS + (size_t)r * VP + c, hr_vmul(lam, hr_vload(dS + (size_t)r * VP + c, HR_VW)), HR_VW);
     }
-    la_mm(la_pad4(d->K), VP, Lc, w->qd, 1, KP, w->dos, VP, dS, VP, 1, LA_FULL);
+    la_mm(d->K, VP, Lc, w->qd, 1, KP, w->dos, VP, dS, VP, 1, LA_FULL);
     la_store_rows(dq, kstride, w->dq, KP, Lc, d->K, d->scale);
     la_store_rows(dk, kstride, w->dk, KP, Lc, d->K, 1.0f);
     la_store_rows(dv, vstride, w->ot, VP, Lc, d->V, 1.0f);
