@@ -22,7 +22,7 @@ MODES = ("chunk", "parallel", "recurrent")
 
 
 def _check(op, q, k, v, g, chunk, mode="chunk"):
-    """The shape relations, chunk >= 1, the mode, g <= 0 (finite); -> (B, T, Hq, H, K, V, Kg)."""
+    """The shape relations, chunk >= 1, the mode, g <= 0 (finite), or a ValueError naming the op."""
     if q.ndim != 4 or v.ndim != 4 or g.ndim != 4:
         raise ValueError(f"{op}: q, v, g must be 4-D (B,T,heads,dim), got {q.shape}, {v.shape}, {g.shape}")
     B, T, Hq, K = q.shape
@@ -37,7 +37,6 @@ def _check(op, q, k, v, g, chunk, mode="chunk"):
     if not ((g <= 0) & (g > -np.inf)).all():
         raise ValueError(f"{op}: g must hold finite log decays <= 0 (the chunked forms bound every "
                          f"exponential by 1), got values in [{g.min()}, {g.max()}]")
-    return B, T, Hq, H, K, v.shape[3], Kg
 
 
 def _heads(q, k, v, g):
