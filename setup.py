@@ -5,7 +5,13 @@ The top-level `backends/` directory is the `hybridref.backends` subpackage (the
 backend registry and its built-in backends). The C kernels in `csrc/` are built
 by cffi in out-of-line API mode, once per ISA level (see csrc/build_ffi.py).
 """
+import os
+
 from setuptools import setup
+
+ISAS = ("scalar", "avx2", "avx512")
+# HYBRIDREF_SANITIZE=1: also the AddressSanitizer + UBSan builds, hybridref._hrc_san_<isa> (csrc/build_ffi.py)
+SANITIZED = [f"csrc/build_ffi.py:ffi_san_{isa}" for isa in ISAS] if os.environ.get("HYBRIDREF_SANITIZE") == "1" else []
 
 setup(
     name="hybridref",
@@ -19,11 +25,7 @@ setup(
     ],
     package_dir={"hybridref.backends": "backends"},
     setup_requires=["cffi>=1.15"],
-    cffi_modules=[
-        "csrc/build_ffi.py:ffi_scalar",
-        "csrc/build_ffi.py:ffi_avx2",
-        "csrc/build_ffi.py:ffi_avx512",
-    ],
+    cffi_modules=[f"csrc/build_ffi.py:ffi_{isa}" for isa in ISAS] + SANITIZED,
     install_requires=["cffi>=1.15", "numpy>=1.22", "click>=8.0"],
     extras_require={
         "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0", "mpi4py>=3.1", "mpich"],

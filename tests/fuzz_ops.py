@@ -1,8 +1,10 @@
 """Seeded random-shape fuzz of every op: the C backend, on every ISA build this CPU runs, against the
 NumPy oracle in float64, plus random bad inputs that every backend must refuse with a ValueError.
 
-    python tests/fuzz_ops.py [--cases N] [--seed S] [--ops op,op]    report; exit 1 on any finding
-    make fuzz                          the same on the sanitizer build (AddressSanitizer + UBSan)
+    python tests/fuzz_ops.py [--cases N] [--seed S] [--ops op,op] [--trace]   report; exit 1 on any finding
+    make fuzz [FUZZ_CASES=N FUZZ_SEED=S]    the same on the sanitizer builds (AddressSanitizer + UBSan),
+                                            which stop at their first finding: rerun it with --trace and
+                                            the op (--ops) to see the case
 
 tests/test_op_hardening.py runs a short fuzz in the default suite. Each case draws one op (in turn
 over OP_NAMES, so every op gets its share) and one kind:
@@ -615,8 +617,10 @@ def check_case(op, kind, d, cbs, npb=_np):
 KINDS = ("valid", "valid", "nonfinite", "bad")
 
 
-def run(cases, seed=0, ops=None, log=None):
-    """Fuzz `cases` cases from `seed`: {op: [findings]} (empty lists when all is well)."""
+def run(cases, seed=0, ops=None, log=None, trace=False):
+    """Fuzz `cases` cases from `seed`: {op: [findings]} (empty lists when all is well). trace: name each
+    case on `log` before running it (a sanitizer stops the process at its finding, which then
+    follows the case's line)."""
     ops = list(ops or OP_NAMES)
     cbs = c_backends()
     found = {op: [] if op in EXAMPLES else ["no example in EXAMPLES (tests/fuzz_ops.py): not fuzzed"] for op in ops}
@@ -628,6 +632,8 @@ def run(cases, seed=0, ops=None, log=None):
     for i in range(cases):
         op, kind = ops[i % len(ops)], KINDS[(i // len(ops)) % len(KINDS)]
         d = Draw(np.random.default_rng([seed, i]))
+        if trace:
+            print(f"case {i}: {op} ({kind})", file=log, flush=True)
         try:
             problems = check_case(op, kind, d, cbs)
         except Exception as e:  # noqa: BLE001 (a crash in the harness is a finding too)
@@ -645,9 +651,10 @@ def main(argv=None):
     parser.add_argument("--cases", type=int, default=int(os.environ.get("HYBRIDREF_FUZZ_CASES", 2000)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ops", type=lambda s: s.split(","), default=None)
+    parser.add_argument("--trace", action="store_true", help="name each case before running it")
     a = parser.parse_args(argv)
     t0 = time.time()
-    found = run(a.cases, a.seed, a.ops, log=sys.stdout)
+    found = run(a.cases, a.seed, a.ops, log=sys.stdout, trace=a.trace)
     n = sum(map(len, found.values()))
     isas = ", ".join(be.isa for be in c_backends())
     print(f"fuzz: {a.cases} cases over {len(found)} ops (ISA builds {isas}), seed {a.seed}, "

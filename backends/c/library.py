@@ -3,6 +3,11 @@
 The scalar build is always loaded first, because it is safe on any x86-64 CPU
 and answers which of the other builds this CPU supports. HYBRIDREF_ISA
 (scalar, avx2, avx512) forces a build, e.g. to test the portable path.
+
+HYBRIDREF_SANITIZE=1 loads the AddressSanitizer + UBSan builds (hybridref._hrc_san_<isa>, made by
+`HYBRIDREF_SANITIZE=1 pip install -e .`) instead. Python itself is not built with ASan, so its runtime
+must be loaded first: LD_PRELOAD=$(gcc -print-file-name=libasan.so), with ASAN_OPTIONS=detect_leaks=0
+(Python keeps its objects to the end); `make fuzz` sets all of it.
 """
 import importlib
 import os
@@ -11,13 +16,26 @@ ISAS = ("avx512", "avx2", "scalar")
 _loaded = {}
 
 
+def _module_name(isa):
+    """hybridref._hrc_<isa>, or the sanitizer build's hybridref._hrc_san_<isa> (HYBRIDREF_SANITIZE=1)."""
+    if os.environ.get("HYBRIDREF_SANITIZE") != "1":
+        return f"hybridref._hrc_{isa}"
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        raise ImportError("HYBRIDREF_SANITIZE=1 loads the sanitizer builds, which need the ASan runtime loaded "
+                          "first: run with LD_PRELOAD=$(gcc -print-file-name=libasan.so) "
+                          "ASAN_OPTIONS=detect_leaks=0 (or `make fuzz`)")
+    return f"hybridref._hrc_san_{isa}"
+
+
 def _import(isa):
     if isa not in _loaded:
+        name = _module_name(isa)
         try:
-            module = importlib.import_module(f"hybridref._hrc_{isa}")
+            module = importlib.import_module(name)
         except ImportError as e:
+            build = "HYBRIDREF_SANITIZE=1 pip install -e ." if "_san_" in name else "pip install -e ."
             raise ImportError(
-                f"the C kernels ({isa} build) are not compiled: run `pip install -e .` "
+                f"the C kernels ({isa} build, {name}) are not compiled: run `{build}` "
                 f"in the hybridref checkout ({e})") from e
         _loaded[isa] = (module.ffi, module.lib)
     return _loaded[isa]
