@@ -26,12 +26,13 @@ bench: dev          ## every op x backend, the peers (numpy/OpenBLAS, torch) and
 mnist: install      ## the main job: train the MNIST hybrid on the C backend
 	hybridref train mnist --backend c --json
 
-# The sanitized builds go beside the normal ones (hybridref/_hrc_san_*), which stay as they are; a venv
-# with setuptools builds them without build isolation (nothing to download).
+# The sanitized builds go beside the normal ones (hybridref/_hrc_san_*), which stay as they are. A venv
+# that has the build requirements (cffi, a setuptools with bdist_wheel) builds without build isolation,
+# downloading nothing; a fresh one (setuptools 65 has no bdist_wheel of its own) in an isolated build.
 fuzz:               ## the op fuzzer (tests/fuzz_ops.py) on the AddressSanitizer + UBSan builds of the kernels
 	@test -e "$(ASAN_RUNTIME)" || { echo "make fuzz: gcc has no AddressSanitizer runtime (libasan)"; exit 1; }
 	HYBRIDREF_SANITIZE=1 $(PYTHON) -m pip install -q -e . --no-deps \
-		$$($(PYTHON) -c 'import setuptools' 2>/dev/null && echo --no-build-isolation)
+		$$($(PYTHON) -c 'import cffi, setuptools.command.bdist_wheel' 2>/dev/null && echo --no-build-isolation)
 	$(SANITIZED) $(PYTHON) tests/fuzz_ops.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
 clean:
