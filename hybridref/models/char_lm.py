@@ -37,6 +37,8 @@ PRESETS = {
     "retnet": dict(pattern="RRRRRR"),  # 4 heads, value dim 2·D, MLP 2·D (the paper's FFN)
     "gla": dict(pattern="GGGGGG"),  # 4 heads, key dim D/2, value dim D, MLP 4·D
     "hyena": dict(pattern="HHHHHH", mixers={"H": dict(emb_dim=33)}, mlp_hidden=432),  # order 2, l_max 1024
+    "griffin": dict(pattern="LLALLA", mlp_kind="gated_gelu", mlp_hidden=376,  # local MQA, window 128
+                    mixers={"L": dict(n_heads=4), "A": dict(n_heads=4, n_kv_heads=1, window=128)}),
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "norm", "dropout", "seed")
 
