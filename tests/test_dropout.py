@@ -100,7 +100,7 @@ def test_dropout_is_off_without_a_seed_and_masks_change_with_the_step(npb, rng):
 def test_dropout_rejects_bad_input(npb, cb):
     x = np.zeros((2, 3, 4), np.float32)
     for be in (npb, cb):
-        with pytest.raises(ValueError, match=r"dropout: p must be a finite number in \[0, 1\) \(the probability of zeroing an element\)"):
+        with pytest.raises(ValueError, match=r"dropout: p must be a finite number in \[0, 1\) \(the probability of zeroing"):
             be.dropout(x, 1.0, 0)
         with pytest.raises(ValueError, match="dropout: seed must be an int in"):
             be.dropout(x, 0.1, -1)
