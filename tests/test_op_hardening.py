@@ -198,6 +198,18 @@ def test_sizes_past_c_int_refused(cb, op, args):
         getattr(cb, op)(*args())
 
 
+@pytest.mark.parametrize("op,name,value", [("adamw_step", "lr", 1e39), ("adamw_step", "eps", 1e-50),
+                                           ("layernorm_forward", "eps", 1e-46)])
+def test_c_float_arguments_within_float32(cb, op, name, value):
+    """A finite Python float the kernel's C float cannot hold (it would become inf, or 0) is refused."""
+    args = dict(adamw_step=lambda: tuple(np.ones((2, 3), np.float32) for _ in range(4)),
+                layernorm_forward=lambda: (np.ones((2, 3), np.float32), np.ones(3, np.float32),
+                                           np.zeros(3, np.float32)))[op]()
+    kwargs = {**(HP if op == "adamw_step" else {}), name: value}
+    with pytest.raises(ValueError, match=f"^{op}: {name} = .* outside the range of the C kernel's float"):
+        getattr(cb, op)(*args, **kwargs)
+
+
 # ---- attention: queries that see no key ------------------------------------------------------------
 
 @pytest.mark.parametrize("window,q_offset,Tk", [(0, 0, 3), (1, 4, 6), (2, 9, 5)],

@@ -10,7 +10,7 @@ import numpy as np
 from ..validate import (INT_MAX, LONG_MAX, check_bool, check_disjoint, check_float, check_int,  # noqa: F401
                         check_scalars, check_writable)
 
-_F32 = np.finfo(np.float32)
+_F32_MAX, _F32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).smallest_subnormal)
 
 
 def _shape_str(shape):
@@ -62,9 +62,9 @@ def check_c_floats(op, **values):
     """Refuse a value (already checked finite) that a C float (float32) cannot hold: past its largest
     finite value it would become inf, below its smallest subnormal 0."""
     for name, value in values.items():
-        if abs(value) > _F32.max or 0 < abs(value) < _F32.smallest_subnormal:
+        if abs(value) > _F32_MAX or 0 < abs(value) < _F32_TINY:
             raise ValueError(f"{op}: {name} = {value!r} is outside the range of the C kernel's float "
-                             f"(float32: magnitudes {_F32.smallest_subnormal:.1e} to {_F32.max:.1e}, or 0)")
+                             f"(float32: magnitudes {_F32_TINY:.1e} to {_F32_MAX:.1e}, or 0)")
 
 
 def check_positive(op, name, value):
