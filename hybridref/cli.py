@@ -1,4 +1,9 @@
-"""The `hybridref` command line: info, train mnist, train shakespeare, generate, evaluate, bench mpi."""
+"""The `hybridref` command line: info, train mnist, train shakespeare, generate, evaluate, bench mpi.
+
+Every expected error (hybridref.errors.UserError: a bad option, environment variable or file, a run
+that diverged) is one line and exit status 1, its traceback shown only with --debug or
+HYBRIDREF_DEBUG=1; a bad option is click's usage error, status 2; anything else is a bug and keeps
+its traceback."""
 import json
 import math
 import os
@@ -8,12 +13,77 @@ import click
 
 from .backends import available_backends, default_backend_name, get_backend
 from .backends.mpiexec import abort_job_if_launched
+from .errors import UserError
+from .limits import OVERSUBSCRIPTION, usable_cores
 from .models.char_lm import PRESETS
 
 
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite: NaN passes every comparison of a range, and an
+    infinite rate, probability or time means nothing here."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class ThreadCount(click.IntRange):
+    """--threads: 1 to the number of cores. Refused above, not capped: an explicit request the machine
+    cannot honour is a mistake, and a benchmark run on fewer threads than asked would report wrong
+    figures."""
+
+    def __init__(self):
+        super().__init__(min=1)
+
+    def convert(self, value, param, ctx):
+        count, cores = super().convert(value, param, ctx), usable_cores()
+        if count > cores:
+            self.fail(f"{count} threads is more than the {cores} cores this process may run on (more only slow the "
+                      f"kernels down, and thousands exhaust the machine): give at most {cores}", param, ctx)
+        return count
+
+
+class ProcessCounts(click.ParamType):
+    """Comma-separated process counts, each from 1 to OVERSUBSCRIPTION x the cores: "1,2,4" -> [1, 2, 4]."""
+    name = "counts"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        most = OVERSUBSCRIPTION * usable_cores()
+        counts = []
+        for part in str(value).split(","):
+            if not part.strip().isdigit() or not 1 <= int(part) <= most:
+                self.fail(f"{value!r}: give process counts from 1 to {most} ({OVERSUBSCRIPTION} per core of this "
+                          f"machine), comma-separated, such as 1,2", param, ctx)
+            counts.append(int(part))
+        return counts
+
+
+def environment_threads():
+    """The thread count $OMP_NUM_THREADS asks for (None when unset), capped to the cores with a warning:
+    unlike --threads it is often set for a whole shell or cluster node, for other programs too, so
+    refusing it would make hybridref unusable there. The cap is applied before any kernel runs: the
+    OpenMP runtime reads the variable when it loads and would otherwise start that many threads."""
+    text = os.environ.get("OMP_NUM_THREADS")
+    if text is None:
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UserError(f"OMP_NUM_THREADS={text!r} is not a thread count: set it to a whole number from 1 to "
+                        f"{usable_cores()}, or unset it (all cores)")
+    count, cores = int(text), usable_cores()
+    if count > cores:
+        click.echo(f"warning: OMP_NUM_THREADS={count} is more than the {cores} cores this process may run on: "
+                   f"using {cores}", err=True)
+    return min(count, cores)
+
+
 def backend_option(f):
-    f = click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="OpenMP threads for the C kernels (default: $OMP_NUM_THREADS, else all cores).")(f)
+    f = click.option("--threads", type=ThreadCount(), default=None,
+                     help="OpenMP threads for the C kernels, at most the cores (default: $OMP_NUM_THREADS, "
+                          "capped to the cores, else all cores).")(f)
     f = click.option("--backend", default=None, metavar="NAME",
                      help="Backend to run on: numpy, c, ... (default: $HYBRIDREF_BACKEND, else c if compiled, "
                           "else numpy).")(f)
@@ -21,24 +91,38 @@ def backend_option(f):
 
 
 def open_backend(name, threads, mpi_mode=None):
+    hint = "--backend" if name else "HYBRIDREF_BACKEND"
     name = name or default_backend_name()
     if mpi_mode and name != "mpi":
         raise click.BadParameter(f"only the mpi backend takes a mode, not {name!r}", param_hint="--mpi-mode")
     try:
         be = get_backend(name, **({"mode": mpi_mode} if mpi_mode else {}))
+    except UserError:
+        raise
     except (ValueError, ImportError, TypeError) as e:
-        raise click.BadParameter(str(e), param_hint="--backend") from None
-    if threads is not None:
-        if not hasattr(be, "set_threads"):
-            raise click.BadParameter(f"backend {be.name!r} does not take a thread count", param_hint="--threads")
-        be.set_threads(threads)
+        raise click.BadParameter(str(e), param_hint=hint) from None
+    if threads is not None and not hasattr(be, "set_threads"):
+        raise click.BadParameter(f"backend {be.name!r} does not take a thread count", param_hint="--threads")
+    if hasattr(be, "set_threads"):
+        threads = threads or environment_threads()
+        if threads is not None:
+            be.set_threads(threads)
     return be
 
 
 class _Main(click.Group):
-    """Under mpiexec, a process leaving with an error (click exits with status 1 or 2) takes the
-    whole job down, rather than leaving the others blocked in a receive; uncaught exceptions are
-    the mpi backend's excepthook's."""
+    """Expected errors (UserError) become one line and status 1, unless --debug; under mpiexec, a
+    process leaving with an error (click exits with status 1 or 2) takes the whole job down, rather
+    than leaving the others blocked in a receive; uncaught exceptions are the mpi backend's
+    excepthook's."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(str(e)) from None
 
     def main(self, *args, **kwargs):
         try:
@@ -50,7 +134,9 @@ class _Main(click.Group):
 
 @click.group(cls=_Main)
 @click.version_option(package_name="hybridref")
-def main():
+@click.option("--debug", is_flag=True, envvar="HYBRIDREF_DEBUG",
+              help="Show the traceback of an expected error too ($HYBRIDREF_DEBUG=1).")
+def main(debug):
     """hybridref: attention / state-space hybrid models in hand-written C."""
 
 
@@ -81,20 +167,20 @@ def train():
                    "processes of mpiexec.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-3, show_default=True,
               help="Peak learning rate (warmup, then cosine decay to 0).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True)
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=0.05, show_default=True)
 @click.option("--patch", type=click.Choice(["4", "7"]), default="7", show_default=True,
               help="Patch side: 7 -> 16 tokens of 49 pixels, 4 -> 49 tokens of 16 pixels.")
-@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+@click.option("--dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=0.0,
               show_default=True, help="Residual-branch dropout probability while training.")
 @click.option("--shift", type=click.IntRange(min=0, max=4), default=2, show_default=True,
               help="Random-translation augmentation, in pixels (0: none).")
-@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--time-budget", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Stop training after this many seconds (evaluation excluded).")
 @click.option("--subset", type=click.IntRange(min=1), default=None,
               help="Use only the first N training and N test images (quick runs).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding mnist/*.gz (default: $HYBRIDREF_DATA, else download to the cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
@@ -103,8 +189,6 @@ def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patc
     """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy.
 
     Under `mpiexec -n P ... --backend mpi` every process computes its share and rank 0 reports."""
-    from .data.idx import IdxError
-    from .data.paths import DataNotFound
     from .train_mnist import train_mnist
 
     be = open_backend(backend, threads, mpi_mode)
@@ -128,13 +212,9 @@ def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patc
         echo(f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
                    f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}  train time {r['train_time_s']:.1f}s")
 
-    try:
-        out = train_mnist(be, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                          patch=int(patch), shift=shift, dropout=dropout, seed=seed, data_dir=data_dir,
-                          time_budget=time_budget, subset=subset,
-                          on_step=on_step, on_epoch=on_epoch)
-    except (DataNotFound, IdxError) as e:
-        raise click.ClickException(str(e)) from None
+    out = train_mnist(be, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patch=int(patch),
+                      shift=shift, dropout=dropout, seed=seed, data_dir=data_dir, time_budget=time_budget,
+                      subset=subset, on_step=on_step, on_epoch=on_epoch)
     echo(f"final test accuracy {out['final_test_acc']:.4f} after {out['train_time_s']:.1f}s of training "
          f"({out['params']} parameters)")
     if as_json:
@@ -148,13 +228,14 @@ def bench():
 
 
 @bench.command("mpi")
-@click.option("--procs", default="1,2", show_default=True, help="Process counts to run, comma-separated.")
+@click.option("--procs", type=ProcessCounts(), default="1,2", show_default=True,
+              help="Process counts to run, comma-separated.")
 @click.option("--tokens", type=click.IntRange(min=1), default=32768, show_default=True)
 @click.option("--pattern", default="MMMA", show_default=True, help="Layer pattern (M = Mamba, A = attention).")
 @click.option("--d-model", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--window", type=click.IntRange(min=0), default=256, show_default=True,
               help="Sliding window of the attention blocks.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per process.")
+@click.option("--threads", type=ThreadCount(), default=1, show_default=True, help="Threads per process.")
 @click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timed forward+backward passes (after one warm-up).")
 @click.option("--scan", type=click.Choice(["pipeline", "exscan"]), default="pipeline", show_default=True,
@@ -170,7 +251,7 @@ def bench_mpi(procs, tokens, pattern, d_model, window, threads, steps, scan, as_
     except ImportError as e:
         raise click.ClickException(str(e)) from None
     first = None
-    for p in (int(x) for x in procs.split(",")):
+    for p in procs:
         try:
             out = run_bench(p, tokens=tokens, pattern=pattern, d_model=d_model, window=window, threads=threads,
                             steps=steps, scan=scan)
@@ -194,16 +275,17 @@ class Duration(click.ParamType):
 
     def convert(self, value, param, ctx):
         if isinstance(value, (int, float)):
-            return float(value)
-        text = str(value).strip().lower()
-        scale = self.units.get(text[-1:], None)
-        try:
-            seconds = float(text[:-1] if scale else text) * (scale or 1.0)
-        except ValueError:
-            self.fail(f"{value!r} is not a duration: use seconds (600, 600s), minutes (10m) or hours (0.5h)",
-                      param, ctx)
-        if seconds <= 0:
-            self.fail(f"{value!r}: the duration must be positive", param, ctx)
+            seconds = float(value)
+        else:
+            text = str(value).strip().lower()
+            scale = self.units.get(text[-1:], None)
+            try:
+                seconds = float(text[:-1] if scale else text) * (scale or 1.0)
+            except ValueError:
+                self.fail(f"{value!r} is not a duration: use seconds (600, 600s), minutes (10m) or hours (0.5h)",
+                          param, ctx)
+        if not (math.isfinite(seconds) and seconds > 0):
+            self.fail(f"{value!r}: the duration must be positive and finite", param, ctx)
         return seconds
 
 
@@ -223,11 +305,11 @@ _PRESET_PATTERNS = ", ".join(f"{name} {preset['pattern']}" for name, preset in P
                    "over this time.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--block-size", type=click.IntRange(min=2), default=256, show_default=True, help="Context length.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=2e-3, show_default=True,
               help="Peak learning rate (warmup, then cosine decay to lr/10).")
 @click.option("--warmup", type=click.IntRange(min=1), default=100, show_default=True, help="Warmup steps.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True)
-@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=0.1, show_default=True)
+@click.option("--dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=0.0,
               show_default=True, help="Residual-branch dropout probability while training.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=250, show_default=True,
               help="Validation loss every N steps (and at the end).")
@@ -236,7 +318,7 @@ _PRESET_PATTERNS = ", ".join(f"{name} {preset['pattern']}" for name, preset in P
               help="Write the checkpoint here (at the end, and every --checkpoint-every steps).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None)
 @click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding tinyshakespeare/input.txt (default: $HYBRIDREF_DATA, else download).")
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
@@ -244,7 +326,6 @@ def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, ba
                 weight_decay, dropout, eval_every, eval_batches, checkpoint, checkpoint_every, resume, seed, data_dir,
                 as_json):
     """Train a character LM on Tiny Shakespeare and report validation loss (nats/char)."""
-    from .data.paths import DataNotFound
     from .train_shakespeare import train_shakespeare
 
     if resume and not checkpoint:
@@ -268,16 +349,11 @@ def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, ba
         click.echo(f"step {r['step']:5d}  train loss {r['train_loss']:.4f}  val loss {r['val_loss']:.4f}  "
                    f"train time {r['train_time_s']:.1f}s", err=False)
 
-    try:
-        out = train_shakespeare(be, arch=arch, steps=steps, batch_size=batch_size, block_size=block_size, lr=lr,
-                                weight_decay=weight_decay, warmup=warmup, eval_every=eval_every,
-                                eval_batches=eval_batches, time_budget=time_budget, seed=seed, data_dir=data_dir,
-                                checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                                model_overrides=overrides, on_step=on_step, on_eval=on_eval)
-    except DataNotFound as e:
-        raise click.ClickException(str(e)) from None
-    except ValueError as e:  # a checkpoint that does not fit
-        raise click.ClickException(str(e)) from None
+    out = train_shakespeare(be, arch=arch, steps=steps, batch_size=batch_size, block_size=block_size, lr=lr,
+                            weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, eval_batches=eval_batches,
+                            time_budget=time_budget, seed=seed, data_dir=data_dir, checkpoint=checkpoint,
+                            checkpoint_every=checkpoint_every, resume=resume, model_overrides=overrides,
+                            on_step=on_step, on_eval=on_eval)
     click.echo(f"final val loss {out['final_val_loss']:.4f} (perplexity {out['val_perplexity']:.2f}) after "
                f"{out['steps']} steps, {out['train_time_s']:.1f}s of training, {out['tokens_per_s']:.0f} tokens/s "
                f"({out['params']} parameters)")
@@ -290,23 +366,21 @@ def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, ba
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--prompt", default="\n", show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+@click.option("--temperature", type=FiniteFloat(min=0), default=0.8, show_default=True,
               help="0 picks the most likely character.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None)
-@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--top-p", type=FiniteFloat(min=0, max=1, min_open=True), default=None)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def generate(backend, threads, checkpoint, prompt, max_new_tokens, temperature, top_k, top_p, seed):
     """Stream text sampled from a checkpointed character LM."""
-    from .generate import generate as run, load_model
+    from .generate import load_model, stream
 
     be = open_backend(backend, threads)
-    try:
-        model, vocab = load_model(checkpoint, be)
-        click.echo(prompt, nl=False)
-        run(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed,
-            on_text=lambda ch: click.echo(ch, nl=False))
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    model, vocab = load_model(checkpoint, be)
+    text = stream(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed)
+    click.echo(prompt, nl=False)
+    for ch in text:
+        click.echo(ch, nl=False)
     click.echo()
 
 
@@ -322,18 +396,14 @@ def generate(backend, threads, checkpoint, prompt, max_new_tokens, temperature, 
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
 def evaluate(backend, threads, checkpoint, split, block_size, batch_size, data_dir, as_json):
     """Loss of a checkpointed character LM on the whole Tiny Shakespeare split (every character once)."""
-    from .data.paths import DataNotFound
     from .data.shakespeare import load_split
     from .generate import load_model
     from .train_shakespeare import evaluate_split
 
     be = open_backend(backend, threads)
-    try:
-        model, vocab = load_model(checkpoint, be)
-        ids = load_split(split, data_dir, vocab, owner=f"{checkpoint}: the checkpoint")
-        loss = evaluate_split(model, ids, batch_size, block_size)
-    except (DataNotFound, ValueError) as e:
-        raise click.ClickException(str(e)) from None
+    model, vocab = load_model(checkpoint, be)
+    ids = load_split(split, data_dir, vocab, owner=f"{checkpoint}: the checkpoint")
+    loss = evaluate_split(model, ids, batch_size, block_size)
     chars = (len(ids) - 1) // block_size * block_size
     click.echo(f"{split} loss {loss:.4f} nats/char (perplexity {math.exp(loss):.2f}) over {chars} characters")
     if as_json:

@@ -4,17 +4,29 @@ The prompt goes through the parallel forward once (prefill); each new character 
 decoder step. Sampling: logits / temperature (0: greedy), then top-k (keep the k most likely),
 then top-p (keep the smallest set of most likely characters whose probability reaches p), then one
 draw from a NumPy generator seeded with `seed`: the same seed gives the same text.
+
+The text is a stream: each character is handed on as it is drawn and nothing is kept, so a
+recurrent model (Mamba: a constant-size decoder state) generates any number of characters in
+constant memory. An attention layer without a window keeps a KV cache row for every position of
+the run, prompt and new characters: the states' size is checked against
+hybridref.limits.memory_limit() before they are allocated (the limit, not a model context: RoPE
+attention has none). The positions of any run must fit the decoder's C int position.
 """
 import numpy as np
 
-from .checkpoint import load_checkpoint, restore
+from .checkpoint import load_checkpoint, restore, unreadable
 from .data.shakespeare import CharVocab
+from .errors import CheckpointError, UserError
+from .limits import C_INT_MAX, check_allocation
 from .models.char_lm import CharLM
 
 
 def sample(logits, rng, temperature=1.0, top_k=None, top_p=None):
     """One id from logits (V,) (float64 arithmetic)."""
     logits = np.asarray(logits, dtype=np.float64)
+    if not np.isfinite(logits).all():
+        raise UserError("the model computed non-finite logits: its weights overflow on this input; "
+                        "use a checkpoint from before training diverged")
     if temperature == 0:
         return int(np.argmax(logits))
     z = logits / temperature
@@ -32,31 +44,83 @@ def sample(logits, rng, temperature=1.0, top_k=None, top_p=None):
     return int(min(np.searchsorted(np.cumsum(p), rng.random(), side="right"), len(p) - 1))
 
 
+def _vocabulary(path, ckpt):
+    """The checkpoint's vocabulary, which must be the model's: one distinct character per embedding row
+    (id i is the i-th character in sorted order)."""
+    vocab, size = ckpt["vocab"], ckpt["config"].get("vocab_size")
+    if not vocab:
+        raise unreadable(path, "it has no vocabulary, so it cannot be sampled from")
+    vocab = CharVocab(vocab)
+    if len(vocab) != size:
+        raise unreadable(path, f"its vocabulary holds {len(vocab)} characters but its model's embedding {size!r}")
+    return vocab
+
+
 def load_model(path, backend):
-    """(model on `backend`, vocabulary) from a checkpoint."""
+    """(model on `backend`, vocabulary) from a checkpoint; CheckpointError if it does not describe one."""
     ckpt = load_checkpoint(path)
-    if not ckpt.get("vocab"):
-        raise ValueError(f"{path}: the checkpoint has no vocabulary, so it cannot be sampled from")
-    model = CharLM.from_config(ckpt["config"])
-    restore(ckpt, model)
-    return model.to(backend), CharVocab(ckpt["vocab"])
+    vocab = _vocabulary(path, ckpt)
+    stored = sum(a.size for a in ckpt["params"].values())
+    try:
+        model = CharLM.from_config(ckpt["config"], max_params=stored)
+    except (ValueError, TypeError, ArithmeticError) as e:  # the layers check their options with several types
+        raise unreadable(path, f"its config does not describe a character LM: {e}") from None
+    except MemoryError:
+        raise unreadable(path, "its config describes a model larger than this machine's memory") from None
+    try:
+        restore(ckpt, model)
+    except CheckpointError as e:
+        raise unreadable(path, str(e)) from None
+    return model.to(backend), vocab
+
+
+def decode_state_bytes(model, positions):
+    """Bytes the decoder's states for one stream of `positions` tokens take, from states made for a batch
+    of 0 streams: every state array has the batch as its first axis, so their shapes give the size
+    (a KV cache's max_len rows, or a window's ring of them, a recurrent state's constant size) and
+    nothing is allocated."""
+    return sum(int(np.prod(a.shape[1:])) * a.itemsize for state in model.init_state(0, positions)
+               for a in state.values() if isinstance(a, np.ndarray))
+
+
+def check_decode_size(model, positions):
+    """Refuse a decode of `positions` tokens that the decoder cannot index, or whose states (an
+    attention layer's KV cache) would take more memory than the limit, before they are allocated."""
+    if positions > C_INT_MAX:
+        raise UserError(f"a decode of {positions} positions (prompt + --max-new-tokens) does not fit the decoder's "
+                        f"C int position: lower --max-new-tokens so that the total is at most {C_INT_MAX}")
+    check_allocation(f"the decoder's states (the KV cache of the attention layers) for {positions} positions",
+                     decode_state_bytes(model, positions),
+                     "lower --max-new-tokens (an attention layer without a window keeps every position of the "
+                     "prompt and the new characters)")
+
+
+def stream(model, vocab, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0):
+    """An iterator over max_new_tokens characters sampled after `prompt`, each drawn when it is asked
+    for. The prompt and the sizes are checked, and the prompt prefilled, before it is returned."""
+    if not prompt:
+        raise UserError("the prompt must hold at least one character")
+    ids = vocab.encode(prompt)
+    check_decode_size(model, len(ids) + max_new_tokens)
+    dec = model.decoder(1, len(ids) + max_new_tokens)
+    logits = dec.prefill(ids[None, :])[0]
+    return _draw(dec, logits, vocab, max_new_tokens, np.random.default_rng(seed), temperature, top_k, top_p)
+
+
+def _draw(dec, logits, vocab, count, rng, temperature, top_k, top_p):
+    for i in range(count):
+        nxt = sample(logits, rng, temperature, top_k, top_p)
+        yield vocab.chars[nxt]
+        if i + 1 < count:
+            logits = dec.step(np.array([nxt]))[0]
 
 
 def generate(model, vocab, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0, on_text=None):
-    """The prompt followed by max_new_tokens sampled characters; on_text(ch) sees each as it is produced."""
-    if not prompt:
-        raise ValueError("the prompt must hold at least one character")
-    ids = vocab.encode(prompt)
-    rng = np.random.default_rng(seed)
-    dec = model.decoder(1, len(ids) + max_new_tokens)
-    logits = dec.prefill(ids[None, :])[0]
+    """The prompt followed by max_new_tokens sampled characters; on_text(ch) sees each as it is produced.
+    (Keeps the whole text: `stream` is the form whose memory does not grow with max_new_tokens.)"""
     out = []
-    for i in range(max_new_tokens):
-        nxt = sample(logits, rng, temperature, top_k, top_p)
-        ch = vocab.chars[nxt]
+    for ch in stream(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed):
         out.append(ch)
         if on_text:
             on_text(ch)
-        if i + 1 < max_new_tokens:
-            logits = dec.step(np.array([nxt]))[0]
     return prompt + "".join(out)

@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 
+from .errors import TrainingDiverged
+
 
 class AdamW:
     """torch.optim.AdamW semantics; weight decay only on params with decay=True (matrices)."""
@@ -23,8 +25,8 @@ class AdamW:
         self.step_count += 1
         norm = self.grad_norm(be)
         if not math.isfinite(norm):
-            raise FloatingPointError(f"gradient norm is {norm} at step {self.step_count}: training diverged "
-                                     f"(lower the learning rate)")
+            raise TrainingDiverged(f"training diverged at step {self.step_count}: the gradient norm is {norm}; lower "
+                                   f"the learning rate (--lr)")
         scale = min(1.0, self.clip_norm / (norm + 1e-6)) if self.clip_norm else 1.0
         for p, m, v in zip(self.params, self.m, self.v):
             be.adamw_step(p.data, p.grad, m, v, step=self.step_count, lr=self.lr if lr is None else lr,
@@ -47,3 +49,11 @@ def cosine_lr(step, total, peak, warmup, final_div=math.inf, progress=None):
         progress = (step - warmup) / max(1, total - warmup)
     floor = peak / final_div
     return floor + 0.5 * (1.0 - 1.0 / final_div) * peak * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def check_loss(loss, step):
+    """The loss of training step `step` (counted from 1); TrainingDiverged when it is not finite, which
+    the gradient norm alone can miss (a loss that overflows while the gradients stay finite)."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"training diverged at step {step}: the loss is {loss}; lower the learning rate (--lr)")
+    return loss

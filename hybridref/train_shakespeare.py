@@ -11,10 +11,12 @@ import time
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .backends import get_backend
+from .checkpoint import check_writable, load_checkpoint, restore, save_checkpoint, unreadable
 from .data.shakespeare import load_shakespeare
+from .errors import CheckpointError, TrainingDiverged, UserError
 from .models.char_lm import CharLM
-from .optim import AdamW, cosine_lr
+from .optim import AdamW, check_loss, cosine_lr
 
 
 def get_batch(ids, batch_size, block_size, rng):
@@ -44,7 +46,8 @@ def evaluate_split(model, ids, batch_size, block_size):
     < block_size + 1 characters, which fill no window, are left out."""
     n = (len(ids) - 1) // block_size
     if n == 0:
-        raise ValueError(f"the split holds {len(ids)} characters, fewer than one window of {block_size} + 1")
+        raise UserError(f"the split holds {len(ids)} characters, fewer than one window of {block_size} + 1: "
+                        f"use a smaller --block-size")
     model.set_dropout_seed(None)
     total = 0.0
     for first in range(0, n, batch_size):
@@ -56,6 +59,43 @@ def evaluate_split(model, ids, batch_size, block_size):
     return total / (n * block_size)
 
 
+def _build_model(arch, vocab_size, seed, overrides, backend):
+    """The preset with the user's overrides (--pattern, --d-model, --dropout), on `backend`."""
+    try:
+        return CharLM.preset(arch, vocab_size, seed=seed, **(overrides or {})).to(backend)
+    except UserError:
+        raise
+    except ValueError as e:  # the layers refuse a pattern or a width they cannot build
+        raise UserError(f"the model options (--arch, --pattern, --d-model, --dropout) do not describe a model: "
+                        f"{e}") from None
+
+
+def _resume_state(path, ckpt, run):
+    """The checkpoint's training state: checked entry by entry, and its run settings equal to `run`."""
+    t = ckpt["train"]
+    kinds = dict(run=dict, rng=dict, step=int, train_time_s=(int, float), history=list, loss_sum=(int, float),
+                 loss_n=int)
+    records = t.get("history") if isinstance(t, dict) else None
+    if not isinstance(t, dict) or any(not isinstance(t.get(k), kind) for k, kind in kinds.items()) or not all(
+            isinstance(r, dict) and isinstance(r.get("step"), int) for r in records):
+        raise unreadable(path, f"its training state is not one train_shakespeare wrote, so the run cannot resume "
+                               f"from it (entries {sorted(kinds)})")
+    if t["run"] != run:
+        diffs = [f"{k}: checkpoint {t['run'].get(k)!r}, now {run[k]!r}" for k in run if t["run"].get(k) != run[k]]
+        raise CheckpointError("--resume with other training settings than the checkpoint's: " + "; ".join(diffs) +
+                              ": give the checkpoint's settings")
+    return t
+
+
+def _diverged(error, checkpoint, saved_step):
+    """The divergence error, saying which checkpoint is left to resume from."""
+    if not checkpoint:
+        return error
+    if saved_step is None:
+        return TrainingDiverged(f"{error}; {checkpoint} is as it was before this run")
+    return TrainingDiverged(f"{error}; the last checkpoint, {checkpoint} at step {saved_step}, is intact")
+
+
 def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_size=256, lr=2e-3,
                       weight_decay=0.1, warmup=100, eval_every=250, eval_batches=20, time_budget=None, seed=0,
                       data_dir=None, checkpoint=None, checkpoint_every=None, resume=False, model_overrides=None,
@@ -63,9 +103,18 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
     """Train from scratch (or resume from `checkpoint`); returns a summary dict (with the model).
 
     time_budget: seconds of training (evaluation excluded); the run stops after the step that
-    crosses it. on_step(step, steps, loss, lr, elapsed) and on_eval(record) report progress."""
-    vocab, train_ids, val_ids = load_shakespeare(data_dir)
-    model = CharLM.preset(arch, len(vocab), seed=seed, **(model_overrides or {})).to(backend)
+    crosses it. on_step(step, steps, loss, lr, elapsed) and on_eval(record) report progress.
+    A non-finite loss or gradient norm stops the run (TrainingDiverged), the last checkpoint written
+    staying as it was; an unwritable `checkpoint` is refused before training starts."""
+    backend = get_backend(backend)
+    if backend.size > 1:
+        raise UserError(f"train shakespeare runs in one process; the {backend.name} backend here spans "
+                        f"{backend.size} (its training loop does not split its targets over processes): run it "
+                        f"without mpiexec")
+    if checkpoint:
+        check_writable(checkpoint)
+    vocab, train_ids, val_ids = load_shakespeare(data_dir, min_split=block_size + 2)
+    model = _build_model(arch, len(vocab), seed, model_overrides, backend)
     be = model.be
     opt = AdamW(model.params(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay, clip_norm=1.0)
     rng = np.random.default_rng(seed + 1)
@@ -75,18 +124,20 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
     if resume:
         ckpt = load_checkpoint(checkpoint)
         restore(ckpt, model, opt)
-        t = ckpt["train"]
-        if t["run"] != run:
-            diffs = [f"{k}: checkpoint {t['run'].get(k)!r}, now {run[k]!r}" for k in run if t["run"].get(k) != run[k]]
-            raise ValueError("--resume with other training settings than the checkpoint's: " + "; ".join(diffs))
-        rng.bit_generator.state = t["rng"]
+        t = _resume_state(checkpoint, ckpt, run)
+        try:
+            rng.bit_generator.state = t["rng"]
+        except (ValueError, TypeError, KeyError) as e:
+            raise unreadable(checkpoint, f"its data generator state does not restore ({e})") from None
         step, train_time, history = t["step"], t["train_time_s"], t["history"]
         loss_sum, loss_n = t["loss_sum"], t["loss_n"]
+    saved = {}  # the step of the last checkpoint written
 
     def save():
         save_checkpoint(checkpoint, model, vocab.chars, opt, dict(
             run=run, rng=rng.bit_generator.state, step=step, train_time_s=train_time, history=history,
             loss_sum=loss_sum, loss_n=loss_n))
+        saved["step"] = step
 
     def schedule():
         """warmup steps, then cosine from lr to lr/10 over the remaining steps or the time budget"""
@@ -100,29 +151,38 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
         if on_eval:
             on_eval(r)
 
-    while step < steps and not (time_budget and train_time >= time_budget):
-        t0 = time.perf_counter()
+    def train_step():
+        """One optimizer step; -> (loss, learning rate)."""
         x, y = get_batch(train_ids, batch_size, block_size, rng)
         model.zero_grad()
         model.set_dropout_seed((seed, step))
         logits = model.forward(x)
         V = logits.shape[-1]
         loss, probs = be.cross_entropy_forward(logits.reshape(-1, V), y.reshape(-1))
+        check_loss(loss, step + 1)
         model.backward(be.cross_entropy_backward(probs, y.reshape(-1)).reshape(logits.shape))
         cur_lr = schedule()
         opt.step(be, lr=cur_lr)
-        step += 1
-        train_time += time.perf_counter() - t0
-        loss_sum, loss_n = loss_sum + loss, loss_n + 1
-        if on_step:
-            on_step(step, steps, loss, cur_lr, train_time)
-        if step % eval_every == 0:
-            record()
-            loss_sum, loss_n = 0.0, 0
-        if checkpoint and checkpoint_every and step % checkpoint_every == 0:
+        return loss, cur_lr
+
+    try:
+        while step < steps and not (time_budget and train_time >= time_budget):
+            t0 = time.perf_counter()
+            loss, cur_lr = train_step()
+            step += 1
+            train_time += time.perf_counter() - t0
+            loss_sum, loss_n = loss_sum + loss, loss_n + 1
+            if on_step:
+                on_step(step, steps, loss, cur_lr, train_time)
+            if step % eval_every == 0:
+                record()
+                loss_sum, loss_n = 0.0, 0
+            if checkpoint and checkpoint_every and step % checkpoint_every == 0:
+                save()
+        if checkpoint:
             save()
-    if checkpoint:
-        save()
+    except TrainingDiverged as e:
+        raise _diverged(e, checkpoint, saved.get("step")) from None
     if not history or history[-1]["step"] != step:
         record()
     final = history[-1]

@@ -9,7 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from hybridref.checkpoint import load_checkpoint, restore, save_checkpoint
+from hybridref.checkpoint import check_writable, load_checkpoint, restore, save_checkpoint
+from hybridref.errors import TrainingDiverged, UserError
 from hybridref.models.char_lm import CharLM
 from hybridref.optim import AdamW
 from hybridref.train_shakespeare import train_shakespeare
@@ -83,6 +84,58 @@ def test_killed_mid_save_leaves_previous_checkpoint(tmp_path):
     ref = CharLM(7, pattern="MA", seed=1, **TINY)
     restore(ckpt, ref)  # loads: the file is whole
     assert np.array_equal(ckpt["params"]["head.weight"], CharLM(7, pattern="MA", seed=1, **TINY).head.weight.data)
+
+
+def test_the_next_save_removes_the_temporary_file_of_a_killed_save(tmp_path):
+    """A kill during a save left its temporary file behind for ever: the next save of the same
+    checkpoint removes it; the temporary file of a save still running, or of another checkpoint, stays."""
+    path = tmp_path / "ck.npz"
+    child = textwrap.dedent(f"""
+        import time
+        import hybridref.checkpoint as ck
+        from hybridref.models.char_lm import CharLM
+        def hang(fd):
+            print("writing", flush=True)
+            time.sleep(60)
+        ck.os.fsync = hang
+        ck.save_checkpoint({str(path)!r}, CharLM(7, pattern="MA", seed=2, **{TINY!r}), "B")
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(f"ck.npz.{proc.pid}.") and left[0].endswith(".tmp"), left
+    running = tmp_path / f"ck.npz.{os.getppid()}.abc.tmp"  # a live process's (this one's parent)
+    other = tmp_path / f"other.npz.{proc.pid}.abc.tmp"
+    running.write_bytes(b"")
+    other.write_bytes(b"")
+    save_checkpoint(path, CharLM(7, pattern="MA", **TINY), "A")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ck.npz", running.name, other.name])
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_clear_error(tmp_path):
+    """Writing to an unwritable place gave a raw FileNotFoundError on the temporary file."""
+    (tmp_path / "a-file").write_text("")
+    model = CharLM(7, pattern="MA", **TINY)
+    for path in ("/proc/x.npz", str(tmp_path / "a-file" / "x.npz")):
+        with pytest.raises(UserError, match=f"cannot write the checkpoint {path}: .*--checkpoint"):
+            save_checkpoint(path, model)
+        with pytest.raises(UserError, match=f"cannot write the checkpoint {path}"):
+            check_writable(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
+def test_non_finite_weights_are_neither_saved_nor_loaded(tmp_path):
+    model = CharLM(7, pattern="MA", **TINY)
+    path = tmp_path / "ck.npz"
+    save_checkpoint(path, model)
+    model.head.weight.data[0, 0] = np.inf
+    with pytest.raises(TrainingDiverged, match=r"no longer finite \(params/head.weight\)"):
+        save_checkpoint(path, model)
+    assert np.isfinite(load_checkpoint(path)["params"]["head.weight"]).all()  # the previous file is intact
 
 
 @pytest.fixture

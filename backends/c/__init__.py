@@ -5,6 +5,11 @@ Each module here wraps the C file of the same name: it checks every argument
 """
 import sys
 
+import numpy as np
+
+from hybridref.errors import UserError
+from hybridref.limits import OVERSUBSCRIPTION, usable_cores
+
 from ..base import Backend, collect_ops, package_modules
 from . import decode, library
 
@@ -20,8 +25,15 @@ class CBackend(Backend):
         collect_ops(self, package_modules(sys.modules[__name__]), bind=True)
 
     def set_threads(self, n):
-        if int(n) < 1:
-            raise ValueError(f"threads must be >= 1, got {n}")
+        """OpenMP threads for the kernels: 1 to OVERSUBSCRIPTION x the cores this process may run on.
+        A few more threads than cores are allowed (the tests check results do not depend on the
+        count); far more only cost memory, and tens of thousands crash the OpenMP runtime."""
+        if type(n) is not int and not isinstance(n, np.integer):
+            raise UserError(f"threads must be a whole number, got {n!r}")
+        most = OVERSUBSCRIPTION * usable_cores()
+        if not 1 <= n <= most:
+            raise UserError(f"threads must be >= 1 and at most {most} ({OVERSUBSCRIPTION} per core of the "
+                            f"{usable_cores()} cores this process may run on), got {n}")
         self.lib.hr_set_num_threads(int(n))
 
     @property

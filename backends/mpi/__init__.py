@@ -12,6 +12,8 @@ Every process returns its own slice of each output; for a replicated input (weig
 or prefix before the sequence) it returns its partial gradient, and the sum over processes
 is the gradient. See docs/ARCHITECTURE.md, "The MPI backend".
 """
+import atexit
+import math
 import os
 import sys
 import threading
@@ -20,6 +22,8 @@ import traceback
 import weakref
 
 import numpy as np
+
+from hybridref.errors import UserError
 
 from ..base import OP_NAMES, Backend
 from . import sequence
@@ -32,14 +36,24 @@ except ImportError as e:  # reported by `hybridref info`; the tests skip on it
 
 MODES = ("sequence", "data")
 SCANS = ("pipeline", "exscan")  # how sequence mode passes a scan's state: state_passing.py
+EXIT_WAIT = 10.0  # seconds a process that ended waits for the others to end too ($HYBRIDREF_MPI_EXIT_WAIT)
+_EXIT_TAG = 31017
+ABORT_GRACE = 0.5  # seconds the launcher gets to forward a process's last output before an abort
+_guarded = False  # the job guards below are installed once per process
 
 
 def abort_world(message):
-    """Print `message` and take every process of the job down (exit code 1), when there are several."""
+    """Print `message` and take every process of the job down (exit code 1), when there are several.
+
+    The launcher forwards each process's output from a pipe and stops reading it when the job is
+    aborted, so this waits ABORT_GRACE seconds first: without it the message (and the error line
+    the command printed before) was lost about one abort in three."""
     comm = MPI.COMM_WORLD
     sys.stderr.write(message if message.endswith("\n") else message + "\n")
     sys.stderr.flush()
     if comm.Get_size() > 1:
+        sys.stdout.flush()
+        time.sleep(ABORT_GRACE)
         comm.Abort(1)
 
 
@@ -64,6 +78,88 @@ def _exit_when_orphaned(parent, period=0.5):
                 sys.stderr.flush()
             finally:
                 os._exit(1)
+
+
+def _finish_together(comm, wait):
+    """At exit: wait for every other process to reach its exit too, then let MPI finalize.
+
+    MPI_Finalize waits for every process, so a process that ends (sys.exit with any status, or the
+    end of its script) while another is blocked waiting for its messages would leave both waiting
+    for ever. Each process announces its end to the others; one whose peers have not all announced
+    theirs within `wait` seconds takes them to be blocked (or so late that they would block it in
+    MPI_Finalize) and ends the whole job. Python does not tell an exit hook the exit status, so a
+    normal end and sys.exit(0) are told apart only by the others arriving."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    peers = [r for r in range(size) if r != rank]
+    token = np.zeros(1, np.int8)
+    sends = [comm.Isend(token, dest=r, tag=_EXIT_TAG) for r in peers]
+    inbox = {r: np.empty(1, np.int8) for r in peers}
+    waiting = {r: comm.Irecv(inbox[r], source=r, tag=_EXIT_TAG) for r in peers}
+    deadline = time.monotonic() + wait
+    while waiting:
+        waiting = {r: req for r, req in waiting.items() if not req.Test()}
+        if waiting and time.monotonic() > deadline:
+            abort_world(f"[rank {rank}/{size}] this process ended, but rank(s) {sorted(waiting)} did not end within "
+                        f"{wait:g} s: they are blocked waiting for it (or still working); ending the whole job "
+                        f"(HYBRIDREF_MPI_EXIT_WAIT sets the wait)")
+        time.sleep(0.01)
+    MPI.Request.Waitall(sends)
+
+
+def _guard_the_job(exit_wait):
+    """Make any way one process of the job ends early end the whole job within seconds: an uncaught
+    exception (the excepthook aborts), a lost launcher (a watchdog thread exits), an exit while the
+    others still run (the exit hook waits for them, then aborts); a process killed by a signal is
+    mpiexec's own to clean up. Collective over COMM_WORLD (its duplicate for the exit messages)."""
+    global _guarded
+    if _guarded:
+        return
+    _guarded = True
+    sys.excepthook = _excepthook
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    atexit.register(_finish_together, MPI.COMM_WORLD.Dup(), exit_wait)
+
+
+def _choice(value, argument, variable, allowed, default):
+    """A backend option: the argument, else $variable, else the default; UserError unless in `allowed`."""
+    if value is None:
+        value = os.environ.get(variable)
+        if value is not None and value not in allowed:
+            raise UserError(f"{variable}={value!r}: the mpi backend's {argument} must be one of {', '.join(allowed)}; "
+                            f"set one of them or unset it (default {default})")
+    if value is not None and value not in allowed:
+        raise UserError(f"mpi backend: {argument} must be one of {allowed}, got {value!r}")
+    return value or default
+
+
+def _exit_wait():
+    text = os.environ.get("HYBRIDREF_MPI_EXIT_WAIT")
+    if text is None:
+        return EXIT_WAIT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UserError(f"HYBRIDREF_MPI_EXIT_WAIT={text!r} is not a number of seconds: give a positive number, or "
+                        f"unset it (default {EXIT_WAIT:g})")
+    return seconds
+
+
+def _local_backend(local):
+    """The backend each process computes its share on: the argument, else $HYBRIDREF_MPI_LOCAL, else c."""
+    from .. import get_backend
+    source = "local" if local is not None else "HYBRIDREF_MPI_LOCAL"
+    name = local if local is not None else os.environ.get("HYBRIDREF_MPI_LOCAL", "c")
+    if name == "mpi":
+        raise UserError(("mpi backend: the local backend cannot itself be mpi" if local is not None else
+                         "HYBRIDREF_MPI_LOCAL='mpi': the mpi backend's local backend, which computes each process's "
+                         "share, cannot itself be mpi") + "; use c (the default) or numpy")
+    try:
+        return get_backend(name)
+    except (ValueError, ImportError) as e:
+        raise UserError(f"{source}={name!r}: the mpi backend's local backend does not load ({e}); use c or "
+                        f"numpy") from None
 
 
 class _KeptForBackward:
@@ -92,26 +188,22 @@ class MPIBackend(Backend):
     name = "mpi"
 
     def __init__(self, local=None, mode=None, comm=None, threads=None, scan=None):
-        from .. import get_backend
-        mode = mode or os.environ.get("HYBRIDREF_MPI_MODE", "sequence")
-        if mode not in MODES:
-            raise ValueError(f"mpi backend: mode must be one of {MODES}, got {mode!r}")
-        scan = scan or os.environ.get("HYBRIDREF_MPI_SCAN", "pipeline")
-        if scan not in SCANS:
-            raise ValueError(f"mpi backend: scan must be one of {SCANS}, got {scan!r}")
-        self.local = get_backend(local or os.environ.get("HYBRIDREF_MPI_LOCAL", "c"))
-        if isinstance(self.local, MPIBackend):
-            raise ValueError("mpi backend: the local backend cannot itself be mpi")
+        mode = _choice(mode, "mode", "HYBRIDREF_MPI_MODE", MODES, "sequence")
+        scan = _choice(scan, "scan", "HYBRIDREF_MPI_SCAN", SCANS, "pipeline")
+        exit_wait = _exit_wait()
+        self.local = _local_backend(local)
         self.mode, self.scan = mode, scan
         self.comm = comm or MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self._sends = []  # (request, buffer) of nonblocking sends not known to be complete
+        self.check_same("mpi backend settings ($HYBRIDREF_MPI_*, --mpi-mode)",
+                        dict(mode=mode, scan=scan, local=self.local.name))
         if threads is not None:
             self.set_threads(threads)
         for op in OP_NAMES:
             setattr(self, op, getattr(self.local, op))
         if self.size > 1:
-            sys.excepthook = _excepthook
-            threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+            _guard_the_job(exit_wait)
             self.cross_entropy_forward = self._cross_entropy_forward
             self.cross_entropy_backward = self._cross_entropy_backward
             if mode == "sequence" and scan == "exscan":
@@ -123,7 +215,6 @@ class MPIBackend(Backend):
         self.seq_edges = None  # the current split of the sequence, set by shard_tokens
         self.batch_edges = None  # the current split of the batch, set by local_batch
         self.kept = _KeptForBackward()
-        self._sends = []  # (request, buffer) of nonblocking sends not known to be complete
 
     # ---- configuration ----------------------------------------------------------------------
     def set_threads(self, n):
@@ -146,7 +237,8 @@ class MPIBackend(Backend):
             return self.local_batch(x)
         T = x.shape[1]
         if T < self.size:
-            raise ValueError(f"mpi backend: a sequence of {T} tokens cannot be split over {self.size} processes")
+            raise UserError(f"mpi backend: a sequence of {T} tokens cannot be split over {self.size} processes: run "
+                            f"at most {T} (mpiexec -n {T}), or split the batch instead (--mpi-mode data)")
         self.seq_edges = split_range(T, self.size)
         return np.ascontiguousarray(x[:, self.seq_edges[self.rank]:self.seq_edges[self.rank + 1]])
 
@@ -160,7 +252,8 @@ class MPIBackend(Backend):
         if self.size == 1:
             return a
         if len(a) < self.size:
-            raise ValueError(f"mpi backend: a batch of {len(a)} cannot be split over {self.size} processes")
+            raise UserError(f"mpi backend: a batch of {len(a)} cannot be split over {self.size} processes: use a "
+                            f"batch of at least {self.size} (--batch-size), or fewer processes")
         edges = self.batch_edges = split_range(len(a), self.size)
         return a[edges[self.rank]:edges[self.rank + 1]]
 
@@ -169,6 +262,20 @@ class MPIBackend(Backend):
             return value
         self.complete_sends()
         return self.comm.allreduce(value, op=MPI.SUM)
+
+    def check_same(self, what, settings):
+        """UserError on every process when the processes' `settings` (a dict of plain values) differ,
+        naming each entry that differs with every process's value: processes that compute one model
+        from different settings would train different weights, or block in messages of other sizes."""
+        if self.size == 1:
+            return
+        self.complete_sends()
+        every = self.comm.allgather(settings)
+        diffs = [f"{k}: " + ", ".join(f"rank {r} {s.get(k)!r}" for r, s in enumerate(every))
+                 for k in sorted(set().union(*every)) if len({repr(s.get(k)) for s in every}) > 1]
+        if diffs:
+            raise UserError(f"the {self.size} processes of this job were given different {what}: {'; '.join(diffs)}; "
+                            f"give every process the same")
 
     def reduce_gradients(self, params):
         if self.size == 1 or not params:

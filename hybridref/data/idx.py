@@ -11,10 +11,13 @@ import zlib
 
 import numpy as np
 
+from ..errors import UserError
+from .paths import DataNotFound
+
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class IdxError(ValueError):
+class IdxError(UserError):
     """A file is not a well-formed IDX file (truncated, corrupted or of another format)."""
 
 
@@ -28,11 +31,14 @@ def read_idx(path):
         else:
             with open(path, "rb") as f:
                 raw = f.read()
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+    except FileNotFoundError:
+        raise DataNotFound(f"{path}: no such file (it was removed while in use?): put it back, or pass --data-dir "
+                           f"where it is") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise IdxError(f"{path}: cannot decompress ({e}); the file is truncated or corrupted — "
                        f"delete it and download it again") from e
+    except OSError as e:
+        raise IdxError(f"{path}: cannot be read ({e.strerror or e}): check the file and its permissions") from e
     return parse_idx(raw, path)
 
 

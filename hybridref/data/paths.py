@@ -11,9 +11,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..errors import UserError
 
-class DataNotFound(FileNotFoundError):
-    pass
+
+class DataNotFound(UserError, FileNotFoundError):
+    """A data file is neither where it was looked for nor downloadable; the message says where to put it."""
 
 
 def cache_dir():

@@ -17,8 +17,13 @@ The config holds, per letter of the pattern, every option of that mixer (`mixers
 width of its blocks (`mlp_hidden`); `normalize_config` fills in defaults, so a checkpoint written
 before an option existed (or with the flat options of earlier versions) still loads.
 """
+import math
+import numbers
+
 import numpy as np
 
+from ..errors import UserError
+from ..limits import C_INT_MAX, check_allocation, format_bytes
 from ..layers.block import backward_blocks, build_blocks, run_blocks
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
@@ -26,7 +31,7 @@ from ..layers.linear import Linear
 from ..layers.mlp import check_mlp_kind
 from ..layers.module import Module
 from ..layers.norm import make_norm
-from ..layers.registry import resolve_mlp_hidden, resolve_options
+from ..layers.registry import mixer_spec, resolve_mlp_hidden, resolve_options
 from ..layers.side import SideInputs
 
 PRESETS = {
@@ -41,6 +46,73 @@ PRESETS = {
                     mixers={"L": dict(n_heads=4), "A": dict(n_heads=4, n_kv_heads=1, window=128)}),
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "norm", "dropout", "seed")
+# The largest integer mixer option (heads, state sizes, expansions, conv widths, chunk lengths) a config
+# may hold, and the largest of one whose default is None (a window, a rank): a damaged config must not
+# size the mixers' weights. Far above any model this implementation runs.
+MAX_MIXER_OPTION, MAX_OPTIONAL_MIXER_OPTION = 2 ** 12, 2 ** 16
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_count(name, value, minimum=1):
+    if not _is_int(value) or not minimum <= value <= C_INT_MAX:
+        raise UserError(f"config {name} must be a whole number from {minimum} to {C_INT_MAX}, got {value!r}")
+
+
+def _check_mixer_option(letter, name, value, default):
+    """A mixer option of the type of its default: a bool, a count (an int, bounded), a finite number,
+    a string; or None (a feature turned off: no RoPE, no window), which the mixer checks itself. An
+    option whose default is None may be a count or a number."""
+    if value is None:
+        return
+    where = f"config option {name!r} of mixer {letter}"
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, (bool, type(None)))
+    elif isinstance(default, int) or (default is None and _is_int(value)):
+        most = MAX_MIXER_OPTION if isinstance(default, int) else MAX_OPTIONAL_MIXER_OPTION
+        if _is_int(value) and value > most:
+            raise UserError(f"{where} is {value}, more than {most}: not a model this implementation runs")
+        ok = _is_int(value) and value >= 0
+    elif isinstance(default, float) or default is None and number:
+        ok = number and math.isfinite(value)
+    else:
+        ok = default is not None and isinstance(value, type(default))
+    if not ok:
+        raise UserError(f"{where} is {value!r}, not a value of its kind (default {default!r})")
+
+
+def _least_params(cfg):
+    """A lower bound of the parameter count of the model `cfg` describes: embedding, head and the MLPs
+    (a gated MLP holds more), without the mixers, whose sizes are their own business."""
+    d = cfg["d_model"]
+    return 2 * cfg["vocab_size"] * d + sum(2 * d * cfg["mlp_hidden"][letter] for letter in cfg["pattern"])
+
+
+def _sizes(cfg):
+    return f"d_model {cfg['d_model']}, vocab_size {cfg['vocab_size']}, {len(cfg['pattern'])} blocks"
+
+
+def _check_values(cfg):
+    """The types and sizes of a normalized config (UserError naming the entry): a config can come from a
+    damaged file, and its sizes decide what building the model allocates, checked here against
+    hybridref.limits.memory_limit()."""
+    _check_count("vocab_size", cfg["vocab_size"])
+    _check_count("d_model", cfg["d_model"])
+    for letter, width in cfg["mlp_hidden"].items():
+        _check_count(f"mlp_hidden of {letter}", width, minimum=0)
+    if not _is_int(cfg["seed"]) or cfg["seed"] < 0:
+        raise UserError(f"config seed must be a whole number >= 0, got {cfg['seed']!r}")
+    if not isinstance(cfg["norm"], str):
+        raise UserError(f"config norm must be 'rmsnorm' or 'layernorm', got {cfg['norm']!r}")
+    for letter, options in cfg["mixers"].items():
+        defaults = mixer_spec(letter).options
+        for name, value in options.items():
+            _check_mixer_option(letter, name, value, defaults[name])
+    params = _least_params(cfg)
+    check_allocation(f"a model of {_sizes(cfg)} (at least {params:,} parameters)", 4 * params, "choose smaller sizes")
 
 
 class CharLM(Module):
@@ -67,20 +139,37 @@ class CharLM(Module):
         """The full config of a model: per-mixer options and MLP widths filled in. Keys that are not
         model keys are mixer options (flat); strict=False drops those no mixer of the pattern has
         (configs of earlier versions stored every mixer's options flat)."""
+        if not isinstance(config, dict):
+            raise UserError(f"a model config is a dict, got a {type(config).__name__}")
+        if "vocab_size" not in config:
+            raise UserError("the model config has no vocab_size")
         config = dict(config)
         flat = {k: config.pop(k) for k in list(config) if k not in MODEL_KEYS}
         pattern, d = config.get("pattern", "MMMAMM"), config.get("d_model", 128)
+        _check_count("d_model", d)
+        mlp_hidden = config.get("mlp_hidden")
+        for width in (mlp_hidden.values() if isinstance(mlp_hidden, dict) else []):
+            _check_count("mlp_hidden", width, minimum=0)
         mixers = resolve_options(pattern, config.get("mixers"), flat=flat, strict=strict)
-        return dict(vocab_size=config["vocab_size"], d_model=d, pattern=pattern, mixers=mixers,
-                    mlp_hidden=resolve_mlp_hidden(pattern, d, config.get("mlp_hidden")),
-                    mlp_kind=check_mlp_kind(config.get("mlp_kind", "gelu")),
-                    norm=config.get("norm", "rmsnorm"), dropout=config.get("dropout", 0.0),
-                    seed=config.get("seed", 0))
+        cfg = dict(vocab_size=config["vocab_size"], d_model=d, pattern=pattern, mixers=mixers,
+                   mlp_hidden=resolve_mlp_hidden(pattern, d, mlp_hidden),
+                   mlp_kind=check_mlp_kind(config.get("mlp_kind", "gelu")),
+                   norm=config.get("norm", "rmsnorm"), dropout=config.get("dropout", 0.0),
+                   seed=config.get("seed", 0))
+        _check_values(cfg)
+        return cfg
 
     @classmethod
-    def from_config(cls, config):
-        """The model a (possibly older) saved config describes."""
-        return cls(**cls.normalize_config(config, strict=False))
+    def from_config(cls, config, max_params=None):
+        """The model a (possibly older) saved config describes. Keys that are neither model keys nor an
+        option of any mixer are refused; max_params (the parameters a checkpoint holds) refuses a
+        config whose sizes need more, before anything is allocated."""
+        cfg = cls.normalize_config(config, strict=True)
+        params = _least_params(cfg)
+        if max_params is not None and params > max_params:
+            raise UserError(f"its config ({_sizes(cfg)}) implies at least {params:,} parameters "
+                            f"({format_bytes(4 * params)}), but the checkpoint holds {max_params:,}")
+        return cls(**cfg)
 
     @classmethod
     def preset(cls, arch, vocab_size, **overrides):
