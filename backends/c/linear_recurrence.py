@@ -6,9 +6,7 @@ from .checks import empty_f32 as empty
 def _check(op, a, x, h0):
     """Validate a, x (B,T,C) and h0 (B,C) or None; return (B, T, C)."""
     checks.check_array(op, "x", x, ndim=3)
-    B, T, C = x.shape
-    if min(B, T, C) <= 0:
-        raise ValueError(f"{op}: x must be non-empty (B, T, C), got shape {x.shape}")
+    B, T, C = x.shape  # any may be 0: with T = 0 the kernel writes h_last = h0 (dh0 = dh_last), or zeros
     checks.check_array(op, "a", a, shape=(B, T, C))
     checks.check_c_int_sizes(op, B=B, T=T, C=C)
     if h0 is not None:

@@ -1,7 +1,16 @@
 """Wrapper of csrc/long_conv.c (the long causal depthwise convolution of Hyena's filters).
 
 `method` (not part of the op contract) picks the kernel's path: "auto" (by size, the default), "direct"
-(the O(T·L) sum) or "fft"; tests/test_long_conv.py and the benchmark force each."""
+(the O(T·L) sum) or "fft"; tests/test_long_conv.py and the benchmark force each.
+
+Non-finite inputs: the direct sum keeps a nan or inf where the oracle (backends/numpy/long_conv.py)
+puts it, in the outputs whose terms it enters; a transform mixes every position of a channel with
+every other (and the two batch rows that share one complex transform), so the FFT path would spread
+it over them all. "auto" therefore takes the direct path whenever an input holds a non-finite value
+(np.isfinite over the inputs: O(B·T·C), negligible against either path); a forced "fft" does not.
+"""
+import numpy as np
+
 from . import checks
 from .checks import empty_f32 as empty
 
@@ -11,9 +20,7 @@ _METHODS = {"auto": 0, "direct": 1, "fft": 2}
 def _check(op, u, h, prefix, method):
     """Validate u (B,T,C), h (L,C), prefix (B,L−1,C) or None; return (B, T, C, L, method code)."""
     checks.check_array(op, "u", u, ndim=3)
-    B, T, C = u.shape
-    if min(B, T, C) <= 0:
-        raise ValueError(f"{op}: u must be non-empty (B, T, C), got shape {u.shape}")
+    B, T, C = u.shape  # any may be 0: y and du are then empty, dh the empty sum 0
     checks.check_array(op, "h", h, ndim=2)
     L = h.shape[0]
     if L <= 0 or h.shape[1] != C:
@@ -26,11 +33,19 @@ def _check(op, u, h, prefix, method):
     return B, T, C, L, _METHODS[method]
 
 
+def _path(code, *arrays):
+    """The method code to run: "auto" becomes "direct" when an input is not all finite."""
+    if code == _METHODS["auto"] and not all(a is None or np.isfinite(a).all() for a in arrays):
+        return _METHODS["direct"]
+    return code
+
+
 def long_conv_forward(be, u, h, prefix=None, method="auto"):
     op = "long_conv_forward"
     B, T, C, L, code = _check(op, u, h, prefix, method)
     y = empty((B, T, C))
-    status = be.lib.hr_long_conv_forward(be.f32(u), be.f32(h), be.f32_or_null(prefix), be.f32(y), B, T, C, L, code)
+    status = be.lib.hr_long_conv_forward(be.f32(u), be.f32(h), be.f32_or_null(prefix), be.f32(y), B, T, C, L,
+                                         _path(code, u, h, prefix))
     be.raise_status(op, status)
     return y
 
@@ -43,6 +58,6 @@ def long_conv_backward(be, dy, u, h, prefix=None, method="auto"):
     dprefix = empty((B, L - 1, C)) if prefix is not None else None
     fn = be.f32_or_null
     status = be.lib.hr_long_conv_backward(be.f32(dy), be.f32(u), be.f32(h), fn(prefix), be.f32(du), be.f32(dh),
-                                          fn(dprefix), B, T, C, L, code)
+                                          fn(dprefix), B, T, C, L, _path(code, dy, u, h, prefix))
     be.raise_status(op, status)
     return du, dh, dprefix

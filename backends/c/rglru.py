@@ -6,14 +6,13 @@ from .checks import empty_f32 as empty
 def _check(op, x, gx, ga, a_param, time_offset):
     """Validate x, gx, ga (B,T,C), a_param (C,) and the offset; return (B, T, C, time_offset)."""
     checks.check_array(op, "x", x, ndim=3)
-    B, T, C = x.shape
-    if min(B, T, C) <= 0:
-        raise ValueError(f"{op}: x must be non-empty (B, T, C), got shape {x.shape}")
+    B, T, C = x.shape  # any may be 0 (no rows: da_param = 0 from the empty sum)
     checks.check_array(op, "gx", gx, shape=(B, T, C))
     checks.check_array(op, "ga", ga, shape=(B, T, C))
     checks.check_array(op, "a_param", a_param, shape=(C,))
     checks.check_c_int_sizes(op, B=B, T=T, C=C)
-    time_offset = checks.check_int(op, "time_offset", time_offset, 0, checks.LONG_MAX - T)
+    # time_offset + t stays below 2**62 + 2**31, within the kernel's C long
+    time_offset, = checks.check_scalars(op, time_offset=time_offset)
     return B, T, C, time_offset
 
 

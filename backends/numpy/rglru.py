@@ -12,6 +12,8 @@ token (as RoPE's offset), and only the true first token of a sequence skips the 
 """
 import numpy as np
 
+from ..validate import check_scalars
+
 C_GATE = 8.0
 # recurrentgemma's SqrtBoundDerivative: d√y/dy is taken as 1/√max(4y, 1/1000²), so its magnitude is at
 # most 1000 as a_t -> 1 (the exact 1/(2√y) is infinite at a_t = 1, where float32 rounds a strong gate).
@@ -38,6 +40,7 @@ def _gates(x, gx, ga, a_param, time_offset):
 
 def rglru_gate_forward(x, gx, ga, a_param, time_offset=0):
     """-> a (B,T,C) the decays, xn (B,T,C) = x̃ the recurrence's input."""
+    time_offset, = check_scalars("rglru_gate_forward", time_offset=time_offset)
     _, i, a, _, m, _ = _gates(x, gx, ga, a_param, time_offset)
     return a, m * i * x
 
@@ -50,6 +53,7 @@ def rglru_gate_backward(da, dxn, x, gx, ga, a_param, time_offset=0):
         dga = ∂a ⊙ a ⊙ (−c softplus(Λ)) ⊙ r (1 − r)   dΛ = Σ_{b,t} ∂a ⊙ a ⊙ (−c r) ⊙ σ(Λ)
 
     -> dx, dgx, dga (B,T,C), da_param (C,)."""
+    time_offset, = check_scalars("rglru_gate_backward", time_offset=time_offset)
     r, i, a, y, m, first = _gates(x, gx, ga, a_param, time_offset)
     dm = np.where(first, 0.0, dxn * i * x)
     dlog_a = (da - 2.0 * a * dm / np.sqrt(np.maximum(4.0 * y, SQRT_GRAD_MAX ** -2))) * a
