@@ -44,6 +44,8 @@ PRESETS = {
     "hyena": dict(pattern="HHHHHH", mixers={"H": dict(emb_dim=33)}, mlp_hidden=432),  # order 2, l_max 1024
     "griffin": dict(pattern="LLALLA", mlp_kind="gated_gelu", mlp_hidden=376,  # local MQA, window 128
                     mixers={"L": dict(n_heads=4), "A": dict(n_heads=4, n_kv_heads=1, window=128)}),
+    "rwkv7": dict(pattern="WCWCWCWCWCWC", mlp_hidden=0, norm="layernorm",  # 6 time + 6 channel mixes
+                  mixers={"W": dict(head_size=32), "C": dict(hidden_ratio=2.75)}),
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "norm", "dropout", "seed")
 # The largest integer mixer option (heads, state sizes, expansions, conv widths, chunk lengths) a config
