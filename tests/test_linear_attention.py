@@ -319,7 +319,7 @@ def test_c_rejects_bad_input(cb, rng):
         Bk(do, q, k, v, g, chunk=True)
     with pytest.raises(ValueError, match=f"^{fwd}: mode must be one of"):
         F(q, k, v, g, mode="dual")
-    with pytest.raises(ValueError, match=f"^{fwd}: scale must be a number"):
+    with pytest.raises(ValueError, match=f"^{fwd}: scale must be a finite number"):
         F(q, k, v, g, scale=None)
     with pytest.raises(ValueError, match=f"^{fwd}: h0 must have shape"):
         F(q, k, v, g, 1.0, h0[:, :1].copy())

@@ -9,10 +9,7 @@ import numpy as np
 from . import checks
 from .checks import empty_f32 as empty
 
-MODES = ("chunk", "parallel", "recurrent")
-
-
-def _check(op, q, k, v, g, scale, h0, chunk):
+def _check(op, q, k, v, g, h0):
     """Validate the inputs against q (B,T,Hq,K) and v (B,T,H,V); return (B, T, Hq, H, K, V, Kg)."""
     checks.check_array(op, "q", q, ndim=4)
     B, T, Hq, K = q.shape
@@ -33,30 +30,29 @@ def _check(op, q, k, v, g, scale, h0, chunk):
         raise ValueError(f"{op}: g must hold finite log decays <= 0, got values in [{g.min()}, {g.max()}]")
     if h0 is not None:
         checks.check_array(op, "h0", h0, shape=(B, H, K, V))
-    if not isinstance(scale, (float, int, np.floating, np.integer)) or isinstance(scale, (bool, np.bool_)):
-        raise ValueError(f"{op}: scale must be a number, got {scale!r}")
-    checks.check_int(op, "chunk", chunk, lo=1)
     checks.check_c_int_sizes(op, **{"B*T*H*max(K,V)": B * T * H * max(K, V), "B*H*K*V": B * H * K * V})
     return B, T, Hq, H, K, V, Kg
 
 
 def linear_attention_forward(be, q, k, v, g, scale=1.0, h0=None, chunk=64, mode="chunk"):
     op = "linear_attention_forward"
-    B, T, Hq, H, K, V, Kg = _check(op, q, k, v, g, scale, h0, chunk)
-    if mode not in MODES:
-        raise ValueError(f"{op}: mode must be one of {MODES}, got {mode!r}")
+    scale, chunk, mode = checks.check_scalars(op, scale=scale, chunk=chunk, mode=mode)
+    checks.check_c_floats(op, scale=scale)
+    B, T, Hq, H, K, V, Kg = _check(op, q, k, v, g, h0)
     chunk = {"chunk": chunk, "parallel": max(T, 1), "recurrent": 1}[mode]
     o, h_last = empty((B, T, H, V)), empty((B, H, K, V))
     f = be.f32
     status = be.lib.hr_linear_attention_forward(f(q), f(k), f(v), f(g), be.f32_or_null(h0), f(o), f(h_last),
-                                                B, T, Hq, H, K, V, Kg, float(scale), chunk)
+                                                B, T, Hq, H, K, V, Kg, scale, chunk)
     be.raise_status(op, status)
     return o, h_last
 
 
 def linear_attention_backward(be, do, q, k, v, g, scale=1.0, h0=None, dh_last=None, chunk=64):
     op = "linear_attention_backward"
-    B, T, Hq, H, K, V, Kg = _check(op, q, k, v, g, scale, h0, chunk)
+    scale, chunk = checks.check_scalars(op, scale=scale, chunk=chunk)
+    checks.check_c_floats(op, scale=scale)
+    B, T, Hq, H, K, V, Kg = _check(op, q, k, v, g, h0)
     checks.check_array(op, "do", do, shape=(B, T, H, V))
     if dh_last is not None:
         checks.check_array(op, "dh_last", dh_last, shape=(B, H, K, V))

@@ -18,11 +18,11 @@ decay) and no cancellation costs precision.
 """
 import numpy as np
 
-MODES = ("chunk", "parallel", "recurrent")
+from ..validate import check_scalars
 
 
-def _check(op, q, k, v, g, chunk, mode="chunk"):
-    """The shape relations, chunk >= 1, the mode, g <= 0 (finite), or a ValueError naming the op."""
+def _check(op, q, k, v, g):
+    """The shape relations and g <= 0 (finite), or a ValueError naming the op (the scalars: check_scalars)."""
     if q.ndim != 4 or v.ndim != 4 or g.ndim != 4:
         raise ValueError(f"{op}: q, v, g must be 4-D (B,T,heads,dim), got {q.shape}, {v.shape}, {g.shape}")
     B, T, Hq, K = q.shape
@@ -30,10 +30,6 @@ def _check(op, q, k, v, g, chunk, mode="chunk"):
     if k.shape != q.shape or v.shape[:2] != (B, T) or g.shape[:3] != (B, T, H) or Kg not in (1, K) or Hq < 1 or H % Hq:
         raise ValueError(f"{op}: need q, k (B,T,Hq,K), v (B,T,H,V), g (B,T,H,1 or K) with H % Hq == 0, "
                          f"got q {q.shape}, k {k.shape}, v {v.shape}, g {g.shape}")
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise ValueError(f"{op}: chunk must be an int >= 1, got {chunk!r}")
-    if mode not in MODES:
-        raise ValueError(f"{op}: mode must be one of {MODES}, got {mode!r}")
     if not ((g <= 0) & (g > -np.inf)).all():
         raise ValueError(f"{op}: g must hold finite log decays <= 0 (the chunked forms bound every "
                          f"exponential by 1), got values in [{g.min()}, {g.max()}]")
@@ -103,7 +99,8 @@ def linear_attention_forward(q, k, v, g, scale=1.0, h0=None, chunk=64, mode="chu
 
     mode "chunk" (blocks of `chunk` positions), "parallel" (one block) or "recurrent" (one step at a
     time): the same function. -> o (B,T,H,V), h_last (B,H,K,V)."""
-    _check("linear_attention_forward", q, k, v, g, chunk, mode)
+    scale, chunk, mode = check_scalars("linear_attention_forward", scale=scale, chunk=chunk, mode=mode)
+    _check("linear_attention_forward", q, k, v, g)
     if mode == "recurrent":
         return recurrent_forward(q, k, v, g, scale, h0)
     return chunk_forward(q, k, v, g, scale, h0, max(q.shape[1], 1) if mode == "parallel" else chunk)
@@ -192,5 +189,6 @@ def linear_attention_backward(do, q, k, v, g, scale=1.0, h0=None, dh_last=None, 
     dq, dk (B,T,Hq,K) summed over the heads of a group, dv (B,T,H,V), dg (B,T,H,Kg) (Kg = 1: summed
     over K), dh0 (B,H,K,V) or None when h0 is None. dh_last (B,H,K,V) or None is the gradient
     flowing into h_last from later positions."""
-    _check("linear_attention_backward", q, k, v, g, chunk)
+    scale, chunk = check_scalars("linear_attention_backward", scale=scale, chunk=chunk)
+    _check("linear_attention_backward", q, k, v, g)
     return chunk_backward(do, q, k, v, g, scale, h0, dh_last, chunk)
