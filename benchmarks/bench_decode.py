@@ -9,8 +9,9 @@ the same context (cache rows are overwritten, nothing else depends on the positi
 states come from a real prefill of a random prompt; the torch peer's are filled with random values
 (a step's cost does not depend on what the cache holds). tokens/s = STEPS / mean time.
 
-test_step_cost_vs_position: the C decoder's step at positions 10 and 8000, Mamba vs attention: a
-Mamba model's step costs the same at both, an attention model's grows with the position.
+test_step_cost_vs_position: the C decoder's step at positions 10 and 8000: a recurrent model's step
+(Mamba, Mamba-2, RetNet, GLA, RWKV-7, and Griffin, whose local attention keeps a ring of its window)
+costs the same at both, a global-attention model's grows with the position.
 """
 import numpy as np
 import pytest
@@ -86,7 +87,7 @@ def test_decode(benchmark, peer, arch, ctx):
 
 
 @pytest.mark.parametrize("pos", [10, 8000], ids=["pos10", "pos8000"])
-@pytest.mark.parametrize("arch", ["mamba", "transformer"])
+@pytest.mark.parametrize("arch", ["mamba", "transformer", "mamba2", "retnet", "gla", "griffin", "rwkv7"])
 def test_step_cost_vs_position(benchmark, arch, pos):
     run = _hybridref_stream(_model(arch, "c"), pos)
     benchmark.group = f"step cost {arch}"
