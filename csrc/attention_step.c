@@ -20,24 +20,23 @@ enum { AT_ROPE_BASE };                                  /* floats */
 enum { AT_QKV_W, AT_OUT_W };                            /* weights */
 enum { AT_K_CACHE, AT_V_CACHE };                        /* state */
 
-/* Row of the j-th of the keys read, in a ring of L rows whose first read key is row r0. */
-static inline size_t ring_row(int r0, int j, int L) {
-    int r = r0 + j;
-    return (size_t)(r >= L ? r - L : r);
-}
-
 /* One (b, h) of attention_decode over n keys of a ring kb, vb (L rows of P) from row r0: scores into s
- * (n floats), softmax, o = Σ_j p_j v_j. */
+ * (n floats), softmax, o = Σ_j p_j v_j. The keys read are at most two runs of consecutive rows (r0 to the
+ * ring's end, then from row 0), each walked linearly. */
 static void attend_one(const float *qr, const float *kb, const float *vb, float *orow, float *s, int r0, int n, int L,
                        int P) {
     float scale = 1.0f / sqrtf((float)P), mx = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        const float *kr = kb + ring_row(r0, j, L) * P;
-        hr_vec acc = hr_vzero();
-        for (int p = 0; p < P; p += HR_VW) acc = hr_vfma(hr_vload(qr + p, P - p), hr_vload(kr + p, P - p), acc);
-        s[j] = hr_vhsum(acc) * scale;
-        mx = HR_MAX(mx, s[j]);
-    }
+    int first = HR_MIN(n, L - r0);                                   /* keys in the first run */
+    const int run_n[2] = {first, n - first};
+    const float *run_k[2] = {kb + (size_t)r0 * P, kb}, *run_v[2] = {vb + (size_t)r0 * P, vb};
+    for (int r = 0, j = 0; r < 2; r++)
+        for (int i = 0; i < run_n[r]; i++, j++) {
+            const float *kr = run_k[r] + (size_t)i * P;
+            hr_vec acc = hr_vzero();
+            for (int p = 0; p < P; p += HR_VW) acc = hr_vfma(hr_vload(qr + p, P - p), hr_vload(kr + p, P - p), acc);
+            s[j] = hr_vhsum(acc) * scale;
+            mx = HR_MAX(mx, s[j]);
+        }
     hr_vec sum = hr_vzero(), vmx = hr_vset1(mx);
     for (int j = 0; j < n; j += HR_VW) {
         hr_vec e = hr_vexp(hr_vsub(hr_vload(s + j, n - j), vmx));
@@ -47,8 +46,9 @@ static void attend_one(const float *qr, const float *kb, const float *vb, float 
     hr_vec inv = hr_vset1(1.0f / hr_vhsum(sum));
     for (int p = 0; p < P; p += HR_VW) {
         hr_vec acc = hr_vzero();
-        for (int j = 0; j < n; j++)
-            acc = hr_vfma(hr_vset1(s[j]), hr_vload(vb + ring_row(r0, j, L) * P + p, P - p), acc);
+        for (int r = 0, j = 0; r < 2; r++)
+            for (int i = 0; i < run_n[r]; i++, j++)
+                acc = hr_vfma(hr_vset1(s[j]), hr_vload(run_v[r] + (size_t)i * P + p, P - p), acc);
         hr_vstore(orow + p, hr_vmul(acc, inv), P - p);
     }
 }
