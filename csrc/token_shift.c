@@ -55,7 +55,7 @@ void hr_token_shift_backward(const float *dy, const float *x, const float *mu, c
                 const float *dy0 = dy + (size_t)b * T * M * C;
                 for (int c = 0; c < C; c += HR_VW) {
                     hr_vec s = hr_vzero();
-                    for (int m = 0; m < M; m++)
+                    for (int m = 0; m < M && T > 0; m++) /* T = 0: no position reads the prefix */
                         s = hr_vfma(hr_vload(dy0 + (size_t)m * C + c, C - c), hr_vload(mu + (size_t)m * C + c, C - c), s);
                     hr_vstore(dprefix + (size_t)b * C + c, s, C - c);
                 }

@@ -40,4 +40,7 @@ def token_shift_backward(dy, x, mu, prefix=None):
     dx = dy.sum(axis=2) - dprev
     dx[:, :-1] += dprev[:, 1:]
     dmu = (dy * xx[:, :, None, :]).sum(axis=(0, 1))
-    return dx, dmu, (dprev[:, :1].copy() if prefix is not None else None)
+    if prefix is None:
+        return dx, dmu, None
+    # with no position (T = 0) nothing reads the prefix: its gradient is zero
+    return dx, dmu, dprev[:, :1].copy() if x.shape[1] else np.zeros_like(prefix)
