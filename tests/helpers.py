@@ -67,3 +67,12 @@ def assert_same_for_thread_counts(be, run, counts=(1, 3)):
                 np.testing.assert_array_equal(a, b)
     finally:
         be.set_threads(saved)
+
+
+def decode_all(model, ids, prompt):
+    """Logits for positions prompt-1 .. T-1 by prefill(ids[:, :prompt]) then one step per token."""
+    dec = model.decoder(ids.shape[0], ids.shape[1])
+    out = [dec.prefill(ids[:, :prompt])]
+    for t in range(prompt, ids.shape[1]):
+        out.append(dec.step(ids[:, t]))
+    return np.stack(out, axis=1)

@@ -3,7 +3,7 @@ equal to the parallel forward, on the NumPy oracle and the C decoder (every ISA 
 import numpy as np
 import pytest
 
-from helpers import rel_err
+from helpers import decode_all, rel_err
 from hybridref.models.char_lm import CharLM
 
 V = 11
@@ -28,15 +28,6 @@ MODELS = {
     # rows, wrapping several times within the 17 positions; gated GeLU MLPs
     "griffin-ring": ("LLA", dict(n_kv_heads=1, window=3, mlp_kind="gated_gelu")),
 }
-
-
-def decode_all(model, ids, prompt):
-    """Logits for positions prompt-1 .. T-1 by prefill(ids[:, :prompt]) then one step per token."""
-    dec = model.decoder(ids.shape[0], ids.shape[1])
-    out = [dec.prefill(ids[:, :prompt])]
-    for t in range(prompt, ids.shape[1]):
-        out.append(dec.step(ids[:, t]))
-    return np.stack(out, axis=1)
 
 
 @pytest.mark.parametrize("name", MODELS)

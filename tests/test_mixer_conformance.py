@@ -14,7 +14,7 @@ Multi-process equality under mpiexec is tests/test_mpi.py, over the same registr
 import numpy as np
 import pytest
 
-from helpers import check_grads, check_model_grads, rel_err
+from helpers import check_grads, check_model_grads, decode_all, rel_err
 from hybridref.checkpoint import load_checkpoint, restore, save_checkpoint
 from hybridref.layers.registry import mixers
 from hybridref.models.char_lm import CharLM
@@ -104,15 +104,6 @@ def test_prefill_in_chunks_equals_one_piece(npb, cb, letter, split):
                 assert rel_err(state[key], value) < 1e-5, (be.name, key)
             else:
                 assert state[key] == value, (be.name, key)
-
-
-def decode_all(model, ids, prompt):
-    """Logits for positions prompt-1 .. T-1 by prefill(ids[:, :prompt]) then one step per token."""
-    dec = model.decoder(ids.shape[0], ids.shape[1])
-    out = [dec.prefill(ids[:, :prompt])]
-    for t in range(prompt, ids.shape[1]):
-        out.append(dec.step(ids[:, t]))
-    return np.stack(out, axis=1)
 
 
 @pytest.mark.parametrize("letter", LETTERS, ids=IDS)
