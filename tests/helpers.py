@@ -76,3 +76,21 @@ def decode_all(model, ids, prompt):
     for t in range(prompt, ids.shape[1]):
         out.append(dec.step(ids[:, t]))
     return np.stack(out, axis=1)
+
+
+def check_lm_grads(model, be, ids, targets, rng, per_param):
+    """check_model_grads for a character LM (float64, NumPy backend): the mean cross entropy of
+    model.forward(ids) against targets (flat); returns the analytic gradients {name: array}."""
+    V = model.vocab_size
+
+    def loss():
+        out = model.forward(ids)
+        model.clear_saved()
+        return be.cross_entropy_forward(out.reshape(-1, V), targets)[0]
+
+    model.zero_grad()
+    _, probs = be.cross_entropy_forward(model.forward(ids).reshape(-1, V), targets)
+    model.backward(be.cross_entropy_backward(probs, targets).reshape(*ids.shape, V))
+    grads = {n: p.grad.copy() for n, p in model.named_params()}
+    check_model_grads(model, loss, grads, rng, per_param=per_param)
+    return grads

@@ -4,7 +4,7 @@ buffer), the whole model against the independent torch model, RWKV-LM's init, th
 import numpy as np
 import pytest
 
-from helpers import check_model_grads, rel_err
+from helpers import check_lm_grads, rel_err
 from hybridref.layers.registry import mixer_spec
 from hybridref.layers.rwkv7 import RWKV7
 from hybridref.models.char_lm import CharLM
@@ -29,16 +29,7 @@ def test_value_residual_gradients_float64(npb):
     model = small_lm().to(npb).astype(np.float64)
     ids, targets = np.random.default_rng(0).integers(0, V, (2, 6)), np.random.default_rng(1).integers(0, V, 12)
 
-    def loss():
-        out = model.forward(ids)
-        model.clear_saved()
-        return npb.cross_entropy_forward(out.reshape(-1, V), targets)[0]
-
-    model.zero_grad()
-    _, probs = npb.cross_entropy_forward(model.forward(ids).reshape(-1, V), targets)
-    model.backward(npb.cross_entropy_backward(probs, targets).reshape(2, 6, V))
-    grads = {n: p.grad.copy() for n, p in model.named_params()}
-    check_model_grads(model, loss, grads, np.random.default_rng(2), per_param=8)
+    grads = check_lm_grads(model, npb, ids, targets, np.random.default_rng(2), per_param=8)
     # the first rwkv7 layer leaves its value-residual gate unused; the later ones use theirs
     for name in ("v1.weight", "v2.weight", "v2.bias"):
         assert not grads[f"blocks.0.mixer.{name}"].any() and grads[f"blocks.2.mixer.{name}"].any()

@@ -5,7 +5,7 @@ It also shows the C decoder refusing, by name, a mixer kind that has no C step."
 import numpy as np
 import pytest
 
-from helpers import check_model_grads, rel_err
+from helpers import check_lm_grads, rel_err
 from hybridref.layers import registry
 from hybridref.layers.linear import Linear
 from hybridref.layers.mixer import Mixer
@@ -49,16 +49,7 @@ def test_gradients_flow_to_the_embedding_through_the_side_input(npb, embed_mix):
     ids = np.random.default_rng(0).integers(0, V, (2, 6))
     targets = np.random.default_rng(1).integers(0, V, 12)
 
-    def loss():
-        out = model.forward(ids)
-        model.clear_saved()
-        return npb.cross_entropy_forward(out.reshape(-1, V), targets)[0]
-
-    model.zero_grad()
-    _, probs = npb.cross_entropy_forward(model.forward(ids).reshape(-1, V), targets)
-    model.backward(npb.cross_entropy_backward(probs, targets).reshape(2, 6, V))
-    grads = {n: p.grad.copy() for n, p in model.named_params()}
-    check_model_grads(model, loss, grads, np.random.default_rng(2), per_param=12)
+    check_lm_grads(model, npb, ids, targets, np.random.default_rng(2), per_param=12)
 
 
 def test_decoding_passes_the_side_input(npb, cb, embed_mix):
