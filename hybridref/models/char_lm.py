@@ -33,6 +33,7 @@ from ..layers.module import Module
 from ..layers.norm import make_norm
 from ..layers.registry import mixer_spec, resolve_mlp_hidden, resolve_options
 from ..layers.side import SideInputs
+from .zoo import ZOO_PRESETS
 
 PRESETS = {
     "transformer": dict(pattern="AAAAAA"),
@@ -46,6 +47,7 @@ PRESETS = {
                     mixers={"L": dict(n_heads=4), "A": dict(n_heads=4, n_kv_heads=1, window=128)}),
     "rwkv7": dict(pattern="WCWCWCWCWCWC", mlp_hidden=0, norm="layernorm",  # 6 time + 6 channel mixes
                   mixers={"W": dict(head_size=32), "C": dict(hidden_ratio=2.75)}),
+    **ZOO_PRESETS,  # the hybrid zoo: hybridref/models/zoo.py
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "norm", "dropout", "seed")
 # The largest integer mixer option (heads, state sizes, expansions, conv widths, chunk lengths) a config

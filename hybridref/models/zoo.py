@@ -1,0 +1,61 @@
+"""The hybrid zoo: the published attention/state-space hybrids as presets of the character LM.
+
+Each preset is a CharLM config (hybridref/models/char_lm.py) at d_model 128, ~1.2 M parameters (all
+presets lie within a factor 1.02 of each other, tests/test_shakespeare.py), built only from the
+registered mixers. Beside each, PAPER_SHAPES holds the config of the same pattern at the published
+model's shape (pass it to CharLM with your vocabulary: `CharLM(vocab_size, **PAPER_SHAPES[name])`);
+the docstring of each entry says where the tiny preset deviates from the paper and why.
+
+    samba          MAMAMA        Ren et al. 2024
+    stripedhyena   HHHAHH        Poli et al. 2023 (StripedHyena-7B)
+
+Griffin (De et al. 2024) is the preset "griffin" of char_lm.py: (RG-LRU, RG-LRU, local MQA) with
+gated GeLU MLPs, i.e. LLALLA.
+"""
+
+# -- Samba ------------------------------------------------------------------------------------------
+SAMBA = dict(pattern="MAMAMA", mlp_kind="gated_gelu", mlp_hidden=276,
+             mixers={"A": dict(n_heads=4, window=128)})
+"""Samba (Ren et al. 2024, "Simple hybrid state space models for efficient unlimited context language
+modeling"): the layer unit (Mamba, MLP, sliding-window attention, MLP) repeated. A hybridref block is a
+mixer followed by its MLP, so the unit is the two blocks "MA", and the preset is "MAMAMA" (3 units).
+
+Deviations at the tiny scale, and why:
+- window 128, half of the 256-token training context, as the paper's 2,048 is half of its 4,096;
+- the MLP is GeGLU (gated GeLU), the paper's SwiGLU gated by SiLU: hybridref has one gated MLP kind;
+- MLP width 276 (2.16·D) so the preset has the others' size, where the paper uses ~4·D;
+- the attention keeps RoPE on (the paper's SWA uses RoPE too); no short convolution on q, k.
+"""
+
+# -- StripedHyena -----------------------------------------------------------------------------------
+STRIPEDHYENA = dict(pattern="HHHAHH", mlp_kind="gated_gelu", mlp_hidden=304,
+                    mixers={"H": dict(emb_dim=33), "A": dict(n_heads=4, n_kv_heads=2)})
+"""StripedHyena (Poli et al. 2023, togethercomputer/stripedhyena; StripedHyena-Hessian-7B): Hyena
+blocks with grouped-query, rotary attention blocks striped between them. The 7B model has 32 blocks
+with attention at 8, 16 and 24 (0-based), one in ~10; at 6 blocks one attention block remains, put at
+index 3, the middle of the stack as the 7B's middle one (16 of 32): "HHHAHH".
+
+Deviations at the tiny scale, and why:
+- one attention block in six (1 : 5) instead of 3 in 32: a single block is the fewest possible;
+- GQA with 2 query heads per key/value head (4 heads, 2 kv heads), the 7B's 32 heads in 8 groups
+  being 4 per group: at 4 heads, 2 groups keep both GQA and more than one group;
+- the Hyena mixer is safari's (implicit MLP filters, order 2, l_max 1024), where StripedHyena's own
+  Hyena layers use a modal (pole-residue) parametrization of the long filter with an explicit short
+  filter; both are long causal convolutions gated by projections of the input. The preset's filter
+  covers 1,024 positions: longer contexts are refused (as the 'hyena' preset);
+- MLP: GeGLU (StripedHyena's ParallelGatedMLP, gated), width 304 so the preset has the others' size.
+"""
+
+ZOO_PRESETS = {"samba": SAMBA, "stripedhyena": STRIPEDHYENA}
+
+PAPER_SHAPES = {
+    # Samba at the paper's ~1.7 B class (approximate widths): 24 units of (Mamba, MLP, SWA, MLP), window 2,048
+    "samba": dict(d_model=2048, pattern="MA" * 24, mlp_kind="gated_gelu", mlp_hidden=8192,
+                  mixers={"A": dict(n_heads=16, window=2048)}),
+    # StripedHyena-7B: 32 blocks, attention at 8, 16, 24; 32 heads in 8 kv groups; gated MLP 14,336. Its
+    # filters cover 4,096 positions (the most a config may hold, MAX_MIXER_OPTION), the 7B's context 32 K
+    "stripedhyena": dict(d_model=4096, pattern="".join("A" if i in (8, 16, 24) else "H" for i in range(32)),
+                         mlp_kind="gated_gelu", mlp_hidden=14336,
+                         mixers={"A": dict(n_heads=32, n_kv_heads=8, rope_base=500000.0),
+                                 "H": dict(l_max=4096)}),
+}
