@@ -4,13 +4,13 @@
  * The model is described once by flat arrays built in backends/c/decode.py (no structs cross the
  * cffi boundary):
  *   cfg   ints: DEC_HEADER = [V, D, n_layers, norm (0 RMSNorm, 1 LayerNorm)], then per layer
- *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU), where its
- *         mixer's ints, floats, weights and states start in cfg, fcfg, w and state]
+ *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU),
+ *         where its mixer's ints, floats, weights and states start in cfg, fcfg, w and state]
  *   fcfg  floats: [norm eps], then the mixers' floats
  *   w     weight pointers: DEC_GLOBAL_W = [embed (V,D), norm w, norm b, head w (V,D), head b], then per
  *         layer DEC_BLOCK_W = [norm1 w, norm1 b, norm2 w, norm2 b, fc w, fc b, proj w, proj b] followed
- *         by its mixer's weights. Absent biases are NULL. A gated MLP's fc is (2·hidden, D), rows
- *         [W_gate; W_up] (hybridref/layers/mlp.py).
+ *         by its mixer's weights. Absent biases are NULL. A gated MLP's (GeGLU, SwiGLU) fc is
+ *         (2·hidden, D), rows [W_gate; W_up] (hybridref/layers/mlp.py).
  *   state the mixers' state buffers.
  * A mixer's part of the arrays (its record) has whatever length its kind needs: the kind's step
  * (csrc/<name>_step.c, found through the table DEC_KINDS) reads it back. Two layers may be given
@@ -38,7 +38,7 @@ enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE };             
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
 enum { B_NORM1_W, B_NORM1_B, B_NORM2_W, B_NORM2_B, B_FC_W, B_FC_B, B_PROJ_W, B_PROJ_B, DEC_BLOCK_W };
 enum { NORM_RMS, NORM_LAYER };
-enum { MLP_GELU, MLP_GATED_GELU };  /* the MLP kinds of hybridref/layers/mlp.py */
+enum { MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU };  /* the MLP kinds of hybridref/layers/mlp.py */
 
 typedef struct {
     const char *name;
@@ -102,21 +102,27 @@ static void dec_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+static int dec_gated(int mlp_kind) {
+    return mlp_kind == MLP_GATED_GELU || mlp_kind == MLP_SWIGLU;
+}
+
 /* The width of an MLP's fc output: hidden, or 2·hidden (gate and up) for a gated MLP. */
 static size_t dec_fc_width(int mlp_kind, int hidden) {
-    return (mlp_kind == MLP_GATED_GELU ? 2 : 1) * (size_t)hidden;
+    return (dec_gated(mlp_kind) ? 2 : 1) * (size_t)hidden;
 }
 
 /* h (B,D) -> MLP(h) (B,D) over h; fc, act: scratch of B·dec_fc_width floats each.
  *   MLP_GELU:       proj(GELU(fc h))
- *   MLP_GATED_GELU: proj(GELU(gate) ⊙ up), [gate | up] = fc h */
+ *   MLP_GATED_GELU: proj(GELU(gate) ⊙ up), [gate | up] = fc h
+ *   MLP_SWIGLU:     proj(SiLU(gate) ⊙ up), [gate | up] = fc h */
 static int dec_mlp(int mlp_kind, const float *const *bw, float *h, float *fc, float *act, int B, int D, int hidden) {
     int width = (int)dec_fc_width(mlp_kind, hidden);
     int st = hr_dec_linear(h, bw[B_FC_W], bw[B_FC_B], fc, B, D, width);
     if (st != HR_OK) return st;
-    if (mlp_kind == MLP_GATED_GELU) {
+    if (dec_gated(mlp_kind)) {
         hr_dec_cols(act, fc, B, width, 0, hidden);
-        hr_gelu_forward(act, act, (long)B * hidden);
+        if (mlp_kind == MLP_SWIGLU) hr_silu_forward(act, act, (long)B * hidden);
+        else hr_gelu_forward(act, act, (long)B * hidden);
         for (int b = 0; b < B; b++)
             for (int j = 0; j < hidden; j++) act[(size_t)b * hidden + j] *= fc[(size_t)b * width + hidden + j];
     } else {

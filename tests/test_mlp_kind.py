@@ -3,7 +3,7 @@ C = NumPy, the C decoder's MLP branch, the torch reference model, configs writte
 import numpy as np
 import pytest
 
-from helpers import check_grads, check_model_grads, rel_err
+from helpers import check_grads, check_lm_grads, check_model_grads, rel_err
 from hybridref.layers.mlp import GatedMLP, MLP_KINDS, make_mlp
 from hybridref.models.char_lm import CharLM
 
@@ -79,5 +79,27 @@ def test_the_kind_is_a_model_option():
     # a config written before the option existed is a GELU-MLP model
     old = {k: v for k, v in CharLM(V, d_model=16, pattern="A", n_heads=2).config.items() if k != "mlp_kind"}
     assert CharLM.from_config(old).config["mlp_kind"] == "gelu"
-    with pytest.raises(ValueError, match=r"unknown mlp_kind 'swiglu'; known: gelu, gated_gelu"):
-        CharLM(V, d_model=16, pattern="A", n_heads=2, mlp_kind="swiglu")
+    with pytest.raises(ValueError, match=r"unknown mlp_kind 'relu'; known: gelu, gated_gelu, swiglu"):
+        CharLM(V, d_model=16, pattern="A", n_heads=2, mlp_kind="relu")
+
+
+def test_swiglu_without_biases_and_norm_eps(npb, cb, rng):
+    """Llama's block options: a SwiGLU MLP without biases (mlp_bias False: no bias parameters at all)
+    and a norm epsilon other than 1e-5. Float64 finite differences (check_lm_grads), and C = NumPy
+    in the forward and on the C decoder (float32, 1e-5 as above); norm_eps reaches every norm."""
+    kw = dict(d_model=12, pattern="AM", n_heads=2, d_state=4, mlp_hidden=7, mlp_kind="swiglu", mlp_bias=False,
+              norm_eps=1e-2, seed=2)
+    model = CharLM(V, **kw).to(npb).astype(np.float64)
+    assert not [n for n, _ in model.named_params() if n.startswith("blocks.") and "mlp" in n and "bias" in n]
+    assert {m.eps for m in model.modules() if hasattr(m, "eps")} == {1e-2}
+    ids = rng.integers(0, V, (2, 5))
+    check_lm_grads(model, npb, ids, rng.integers(0, V, 10), rng, per_param=3)
+    model = CharLM(V, **kw)
+    ids = rng.integers(0, V, (2, 8))
+    full = model.to(npb).prefill(ids, model.init_state(2, 8))
+    assert rel_err(model.to(cb).forward(ids), full) < 1e-5
+    dec = model.to(cb).decoder(2, 8)
+    steps = [dec.prefill(ids[:, :3])] + [dec.step(ids[:, t]) for t in range(3, 8)]
+    assert rel_err(np.stack(steps, 1), full[:, 2:]) < 1e-5
+    # the eps matters: with the default the logits differ (so the test above could fail)
+    assert rel_err(CharLM(V, **{**kw, "norm_eps": 1e-5}).to(npb).forward(ids), full) > 1e-3

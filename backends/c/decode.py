@@ -18,7 +18,7 @@ from . import checks
 
 # must match csrc/decode.c
 _HEADER, _LAYER_INTS, _BLOCK_W = 4, 7, 8
-_MLP_KINDS = {"gelu": 0, "gated_gelu": 1}  # MLP_GELU, MLP_GATED_GELU: the kinds of hybridref/layers/mlp.py
+_MLP_KINDS = {"gelu": 0, "gated_gelu": 1, "swiglu": 2}  # MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU: hybridref/layers/mlp.py
 
 
 @dataclass
@@ -31,6 +31,11 @@ class DecodeRecord:
     states: list
     floats: list = field(default_factory=list)
     on_step: Optional[Callable[[int], None]] = None
+
+
+def _bias_data(linear):
+    """A Linear's bias array, or None (NULL in C) when it has none."""
+    return None if linear.bias is None else linear.bias.data
 
 
 def _record_of(be, mixer, state, max_len, index, shared):
@@ -104,7 +109,7 @@ class Decoder:
         head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln)]
         layer_ints, mixer_ints, floats = [], [], [eps.pop()]
         weights = [model.embed.weight.data, model.norm.weight.data, bias(model.norm), model.head.weight.data,
-                   None if model.head.bias is None else model.head.bias.data]
+                   _bias_data(model.head)]
         states, on_step, shared = [], [], {}
         for i, (blk, state) in enumerate(zip(blocks, layer_states)):
             kind, rec = _record_of(self.be, blk.mixer, state, max_len, i, shared)
@@ -116,8 +121,8 @@ class Decoder:
                            len(head) + _LAYER_INTS * len(blocks) + len(mixer_ints), len(floats), len(weights),
                            len(states)]
             weights += [blk.norm1.weight.data, bias(blk.norm1)]
-            weights += [blk.norm2.weight.data, bias(blk.norm2), mlp.fc.weight.data, mlp.fc.bias.data,
-                        mlp.proj.weight.data, mlp.proj.bias.data] if mlp else [None] * (_BLOCK_W - 2)
+            weights += [blk.norm2.weight.data, bias(blk.norm2), mlp.fc.weight.data, _bias_data(mlp.fc),
+                        mlp.proj.weight.data, _bias_data(mlp.proj)] if mlp else [None] * (_BLOCK_W - 2)
             mixer_ints += rec.ints
             floats += rec.floats
             weights += rec.weights

@@ -3,8 +3,8 @@
     h   = x + drop(mixer(norm₁(x)))
     out = h + drop(MLP(norm₂(h)))  (no MLP when its width is 0; drop: dropout while training)
 
-The MLP's kind (`mlp_kind`: "gelu", "gated_gelu"; hybridref/layers/mlp.py) is a model option, the
-same for every block.
+The MLP's kind (`mlp_kind`: "gelu", "gated_gelu", "swiglu"; hybridref/layers/mlp.py), whether it has
+biases (`mlp_bias`) and the norms' epsilon (`norm_eps`) are model options, the same for every block.
 
 A layer pattern is a string of mixer letters, one per block: "MMMA" is three Mamba blocks then one
 attention block. The letters and each mixer's options come from the mixer registry
@@ -21,18 +21,23 @@ import numpy as np
 from .dropout import Dropout
 from .mlp import make_mlp
 from .module import Module
+from .moe import is_moe_block, make_moe
 from .norm import make_norm
 from .registry import mixer_spec
 
 
 class Block(Module):
-    def __init__(self, d, mixer, mlp_hidden, norm, rng, out_std=None, dropout=0.0, mlp_kind="gelu"):
+    def __init__(self, d, mixer, mlp_hidden, norm, rng, out_std=None, dropout=0.0, mlp_kind="gelu", norm_eps=1e-5,
+                 mlp_bias=True, moe=None):
+        """moe: the model's MoE options (hybridref/layers/moe.py) when this block's MLP is a mixture of
+        experts of kind mlp_kind, else None."""
         super().__init__()
-        self.norm1 = make_norm(norm, d)
+        self.norm1 = make_norm(norm, d, norm_eps)
         self.mixer = mixer
         self.drop1 = Dropout(dropout)
-        self.norm2 = make_norm(norm, d) if mlp_hidden else None
-        self.mlp = make_mlp(mlp_kind, d, mlp_hidden, rng, out_std=out_std) if mlp_hidden else None
+        self.norm2 = make_norm(norm, d, norm_eps) if mlp_hidden else None
+        make = make_mlp if moe is None else lambda *a, **k: make_moe(moe, *a, **k)
+        self.mlp = make(mlp_kind, d, mlp_hidden, rng, out_std=out_std, bias=mlp_bias) if mlp_hidden else None
         self.drop2 = Dropout(dropout) if mlp_hidden else None
 
     def forward(self, x, state=None, side=None):
@@ -52,17 +57,21 @@ class Block(Module):
         return h + self.mlp.step(self.norm2.step(h)) if self.mlp else h
 
 
-def build_blocks(pattern, d, mixers, mlp_hidden, norm, rng, dropout=0.0, mlp_kind="gelu"):
+def build_blocks(pattern, d, mixers, mlp_hidden, norm, rng, dropout=0.0, mlp_kind="gelu", norm_eps=1e-5,
+                 mlp_bias=True, moe=None):
     """One Block per letter of `pattern`; `mixers` {letter: options} and `mlp_hidden` {letter: width}
-    as registry.resolve_options / resolve_mlp_hidden give them, every MLP of kind `mlp_kind`. Residual
+    as registry.resolve_options / resolve_mlp_hidden give them, every MLP of kind `mlp_kind` (with
+    biases unless mlp_bias is False), every norm of epsilon `norm_eps`. Residual
     output projections get GPT-2's scaled init N(0, (0.02/√(2L))²) so the residual stream's variance
-    does not grow with depth.
+    does not grow with depth. With MoE options `moe` (None: none), block i's MLP is a mixture of experts
+    of that kind when i % period == offset (hybridref/layers/moe.py).
 
     A mixer whose init depends on its depth (RWKV-7's) defines set_depth(index, count): it is called
     with its place among the blocks of its letter, after every block is built (no random draw)."""
     out_std = 0.02 / math.sqrt(2 * len(pattern))
     blocks = [Block(d, mixer_spec(c).build(d, rng, mixers[c], out_std), mlp_hidden[c], norm, rng, out_std, dropout,
-                    mlp_kind) for c in pattern]
+                    mlp_kind, norm_eps, mlp_bias, moe if is_moe_block(i, moe) else None)
+              for i, c in enumerate(pattern)]
     for c in set(pattern):
         same = [b.mixer for b, letter in zip(blocks, pattern) if letter == c]
         for i, mixer in enumerate(same):

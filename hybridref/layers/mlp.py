@@ -3,9 +3,13 @@
     "gelu"        MLP:       y = W₂ GELU(W₁ x + b₁) + b₂                      (GPT-2)
     "gated_gelu"  GatedMLP:  y = W_down (GELU(W_gate x + b_gate) ⊙ (W_up x + b_up)) + b_down
                                                                              (GeGLU; Griffin's MLP block)
-GELU is the tanh approximation. A new kind (a mixture of experts, say) is a class here with the same
-constructor (d, hidden, rng, out_std), forward/backward/step and a `kind` name, one entry of
-MLP_KINDS, and its branch of the C decoder's MLP (csrc/decode.c, laid out by backends/c/decode.py).
+    "swiglu"      SwiGLU:    y = W_down (SiLU(W_gate x + b_gate) ⊙ (W_up x + b_up)) + b_down
+                                                                             (Llama's MLP, without biases)
+GELU is the tanh approximation. The biases are optional (the model option `mlp_bias`; bias=False:
+every b above is absent, as in Llama). A new kind (a mixture of experts, say) is a class here with
+the same constructor (d, hidden, rng, out_std, bias), forward/backward/step and a `kind` name, one
+entry of MLP_KINDS, and its branch of the C decoder's MLP (csrc/decode.c, laid out by
+backends/c/decode.py).
 """
 import numpy as np
 
@@ -16,11 +20,11 @@ from .module import Module
 class MLP(Module):
     kind = "gelu"
 
-    def __init__(self, d, hidden, rng, out_std=None):
+    def __init__(self, d, hidden, rng, out_std=None, bias=True):
         super().__init__()
         self.hidden = hidden
-        self.fc = Linear(d, hidden, rng=rng)
-        self.proj = Linear(hidden, d, rng=rng, std=out_std)
+        self.fc = Linear(d, hidden, bias=bias, rng=rng)
+        self.proj = Linear(hidden, d, bias=bias, rng=rng, std=out_std)
 
     def forward(self, x):
         h = self.fc.forward(x)
@@ -38,36 +42,48 @@ class MLP(Module):
 
 class GatedMLP(Module):
     """GeGLU. fc is one Linear d -> 2·hidden whose rows are [W_gate; W_up] (recurrentgemma's ffw_up
-    holds the two as one (2, d, hidden) weight), so both come from one GEMM; proj is W_down."""
+    holds the two as one (2, d, hidden) weight), so both come from one GEMM; proj is W_down. `act`
+    names the backend's activation ops applied to the gate (gelu_forward/gelu_backward)."""
     kind = "gated_gelu"
+    act = "gelu"
 
-    def __init__(self, d, hidden, rng, out_std=None):
+    def __init__(self, d, hidden, rng, out_std=None, bias=True):
         super().__init__()
         self.hidden = hidden
-        self.fc = Linear(d, 2 * hidden, rng=rng)
-        self.proj = Linear(hidden, d, rng=rng, std=out_std)
+        self.fc = Linear(d, 2 * hidden, bias=bias, rng=rng)
+        self.proj = Linear(hidden, d, bias=bias, rng=rng, std=out_std)
+
+    def _act(self, gate):
+        return getattr(self.be, f"{self.act}_forward")(gate)
 
     def _split(self, gu):
         return np.ascontiguousarray(gu[..., :self.hidden]), gu[..., self.hidden:]
 
     def forward(self, x):
         gate, up = self._split(self.fc.forward(x))
-        act = self.be.gelu_forward(gate)
+        act = self._act(gate)
         self.save(gate, up, act)
         return self.proj.forward(act * up)
 
     def backward(self, dy):
         gate, up, act = self.saved()
         dh = self.proj.backward(dy)
-        dgate = self.be.gelu_backward(np.ascontiguousarray(dh * up), gate)
+        dgate = getattr(self.be, f"{self.act}_backward")(np.ascontiguousarray(dh * up), gate)
         return self.fc.backward(np.concatenate([dgate, dh * act], axis=-1))
 
     def step(self, x):
         gate, up = self._split(self.fc.step(x))
-        return self.proj.step(self.be.gelu_forward(gate) * up)
+        return self.proj.step(self._act(gate) * up)
 
 
-MLP_KINDS = {cls.kind: cls for cls in (MLP, GatedMLP)}
+class SwiGLU(GatedMLP):
+    """SwiGLU (Shazeer 2020; Llama's MLP: gate_proj, up_proj, down_proj): GatedMLP with SiLU on the
+    gate. Llama's gate_proj and up_proj are fc's two halves of rows, its down_proj is proj."""
+    kind = "swiglu"
+    act = "silu"
+
+
+MLP_KINDS = {cls.kind: cls for cls in (MLP, GatedMLP, SwiGLU)}
 
 
 def check_mlp_kind(kind):
@@ -76,6 +92,6 @@ def check_mlp_kind(kind):
     return kind
 
 
-def make_mlp(kind, d, hidden, rng, out_std=None):
-    """The MLP of kind `kind` (a key of MLP_KINDS), width `hidden`."""
-    return MLP_KINDS[check_mlp_kind(kind)](d, hidden, rng, out_std=out_std)
+def make_mlp(kind, d, hidden, rng, out_std=None, bias=True):
+    """The MLP of kind `kind` (a key of MLP_KINDS), width `hidden`, with biases or (bias=False) without."""
+    return MLP_KINDS[check_mlp_kind(kind)](d, hidden, rng, out_std=out_std, bias=bias)

@@ -57,9 +57,9 @@ class LayerNorm(Module):
         return self.be.layernorm_forward(x, self.weight.data, self.bias.data, self.eps)[0]
 
 
-def make_norm(kind, d):
+def make_norm(kind, d, eps=1e-5):
     if kind == "rmsnorm":
-        return RMSNorm(d)
+        return RMSNorm(d, eps)
     if kind == "layernorm":
-        return LayerNorm(d)
+        return LayerNorm(d, eps)
     raise ValueError(f"unknown norm {kind!r}: use 'rmsnorm' or 'layernorm'")

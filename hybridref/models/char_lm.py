@@ -49,7 +49,8 @@ PRESETS = {
                   mixers={"W": dict(head_size=32), "C": dict(hidden_ratio=2.75)}),
     **ZOO_PRESETS,  # the hybrid zoo: hybridref/models/zoo.py
 }
-MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "norm", "dropout", "seed")
+MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "mlp_bias", "norm", "norm_eps",
+              "dropout", "seed")
 # The largest integer mixer option (heads, state sizes, expansions, conv widths, chunk lengths) a config
 # may hold, and the largest of one whose default is None (a window, a rank): a damaged config must not
 # size the mixers' weights. Far above any model this implementation runs.
@@ -111,6 +112,11 @@ def _check_values(cfg):
         raise UserError(f"config seed must be a whole number >= 0, got {cfg['seed']!r}")
     if not isinstance(cfg["norm"], str):
         raise UserError(f"config norm must be 'rmsnorm' or 'layernorm', got {cfg['norm']!r}")
+    eps = cfg["norm_eps"]
+    if not (isinstance(eps, numbers.Real) and not isinstance(eps, bool) and math.isfinite(eps) and 0 < eps < 1):
+        raise UserError(f"config norm_eps must be a number between 0 and 1 (the norms' epsilon), got {eps!r}")
+    if not isinstance(cfg["mlp_bias"], bool):
+        raise UserError(f"config mlp_bias must be true or false, got {cfg['mlp_bias']!r}")
     for letter, options in cfg["mixers"].items():
         defaults = mixer_spec(letter).options
         for name, value in options.items():
@@ -121,21 +127,23 @@ def _check_values(cfg):
 
 class CharLM(Module):
     def __init__(self, vocab_size, d_model=128, pattern="MMMAMM", mixers=None, mlp_hidden=None, norm="rmsnorm",
-                 dropout=0.0, seed=0, mlp_kind="gelu", **mixer_options):
+                 dropout=0.0, seed=0, mlp_kind="gelu", norm_eps=1e-5, mlp_bias=True, **mixer_options):
         """mixers: {letter: {option: value}}; mixer_options: an option for every mixer of the pattern
-        that has it (n_heads=2, d_state=4, ...); mlp_hidden: int or {letter: width}; mlp_kind: "gelu" or
-        "gated_gelu" (hybridref/layers/mlp.py), every block's."""
+        that has it (n_heads=2, d_state=4, ...); mlp_hidden: int or {letter: width}; mlp_kind: "gelu",
+        "gated_gelu" or "swiglu" (hybridref/layers/mlp.py), every block's, with biases unless mlp_bias
+        is False; norm_eps: every norm's epsilon (1e-5; Llama checkpoints use 1e-6)."""
         super().__init__()
         self.config = cfg = self.normalize_config(dict(
             vocab_size=vocab_size, d_model=d_model, pattern=pattern, mixers=mixers, mlp_hidden=mlp_hidden,
-            mlp_kind=mlp_kind, norm=norm, dropout=dropout, seed=seed, **mixer_options))
+            mlp_kind=mlp_kind, mlp_bias=mlp_bias, norm=norm, norm_eps=norm_eps, dropout=dropout, seed=seed,
+            **mixer_options))
         rng = np.random.default_rng(seed)
         self.vocab_size = vocab_size
         self.embed = Embedding(vocab_size, d_model, rng)
         self.drop = Dropout(dropout)
         self.blocks = build_blocks(pattern, d_model, cfg["mixers"], cfg["mlp_hidden"], norm, rng, dropout,
-                                   cfg["mlp_kind"])
-        self.norm = make_norm(norm, d_model)
+                                   cfg["mlp_kind"], norm_eps, mlp_bias)
+        self.norm = make_norm(norm, d_model, norm_eps)
         self.head = Linear(d_model, vocab_size, bias=False, rng=rng, std=0.02)
 
     @staticmethod
@@ -157,8 +165,9 @@ class CharLM(Module):
         mixers = resolve_options(pattern, config.get("mixers"), flat=flat, strict=strict)
         cfg = dict(vocab_size=config["vocab_size"], d_model=d, pattern=pattern, mixers=mixers,
                    mlp_hidden=resolve_mlp_hidden(pattern, d, mlp_hidden),
-                   mlp_kind=check_mlp_kind(config.get("mlp_kind", "gelu")),
-                   norm=config.get("norm", "rmsnorm"), dropout=config.get("dropout", 0.0),
+                   mlp_kind=check_mlp_kind(config.get("mlp_kind", "gelu")), mlp_bias=config.get("mlp_bias", True),
+                   norm=config.get("norm", "rmsnorm"), norm_eps=config.get("norm_eps", 1e-5),
+                   dropout=config.get("dropout", 0.0),
                    seed=config.get("seed", 0))
         _check_values(cfg)
         return cfg
