@@ -26,7 +26,7 @@ setup(
     package_dir={"hybridref.backends": "backends"},
     setup_requires=["cffi>=1.15"],
     cffi_modules=[f"csrc/build_ffi.py:ffi_{isa}" for isa in ISAS] + SANITIZED,
-    install_requires=["cffi>=1.15", "numpy>=1.22", "click>=8.0"],
+    install_requires=["cffi>=1.15", "numpy>=1.22", "click>=8.0", "safetensors>=0.4"],
     extras_require={
         "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0", "mpi4py>=3.1", "mpich"],
         "mpi": ["mpi4py>=3.1", "mpich"],

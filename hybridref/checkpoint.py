@@ -1,13 +1,25 @@
 """Checkpoints: weights, a JSON config, and what resuming needs (optimizer moments, step, data RNG).
 
-Format: one `.npz` (NumPy's zip of .npy files) of arrays `params/<name>`, `adam_m/<name>`,
-`adam_v/<name>` and `meta`, the UTF-8 bytes of a JSON object {format, config, vocab, train,
-optimizer}. Arrays are float32 on the host and load on any backend.
+Format: one safetensors file (https://huggingface.co/docs/safetensors), which any tool of the field
+reads (`safetensors.torch.load_file`, `safetensors.numpy.load_file`):
+- tensors: the weights under their dotted names (`blocks.0.mixer.in_proj.weight`, the names
+  Module.named_params gives), float32; when the optimizer is saved, its moments under
+  `adam_m/<name>` and `adam_v/<name>` (a `/` never occurs in a weight's name, so a user who wants
+  the weights alone keeps the names without one);
+- metadata (safetensors' string → string header): `format` ("hybridref-checkpoint-2"), `model`
+  (the model class: CharLM or MnistHybrid), and, JSON-encoded, `config` (the model's config),
+  `vocab` (a character LM's characters, or null), `train` (the training loop's state: run settings,
+  step, data RNG, history; or null) and, with the optimizer, `optimizer` ({"step": n}).
+Arrays load on any backend. The `.npz` checkpoints of earlier versions (format 1,
+hybridref/checkpoint_npz.py) still load: the reader tells the formats apart by their first bytes,
+not by the file's name. Writing a path ending in `.npz` is refused, so that no file named `.npz`
+holds safetensors (or the reverse): the writer writes safetensors only.
 
-Reading never runs code and never trusts the file: each member's .npy header is checked against the
-member's size before its data is read (so a damaged header cannot make us allocate what the file
-does not hold), the metadata is checked entry by entry, and the weights must be finite. Whatever
-the damage, the error is CheckpointError "<path>: not a readable hybridref checkpoint: <what>".
+Reading never runs code and never trusts the file: the safetensors header is checked against the
+file's size before any tensor is read (hybridref/checkpoint_safetensors.py; the legacy reader
+checks each .npy header likewise), the metadata is checked entry by entry, and the weights must be
+finite. Whatever the damage, the error is CheckpointError "<path>: not a readable hybridref
+checkpoint: <what>".
 
 Writes are atomic: the file is written under a temporary name in the same folder
 (`<name>.<pid>.<random>.tmp`), flushed and fsync'ed, then renamed over the target (and the folder
@@ -17,19 +29,19 @@ the same checkpoint (its pid names a process that no longer runs).
 """
 import json
 import os
-import re
-import tempfile
-import zipfile
 
 import numpy as np
+import safetensors.numpy
 
+from .atomic_write import probe_writable, write_atomically
+from .checkpoint_npz import FORMAT_NPZ, ZIP_MAGIC, read_npz
+from .checkpoint_safetensors import read_safetensors
 from .errors import CheckpointError, TrainingDiverged, UserError
-from .limits import format_bytes, memory_limit
 
-FORMAT = "hybridref-checkpoint-1"
-GROUPS = ("params", "adam_m", "adam_v")
-META_TYPES = {"format": str, "config": dict, "vocab": (str, type(None)), "train": (dict, type(None)),
-              "optimizer": dict}
+FORMAT = "hybridref-checkpoint-2"
+MODEL_KINDS = ("CharLM", "MnistHybrid")  # the model classes a checkpoint may hold (metadata `model`)
+MOMENTS = ("adam_m", "adam_v")  # the prefixes of the optimizer's tensors: adam_m/<weight name>
+JSON_ENTRIES = {"config": dict, "vocab": (str, type(None)), "train": (dict, type(None)), "optimizer": dict}
 
 
 def unreadable(path, what):
@@ -38,50 +50,26 @@ def unreadable(path, what):
 
 # -- writing -------------------------------------------------------------------------------------
 
-def _temporary_prefix(path):
-    return os.path.basename(path) + f".{os.getpid()}."
-
-
-def _is_running(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def remove_stale_temporaries(path):
-    """Delete the temporary files of earlier saves of `path` whose process no longer runs (killed
-    between writing and renaming); another process's save in progress is left alone."""
-    folder, name = os.path.split(path)
-    pattern = re.compile(re.escape(name) + r"\.(\d+)\.\w+\.tmp")
-    for entry in os.listdir(folder):
-        match = pattern.fullmatch(entry)
-        if match and int(match.group(1)) != os.getpid() and not _is_running(int(match.group(1))):
-            try:
-                os.unlink(os.path.join(folder, entry))
-            except FileNotFoundError:  # another process cleaned it first
-                pass
-
-
 def _unwritable(path, e):
     return UserError(f"cannot write the checkpoint {path}: {e.strerror or e} ({type(e).__name__}): choose a path "
                      f"in a folder this process may write (--checkpoint)")
 
 
+def _refuse_npz(path):
+    if path.lower().endswith(".npz"):
+        raise UserError(f"cannot write the checkpoint {path}: checkpoints are written as safetensors, not .npz; name "
+                        f"the file .safetensors (a .npz checkpoint of an earlier version still loads)")
+
+
 def check_writable(path):
     """Refuse (UserError) a checkpoint path that cannot be written, before a run spends time to fill it:
-    its folder is made if needed, and a temporary file is created in it and removed."""
+    a .npz name, a folder, or a folder where a temporary file cannot be created (made if needed)."""
     path = os.path.abspath(path)
+    _refuse_npz(path)
     if os.path.isdir(path):
         raise UserError(f"cannot write the checkpoint {path}: it is a folder; give a file name (--checkpoint)")
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=os.path.dirname(path))
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(path)
     except OSError as e:
         raise _unwritable(path, e) from None
 
@@ -94,158 +82,136 @@ def _check_finite(arrays):
 
 
 def save_checkpoint(path, model, vocab=None, optimizer=None, train=None):
-    """Write `model` (its config and params), the vocabulary string, an AdamW's moments and step, and a
-    JSON-serialisable `train` dict (data RNG state, history, ...) to `path`, atomically. Non-finite
-    weights are refused (TrainingDiverged), as loading them would be."""
-    arrays = {f"params/{name}": p.data for name, p in model.named_params()}
-    _check_finite(arrays)
-    meta = {"format": FORMAT, "config": model.config, "vocab": vocab, "train": train}
+    """Write `model` (its class, config and params), the vocabulary string, an AdamW's moments and step, and
+    a JSON-serialisable `train` dict (data RNG state, history, ...) to `path`, atomically. Non-finite
+    weights are refused (TrainingDiverged), as loading them would be; so is a .npz path (UserError)."""
+    path = os.path.abspath(path)
+    _refuse_npz(path)
+    if type(model).__name__ not in MODEL_KINDS:
+        raise ValueError(f"save_checkpoint: a {type(model).__name__} is not one of the models a checkpoint holds "
+                         f"({', '.join(MODEL_KINDS)})")
+    tensors = {name: p.data for name, p in model.named_params()}
+    _check_finite(tensors)
+    metadata = {"format": FORMAT, "model": type(model).__name__, "config": json.dumps(model.config),
+                "vocab": json.dumps(vocab), "train": json.dumps(train)}
     if optimizer is not None:
-        names = [name for name, _ in model.named_params()]
+        names = list(tensors)
         if len(names) != len(optimizer.params):
             raise ValueError("save_checkpoint: the optimizer does not hold the model's parameters")
-        arrays.update({f"adam_m/{n}": m for n, m in zip(names, optimizer.m)})
-        arrays.update({f"adam_v/{n}": v for n, v in zip(names, optimizer.v)})
-        meta["optimizer"] = {"step": optimizer.step_count}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    path = os.path.abspath(path)
+        for prefix, moments in zip(MOMENTS, (optimizer.m, optimizer.v)):
+            tensors.update({f"{prefix}/{n}": m for n, m in zip(names, moments)})
+        metadata["optimizer"] = json.dumps({"step": optimizer.step_count})
+    data = safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata)
     try:
-        _write_atomically(path, arrays)
+        write_atomically(path, data)
     except OSError as e:
         raise _unwritable(path, e) from None
 
 
-def _write_atomically(path, arrays):
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)  # the rename itself reaches the disk
-    finally:
-        os.close(dfd)
-
-
 # -- reading -------------------------------------------------------------------------------------
 
-def _read_member(z, info):
-    """The array of one .npy member, its header checked against the member's size before the data is read."""
-    with z.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            raise ValueError(f"{info.filename}: .npy version {version} is not one NumPy writes for these arrays")
-        shape, fortran, dtype = read_header(f)
-        if dtype.hasobject or dtype.kind not in "fu":
-            raise ValueError(f"{info.filename}: dtype {dtype} is not a number type a checkpoint holds")
-        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        header = f.tell()
-        if header + nbytes != info.file_size:
-            raise ValueError(f"{info.filename}: its header gives shape {shape} ({format_bytes(nbytes)}) but the "
-                             f"member holds {format_bytes(info.file_size - header)}")
-        data = bytearray(f.read(nbytes))  # zipfile checks the member's CRC as it reaches its end
-    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
-
-
-def _read_arrays(path):
-    """{name: array} of the zip's .npy members; any damage to the zip or the .npy format is a CheckpointError."""
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise unreadable(path, "the file is empty")
-    try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-            names = [info.filename for info in infos]
-            if len(set(names)) != len(names) or not all(n.endswith(".npy") for n in names):
-                raise ValueError(f"its members {names[:8]} are not distinct .npy files")
-            total = sum(info.file_size for info in infos)
-            if total > memory_limit():
-                raise ValueError(f"its arrays would take {format_bytes(total)}, more than the memory limit "
-                                 f"{format_bytes(memory_limit())}")
-            return {info.filename[:-4]: _read_member(z, info) for info in infos}
-    except UserError:
-        raise
-    except Exception as e:  # noqa: BLE001 -- zipfile and NumPy parse untrusted bytes: any failure means damage
-        raise unreadable(path, f"{e} ({type(e).__name__}; the file is truncated, corrupted, or not a "
-                               f"checkpoint)") from None
-
-
-def _parse_meta(path, raw):
-    """The metadata dict, each entry of the type this format writes."""
-    if raw is None:
-        raise unreadable(path, "it has no meta record")
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise unreadable(path, f"its meta record is a {raw.dtype} array of shape {raw.shape}, not UTF-8 bytes")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise unreadable(path, f"its metadata is not UTF-8 JSON ({type(e).__name__}: {e})") from None
-    if not isinstance(meta, dict):
-        raise unreadable(path, f"its metadata is a JSON {type(meta).__name__}, not a JSON object")
-    if meta.get("format") != FORMAT:
-        raise unreadable(path, f"its format is {meta.get('format')!r}; this version reads {FORMAT!r}")
-    unknown = sorted(set(meta) - set(META_TYPES))
-    if unknown:
-        raise unreadable(path, f"its metadata has unknown entries {unknown}")
-    if "config" not in meta:
-        raise unreadable(path, "its metadata has no config")
-    for key, value in meta.items():
-        if not isinstance(value, META_TYPES[key]):
-            raise unreadable(path, f"its metadata's {key!r} is a {type(value).__name__}")
-    step = meta.get("optimizer", {}).get("step", 0)
-    if type(step) is not int or step < 0:
-        raise unreadable(path, f"its optimizer step {step!r} is not a count")
+def _decode_metadata(metadata):
+    """safetensors' {str: str} metadata -> the metadata dict, the JSON entries decoded."""
+    meta = dict(metadata)
+    for key in JSON_ENTRIES.keys() & meta.keys():
+        try:
+            meta[key] = json.loads(meta[key])
+        except (ValueError, RecursionError) as e:
+            raise ValueError(f"its metadata's {key!r} is not JSON ({type(e).__name__}: {e})") from None
     return meta
 
 
-def _grouped(path, arrays, with_optimizer):
-    """{group: {name: array}}: every array in one of GROUPS, floating point, finite; the moments, when
+def _read(path):
+    """(metadata, {"<group>/<name>": array}) of either format, told apart by the first bytes."""
+    if os.path.getsize(path) == 0:
+        raise ValueError("the file is empty")
+    with open(path, "rb") as f:
+        legacy = f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    if legacy:
+        meta, arrays = read_npz(path)
+        return _check_meta(meta, FORMAT_NPZ), arrays
+    metadata, tensors = read_safetensors(path)
+    arrays = {key if "/" in key else f"params/{key}": arr for key, arr in tensors.items()}
+    return _check_meta(_decode_metadata(metadata), FORMAT), arrays
+
+
+def _check_meta(meta, form):
+    """The metadata dict, each entry of the type format `form` writes; a legacy one gets its model, CharLM."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"its metadata is a JSON {type(meta).__name__}, not a JSON object")
+    if meta.get("format") != form:
+        raise ValueError(f"its format is {meta.get('format')!r}, not {form!r}: it is not a hybridref checkpoint "
+                         f"this version reads")
+    types = dict(JSON_ENTRIES, format=str, **({"model": str} if form == FORMAT else {}))
+    unknown = sorted(set(meta) - set(types))
+    if unknown:
+        raise ValueError(f"its metadata has unknown entries {unknown}")
+    for key in ("config", "model") if form == FORMAT else ("config",):
+        if key not in meta:
+            raise ValueError(f"its metadata has no {key}")
+    for key, value in meta.items():
+        if not isinstance(value, types[key]):
+            raise ValueError(f"its metadata's {key!r} is a {type(value).__name__}")
+    meta.setdefault("model", "CharLM")  # only train shakespeare wrote the legacy format
+    if meta["model"] not in MODEL_KINDS:
+        raise ValueError(f"its model {meta['model']!r} is not one of {', '.join(MODEL_KINDS)}")
+    step = meta.get("optimizer", {}).get("step", 0)
+    if type(step) is not int or step < 0:
+        raise ValueError(f"its optimizer step {step!r} is not a count")
+    meta.setdefault("vocab", None)
+    meta.setdefault("train", None)
+    return meta
+
+
+def _grouped(arrays, with_optimizer):
+    """{group: {name: array}}: every array a weight or a moment, floating point, finite; the moments, when
     there is an optimizer, of the same names and shapes as the weights."""
-    groups = {group: {} for group in GROUPS}
+    groups = {group: {} for group in ("params",) + MOMENTS}
     for key, arr in arrays.items():
         group, _, name = key.partition("/")
         if group not in groups or not name:
-            raise unreadable(path, f"it holds an array {key!r} outside the groups {', '.join(g + '/' for g in GROUPS)}")
+            raise ValueError(f"it holds an array {key!r} that is neither a weight nor an optimizer moment "
+                             f"({', '.join(m + '/' for m in MOMENTS)})")
         if arr.dtype.kind != "f":
-            raise unreadable(path, f"its array {key!r} is {arr.dtype}, not floating point")
+            raise ValueError(f"its array {key!r} is {arr.dtype}, not floating point")
         bad = int(arr.size - np.isfinite(arr).sum())
         if bad:
-            raise unreadable(path, f"{key} holds {bad} non-finite values of {arr.size}")
+            raise ValueError(f"{key} holds {bad} non-finite values of {arr.size}")
         groups[group][name] = arr
-    for group in ("adam_m", "adam_v"):
+    for group in MOMENTS:
         want = {n: a.shape for n, a in groups["params"].items()} if with_optimizer else {}
-        if {n: a.shape for n, a in groups[group].items()} != want:
-            raise unreadable(path, f"its {group} arrays are not the moments of its weights")
+        have = {n: a.shape for n, a in groups[group].items()}
+        diffs = [f"{n!r}: {have.get(n, 'none')} for a weight of {want.get(n, 'none')}"
+                 for n in sorted(want.keys() | have.keys()) if have.get(n) != want.get(n)]
+        if diffs:
+            raise ValueError(f"its {group} arrays are not the moments of its weights (" + "; ".join(diffs[:4]) +
+                             ("; ..." if len(diffs) > 4 else "") + ")")
     if with_optimizer and any((v < 0).any() for v in groups["adam_v"].values()):
-        raise unreadable(path, "its second moments (adam_v) hold negative values")
+        raise ValueError("its second moments (adam_v) hold negative values")
     return groups
 
 
 def load_checkpoint(path):
-    """{config, vocab, train, optimizer, params {name: array}, adam_m, adam_v} from a checkpoint file;
-    CheckpointError when it is not a readable, finite hybridref checkpoint."""
-    arrays = _read_arrays(path)
-    meta = _parse_meta(path, arrays.pop("meta", None))
-    meta.setdefault("vocab", None)
-    meta.setdefault("train", None)
-    return dict(meta, **_grouped(path, arrays, "optimizer" in meta))
+    """{format, model, config, vocab, train, optimizer, params {name: array}, adam_m, adam_v} from a
+    checkpoint file of either format; CheckpointError when it is not a readable, finite hybridref checkpoint."""
+    try:
+        meta, arrays = _read(path)
+        return dict(meta, **_grouped(arrays, "optimizer" in meta))
+    except UserError:
+        raise
+    except ValueError as e:
+        raise unreadable(path, str(e)) from None
+    except OSError as e:
+        raise unreadable(path, f"{e.strerror or e} ({type(e).__name__})") from None
 
 
 def check_config(ckpt, model):
-    """Raise CheckpointError listing every config entry where the checkpoint differs from `model`'s.
+    """Raise CheckpointError when the checkpoint holds another model class, or listing every config entry
+    where it differs from `model`'s.
     The saved config is first normalised by the model's class (options added since it was written
     take their defaults; earlier versions' flat mixer options are moved to their mixers)."""
+    if ckpt["model"] != type(model).__name__:
+        raise CheckpointError(f"the checkpoint holds a {ckpt['model']}, not a {type(model).__name__}")
     config = model.config
     normalize = getattr(type(model), "normalize_config", None)
     try:

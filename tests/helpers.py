@@ -94,3 +94,16 @@ def check_lm_grads(model, be, ids, targets, rng, per_param):
     grads = {n: p.grad.copy() for n, p in model.named_params()}
     check_model_grads(model, loss, grads, rng, per_param=per_param)
     return grads
+
+
+def read_safetensors_file(path):
+    """(tensors, metadata) of a safetensors file, read with the library (to damage a checkpoint in tests)."""
+    from safetensors import safe_open
+    with safe_open(str(path), "np") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+def write_safetensors_file(path, tensors, metadata):
+    import safetensors.numpy
+    safetensors.numpy.save_file(tensors, str(path), metadata)
+    return str(path)

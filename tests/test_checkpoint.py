@@ -24,7 +24,7 @@ def test_round_trip_restores_weights_and_optimizer(tmp_path, npb, cb):
     for m in opt.m:
         m[...] = 0.5
     opt.step_count = 3
-    path = tmp_path / "ck.npz"
+    path = tmp_path / "ck.safetensors"
     save_checkpoint(path, model, "abcdefg", opt, {"step": 3})
     ckpt = load_checkpoint(path)
     assert ckpt["vocab"] == "abcdefg" and ckpt["train"] == {"step": 3}
@@ -34,11 +34,11 @@ def test_round_trip_restores_weights_and_optimizer(tmp_path, npb, cb):
         restore(ckpt, other, opt2)
         assert all(np.array_equal(a.data, b.data) for a, b in zip(model.params(), other.params()))
         assert opt2.step_count == 3 and all((m == 0.5).all() for m in opt2.m)
-    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.safetensors"]  # no temporary file left behind
 
 
 def test_mismatched_config_or_shapes_are_refused(tmp_path):
-    path = tmp_path / "ck.npz"
+    path = tmp_path / "ck.safetensors"
     save_checkpoint(path, CharLM(7, pattern="MA", **TINY))
     ckpt = load_checkpoint(path)
     with pytest.raises(ValueError, match=r"pattern: checkpoint 'MA', model 'AM'"):
@@ -49,7 +49,7 @@ def test_mismatched_config_or_shapes_are_refused(tmp_path):
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
-    bad = tmp_path / "bad.npz"
+    bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable hybridref checkpoint"):
         load_checkpoint(bad)
@@ -58,7 +58,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
 def test_killed_mid_save_leaves_previous_checkpoint(tmp_path):
     """A child saves checkpoint A, then starts saving B and is SIGKILLed once B is fully written to
     its temporary file but before the rename (its fsync is made to hang): A must load intact."""
-    path = tmp_path / "ck.npz"
+    path = tmp_path / "ck.safetensors"
     child = textwrap.dedent(f"""
         import os, sys, time
         import hybridref.checkpoint as ck
@@ -89,7 +89,7 @@ def test_killed_mid_save_leaves_previous_checkpoint(tmp_path):
 def test_the_next_save_removes_the_temporary_file_of_a_killed_save(tmp_path):
     """A kill during a save left its temporary file behind for ever: the next save of the same
     checkpoint removes it; the temporary file of a save still running, or of another checkpoint, stays."""
-    path = tmp_path / "ck.npz"
+    path = tmp_path / "ck.safetensors"
     child = textwrap.dedent(f"""
         import time
         import hybridref.checkpoint as ck
@@ -107,20 +107,20 @@ def test_the_next_save_removes_the_temporary_file_of_a_killed_save(tmp_path):
     finally:
         proc.wait(timeout=30)
     left = [p.name for p in tmp_path.iterdir()]
-    assert len(left) == 1 and left[0].startswith(f"ck.npz.{proc.pid}.") and left[0].endswith(".tmp"), left
-    running = tmp_path / f"ck.npz.{os.getppid()}.abc.tmp"  # a live process's (this one's parent)
-    other = tmp_path / f"other.npz.{proc.pid}.abc.tmp"
+    assert len(left) == 1 and left[0].startswith(f"ck.safetensors.{proc.pid}.") and left[0].endswith(".tmp"), left
+    running = tmp_path / f"ck.safetensors.{os.getppid()}.abc.tmp"  # a live process's (this one's parent)
+    other = tmp_path / f"other.safetensors.{proc.pid}.abc.tmp"
     running.write_bytes(b"")
     other.write_bytes(b"")
     save_checkpoint(path, CharLM(7, pattern="MA", **TINY), "A")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ck.npz", running.name, other.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ck.safetensors", running.name, other.name])
 
 
 def test_a_checkpoint_that_cannot_be_written_is_a_clear_error(tmp_path):
     """Writing to an unwritable place gave a raw FileNotFoundError on the temporary file."""
     (tmp_path / "a-file").write_text("")
     model = CharLM(7, pattern="MA", **TINY)
-    for path in ("/proc/x.npz", str(tmp_path / "a-file" / "x.npz")):
+    for path in ("/proc/x.safetensors", str(tmp_path / "a-file" / "x.safetensors")):
         with pytest.raises(UserError, match=f"cannot write the checkpoint {path}: .*--checkpoint"):
             save_checkpoint(path, model)
         with pytest.raises(UserError, match=f"cannot write the checkpoint {path}"):
@@ -128,12 +128,22 @@ def test_a_checkpoint_that_cannot_be_written_is_a_clear_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
 
 
+def test_a_npz_path_is_refused_before_anything_is_written(tmp_path):
+    """The writer writes safetensors only: a .npz name would hold another format than it says."""
+    for path in (tmp_path / "ck.npz", tmp_path / "CK.NPZ"):
+        with pytest.raises(UserError, match=r"written as safetensors, not \.npz; name the file \.safetensors"):
+            check_writable(path)
+        with pytest.raises(UserError, match=r"not \.npz"):
+            save_checkpoint(path, CharLM(7, pattern="MA", **TINY))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_non_finite_weights_are_neither_saved_nor_loaded(tmp_path):
     model = CharLM(7, pattern="MA", **TINY)
-    path = tmp_path / "ck.npz"
+    path = tmp_path / "ck.safetensors"
     save_checkpoint(path, model)
     model.head.weight.data[0, 0] = np.inf
-    with pytest.raises(TrainingDiverged, match=r"no longer finite \(params/head.weight\)"):
+    with pytest.raises(TrainingDiverged, match=r"no longer finite \(head.weight\)"):
         save_checkpoint(path, model)
     assert np.isfinite(load_checkpoint(path)["params"]["head.weight"]).all()  # the previous file is intact
 
@@ -152,7 +162,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, corpus, cb):
     kw = dict(arch="hybrid", steps=8, batch_size=2, block_size=16, warmup=3, eval_every=4, eval_batches=1,
               data_dir=corpus, model_overrides=dict(pattern="MA", dropout=0.2, **TINY))
     full = train_shakespeare(cb, **kw)
-    path = str(tmp_path / "run.npz")
+    path = str(tmp_path / "run.safetensors")
 
     def interrupt(step, *_):
         if step == 6:

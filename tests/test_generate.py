@@ -15,7 +15,7 @@ VOCAB = CharVocab("ROMEO:abcdefgh \n")
 
 @pytest.fixture
 def ckpt(tmp_path):
-    path = str(tmp_path / "ck.npz")
+    path = str(tmp_path / "ck.safetensors")
     model = CharLM(len(VOCAB), d_model=16, pattern="MAM", n_heads=2, mlp_hidden={"A": 16, "M": 16}, d_state=4)
     for p in model.params():  # a sharper distribution than the init's, so greedy decoding is well defined
         p.data *= 3

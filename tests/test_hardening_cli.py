@@ -22,6 +22,8 @@ from hybridref.errors import TrainingDiverged, UserError
 from hybridref.limits import usable_cores
 from hybridref.models.char_lm import CharLM
 
+from helpers import read_safetensors_file, write_safetensors_file
+
 CORES = usable_cores()
 VOCAB = CharVocab("abcdefgh \n")
 TINY = dict(d_model=16, n_heads=2, mlp_hidden={"A": 16, "M": 16}, d_state=4)
@@ -69,7 +71,7 @@ def tiny_checkpoint(path, pattern="MA", scale=1.0, **options):
 
 @pytest.fixture
 def ckpt(tmp_path):
-    return tiny_checkpoint(tmp_path / "ck.npz")
+    return tiny_checkpoint(tmp_path / "ck.safetensors")
 
 
 # -- threads -----------------------------------------------------------------------------------
@@ -177,17 +179,17 @@ def test_debug_shows_the_traceback_of_an_expected_error(ckpt, monkeypatch):
 
 def test_a_checkpoint_with_nan_weights_is_refused(tmp_path, corpus):
     """It generated empty text with status 0, and `evaluate` reported `val loss nan` with status 0."""
-    path = tiny_checkpoint(tmp_path / "nan.npz")
-    z = dict(np.load(path))
-    z["params/head.weight"][1, 2] = np.nan
-    np.savez(path, **z)
+    path = tiny_checkpoint(tmp_path / "nan.safetensors")
+    tensors, metadata = read_safetensors_file(path)
+    tensors["head.weight"][1, 2] = np.nan
+    write_safetensors_file(path, tensors, metadata)
     for args in (["generate", "--checkpoint", path], ["evaluate", "--checkpoint", path, "--data-dir", corpus]):
         text = one_line_error(invoke(*args))
         assert "not a readable hybridref checkpoint" in text and "head.weight" in text and "non-finite" in text
 
 
 def test_shakespeare_training_that_diverges_stops_and_keeps_the_last_checkpoint(tmp_path, corpus):
-    ck = str(tmp_path / "run.npz")
+    ck = str(tmp_path / "run.safetensors")
     text = one_line_error(invoke(*SHAKESPEARE, "--data-dir", corpus, "--steps", "50", "--warmup", "1", "--lr", "1e30",
                                  "--checkpoint", ck, "--checkpoint-every", "1"))
     assert "training diverged at step" in text and "--lr" in text
@@ -228,9 +230,9 @@ def test_a_nan_loss_stops_shakespeare_training(corpus):
 
 # -- checkpoints written by training -----------------------------------------------------------
 
-@pytest.mark.parametrize("where", ["/proc/x.npz", "{tmp}/a-file/x.npz"])
+@pytest.mark.parametrize("where", ["/proc/x.safetensors", "{tmp}/a-file/x.safetensors"])
 def test_an_unwritable_checkpoint_is_refused_before_training(where, tmp_path, corpus):
-    """--checkpoint /proc/x.npz failed only at the first save, after the training ran."""
+    """--checkpoint /proc/x.safetensors failed only at the first save, after the training ran."""
     (tmp_path / "a-file").write_text("")
     path = where.format(tmp=tmp_path)
     from hybridref.train_shakespeare import train_shakespeare
@@ -269,13 +271,13 @@ def test_a_corpus_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
 def test_a_kv_cache_too_large_is_refused_with_its_size(tmp_path, monkeypatch):
     """--max-new-tokens 1000000000 on an attention model tried to allocate a 60 GiB KV cache."""
     monkeypatch.setenv("HYBRIDREF_MEMORY_LIMIT", "1G")
-    path = tiny_checkpoint(tmp_path / "att.npz", pattern="AA")
+    path = tiny_checkpoint(tmp_path / "att.safetensors", pattern="AA")
     text = one_line_error(invoke("generate", "--checkpoint", path, "--max-new-tokens", 10 ** 9))
     assert "KV cache" in text and "GiB" in text and "--max-new-tokens" in text
 
 
 def test_positions_past_a_c_int_are_refused(tmp_path):
-    path = tiny_checkpoint(tmp_path / "mamba.npz", pattern="MM")
+    path = tiny_checkpoint(tmp_path / "mamba.safetensors", pattern="MM")
     text = one_line_error(invoke("generate", "--checkpoint", path, "--max-new-tokens", 2 ** 31))
     assert "--max-new-tokens" in text and "2147483647" in text
 
@@ -299,7 +301,7 @@ def test_a_recurrent_model_streams_in_constant_memory(tmp_path, backend, one_thr
     from hybridref.backends.numpy import NumpyBackend
     from hybridref.generate import load_model, stream
     be = one_thread if backend == "c" else NumpyBackend()
-    model, vocab = load_model(tiny_checkpoint(tmp_path / "mamba.npz", pattern="MM"), be)
+    model, vocab = load_model(tiny_checkpoint(tmp_path / "mamba.safetensors", pattern="MM"), be)
     chars = stream(model, vocab, "ab", 2 ** 31 - 3, temperature=1.0, seed=0)
     for _ in range(1000):
         next(chars)
@@ -323,11 +325,8 @@ def test_the_cli_streams_the_text(ckpt):
 
 def test_a_vocabulary_that_does_not_fit_the_model_is_refused(tmp_path):
     """A vocabulary shorter than the embedding gave IndexError while sampling."""
-    path = tiny_checkpoint(tmp_path / "ck.npz")
-    z = dict(np.load(path))
-    import json
-    meta = json.loads(z["meta"].tobytes())
-    z["meta"] = np.frombuffer(json.dumps(dict(meta, vocab="abc")).encode(), np.uint8)
-    np.savez(path, **z)
+    path = tiny_checkpoint(tmp_path / "ck.safetensors")
+    tensors, metadata = read_safetensors_file(path)
+    write_safetensors_file(path, tensors, dict(metadata, vocab='"abc"'))
     text = one_line_error(invoke("generate", "--checkpoint", path))
     assert "vocabulary" in text and "3 characters" in text and "10" in text

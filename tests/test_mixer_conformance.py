@@ -122,7 +122,7 @@ def test_decode_equals_parallel_forward(npb, cb, letter):
 @pytest.mark.parametrize("letter", LETTERS, ids=IDS)
 def test_checkpoint_round_trip(tmp_path, npb, cb, letter):
     model = tiny_lm(f"{letter}A", seed=5)
-    path = tmp_path / "ck.npz"
+    path = tmp_path / "ck.safetensors"
     save_checkpoint(path, model, "abcdefghijk")
     ckpt = load_checkpoint(path)
     ids = np.random.default_rng(5).integers(0, V, (2, 7))

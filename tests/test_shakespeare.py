@@ -56,7 +56,7 @@ def test_duration_parsing():
 
 @pytest.mark.parametrize("backend", ["c", "numpy"])
 def test_train_shakespeare_smoke(corpus, tmp_path, backend):
-    ck = str(tmp_path / "ck.npz")
+    ck = str(tmp_path / "ck.safetensors")
     out = CliRunner().invoke(main, ["train", "shakespeare", "--backend", backend, "--data-dir", corpus,
                                     "--pattern", "MA", "--d-model", "32", "--steps", "12", "--batch-size", "4",
                                     "--block-size", "32", "--warmup", "2", "--lr", "3e-3", "--eval-every", "6",
@@ -96,7 +96,7 @@ def test_evaluate_split_is_the_mean_over_every_window(corpus, npb):
 
 
 def test_evaluate_refuses_a_checkpoint_of_another_text(corpus, tmp_path):
-    ck = str(tmp_path / "ck.npz")
+    ck = str(tmp_path / "ck.safetensors")
     args = ["--pattern", "M", "--d-model", "16", "--steps", "1", "--batch-size", "2", "--block-size", "16",
             "--eval-batches", "1", "--checkpoint", ck]
     assert CliRunner().invoke(main, ["train", "shakespeare", "--data-dir", corpus, *args]).exit_code == 0
