@@ -22,6 +22,7 @@
  * weight row once for all streams (hr_gemm would pack the whole matrix per call), switching to
  * hr_gemm from DEC_GEMM_ROWS streams. */
 #include <string.h>
+#include <time.h>
 #include "common.h"
 #include "simd.h"
 #include "activations.h"
@@ -50,6 +51,32 @@ typedef struct {
 static const dec_kind DEC_KINDS[] = {HR_DECODE_KINDS(HR_DECODE_ENTRY)};
 #undef HR_DECODE_ENTRY
 enum { DEC_N_KINDS = sizeof(DEC_KINDS) / sizeof(DEC_KINDS[0]) };
+
+/* Optional timing of the parts of hr_decode_step, for benchmarks/profile_decode.py: while a buffer is
+ * set, each part's wall time (seconds) is added to its slot, DEC_PROF_* then one slot per mixer kind
+ * (the index hr_decode_kind gives). Off (NULL, the default) a part costs one untaken branch. One
+ * buffer for the process: a profiling run decodes one model at a time. */
+enum { DEC_PROF_ALLOC, DEC_PROF_EMBED, DEC_PROF_NORM, DEC_PROF_ADD, DEC_PROF_MLP, DEC_PROF_HEAD, DEC_PROF_KINDS };
+static double *dec_profile;
+
+int hr_decode_profile(double *seconds) {
+    dec_profile = seconds;
+    return DEC_PROF_KINDS + DEC_N_KINDS;
+}
+
+static double dec_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* charge the time since *t to `slot` and restart *t (profiling only) */
+static inline void dec_lap(int slot, double *t) {
+    if (!dec_profile) return;
+    double now = dec_clock();
+    dec_profile[slot] += now - *t;
+    *t = now;
+}
 
 int hr_decode_kind(const char *name) {
     for (int i = 0; i < DEC_N_KINDS; i++)
@@ -146,6 +173,7 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
     /* scratch: the residual stream x (B,D), the mixer/MLP io h (B, max(D, V)), the MLP's fc output
      * and activations (B, widest fc output, each), the norms' mean and rstd (B), and the largest
      * mixer scratch */
+    double t = dec_profile ? dec_clock() : 0.0;
     size_t mlp = 0, mixer = 0;
     for (int l = 0; l < nl; l++) {
         const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
@@ -159,25 +187,36 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
     float *h = x + n, *fc = h + wide, *act = fc + (size_t)B * mlp, *mean = act + (size_t)B * mlp, *rstd = mean + B,
           *scratch = rstd + B;
     int st = HR_OK;
+    dec_lap(DEC_PROF_ALLOC, &t);
     hr_embedding_forward(ids, w[G_EMBED], x, B, D);
+    dec_lap(DEC_PROF_EMBED, &t);
     for (int l = 0; l < nl && st == HR_OK; l++) {
         const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
         const float *const *bw = w + lc[L_W];
         dec_layer layer = dec_layer_at(cfg, fcfg, w, state, l);
         dec_norm(norm, x, bw[B_NORM1_W], bw[B_NORM1_B], h, mean, rstd, B, D, eps);
+        dec_lap(DEC_PROF_NORM, &t);
         st = DEC_KINDS[lc[L_KIND]].step(&layer, h, scratch, B, D, pos);
         if (st != HR_OK) break;
+        dec_lap(DEC_PROF_KINDS + lc[L_KIND], &t);
         dec_add(x, h, n);
+        dec_lap(DEC_PROF_ADD, &t);
         int hidden = lc[L_MLP];
         if (hidden == 0) continue;
         dec_norm(norm, x, bw[B_NORM2_W], bw[B_NORM2_B], h, mean, rstd, B, D, eps);
+        dec_lap(DEC_PROF_NORM, &t);
         st = dec_mlp(lc[L_MLP_KIND], bw, h, fc, act, B, D, hidden);
+        dec_lap(DEC_PROF_MLP, &t);
         if (st == HR_OK) dec_add(x, h, n);
+        dec_lap(DEC_PROF_ADD, &t);
     }
     if (st == HR_OK) {
         dec_norm(norm, x, w[G_NORM_W], w[G_NORM_B], h, mean, rstd, B, D, eps);
+        dec_lap(DEC_PROF_NORM, &t);
         st = hr_dec_linear(h, w[G_HEAD_W], w[G_HEAD_B], logits, B, D, V);
+        dec_lap(DEC_PROF_HEAD, &t);
     }
     free(x);
+    dec_lap(DEC_PROF_ALLOC, &t);
     return st;
 }
