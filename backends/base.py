@@ -255,10 +255,14 @@ class Halo:
     backward_args(**arguments) -> the backward's arguments but dy and prefix ({name: value}), from
     the forward's, when they differ (the conv's bias -> has_bias); example(rng, dtype, T) ->
     {argument: value} of the forward but prefix, a small case (tests/test_sequence_forms.py,
-    tests/mpi_check.py)."""
+    tests/mpi_check.py). reverse=True: each process holds its slice flipped (last position
+    first), so the slices follow one another from the last process to the first and a slice's
+    prefix is the last `width` rows of the flipped slice of the process after it (what
+    Backend.time_reversed declares for a backward-in-time pass)."""
     width: Callable
     backward_args: Optional[Callable] = None
     example: Optional[Callable] = None
+    reverse: bool = False
 
 
 @dataclass(frozen=True)
@@ -504,6 +508,18 @@ class Backend:
 
     def reduce_gradients(self, params):
         """Sum each param.grad over the processes, in place: each process holds a partial sum."""
+
+    # A non-causal mixer scans some directions backward in time by flipping its sequence and running
+    # the ordinary ops (hybridref/layers/scan_directions.py). A backend holding slices of the sequence
+    # must then pass what crosses a slice boundary the other way, and cannot re-order positions across
+    # slices at all; a backend holding whole sequences needs neither.
+    holds_whole_sequences = True  # every process holds whole sequences (False: slices of them)
+
+    def time_reversed(self):
+        """This backend for sequences each process has flipped along the time axis (its slice
+        read last position first): sequence-mixing ops pass their state and halo from later to
+        earlier processes. A backend holding whole sequences is its own time reversal."""
+        return self
 
     def missing_ops(self):
         return [op for op in OP_NAMES if not callable(getattr(self, op, None))]

@@ -14,7 +14,7 @@ gated GeLU MLPs, i.e. LLALLA.
 """
 
 # -- Samba ------------------------------------------------------------------------------------------
-SAMBA = dict(pattern="MAMAMA", mlp_kind="gated_gelu", mlp_hidden=276,
+SAMBA = dict(pattern="MAMAMA", mlp_kind="swiglu", mlp_hidden=276,
              mixers={"A": dict(n_heads=4, window=128)})
 """Samba (Ren et al. 2024, "Simple hybrid state space models for efficient unlimited context language
 modeling"): the layer unit (Mamba, MLP, sliding-window attention, MLP) repeated. A hybridref block is a
@@ -22,7 +22,7 @@ mixer followed by its MLP, so the unit is the two blocks "MA", and the preset is
 
 Deviations at the tiny scale, and why:
 - window 128, half of the 256-token training context, as the paper's 2,048 is half of its 4,096;
-- the MLP is GeGLU (gated GeLU), the paper's SwiGLU gated by SiLU: hybridref has one gated MLP kind;
+- the MLP is the paper's SwiGLU, with biases (hybridref's default MLP biases; the paper's have none);
 - MLP width 276 (2.16·D) so the preset has the others' size, where the paper uses ~4·D;
 - the attention keeps RoPE on (the paper's SWA uses RoPE too); no short convolution on q, k.
 """
@@ -50,7 +50,7 @@ ZOO_PRESETS = {"samba": SAMBA, "stripedhyena": STRIPEDHYENA}
 
 PAPER_SHAPES = {
     # Samba at the paper's ~1.7 B class (approximate widths): 24 units of (Mamba, MLP, SWA, MLP), window 2,048
-    "samba": dict(d_model=2048, pattern="MA" * 24, mlp_kind="gated_gelu", mlp_hidden=8192,
+    "samba": dict(d_model=2048, pattern="MA" * 24, mlp_kind="swiglu", mlp_bias=False, mlp_hidden=8192,
                   mixers={"A": dict(n_heads=16, window=2048)}),
     # StripedHyena-7B: 32 blocks, attention at 8, 16, 24; 32 heads in 8 kv groups; gated MLP 14,336. Its
     # filters cover 4,096 positions (the most a config may hold, MAX_MIXER_OPTION), the 7B's context 32 K
