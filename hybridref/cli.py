@@ -174,6 +174,9 @@ def train():
               help="Patch side: 7 -> 16 tokens of 49 pixels, 4 -> 49 tokens of 16 pixels.")
 @click.option("--dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=0.0,
               show_default=True, help="Residual-branch dropout probability while training.")
+@click.option("--directions", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+              help="Scans of each Mamba layer: 1 causal, 2 forward and backward (Vision Mamba), 4 the patch "
+                   "grid row- and column-major, both ways (VMamba's cross scan; not with --mpi-mode sequence).")
 @click.option("--shift", type=click.IntRange(min=0, max=4), default=2, show_default=True,
               help="Random-translation augmentation, in pixels (0: none).")
 @click.option("--time-budget", type=FiniteFloat(min=0, min_open=True), default=None,
@@ -184,8 +187,8 @@ def train():
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding mnist/*.gz (default: $HYBRIDREF_DATA, else download to the cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
-def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patch, dropout, shift, time_budget, subset,
-          seed, data_dir, as_json):
+def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patch, dropout, directions, shift,
+          time_budget, subset, seed, data_dir, as_json):
     """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy.
 
     Under `mpiexec -n P ... --backend mpi` every process computes its share and rank 0 reports."""
@@ -214,7 +217,7 @@ def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patc
 
     out = train_mnist(be, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patch=int(patch),
                       shift=shift, dropout=dropout, seed=seed, data_dir=data_dir, time_budget=time_budget,
-                      subset=subset, on_step=on_step, on_epoch=on_epoch)
+                      subset=subset, on_step=on_step, on_epoch=on_epoch, directions=int(directions))
     echo(f"final test accuracy {out['final_test_acc']:.4f} after {out['train_time_s']:.1f}s of training "
          f"({out['params']} parameters)")
     if as_json:

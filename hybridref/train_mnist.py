@@ -62,7 +62,8 @@ def budget_spent(be, elapsed, budget):
 
 
 def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=0.05,
-                patch=7, d_model=64, pattern="MMMAMMMA", shift=2, dropout=0.0, seed=0, data_dir=None,
+                patch=7, d_model=64, pattern="MMMAMMMA", directions=1, shift=2, dropout=0.0, seed=0,
+                data_dir=None,
                 time_budget=None, subset=None, on_step=None, on_epoch=None):
     """Train from scratch; returns a summary dict. on_step(i, n) and on_epoch(record) report progress.
 
@@ -74,14 +75,16 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
     be = get_backend(backend)
     same_everywhere(be, "settings", dict(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup, patch=patch,
-        d_model=d_model, pattern=pattern, shift=shift, dropout=dropout, seed=seed, time_budget=time_budget,
+        d_model=d_model, pattern=pattern, directions=directions, shift=shift, dropout=dropout, seed=seed,
+        time_budget=time_budget,
         subset=subset))
     (train_x, train_y), (test_x, test_y) = load_mnist(data_dir)
     if subset:
         train_x, train_y, test_x, test_y = train_x[:subset], train_y[:subset], test_x[:subset], test_y[:subset]
     same_everywhere(be, "MNIST data (image counts and CRC-32; check --data-dir and $HYBRIDREF_DATA)",
                     dict(data=data_fingerprint(train_x, train_y, test_x, test_y)))
-    model = MnistHybrid(patch=patch, d_model=d_model, pattern=pattern, dropout=dropout, seed=seed).to(be)
+    model = MnistHybrid(patch=patch, d_model=d_model, pattern=pattern, dropout=dropout, seed=seed,
+                        directions=directions).to(be)  # the Mamba layers' scans (scan_directions.py)
     opt = AdamW(model.params(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay, clip_norm=1.0)
     rng = np.random.default_rng(seed + 1)
     steps_per_epoch = max(1, len(train_x) // batch_size)

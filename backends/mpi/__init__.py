@@ -184,6 +184,22 @@ class _KeptForBackward:
                              f"call the backward with the arrays given to the forward") from None
 
 
+class _TimeReversed:
+    """MPIBackend.time_reversed() in sequence mode: the backend's ops for sequences each process has
+    flipped, the scans' states and the convs' halos passed from later to earlier processes
+    (sequence.time_reversed_forms); everything else is the backend's own (messages, kept state)."""
+
+    def __init__(self, be):
+        self._be = be
+        vars(self).update(sequence.sequence_ops(be, sequence.time_reversed_forms()))
+
+    def time_reversed(self):
+        return self._be
+
+    def __getattr__(self, name):
+        return getattr(self._be, name)
+
+
 class MPIBackend(Backend):
     name = "mpi"
 
@@ -212,6 +228,8 @@ class MPIBackend(Backend):
             ops = sequence.sequence_ops(self) if mode == "sequence" else sequence.batch_ops(self)
             for op, fn in ops.items():
                 setattr(self, op, fn)
+        self.holds_whole_sequences = self.size == 1 or mode == "data"
+        self._time_reversed = self if self.holds_whole_sequences else _TimeReversed(self)
         self.seq_edges = None  # the current split of the sequence, set by shard_tokens
         self.batch_edges = None  # the current split of the batch, set by local_batch
         self.kept = _KeptForBackward()
@@ -287,6 +305,9 @@ class MPIBackend(Backend):
         for p in params:
             p.grad[...] = flat[at:at + p.grad.size].reshape(p.grad.shape)
             at += p.grad.size
+
+    def time_reversed(self):
+        return self._time_reversed
 
     # ---- the loss: a mean over the global batch -----------------------------------------------
     def _cross_entropy_forward(self, logits, targets):

@@ -18,6 +18,7 @@ for a StatePassing op declared reverse=True), and sends never wait (be.isend), s
 ahead of the ones after it instead of stepping in lockstep with them; only SequenceMean (and the
 loss and gradient sums of the backend) are collective, and StatePassing with scan="exscan".
 """
+import dataclasses
 import importlib
 
 from ..base import (SEQUENCE_FORMS, SEQUENCE_MIXING_OPS, Halo, KVPassing, Offset, Refused, SequenceMean,
@@ -51,6 +52,33 @@ def sequence_ops(be, forms=SEQUENCE_FORMS):
             ops[op] = refuse(op, "it has no declared sequence form (SEQUENCE_FORMS, backends/base.py); "
                                  "declare one, or run with mode='data'")
     return ops
+
+
+def ends(be, reverse):
+    """(first, last, source, destination) of this process along an op's direction: the processes in
+    rank order, or from the last to the first when `reverse`."""
+    r, P = be.rank, be.size
+    if reverse:
+        return r == P - 1, r == 0, r + 1, r - 1
+    return r == 0, r == P - 1, r - 1, r + 1
+
+
+def time_reversed_forms(forms=SEQUENCE_FORMS):
+    """The declarations for sequences each process has flipped (Backend.time_reversed): a flipped slice
+    is the slice of the flipped sequence that the processes hold in reverse order, so a state or a halo
+    crosses the boundaries the other way (reverse flipped) and the local op is unchanged. The other
+    forms have no use in a backward-in-time scan and are refused there."""
+    out = {}
+    for name, form in forms.items():
+        if isinstance(form, (StatePassing, Halo)):
+            out[name] = dataclasses.replace(form, reverse=not form.reverse)
+        elif isinstance(form, Refused):
+            out[name] = form
+        else:
+            out[name] = Refused(f"the backend's time reversal (for backward-in-time scans) passes only scan "
+                                f"states and conv halos the other way, not a {type(form).__name__}; call it "
+                                f"on the backend itself")
+    return out
 
 
 def batch_ops(be):

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from ..base import op_arguments
-from .sequence import TAG_DSTATE, TAG_STATE
+from .sequence import TAG_DSTATE, TAG_STATE, ends
 
 
 def build(be, name, form):
@@ -87,14 +87,6 @@ class _Plan:
         return [None] if width >= C else [(c, min(c + width, C)) for c in range(0, C, width)]
 
 
-def _ends(be, reverse):
-    """(first, last, source, destination) of this process along the op's direction."""
-    r, P = be.rank, be.size
-    if reverse:
-        return r == P - 1, r == 0, r + 1, r - 1
-    return r == 0, r == P - 1, r - 1, r + 1
-
-
 def _index(axis, group):
     return (slice(None),) * axis + (slice(*group),)
 
@@ -117,7 +109,7 @@ def _forward_pipeline(be, plan, local, *args, **kwargs):
     leaving it. h_last is the state at the end of this process's slice."""
     arguments, shape, dtype = plan.bind(be, plan.forward, args, kwargs)
     h0 = arguments["h0"]
-    first, last, source, dest = _ends(be, plan.form.reverse)
+    first, last, source, dest = ends(be, plan.form.reverse)
     groups = plan.groups(be, arguments)
     if groups == [None]:  # the whole state at once
         h_in = h0 if first else be.recv(shape, dtype, source, TAG_STATE)
@@ -157,7 +149,7 @@ def _backward_pipeline(be, plan, local, *args, **kwargs):
     inputs without the channel axis add up over the groups."""
     arguments, shape, dtype = plan.bind(be, plan.backward, args, kwargs)
     h0, dh_last = arguments["h0"], arguments["dh_last"]
-    first, last, source, dest = _ends(be, plan.form.reverse)
+    first, last, source, dest = ends(be, plan.form.reverse)
     h_in = be.kept.get(plan.backward, plan.name, plan.kept_key(arguments))
     groups = plan.groups(be, arguments)
     if groups == [None]:
@@ -202,7 +194,7 @@ def _forward_exscan(be, plan, local, *args, **kwargs):
     position, channel and state either way, and is exact by construction.)"""
     arguments, _, _ = plan.bind(be, plan.forward, args, kwargs)
     h0 = arguments["h0"]
-    first = _ends(be, plan.form.reverse)[0]
+    first = ends(be, plan.form.reverse)[0]
     *outs, h_end = local(*{**arguments, "h0": h0 if first else None}.values())
     h_in = exscan_affine(be, be.reverse_comm if plan.form.reverse else be.comm, plan.decay(arguments), h_end)
     if first:
@@ -220,7 +212,7 @@ def _backward_exscan(be, plan, local, *args, **kwargs):
     and it runs its backward again with that added (the last one's is already exact)."""
     arguments, shape, dtype = plan.bind(be, plan.backward, args, kwargs)
     h0, dh_last = arguments["h0"], arguments["dh_last"]
-    first, last, _, _ = _ends(be, plan.form.reverse)
+    first, last, _, _ = ends(be, plan.form.reverse)
     h_in = be.kept.get(plan.backward, plan.name, plan.kept_key(arguments))
     g = local(*{**arguments, "h0": h_in}.values())
     dh_in = np.zeros(shape, dtype) if g[-1] is None else g[-1]

@@ -11,85 +11,190 @@
 Decoding: the state is the conv input of the last d_conv−1 tokens, conv (B, d_conv−1, Din), and the
 scan state ssm (B, Din, N): a step costs the same at every position. `forward(u, state)` (prefill)
 advances it over the T tokens of u, `step(u_t, state)` by one token per stream.
+
+Non-causal scans for images (`directions`, scan_directions.py): the lines from conv1d to the scan
+run K = directions times, each on the tokens in its own order and with its own conv, x_proj,
+dt_proj, A_log and D; in_proj and out_proj are shared, and the outputs, put back in the stored
+order, are averaged before the gate:
+
+    y = (1/K) Σ_k from_scan_k(ssm_k(to_scan_k(x)))      out = out_proj(y ⊙ SiLU(z))
+
+- directions=2 is Vision Mamba's bidirectional block (hustvl/Vim, mamba_simple.py, bimamba_type "v2"):
+  a forward scan and a backward-in-time one. Vim gates each direction with SiLU(z) and adds them,
+  which is this sum gated once; the 1/2 is its if_devide_out=True, the setting of every model its
+  models_mamba.py registers. Vim leaves its backward dt_proj at torch's default Linear init; here
+  every direction is initialised as the forward one (S4D-real A, Mamba's dt init), as VMamba does.
+- directions=4 is VMamba's cross scan (MzeroMiko/VMamba, SS2D with CrossScan/CrossMerge): the T
+  tokens as an H×W patch grid (`grid`, or a square inferred from T), scanned row-major,
+  column-major and both reversed. Simplified from SS2D: (1) each direction keeps Mamba's own 1-D
+  causal conv (width d_conv, along its scan order) where SS2D runs one shared 3×3 depthwise 2-D
+  conv before the cross scan, so the mixer stays a composition of the existing conv and scan ops
+  and a direction is exactly a Mamba scan; (2) SS2D sums the four outputs and applies a LayerNorm
+  (out_norm) before the gate, here they are averaged (the 1/4 keeps the output at the scale of one
+  scan, the job that the scale-free LayerNorm does there) and there is no out_norm; (3) SS2D's
+  x_proj/dt_proj per direction are the same as here; its in_proj and out_proj likewise shared.
+
+A mixer with directions > 1 reads later tokens, so it is not causal (`causal` is False): it does
+not decode (init_state, step and a prefill from a state are refused) and a character LM built
+from it would see the future. Under the MPI backend's sequence mode a backward-in-time scan runs
+on each process's slice flipped, on `be.time_reversed()` (conv halo and scan state passed from
+later to earlier processes); the cross scan's transposition needs whole sequences (data mode).
 """
 import math
 
 import numpy as np
 
+from hybridref.errors import UserError
+
 from .linear import Linear
 from .mixer import Mixer
-from .module import Param
+from .module import Module, Param
 from .registry import register_mixer
+from .scan_directions import check_grid, from_scan, patch_grid, scan_directions, to_scan
+
+
+class ScanParams(Module):
+    """The parameters of one scan direction beyond the first (whose are the Mamba's own)."""
+
+
+def init_scan_params(p, rng, d, din, d_state, d_conv, dt_rank, dt_min, dt_max, dt_floor):
+    """Set one scan's parameters on p: conv_weight (Din, d_conv), conv_bias (Din,), x_proj, dt_proj,
+    A_log (Din, N), D (Din,), initialised as state-spaces/mamba does."""
+    bound = 1.0 / math.sqrt(d_conv)  # torch's Conv1d init for a depthwise kernel (fan_in = d_conv)
+    p.conv_weight = Param(rng.uniform(-bound, bound, (din, d_conv)))
+    p.conv_bias = Param(rng.uniform(-bound, bound, din), decay=False)
+    p.x_proj = Linear(din, dt_rank + 2 * d_state, bias=False, rng=rng)
+    p.dt_proj = Linear(dt_rank, din, bias=True, rng=rng)
+    # dt_proj: weight U(±R^-1/2); bias = softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max]
+    p.dt_proj.weight.data[...] = rng.uniform(-dt_rank ** -0.5, dt_rank ** -0.5, (din, dt_rank))
+    dt = np.exp(rng.uniform(math.log(dt_min), math.log(dt_max), din)).clip(min=dt_floor)
+    p.dt_proj.bias.data[...] = dt + np.log(-np.expm1(-dt))
+    p.A_log = Param(np.log(np.tile(np.arange(1, d_state + 1, dtype=np.float64), (din, 1))), decay=False)
+    p.D = Param(np.ones(din), decay=False)
 
 
 @register_mixer("M", "mamba")
 class Mamba(Mixer):
     mlp_ratio = 2.5  # the mixer holds ~6·D² weights: with a 2.5·D MLP a block is as large as attention's
     test_options = dict(d_state=4)
+    test_variants = (dict(directions=2), dict(directions=4))  # also checked by the conformance suite
 
     def __init__(self, d, rng, d_state=16, d_conv=4, expand=2, dt_rank=None,
-                 dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, out_std=None):
+                 dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, directions=1, grid=None, out_std=None):
         super().__init__(d)
+        self.directions = scan_directions(directions)
+        self.grid = check_grid(grid, directions)
         self.d_inner = din = expand * d
         self.d_state = d_state
         self.dt_rank = dt_rank or math.ceil(d / 16)
+        scan_init = (d, din, d_state, d_conv, self.dt_rank, dt_min, dt_max, dt_floor)
         self.in_proj = Linear(d, 2 * din, bias=False, rng=rng)
-        bound = 1.0 / math.sqrt(d_conv)  # torch's Conv1d init for a depthwise kernel (fan_in = d_conv)
-        self.conv_weight = Param(rng.uniform(-bound, bound, (din, d_conv)))
-        self.conv_bias = Param(rng.uniform(-bound, bound, din), decay=False)
-        self.x_proj = Linear(din, self.dt_rank + 2 * d_state, bias=False, rng=rng)
-        self.dt_proj = Linear(self.dt_rank, din, bias=True, rng=rng)
-        # dt_proj: weight U(±R^-1/2); bias = softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max]
-        self.dt_proj.weight.data[...] = rng.uniform(-self.dt_rank ** -0.5, self.dt_rank ** -0.5, (din, self.dt_rank))
-        dt = np.exp(rng.uniform(math.log(dt_min), math.log(dt_max), din)).clip(min=dt_floor)
-        self.dt_proj.bias.data[...] = dt + np.log(-np.expm1(-dt))
-        self.A_log = Param(np.log(np.tile(np.arange(1, d_state + 1, dtype=np.float64), (din, 1))), decay=False)
-        self.D = Param(np.ones(din), decay=False)
+        init_scan_params(self, rng, *scan_init)
         self.out_proj = Linear(din, d, bias=False, rng=rng, std=out_std)
+        for direction in self.directions[1:]:
+            setattr(self, f"scan_{direction.name}", ScanParams())
+            init_scan_params(self.scan_params(direction), rng, *scan_init)
+
+    @property
+    def causal(self):
+        return len(self.directions) == 1
+
+    def scan_params(self, direction):
+        """The Module holding a direction's conv, x_proj, dt_proj, A_log and D."""
+        return self if direction is self.directions[0] else getattr(self, f"scan_{direction.name}")
+
+    def refuse_decoding(self):
+        if not self.causal:
+            raise ValueError(f"mamba: directions={len(self.directions)} scans read later tokens (a non-causal "
+                             f"mixer, for images), so it cannot decode token by token (init_state, step, "
+                             f"prefill); only directions=1 decodes")
 
     def forward(self, u, state=None, side=None):
-        """u (B,T,D) -> (B,T,D). With a decode `state` the conv starts from its `conv` inputs and the
-        scan from its `ssm` state, and both are left at the end of u (a prefill, in one piece or in
-        chunks); the backward then gives the gradient of u alone."""
+        """u (B,T,D) -> (B,T,D). With a decode state (directions=1 only) the conv starts from its
+        `conv` inputs and the scan from its `ssm` state, and both are left at the end of u (a prefill,
+        in one piece or in chunks); the backward then gives the gradient of u alone."""
         self.check_input(u)
-        din, N, R = self.d_inner, self.d_state, self.dt_rank
+        if state is not None:
+            self.refuse_decoding()
+        din = self.d_inner
+        grid = self.scan_grid(u.shape[1])
         xz = self.in_proj.forward(u)
         x_in, z = np.ascontiguousarray(xz[..., :din]), np.ascontiguousarray(xz[..., din:])
         prefix = state["conv"].copy() if state is not None and state["conv"].shape[1] else None
         h0 = None if state is None else state["ssm"].copy()
-        x_conv = self.be.causal_conv1d_forward(x_in, self.conv_weight.data, self.conv_bias.data, prefix)
-        x = self.be.silu_forward(x_conv)
-        dbc = self.x_proj.forward(x)
-        dt = np.ascontiguousarray(dbc[..., :R])
-        Bm, Cm = np.ascontiguousarray(dbc[..., R:R + N]), np.ascontiguousarray(dbc[..., R + N:])
-        dt_lin = self.dt_proj.forward(dt)
-        delta = self.be.softplus_forward(dt_lin)
-        A = -np.exp(self.A_log.data)
-        y, h_last = self.be.selective_scan_forward(x, delta, A, Bm, Cm, self.D.data, h0)
+        y = None
+        for direction in self.directions:
+            y_dir, h_last = self.scan_forward(direction, to_scan(x_in, direction, grid), prefix, h0)
+            y_dir = from_scan(y_dir, direction, grid)
+            y = y_dir if y is None else y + y_dir
+        if len(self.directions) > 1:
+            y *= 1.0 / len(self.directions)
         if state is not None:
             self._fill_conv_state(state["conv"], x_in)
             state["ssm"][...] = h_last
-        self.save(x_in, z, x_conv, x, dt_lin, delta, A, Bm, Cm, y, prefix, h0)
+        self.save(z, y, grid)
         return self.out_proj.forward(self.be.silu_gate_forward(y, z))
 
     def backward(self, dout):
-        x_in, z, x_conv, x, dt_lin, delta, A, Bm, Cm, y, prefix, h0 = self.saved()
+        z, y, grid = self.saved()
         dgated = self.out_proj.backward(dout)
         dy, dz = self.be.silu_gate_backward(dgated, y, z)
-        dx, ddelta, dA, dBm, dCm, dD, _ = self.be.selective_scan_backward(dy, x, delta, A, Bm, Cm, self.D.data, h0)
-        self.A_log.grad += dA * A  # ∂A/∂A_log = −exp(A_log) = A
-        self.D.grad += dD
-        ddt = self.dt_proj.backward(self.be.softplus_backward(ddelta, dt_lin))
-        dx = dx + self.x_proj.backward(np.concatenate([ddt, dBm, dCm], axis=-1))
-        dx_conv = self.be.silu_backward(dx, x_conv)
-        dx_in, dw, db, _ = self.be.causal_conv1d_backward(dx_conv, x_in, self.conv_weight.data, True, prefix)
-        self.conv_weight.grad += dw
-        self.conv_bias.grad += db
+        if len(self.directions) > 1:
+            dy *= 1.0 / len(self.directions)
+        dx_in = None
+        for direction in reversed(self.directions):
+            dx_dir = from_scan(self.scan_backward(direction, to_scan(dy, direction, grid)), direction, grid)
+            dx_in = dx_dir if dx_in is None else dx_in + dx_dir
         return self.in_proj.backward(np.concatenate([dx_in, dz], axis=-1))
 
-    # -- decoding -------------------------------------------------------------
+    def scan_grid(self, T):
+        """(H, W) of the patch grid for a cross scan of T tokens (None for directions 1 and 2)."""
+        if not any(d.transpose for d in self.directions):
+            return None
+        if not self.be.holds_whole_sequences:
+            raise UserError(f"mamba: the cross scan (directions=4) re-orders the tokens of the whole sequence "
+                            f"(row- to column-major), but this backend ({self.be.describe()}) holds slices of "
+                            f"each sequence; split the batch instead (--mpi-mode data)")
+        return patch_grid(T, self.grid)
+
+    def scan_forward(self, direction, x_in, prefix=None, h0=None):
+        """One direction, x_in (B,T,Din) in its scan order -> (y (B,T,Din), h_last): conv, SiLU, the
+        projections and the selective scan, on the backend's time reversal for a backward direction."""
+        p, N, R = self.scan_params(direction), self.d_state, self.dt_rank
+        be = self.be.time_reversed() if direction.reverse else self.be
+        x_conv = be.causal_conv1d_forward(x_in, p.conv_weight.data, p.conv_bias.data, prefix)
+        x = self.be.silu_forward(x_conv)
+        dbc = p.x_proj.forward(x)
+        dt = np.ascontiguousarray(dbc[..., :R])
+        Bm, Cm = np.ascontiguousarray(dbc[..., R:R + N]), np.ascontiguousarray(dbc[..., R + N:])
+        dt_lin = p.dt_proj.forward(dt)
+        delta = self.be.softplus_forward(dt_lin)
+        A = -np.exp(p.A_log.data)
+        y, h_last = be.selective_scan_forward(x, delta, A, Bm, Cm, p.D.data, h0)
+        self.save(x_in, x_conv, x, dt_lin, delta, A, Bm, Cm, prefix, h0)
+        return y, h_last
+
+    def scan_backward(self, direction, dy):
+        """The gradient of scan_forward's x_in from its dy (both in the scan order); adds the
+        direction's parameter gradients."""
+        p = self.scan_params(direction)
+        be = self.be.time_reversed() if direction.reverse else self.be
+        x_in, x_conv, x, dt_lin, delta, A, Bm, Cm, prefix, h0 = self.saved()
+        dx, ddelta, dA, dBm, dCm, dD, _ = be.selective_scan_backward(dy, x, delta, A, Bm, Cm, p.D.data, h0)
+        p.A_log.grad += dA * A  # ∂A/∂A_log = −exp(A_log) = A
+        p.D.grad += dD
+        ddt = p.dt_proj.backward(self.be.softplus_backward(ddelta, dt_lin))
+        dx = dx + p.x_proj.backward(np.concatenate([ddt, dBm, dCm], axis=-1))
+        dx_conv = self.be.silu_backward(dx, x_conv)
+        dx_in, dw, db, _ = be.causal_conv1d_backward(dx_conv, x_in, p.conv_weight.data, True, prefix)
+        p.conv_weight.grad += dw
+        p.conv_bias.grad += db
+        return dx_in
+
+    # -- decoding (directions=1) -----------------------------------------------
     def init_state(self, batch, max_len=None, dtype=np.float32):
         """Zeros: conv (B, d_conv−1, Din) and ssm (B, Din, N); max_len is not needed (constant-size state)."""
+        self.refuse_decoding()
         W = self.conv_weight.shape[1]
         return {"conv": np.zeros((batch, W - 1, self.d_inner), dtype),
                 "ssm": np.zeros((batch, self.d_inner, self.d_state), dtype)}
@@ -105,6 +210,7 @@ class Mamba(Mixer):
     def step(self, u, state, side=None):
         """One token per stream: u (B,D) -> (B,D); updates state in place."""
         self.check_input(u, 2)
+        self.refuse_decoding()
         din, N, R = self.d_inner, self.d_state, self.dt_rank
         xz = self.in_proj.step(u)
         x_in, z = np.ascontiguousarray(xz[:, :din]), np.ascontiguousarray(xz[:, din:])

@@ -8,6 +8,10 @@ A mixer maps u (B,T,D) -> (B,T,D) along the sequence and implements
     init_state(batch, max_len, dtype)   a fresh decode state (a dict of arrays)
     step(u_t, state, side=None)         one token per stream, u_t (B,D) -> (B,D), state advanced
 `side` is the pass's SideInputs (side.py), for mixers that read or produce a cross-layer input.
+
+A mixer whose output at position t reads only positions <= t is `causal` (every mixer unless it says
+otherwise). A non-causal one (a Mamba with directions > 1, for images) refuses init_state, step and
+a forward from a state, and the conformance suite skips its causal checks (chunked prefill, decoding).
 """
 import numpy as np
 
@@ -15,6 +19,8 @@ from .module import Module
 
 
 class Mixer(Module):
+    causal = True  # output t reads positions <= t only (a property where an option decides it)
+
     def __init__(self, d):
         super().__init__()
         self.d_model = d
