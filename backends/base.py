@@ -56,6 +56,26 @@ POSITION_WISE_OPS = {
     # m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²; m̂ = m/(1-β1^step); v̂ = v/(1-β2^step)
     # param -= lr (m̂ / (√v̂ + eps) + weight_decay param)
     "adamw_step": "adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, grad_scale) -> None",
+    # -- mixture of experts (backends/numpy/moe.py). Router: probs = softmax(logits) (M,E), lse (M,) its
+    # log-sum-exp; experts int64 (M,k) the k largest logits per row, descending, ties to the lowest index;
+    # weights (M,k) = probs at them, divided by their sum when normalize; stats float64 (2E+2,) = [tokens
+    # per expert (E), Σ_m probs[m] (E), M, Σ_m lse²]: sums over the rows, which a backend holding part of
+    # the tokens adds over its processes (all_sum) before the balancing losses are formed
+    "moe_route_forward": "moe_route_forward(logits, top_k, normalize) -> (experts, weights, probs, lse, stats)",
+    # dlogits: the softmax backward of dprobs = (dweights through the weights) + aux_dprobs (E,), plus
+    # z_scale lse[m] probs[m] (the gradient of z_scale/2 Σ_m lse²)
+    "moe_route_backward": "moe_route_backward(dweights, experts, probs, lse, aux_dprobs, z_scale, normalize) -> dlogits",
+    # x (M,D) rows grouped by expert (counting sort): xs[slot_pos[m,j]] = x[m], expert e's rows
+    # offsets[e]:offsets[e+1] -> xs (M·k,D), slot_pos int64 (M,k), offsets int64 (E+1,)
+    "moe_dispatch_forward": "moe_dispatch_forward(x, experts, n_experts) -> (xs, slot_pos, offsets)",
+    # dx[m] = Σ_j dxs[slot_pos[m,j]]
+    "moe_dispatch_backward": "moe_dispatch_backward(dxs, slot_pos) -> dx",
+    # ys[r] = xs[r] w[e]ᵀ + b[e] for the rows r of expert e: xs (R,K), w (E,N,K), b (E,N) or None -> ys (R,N)
+    "moe_expert_linear_forward": "moe_expert_linear_forward(xs, offsets, w, b) -> ys",
+    "moe_expert_linear_backward": "moe_expert_linear_backward(dys, xs, offsets, w, has_bias) -> (dxs, dw, db)",
+    # y[m] = Σ_j weights[m,j] ys[slot_pos[m,j]]: ys (M·k,D), weights (M,k) -> y (M,D)
+    "moe_combine_forward": "moe_combine_forward(ys, slot_pos, weights) -> y",
+    "moe_combine_backward": "moe_combine_backward(dy, ys, slot_pos, weights) -> (dys, dweights)",
 }
 
 SEQUENCE_MIXING_OPS = {

@@ -148,6 +148,10 @@ SCALARS = {
     "linear_attention_backward": dict(scale=Float(), chunk=Int(lo=1)),
     "rglru_gate_forward": dict(time_offset=_OFFSET),
     "rglru_gate_backward": dict(time_offset=_OFFSET),
+    "moe_route_forward": dict(top_k=Int(lo=1), normalize=Bool()),
+    "moe_route_backward": dict(z_scale=Float(), normalize=Bool()),
+    "moe_dispatch_forward": dict(n_experts=Int(lo=1)),
+    "moe_expert_linear_backward": dict(has_bias=Bool()),
 }
 
 
@@ -177,3 +181,38 @@ def check_disjoint(op, **arrays):
         for b in names[i + 1:]:
             if np.may_share_memory(arrays[a], arrays[b]):
                 raise ValueError(f"{op}: {a} and {b} are updated in place and must not share memory")
+
+
+# ---- the index arrays of the mixture-of-experts ops (backends/numpy/moe.py) -----------------------
+
+def check_top_k(op, top_k, n_experts):
+    """A router picks top_k of its n_experts: 1 <= top_k <= n_experts (top_k itself checked by SCALARS)."""
+    if top_k > n_experts:
+        raise ValueError(f"{op}: top_k = {top_k} exceeds the {n_experts} experts (the logits' last axis)")
+
+
+def check_expert_ids(op, experts, n_experts):
+    """experts (M,k): every entry an expert index in [0, n_experts)."""
+    if experts.size and not (0 <= experts.min() and experts.max() < n_experts):
+        bad = experts.min() if experts.min() < 0 else experts.max()
+        raise ValueError(f"{op}: experts must lie in [0, {n_experts}), got {bad}")
+
+
+def check_slot_pos(op, slot_pos, rows):
+    """slot_pos (M,k): a permutation of 0..M·k−1 (what moe_dispatch_forward gives), M·k = rows, the rows of
+    the grouped array it indexes: every grouped row belongs to exactly one (token, choice)."""
+    if slot_pos.ndim != 2 or slot_pos.size != rows:
+        raise ValueError(f"{op}: slot_pos must be (M, k) with M·k = {rows}, the grouped rows; got shape "
+                         f"{slot_pos.shape}")
+    if rows and not np.array_equal(np.bincount(slot_pos.ravel().clip(-1, rows) + 1, minlength=rows + 2)[1:-1],
+                                   np.ones(rows, dtype=np.int64)):
+        raise ValueError(f"{op}: slot_pos must be a permutation of 0..{rows - 1} (as moe_dispatch_forward gives)")
+
+
+def check_expert_offsets(op, offsets, n_experts, rows):
+    """offsets (E+1,): the first grouped row of each expert, from 0 up to `rows`, never decreasing."""
+    if offsets.shape != (n_experts + 1,):
+        raise ValueError(f"{op}: offsets must have shape ({n_experts + 1},) for {n_experts} experts, got {offsets.shape}")
+    if offsets[0] != 0 or offsets[-1] != rows or np.any(np.diff(offsets) < 0):
+        raise ValueError(f"{op}: offsets must rise from 0 to {rows} (the grouped rows), never decreasing; got "
+                         f"{offsets.tolist()[:8]}{'...' if len(offsets) > 8 else ''}")

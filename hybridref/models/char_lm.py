@@ -30,6 +30,7 @@ from ..layers.embedding import Embedding
 from ..layers.linear import Linear
 from ..layers.mlp import check_mlp_kind
 from ..layers.module import Module
+from ..layers.moe import aux_loss, is_moe_block, normalize_moe
 from ..layers.norm import make_norm
 from ..layers.registry import mixer_spec, resolve_mlp_hidden, resolve_options
 from ..layers.side import SideInputs
@@ -50,7 +51,7 @@ PRESETS = {
     **ZOO_PRESETS,  # the hybrid zoo: hybridref/models/zoo.py
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "mlp_bias", "norm", "norm_eps",
-              "dropout", "seed")
+              "dropout", "seed", "moe")
 # The largest integer mixer option (heads, state sizes, expansions, conv widths, chunk lengths) a config
 # may hold, and the largest of one whose default is None (a window, a rank): a damaged config must not
 # size the mixers' weights. Far above any model this implementation runs.
@@ -91,9 +92,20 @@ def _check_mixer_option(letter, name, value, default):
 
 def _least_params(cfg):
     """A lower bound of the parameter count of the model `cfg` describes: embedding, head and the MLPs
-    (a gated MLP holds more), without the mixers, whose sizes are their own business."""
-    d = cfg["d_model"]
-    return 2 * cfg["vocab_size"] * d + sum(2 * d * cfg["mlp_hidden"][letter] for letter in cfg["pattern"])
+    (a gated MLP holds more; an MoE MLP n_experts of them), without the mixers, whose sizes are their own
+    business."""
+    d, moe = cfg["d_model"], cfg["moe"]
+    return 2 * cfg["vocab_size"] * d + sum(2 * d * cfg["mlp_hidden"][letter] * (moe["n_experts"] if is_moe_block(i, moe)
+                                                                                else 1)
+                                           for i, letter in enumerate(cfg["pattern"]))
+
+
+def _moe_options(moe):
+    """The MoE options with defaults (hybridref/layers/moe.py), or None; a UserError for bad ones."""
+    try:
+        return normalize_moe(moe)
+    except ValueError as e:
+        raise UserError(f"config {e}") from None
 
 
 def _sizes(cfg):
@@ -127,22 +139,24 @@ def _check_values(cfg):
 
 class CharLM(Module):
     def __init__(self, vocab_size, d_model=128, pattern="MMMAMM", mixers=None, mlp_hidden=None, norm="rmsnorm",
-                 dropout=0.0, seed=0, mlp_kind="gelu", norm_eps=1e-5, mlp_bias=True, **mixer_options):
+                 dropout=0.0, seed=0, mlp_kind="gelu", norm_eps=1e-5, mlp_bias=True, moe=None, **mixer_options):
         """mixers: {letter: {option: value}}; mixer_options: an option for every mixer of the pattern
         that has it (n_heads=2, d_state=4, ...); mlp_hidden: int or {letter: width}; mlp_kind: "gelu",
         "gated_gelu" or "swiglu" (hybridref/layers/mlp.py), every block's, with biases unless mlp_bias
-        is False; norm_eps: every norm's epsilon (1e-5; Llama checkpoints use 1e-6)."""
+        is False; norm_eps: every norm's epsilon (1e-5; Llama checkpoints use 1e-6); moe: None (dense
+        MLPs) or MoE options {n_experts, top_k, period, offset, aux_loss_coef, z_loss_coef,
+        normalize_top_k} (hybridref/layers/moe.py; missing ones take their defaults)."""
         super().__init__()
         self.config = cfg = self.normalize_config(dict(
             vocab_size=vocab_size, d_model=d_model, pattern=pattern, mixers=mixers, mlp_hidden=mlp_hidden,
             mlp_kind=mlp_kind, mlp_bias=mlp_bias, norm=norm, norm_eps=norm_eps, dropout=dropout, seed=seed,
-            **mixer_options))
+            moe=moe, **mixer_options))
         rng = np.random.default_rng(seed)
         self.vocab_size = vocab_size
         self.embed = Embedding(vocab_size, d_model, rng)
         self.drop = Dropout(dropout)
         self.blocks = build_blocks(pattern, d_model, cfg["mixers"], cfg["mlp_hidden"], norm, rng, dropout,
-                                   cfg["mlp_kind"], norm_eps, mlp_bias)
+                                   cfg["mlp_kind"], norm_eps, mlp_bias, cfg["moe"])
         self.norm = make_norm(norm, d_model, norm_eps)
         self.head = Linear(d_model, vocab_size, bias=False, rng=rng, std=0.02)
 
@@ -168,7 +182,7 @@ class CharLM(Module):
                    mlp_kind=check_mlp_kind(config.get("mlp_kind", "gelu")), mlp_bias=config.get("mlp_bias", True),
                    norm=config.get("norm", "rmsnorm"), norm_eps=config.get("norm_eps", 1e-5),
                    dropout=config.get("dropout", 0.0),
-                   seed=config.get("seed", 0))
+                   seed=config.get("seed", 0), moe=_moe_options(config.get("moe")))
         _check_values(cfg)
         return cfg
 
@@ -189,6 +203,11 @@ class CharLM(Module):
         if arch not in PRESETS:
             raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(PRESETS)}")
         return cls(vocab_size, **{**PRESETS[arch], **overrides})
+
+    def aux_loss(self):
+        """The auxiliary losses of the last forward (MoE load balancing and router z-loss, weighted by their
+        coefficients; 0.0 without MoE), which training adds to its loss (hybridref/layers/moe.py)."""
+        return aux_loss(self)
 
     def forward(self, ids, states=None):
         """int64 ids (B,T) -> logits (B,T,V). With `states` (init_state) it is the prefill: it also fills them.

@@ -19,6 +19,7 @@ from ..layers.dropout import Dropout
 from ..layers.linear import Linear
 from ..layers.mlp import check_mlp_kind
 from ..layers.module import Module, Param
+from ..layers.moe import aux_loss, normalize_moe
 from ..layers.norm import make_norm
 from ..layers.registry import resolve_mlp_hidden, resolve_options
 from ..layers.side import SideInputs
@@ -38,9 +39,10 @@ def patchify(images, patch):
 
 class MnistHybrid(Module):
     def __init__(self, patch=7, d_model=64, pattern="MMMAMMMA", mixers=None, mlp_ratio=4, norm="rmsnorm",
-                 dropout=0.0, seed=0, mlp_kind="gelu", **mixer_options):
+                 dropout=0.0, seed=0, mlp_kind="gelu", moe=None, **mixer_options):
         """mixers: {letter: {option: value}}; mixer_options: an option for every mixer of the pattern
-        that has it (n_heads=2, ...); every block's MLP is mlp_ratio · d_model wide, of kind mlp_kind."""
+        that has it (n_heads=2, ...); every block's MLP is mlp_ratio · d_model wide, of kind mlp_kind;
+        moe: None or MoE options (hybridref/layers/moe.py), the MLPs of blocks i % period == offset."""
         super().__init__()
         if 28 % patch:
             raise ValueError(f"patch size {patch} must divide 28 (choose 1, 2, 4, 7, 14)")
@@ -48,16 +50,20 @@ class MnistHybrid(Module):
         mixers = resolve_options(pattern, mixers, MIXER_DEFAULTS, mixer_options)
         self.config = dict(patch=patch, d_model=d_model, pattern=pattern, mixers=mixers,
                            mlp_ratio=mlp_ratio, mlp_kind=check_mlp_kind(mlp_kind), norm=norm, dropout=dropout,
-                           seed=seed)
+                           seed=seed, moe=normalize_moe(moe))
         self.patch = patch
         self.seq_len = (28 // patch) ** 2
         self.embed = Linear(patch * patch, d_model, rng=rng)
         self.pos = Param(rng.normal(0.0, 0.02, (self.seq_len, d_model)), decay=False)
         self.drop = Dropout(dropout)
         self.blocks = build_blocks(pattern, d_model, mixers, resolve_mlp_hidden(pattern, d_model, mlp_ratio * d_model),
-                                   norm, rng, dropout, mlp_kind)
+                                   norm, rng, dropout, mlp_kind, moe=self.config["moe"])
         self.norm = make_norm(norm, d_model)
         self.head = Linear(d_model, 10, rng=rng)
+
+    def aux_loss(self):
+        """The MoE auxiliary losses of the last forward, weighted (0.0 without MoE): added to the training loss."""
+        return aux_loss(self)
 
     def forward(self, images):
         """uint8 images (B,28,28) -> logits (B,10); on a backend spread over processes, this
