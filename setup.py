@@ -22,13 +22,14 @@ setup(
     packages=[
         "hybridref", "hybridref.layers", "hybridref.models", "hybridref.data",
         "hybridref.backends", "hybridref.backends.numpy", "hybridref.backends.c", "hybridref.backends.mpi",
+        "hybridref.experiments",
     ],
     package_dir={"hybridref.backends": "backends"},
     setup_requires=["cffi>=1.15"],
     cffi_modules=[f"csrc/build_ffi.py:ffi_{isa}" for isa in ISAS] + SANITIZED,
     install_requires=["cffi>=1.15", "numpy>=1.22", "click>=8.0", "safetensors>=0.4"],
     extras_require={
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0", "mpi4py>=3.1", "mpich"],
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0", "mpi4py>=3.1", "mpich", "matplotlib>=3.5"],
         "mpi": ["mpi4py>=3.1", "mpich"],
     },
     entry_points={"console_scripts": ["hybridref=hybridref.cli:main"]},

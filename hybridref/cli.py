@@ -14,6 +14,7 @@ import click
 from .backends import available_backends, default_backend_name, get_backend
 from .backends.mpiexec import abort_job_if_launched
 from .errors import UserError
+from .experiments import EXPERIMENTS
 from .limits import OVERSUBSCRIPTION, usable_cores
 from .models.char_lm import PRESETS
 
@@ -412,6 +413,29 @@ def evaluate(backend, threads, checkpoint, split, block_size, batch_size, data_d
     if as_json:
         click.echo(json.dumps(dict(checkpoint=checkpoint, split=split, loss=loss, perplexity=math.exp(loss),
                                    characters=chars, block_size=block_size)))
+
+
+@main.command()
+@click.argument("name", type=click.Choice(EXPERIMENTS))
+@click.option("--quick", is_flag=True, help="A tiny grid that runs in seconds (tests, CI).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder of results.jsonl, NAME.md and NAME.png (default: runs/experiments/NAME, or NAME-quick).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out: the cells its results.jsonl holds are skipped.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Run nothing: write the table and the plot from --out's results.jsonl.")
+@click.option("--threads", type=ThreadCount(), default=1, show_default=True,
+              help="OpenMP threads of the C kernels in each cell.")
+def experiment(name, quick, out, resume, report_only, threads):
+    """Run a measured experiment: each cell of its grid in its own process, one JSON line per cell in
+    OUT/results.jsonl as it is measured, then the table OUT/NAME.md and the plot OUT/NAME.png."""
+    from .experiments.runner import default_out, run_experiment, write_report
+
+    if report_only:
+        paths = write_report(name, out or default_out(name, quick), quick)
+    else:
+        _, paths = run_experiment(name, quick=quick, out=out, resume=resume, threads=threads,
+                                  echo=lambda line: click.echo(line, err=True))
+    click.echo("wrote " + ", ".join(map(str, paths)))
 
 
 if __name__ == "__main__":

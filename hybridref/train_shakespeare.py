@@ -99,11 +99,13 @@ def _diverged(error, checkpoint, saved_step):
 def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_size=256, lr=2e-3,
                       weight_decay=0.1, warmup=100, eval_every=250, eval_batches=20, time_budget=None, seed=0,
                       data_dir=None, checkpoint=None, checkpoint_every=None, resume=False, model_overrides=None,
-                      on_step=None, on_eval=None):
+                      on_step=None, on_eval=None, full_eval_steps=()):
     """Train from scratch (or resume from `checkpoint`); returns a summary dict (with the model).
 
     time_budget: seconds of training (evaluation excluded); the run stops after the step that
     crosses it. on_step(step, steps, loss, lr, elapsed) and on_eval(record) report progress.
+    full_eval_steps: steps after which the whole validation split is evaluated too (evaluate_split,
+    outside the training time), returned as val_loss_full_at {step: loss}.
     A non-finite loss or gradient norm stops the run (TrainingDiverged), the last checkpoint written
     staying as it was; an unwritable `checkpoint` is refused before training starts."""
     backend = get_backend(backend)
@@ -132,6 +134,7 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
         step, train_time, history = t["step"], t["train_time_s"], t["history"]
         loss_sum, loss_n = t["loss_sum"], t["loss_n"]
     saved = {}  # the step of the last checkpoint written
+    full_at = {}
 
     def save():
         save_checkpoint(checkpoint, model, vocab.chars, opt, dict(
@@ -174,6 +177,8 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
             if on_step:
                 on_step(step, steps, loss, cur_lr, train_time)
+            if step in full_eval_steps:
+                full_at[step] = evaluate_split(model, val_ids, batch_size, block_size)
             if step % eval_every == 0:
                 record()
                 loss_sum, loss_n = 0.0, 0
@@ -191,4 +196,5 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
                 final_train_loss=final["train_loss"], final_val_loss=final["val_loss"],
                 val_perplexity=math.exp(final["val_loss"]),
                 final_val_loss_full=evaluate_split(model, val_ids, batch_size, block_size), history=history,
+                val_loss_full_at=full_at,
                 config=dict(model.config, **run, backend=be.name))

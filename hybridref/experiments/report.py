@@ -1,0 +1,58 @@
+"""The markdown report of an experiment: how it was run (command, machine, dates, load), then the
+experiment's own tables (its `table(records)`, built with markdown_table)."""
+import math
+
+MIB = 2 ** 20
+
+
+def markdown_table(headers, rows):
+    """A GitHub markdown table; columns after the first are right-aligned (numbers)."""
+    lines = ["| " + " | ".join(headers) + " |", "| --- |" + " ---: |" * (len(headers) - 1)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def number(value, digits=3):
+    """`value` with `digits` significant digits ("—" for a missing one), thousands separated."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(value)))))
+    return f"{value:,.{decimals}f}"
+
+
+def mib(nbytes):
+    return "—" if nbytes is None else number(nbytes / MIB)
+
+
+def run_conditions(name, out, records):
+    """The lines saying how the records were measured."""
+    first = records[0]
+    m = first["machine"]
+    dates = sorted(r["date"] for r in records)
+    loads = [r["load"] for r in records if r["status"] == "done"] or [r["load"] for r in records]
+    skipped = sum(r["status"] == "skipped" for r in records)
+    return [
+        f"Command: `hybridref experiment {name}{' --quick' if first['quick'] else ''} --threads {first['threads']} "
+        f"--out {out}`",
+        "",
+        f"Machine: {m['cores']} cores, {m['cpu']}, C kernels built for {m['isa']}; {first['threads']} OpenMP "
+        f"thread(s) per cell, one cell at a time. Measured {dates[0]} to {dates[-1]}; 1-minute load average "
+        f"{min(loads):.2f} to {max(loads):.2f} at the end of the cells (the machine is shared: timings are noisy).",
+        "",
+        "Memory: the peak resident set is measured, Linux's VmHWM of the cell's own process (a fresh process per "
+        "cell), reset to the current resident set before each phase (/proc/self/clear_refs), so it includes the "
+        "interpreter, NumPy and the C library (~50–100 MiB); the model's bytes beside it are counted from its "
+        "arrays.",
+        "",
+        f"{len(records)} cells: {len(records) - skipped} measured, {skipped} skipped (reasons in the tables and "
+        f"results.jsonl).",
+    ]
+
+
+def write_markdown(name, exp, out, records):
+    path = out / f"{name}.md"
+    text = "\n".join([f"# {exp.TITLE}", "", *run_conditions(name, out, records), "", exp.table(records), ""])
+    path.write_text(text)
+    return path

@@ -1,0 +1,182 @@
+"""The experiment runner (hybridref/experiments): every experiment's --quick grid, the record schema,
+resuming an interrupted run, the table, the plot (and the message without matplotlib), the time cap.
+No timing is asserted: the experiments measure, the tests check that they do."""
+import json
+import os
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from hybridref.cli import main
+from hybridref.errors import UserError
+from hybridref.experiments import EXPERIMENTS, scaling
+from hybridref.experiments.report import markdown_table, number
+from hybridref.experiments.runner import RECORD_KEYS, RESULTS, measure_cell, read_results, run_experiment, write_report
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the experiments read /proc/self")
+needs_data = pytest.mark.skipif(not os.environ.get("HYBRIDREF_DATA"), reason="HYBRIDREF_DATA is not set")
+
+SCALING_KEYS = {"params", "param_bytes", "grad_bytes", "decode_state_bytes", "fwd_bwd_s", "fwd_bwd_calls",
+                "saved_bytes", "baseline_rss_bytes", "fwd_bwd_peak_rss_bytes", "prefill_s", "prefill_calls",
+                "prefill_peak_rss_bytes", "decode_step_s", "decode_peak_rss_bytes", "decoder"}
+ARCHITECTURES_KEYS = {"params", "steps", "train_time_s", "tokens_per_s", "val_loss", "equal_steps",
+                      "val_loss_at_equal_steps", "curve", "train_peak_rss_bytes", "param_bytes", "optimizer_bytes",
+                      "saved_bytes", "decode"}
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def scaling_run(tmp_path_factory):
+    """The quick scaling grid, run once for the tests of this module."""
+    out = tmp_path_factory.mktemp("scaling")
+    records, paths = run_experiment("scaling", quick=True, out=out, echo=lambda line: None)
+    return out, records, paths
+
+
+def check_schema(record, name, result_keys):
+    assert set(record) == set(RECORD_KEYS)
+    assert record["experiment"] == name and record["quick"] is True and record["threads"] == 1
+    assert record["status"] == "done" and record["reason"] is None
+    assert set(record["result"]) == result_keys
+    assert record["peak_rss_bytes"] > 0 and record["wall_s"] > 0
+    assert set(record["machine"]) == {"cores", "cpu", "isa"}
+
+
+def test_scaling_quick_grid(scaling_run):
+    out, records, paths = scaling_run
+    lines = _lines(out / RESULTS)
+    assert lines == records
+    assert [r["cell"] for r in lines] == scaling.cells(quick=True)
+    for r in lines:
+        check_schema(r, "scaling", SCALING_KEYS)
+        res = r["result"]
+        assert res["fwd_bwd_s"] > 0 and res["prefill_s"] > 0 and res["decode_step_s"] > 0
+        # the cell's peak covers every phase; a phase's peak covers what it started with
+        assert r["peak_rss_bytes"] >= max(res["fwd_bwd_peak_rss_bytes"], res["prefill_peak_rss_bytes"],
+                                          res["decode_peak_rss_bytes"])
+        assert res["fwd_bwd_peak_rss_bytes"] >= res["baseline_rss_bytes"] > 0
+        assert res["saved_bytes"] > 0 and res["param_bytes"] == 4 * res["params"]
+    # attention's KV cache grows with T, Mamba's state does not; activations grow with T for both
+    by = {(r["cell"]["model"], r["cell"]["T"]): r["result"] for r in lines}
+    assert by["attention", 64]["decode_state_bytes"] > by["attention", 32]["decode_state_bytes"]
+    assert by["mamba", 64]["decode_state_bytes"] == by["mamba", 32]["decode_state_bytes"]
+    assert by["mamba", 64]["saved_bytes"] > by["mamba", 32]["saved_bytes"]
+    assert [p.name for p in paths] == ["scaling.md", "scaling.png"]
+
+
+def test_scaling_report(scaling_run):
+    out, _, _ = scaling_run
+    text = (out / "scaling.md").read_text()
+    assert "Command: `hybridref experiment scaling --quick --threads 1" in text
+    assert "## Fitted slopes" in text and "| hybrid preset | 64 |" in text
+    assert "| model | forward+backward | prefill | decode step |" in text
+
+
+def test_plot_is_a_png(scaling_run):
+    pytest.importorskip("matplotlib")
+    out, _, _ = scaling_run
+    assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib(scaling_run, tmp_path, monkeypatch):
+    out, _, _ = scaling_run
+    (tmp_path / RESULTS).write_text((out / RESULTS).read_text())
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    with pytest.raises(UserError, match=r"pip install 'hybridref\[plots\]'"):
+        write_report("scaling", tmp_path, quick=True)
+    assert (tmp_path / "scaling.md").exists() and not (tmp_path / "scaling.png").exists()
+
+
+def test_interrupted_run_resumes(scaling_run, tmp_path):
+    """A run stopped after two cells, its last line cut while being written, continues with --resume:
+    the finished cells are kept, the others measured once."""
+    out, _, _ = scaling_run
+    seen = []
+
+    def interrupt(line):
+        seen.append(line)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("scaling", quick=True, out=tmp_path, echo=interrupt)
+    first = _lines(tmp_path / RESULTS)
+    assert len(first) == 2
+    with open(tmp_path / RESULTS, "a") as f:
+        f.write('{"experiment": "scal')  # killed mid-write
+    with pytest.raises(UserError, match="--resume"):
+        run_experiment("scaling", quick=True, out=tmp_path, echo=lambda line: None)
+    resumed = []
+    run_experiment("scaling", quick=True, out=tmp_path, resume=True, echo=resumed.append)
+    lines = _lines(tmp_path / RESULTS)
+    assert lines[:2] == first
+    assert [r["cell"] for r in lines] == scaling.cells(quick=True)
+    assert len(resumed) == len(lines) - 2
+    run_experiment("scaling", quick=True, out=tmp_path, resume=True, echo=resumed.append)  # nothing left
+    assert len(resumed) == len(lines) - 2 and _lines(tmp_path / RESULTS) == lines
+
+
+def test_results_of_another_grid_are_refused(scaling_run, tmp_path):
+    out, _, _ = scaling_run
+    (tmp_path / RESULTS).write_text((out / RESULTS).read_text())
+    with pytest.raises(UserError, match="not of 'architectures'"):
+        read_results(tmp_path / RESULTS, "architectures", quick=True)
+    with pytest.raises(UserError, match="not of 'scaling'$|not of 'scaling':"):
+        read_results(tmp_path / RESULTS, "scaling", quick=False)
+    (tmp_path / RESULTS).write_text('{"a": 1}\n')
+    with pytest.raises(UserError, match="is not a result record"):
+        read_results(tmp_path / RESULTS, "scaling", quick=True)
+
+
+def test_time_cap_skips_the_cell():
+    status, reason, result, peak, wall = measure_cell("scaling", dict(kind="mixer", model="attention", T=32), True,
+                                                      threads=1, time_cap=0.01, memory_cap=2 ** 34)
+    assert (status, result, peak) == ("skipped", {}, None) and reason.startswith("time cap")
+
+
+def test_scaling_skips_after_a_skipped_length():
+    def record(T, status, wall=1.0):
+        return dict(cell=dict(kind="preset", model="transformer", T=T), status=status, wall_s=wall, quick=False)
+    cell = dict(kind="preset", model="transformer", T=4096)
+    assert scaling.skip_reason(cell, []) is None
+    assert scaling.skip_reason(cell, [record(2048, "skipped")]) == "T=2048 was skipped"
+    assert scaling.skip_reason(cell, [record(1024, "done", 10), record(2048, "done", 20)]) is None
+    assert "predicted 480 s" in scaling.skip_reason(cell, [record(1024, "done", 30), record(2048, "done", 120)])
+
+
+@needs_data
+def test_architectures_quick_grid(tmp_path):
+    records, paths = run_experiment("architectures", quick=True, out=tmp_path, echo=lambda line: None)
+    assert _lines(tmp_path / RESULTS) == records and len(records) == 4
+    for r in records:
+        check_schema(r, "architectures", ARCHITECTURES_KEYS)
+        res = r["result"]
+        assert res["steps"] >= res["equal_steps"] and res["val_loss_at_equal_steps"] > 0
+        assert res["curve"][-1]["step"] == res["steps"] and res["optimizer_bytes"] == 2 * res["param_bytes"]
+        first, long = res["decode"]
+        assert first["ms_per_token"] > 0 and first["state_bytes"] > 0
+        if r["cell"]["preset"] == "hyena":  # its filters cover l_max = 1,024 positions
+            assert "l_max" in long["reason"]
+        else:
+            assert long["state_bytes"] > first["state_bytes"]
+    text = (tmp_path / "architectures.md").read_text()
+    assert "| `transformer` | " in text and "n/a (hyena" in text
+    assert [p.name for p in paths] == ["architectures.md", "architectures.png"]
+
+
+def test_markdown_table_and_numbers():
+    assert markdown_table(["a", "b"], [("x", "1"), ("y", "2")]) == \
+        "| a | b |\n| --- | ---: |\n| x | 1 |\n| y | 2 |"
+    assert [number(v) for v in (1234.4, 0.012345, 2.0, None, 0)] == ["1,234", "0.0123", "2.00", "—", "0"]
+
+
+def test_cli(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["experiment", "nope"])
+    assert result.exit_code == 2 and all(name in result.output for name in EXPERIMENTS)
+    result = runner.invoke(main, ["experiment", "scaling", "--quick", "--report", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "holds no results of 'scaling'" in result.output
