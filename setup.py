@@ -20,7 +20,7 @@ setup(
                 "hand-written kernels",
     python_requires=">=3.9",
     packages=[
-        "hybridref", "hybridref.layers", "hybridref.models", "hybridref.data",
+        "hybridref", "hybridref.layers", "hybridref.models", "hybridref.data", "hybridref.convert",
         "hybridref.backends", "hybridref.backends.numpy", "hybridref.backends.c", "hybridref.backends.mpi",
         "hybridref.experiments",
     ],
@@ -29,7 +29,9 @@ setup(
     cffi_modules=[f"csrc/build_ffi.py:ffi_{isa}" for isa in ISAS] + SANITIZED,
     install_requires=["cffi>=1.15", "numpy>=1.22", "click>=8.0", "safetensors>=0.4"],
     extras_require={
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0", "mpi4py>=3.1", "mpich", "matplotlib>=3.5"],
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0", "transformers>=4.40", "tokenizers", "mpi4py>=3.1",
+                "mpich", "matplotlib>=3.5"],
+        "tokenizers": ["tokenizers"],  # text prompts for models converted from Hugging Face
         "mpi": ["mpi4py>=3.1", "mpich"],
     },
     entry_points={"console_scripts": ["hybridref=hybridref.cli:main"]},

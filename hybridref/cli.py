@@ -1,4 +1,4 @@
-"""The `hybridref` command line: info, train mnist, train shakespeare, generate, evaluate, bench mpi.
+"""The `hybridref` command line: info, train mnist, train shakespeare, generate, convert, evaluate, bench mpi.
 
 Every expected error (hybridref.errors.UserError: a bad option, environment variable or file, a run
 that diverged) is one line and exit status 1, its traceback shown only with --debug or
@@ -368,24 +368,95 @@ def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, ba
 @main.command()
 @backend_option
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True)
-@click.option("--prompt", default="\n", show_default=True)
+@click.option("--prompt", default="\n", show_default=True,
+              help="Text; for a model converted from Hugging Face it needs the `tokenizers` package and the "
+                   "tokenizer.json convert copied beside the checkpoint.")
+@click.option("--prompt-ids", default=None, metavar="IDS",
+              help="A converted model's prompt as token ids, comma-separated (1,2,3): the output is token ids.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--temperature", type=FiniteFloat(min=0), default=0.8, show_default=True,
-              help="0 picks the most likely character.")
+              help="0 picks the most likely character (token).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None)
 @click.option("--top-p", type=FiniteFloat(min=0, max=1, min_open=True), default=None)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def generate(backend, threads, checkpoint, prompt, max_new_tokens, temperature, top_k, top_p, seed):
-    """Stream text sampled from a checkpointed character LM."""
+def generate(backend, threads, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
+    """Stream text sampled from a checkpointed character LM, or tokens from a converted model."""
     from .generate import load_model, stream
 
     be = open_backend(backend, threads)
-    model, vocab = load_model(checkpoint, be)
+    model, vocab = load_model(checkpoint, be, need_vocab=False)
+    if vocab is None:
+        return _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p,
+                                seed)
+    if prompt_ids is not None:
+        raise click.BadParameter(f"{checkpoint} is a character LM: give its prompt as text (--prompt)",
+                                 param_hint="--prompt-ids")
     text = stream(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed)
     click.echo(prompt, nl=False)
     for ch in text:
         click.echo(ch, nl=False)
     click.echo()
+
+
+def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
+    """A model whose tokens are ids (converted from Hugging Face): --prompt-ids in, ids out (comma-separated,
+    the prompt's first); or a text prompt through its tokenizer, text out (the decoded ids so far, each
+    step printing what they add, as a token may be part of a character or a word)."""
+    import numpy as np
+
+    from .convert.tokenizer import load_tokenizer
+    from .generate import parse_ids, stream_ids
+
+    if prompt_ids is not None:
+        ids = parse_ids(prompt_ids, model.vocab_size)
+        click.echo(",".join(map(str, ids)), nl=False)
+        for token in stream_ids(model, ids, max_new_tokens, temperature, top_k, top_p, seed):
+            click.echo(f",{token}", nl=False)
+        click.echo()
+        return
+    tokenizer = load_tokenizer(checkpoint)
+    ids = list(tokenizer.encode(prompt).ids)
+    if any(not 0 <= i < model.vocab_size for i in ids):
+        raise UserError(f"the tokenizer beside {checkpoint} gives ids beyond the model's {model.vocab_size}: it is "
+                        f"not this model's tokenizer")
+    shown = tokenizer.decode(ids)
+    click.echo(prompt, nl=False)
+    for token in stream_ids(model, np.array(ids, dtype=np.int64), max_new_tokens, temperature, top_k, top_p, seed):
+        ids.append(token)
+        text = tokenizer.decode(ids)
+        click.echo(text[len(shown):], nl=False)
+        shown = text
+    click.echo()
+
+
+@main.command()
+@click.option("--from-hf", "from_hf", type=click.Path(), default=None, metavar="DIR",
+              help="A Hugging Face transformers checkpoint folder (config.json + safetensors) to convert to --out.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="The hybridref checkpoint --from-hf writes (its tokenizer.json is copied beside it).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None, metavar="PATH",
+              help="A hybridref checkpoint to convert to the transformers folder --to-hf.")
+@click.option("--to-hf", "to_hf", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="The transformers folder (config.json + model.safetensors) --checkpoint is written to.")
+def convert(from_hf, out, checkpoint, to_hf):
+    """Hugging Face checkpoints in (--from-hf DIR --out PATH) and out (--checkpoint PATH --to-hf DIR):
+    MambaForCausalLM and LlamaForCausalLM; anything else is refused by name."""
+    from . import convert as hf
+
+    if (from_hf is None) == (to_hf is None):
+        raise click.UsageError("give either --from-hf DIR --out PATH, or --checkpoint PATH --to-hf DIR")
+    if from_hf is not None:
+        if out is None or checkpoint is not None:
+            raise click.UsageError("--from-hf DIR takes --out PATH (the hybridref checkpoint to write)")
+        summary = hf.from_hf(from_hf, out)
+        click.echo(f"wrote {out}: {summary['architecture']}, {summary['parameters']:,} parameters"
+                   + (f", tokenizer {summary['tokenizer']}" if summary["tokenizer"] else ", no tokenizer.json"))
+    else:
+        if checkpoint is None or out is not None:
+            raise click.UsageError("--to-hf DIR takes --checkpoint PATH (the hybridref checkpoint to read)")
+        summary = hf.to_hf(checkpoint, to_hf)
+        click.echo(f"wrote {to_hf}: {summary['architecture']}, {summary['parameters']:,} parameters, "
+                   f"tie_word_embeddings {str(summary['tied_embeddings']).lower()}")
 
 
 @main.command()

@@ -56,10 +56,12 @@ def _vocabulary(path, ckpt):
     return vocab
 
 
-def load_model(path, backend):
-    """(model on `backend`, vocabulary) from a checkpoint; CheckpointError if it does not describe one."""
+def load_model(path, backend, need_vocab=True):
+    """(model on `backend` (None: on no backend yet), vocabulary) from a checkpoint; CheckpointError if it
+    does not describe one. need_vocab=False: a model without a vocabulary (one converted from Hugging
+    Face, whose tokens are ids) loads too, its vocabulary None."""
     ckpt = load_checkpoint(path)
-    vocab = _vocabulary(path, ckpt)
+    vocab = _vocabulary(path, ckpt) if need_vocab or ckpt["vocab"] else None
     stored = sum(a.size for a in ckpt["params"].values())
     try:
         model = CharLM.from_config(ckpt["config"], max_params=stored)
@@ -71,7 +73,7 @@ def load_model(path, backend):
         restore(ckpt, model)
     except CheckpointError as e:
         raise unreadable(path, str(e)) from None
-    return model.to(backend), vocab
+    return (model if backend is None else model.to(backend)), vocab
 
 
 def decode_state_bytes(model, positions):
@@ -100,17 +102,39 @@ def stream(model, vocab, prompt, max_new_tokens, temperature=1.0, top_k=None, to
     for. The prompt and the sizes are checked, and the prompt prefilled, before it is returned."""
     if not prompt:
         raise UserError("the prompt must hold at least one character")
-    ids = vocab.encode(prompt)
+    ids = stream_ids(model, vocab.encode(prompt), max_new_tokens, temperature, top_k, top_p, seed)
+    return (vocab.chars[i] for i in ids)
+
+
+def parse_ids(text, vocab_size):
+    """Token ids "1,2,3" -> int64 array; each an id of the model's vocabulary [0, vocab_size)."""
+    try:
+        ids = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--prompt-ids {text!r}: give token ids as whole numbers separated by commas, "
+                        f"such as 1,2,3") from None
+    bad = [i for i in ids if not 0 <= i < vocab_size]
+    if bad:
+        raise UserError(f"--prompt-ids: {bad[:5]} are not token ids of this model (0 to {vocab_size - 1})")
+    return np.array(ids, dtype=np.int64)
+
+
+def stream_ids(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0):
+    """An iterator over max_new_tokens token ids sampled after the prompt `ids` (int64, (T,), T >= 1),
+    each drawn when it is asked for; the sizes are checked, and the prompt prefilled, before it is
+    returned. Generation runs the whole count: it does not stop at an end-of-sequence token."""
+    if len(ids) == 0:
+        raise UserError("the prompt must hold at least one token")
     check_decode_size(model, len(ids) + max_new_tokens)
     dec = model.decoder(1, len(ids) + max_new_tokens)
     logits = dec.prefill(ids[None, :])[0]
-    return _draw(dec, logits, vocab, max_new_tokens, np.random.default_rng(seed), temperature, top_k, top_p)
+    return _draw(dec, logits, max_new_tokens, np.random.default_rng(seed), temperature, top_k, top_p)
 
 
-def _draw(dec, logits, vocab, count, rng, temperature, top_k, top_p):
+def _draw(dec, logits, count, rng, temperature, top_k, top_p):
     for i in range(count):
         nxt = sample(logits, rng, temperature, top_k, top_p)
-        yield vocab.chars[nxt]
+        yield nxt
         if i + 1 < count:
             logits = dec.step(np.array([nxt]))[0]
 
