@@ -338,6 +338,70 @@ def _long_conv_backward(d):
     return dict(dy=d.normal(B, T, C), **a)
 
 
+def _moe_route_forward(d):
+    E = d.size(1)
+    return dict(logits=d.normal(d.size(), E, scale=2.0), top_k=d.int(1, E), normalize=d.flag())
+
+
+def _moe_routing(d):
+    """(M, E, k, experts, weights, probs, lse) of a real routing (the oracle's), so that the probabilities
+    are a softmax (rows summing to 1, the top-k sum S >= 1/E) as the backward is given them."""
+    a = _moe_route_forward(d)
+    experts, weights, probs, lse, _ = _np.moe_route_forward(_f64(a["logits"]), a["top_k"], a["normalize"])
+    return (*a["logits"].shape, a["top_k"], experts, *_oracle(weights, probs, lse))
+
+
+def _moe_route_backward(d):
+    M, E, k, experts, _, probs, lse = _moe_routing(d)
+    return dict(dweights=d.normal(M, k), experts=experts, probs=probs, lse=lse, aux_dprobs=d.normal(E),
+                z_scale=d.pick([0.0, 0.5, -2.0]), normalize=d.flag())
+
+
+def _moe_dispatch_forward(d):
+    M, E, k, experts, *_ = _moe_routing(d)
+    return dict(x=d.normal(M, d.size()), experts=experts, n_experts=E)
+
+
+def _moe_slots(d):
+    """(M, k, slot_pos): a random grouping of M·k rows (a permutation, as moe_dispatch_forward gives)."""
+    M, k = d.size(), d.small(1)
+    return M, k, d.rng.permutation(M * k).reshape(M, k).astype(np.int64)
+
+
+def _moe_expert_rows(d):
+    """(R, E, offsets): R grouped rows split among E experts, some of them empty."""
+    E, R = d.small(1), d.size()
+    cuts = np.sort(d.rng.integers(0, R + 1, E - 1))
+    return R, E, np.concatenate([[0], cuts, [R]]).astype(np.int64)
+
+
+def _moe_expert_linear_forward(d):
+    R, E, offsets = _moe_expert_rows(d)
+    N, K = d.size(), d.size()
+    return dict(xs=d.normal(R, K), offsets=offsets, w=d.normal(E, N, K), b=d.maybe(lambda: d.normal(E, N)))
+
+
+def _moe_expert_linear_backward(d):
+    R, E, offsets = _moe_expert_rows(d)
+    N, K = d.size(), d.size()
+    return dict(dys=d.normal(R, N), xs=d.normal(R, K), offsets=offsets, w=d.normal(E, N, K), has_bias=d.flag())
+
+
+def _moe_combine_forward(d):
+    M, k, slot_pos = _moe_slots(d)
+    return dict(ys=d.normal(M * k, d.size()), slot_pos=slot_pos, weights=d.normal(M, k))
+
+
+def _moe_combine_backward(d):
+    a = _moe_combine_forward(d)
+    return dict(dy=d.normal(a["slot_pos"].shape[0], a["ys"].shape[1]), **a)
+
+
+def _moe_dispatch_backward(d):
+    M, k, slot_pos = _moe_slots(d)
+    return dict(dxs=d.normal(M * k, d.size()), slot_pos=slot_pos)
+
+
 def _attention_decode(d):
     B, H_k, G, P, L = d.small(1), d.small(1), d.small(1), d.size(1), d.size(1)
     return dict(q=d.normal(B, H_k * G, P), k_cache=d.normal(B, H_k, L, P), v_cache=d.normal(B, H_k, L, P),
@@ -390,6 +454,14 @@ EXAMPLES = {
     "token_shift_backward": _token_shift_backward,
     "long_conv_forward": lambda d: _long_conv(d)[-1],
     "long_conv_backward": _long_conv_backward,
+    "moe_route_forward": _moe_route_forward,
+    "moe_route_backward": _moe_route_backward,
+    "moe_dispatch_forward": _moe_dispatch_forward,
+    "moe_dispatch_backward": _moe_dispatch_backward,
+    "moe_expert_linear_forward": _moe_expert_linear_forward,
+    "moe_expert_linear_backward": _moe_expert_linear_backward,
+    "moe_combine_forward": _moe_combine_forward,
+    "moe_combine_backward": _moe_combine_backward,
 }
 
 IN_PLACE = {"adamw_step": ("param", "m", "v")}  # the arguments an op writes, which are its results

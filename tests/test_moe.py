@@ -248,9 +248,11 @@ def test_the_layer_in_c_equals_numpy(npb, cb):
 def test_c_results_do_not_depend_on_the_thread_count(cb):
     from tests.helpers import assert_same_for_thread_counts
     cases = _op_cases(np.random.default_rng(11), M=700, D=40)
-    assert_same_for_thread_counts(cb, lambda: tuple(a for op, calls in cases.items() for args in calls
-                                                    for a in np.atleast_1d(getattr(cb, op)(**args))
-                                                    if isinstance(a, np.ndarray)))
+
+    def run():
+        results = [getattr(cb, op)(**args) for op, calls in cases.items() for args in calls]
+        return tuple(a for r in results for a in (r if isinstance(r, tuple) else (r,)) if a is not None)
+    assert_same_for_thread_counts(cb, run)
 
 
 # ---- bad input -----------------------------------------------------------------------------------
@@ -284,7 +286,7 @@ def test_bad_op_inputs_are_refused(npb, cb, be_name):
     with pytest.raises(ValueError, match="offsets"):
         be.moe_expert_linear_forward(xs, offsets[::-1].copy(), np.zeros((4, 2, 4), np.float32), None)
     if be_name == "c":
-        with pytest.raises(ValueError, match="w must have shape"):
+        with pytest.raises(ValueError, match="must have shape"):
             be.moe_expert_linear_forward(xs, offsets, np.zeros((4, 2, 5), np.float32), None)
         with pytest.raises(ValueError, match="dweights must have shape"):
             be.moe_route_backward(np.zeros((3, 3), np.float32), experts, np.zeros((3, 4), np.float32),
