@@ -2,7 +2,7 @@
 process (every process computes that reference itself), for the sequence-mixing ops (every declared
 StatePassing and Halo op generically, with the examples of their declarations, and the attention,
 RoPE, dropout and mean-pool mechanisms), for the whole MNIST hybrid, and for a CharLM around every
-registered mixer (outputs, loss, every parameter gradient). An assertion failing on any process
+registered mixer and each of its test_variants (outputs, loss, every parameter gradient). An assertion failing on any process
 aborts the job (the backend's excepthook), so the exit status is the verdict.
 
     mpiexec -n 3 python tests/mpi_check.py ops model --local c
@@ -23,6 +23,7 @@ from helpers import rel_err  # noqa: E402
 import test_sequence_forms as forms  # noqa: E402
 
 from hybridref.backends.base import SEQUENCE_FORMS, op_signature  # noqa: E402
+from hybridref.errors import UserError  # noqa: E402
 from hybridref.backends.mpi import MPIBackend, sequence, state_passing  # noqa: E402
 from hybridref.layers.registry import mixers  # noqa: E402
 from hybridref.models.char_lm import CharLM  # noqa: E402
@@ -149,8 +150,14 @@ def check_halo(be, name, what, form, local, split, rng, args, with_prefix, lo, h
 
 
 def check_model(be, rng):
-    """The MNIST hybrid with a windowed attention block and dropout: logits, loss and every gradient."""
-    kw = dict(patch=4, d_model=32, pattern="MAMA", n_heads=4, dropout=0.2, seed=3)
+    """The MNIST hybrid with a windowed attention block and dropout: logits, loss and every gradient;
+    its Mamba layers causal, bidirectional, and (data mode: whole sequences) cross-scanning."""
+    for directions in (1, 2) if be.mode == "sequence" and be.size > 1 else (1, 2, 4):
+        check_mnist_model(be, rng, directions)
+
+
+def check_mnist_model(be, rng, directions):
+    kw = dict(patch=4, d_model=32, pattern="MAMA", n_heads=4, dropout=0.2, seed=3, directions=directions)
     ref_model, model = MnistHybrid(**kw).to(be.local), MnistHybrid(**kw).to(be)
     for m in (ref_model, model):
         m.blocks[3].mixer.window = 7  # a window shorter than a slice (49 tokens over P)
@@ -167,11 +174,11 @@ def check_model(be, rng):
     loss, probs = be.cross_entropy_forward(logits, y)
     model.backward(be.cross_entropy_backward(probs, y))
     be.reduce_gradients(model.params())
-    close("logits", logits, be.local_batch(logits_ref))
-    close("loss", loss, loss_ref)
+    close(f"directions={directions} logits", logits, be.local_batch(logits_ref))
+    close(f"directions={directions} loss", loss, loss_ref)
     ref_params = dict(ref_model.named_params())
     for name, p in model.named_params():
-        close(f"grad {name}", p.grad, ref_params[name].grad)
+        close(f"directions={directions} grad {name}", p.grad, ref_params[name].grad)
     # the summed gradients are the same bits everywhere, so replicas stay identical
     for p in model.params():
         assert all(np.array_equal(p.grad, other) for other in be.comm.allgather(p.grad)), "replicas differ"
@@ -183,12 +190,23 @@ def check_mixers(be, rng):
     is checked here as soon as it registers; if its ops have no sequence form, the mpi backend
     refuses them in sequence mode and this check says which."""
     P = be.size
-    for letter, spec in mixers().items():
+    configs = [(letter, spec, variant) for letter, spec in mixers().items()
+               for variant in ({}, *getattr(spec.cls, "test_variants", ()))]
+    for letter, spec, variant in configs:
         if LETTERS is not None and letter not in LETTERS:
             continue
-        options = {letter: spec.test_options, "A": mixers()["A"].test_options}
+        options = {letter: {**spec.test_options, **variant}, "A": mixers()["A"].test_options}
         kw = dict(vocab_size=11, d_model=16, pattern=letter + "A" + letter, mixers=options, dropout=0.1, seed=2)
-        for T in (2 * P + 1, 4 * P + 3):  # with d_conv 4, slices of 2 are shorter than Mamba's conv halo
+        # with d_conv 4, slices of 2 are shorter than Mamba's conv halo (both ways, for a backward scan);
+        # Mamba's cross scan (directions=4) reads square grids, and only whole sequences (data mode)
+        Ts = (2 * P + 1, 4 * P + 3) if variant.get("directions") != 4 else (9, 16)
+        if variant.get("directions") == 4 and be.mode == "sequence" and P > 1:
+            import pytest
+            with pytest.raises(UserError, match=r"mamba: the cross scan \(directions=4\) re-orders the tokens of "
+                                                r"the whole sequence .* split the batch instead \(--mpi-mode data\)"):
+                CharLM(**kw).to(be).forward(rng.integers(0, 11, (P + 1, Ts[0])))
+            continue
+        for T in Ts:
             ref_model, model = CharLM(**kw).to(be.local), CharLM(**kw).to(be)  # it shards its ids
             for m in (ref_model, model):
                 m.set_dropout_seed((0, 7))
@@ -204,7 +222,7 @@ def check_mixers(be, rng):
             loss, probs = be.cross_entropy_forward(logits.reshape(-1, 11), y)
             model.backward(be.cross_entropy_backward(probs, y).reshape(logits.shape))
             be.reduce_gradients(model.params())
-            what = f"mixer {letter} ({spec.name}) pattern {kw['pattern']} T={T}"
+            what = f"mixer {letter} ({spec.name}) {variant or ''} pattern {kw['pattern']} T={T}"
             close(f"{what} logits", gather_seq(be, logits, axis=1 if be.mode == "sequence" else 0), logits_ref)
             close(f"{what} loss", loss, loss_ref)
             ref_params = dict(ref_model.named_params())
