@@ -15,6 +15,7 @@ from .backends import available_backends, default_backend_name, get_backend
 from .backends.mpiexec import abort_job_if_launched
 from .errors import UserError
 from .experiments import EXPERIMENTS
+from .layers.moe import parse_moe_option
 from .limits import OVERSUBSCRIPTION, usable_cores
 from .models.char_lm import PRESETS
 
@@ -302,6 +303,11 @@ _PRESET_PATTERNS = ", ".join(f"{name} {preset['pattern']}" for name, preset in P
               help=f"Preset: 6 blocks of d_model 128 ({_PRESET_PATTERNS}), ~1.2M params.")
 @click.option("--pattern", default=None, help="Override the preset's layer pattern (A = attention, M = Mamba).")
 @click.option("--d-model", type=click.IntRange(min=8), default=None, help="Override the width (default 128).")
+@click.option("--moe", default=None, metavar="OPTIONS",
+              help="Mixture-of-experts MLPs (Jamba/Mixtral style): 'default' (8 experts, top-2, every other block "
+                   "from block 1, aux loss 0.01) or name=value pairs, e.g. 'n_experts=4,top_k=1,period=1,offset=0' "
+                   "(also aux_loss_coef, z_loss_coef, normalize_top_k). Reports the aux loss and each expert's "
+                   "share of the tokens at every evaluation.")
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Optimizer steps (the cosine schedule's length unless --time-budget is given).")
 @click.option("--time-budget", type=Duration(), default=None,
@@ -326,7 +332,7 @@ _PRESET_PATTERNS = ", ".join(f"{name} {preset['pattern']}" for name, preset in P
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding tinyshakespeare/input.txt (default: $HYBRIDREF_DATA, else download).")
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
-def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, batch_size, block_size, lr, warmup,
+def shakespeare(backend, threads, arch, pattern, d_model, moe, steps, time_budget, batch_size, block_size, lr, warmup,
                 weight_decay, dropout, eval_every, eval_batches, checkpoint, checkpoint_every, resume, seed, data_dir,
                 as_json):
     """Train a character LM on Tiny Shakespeare and report validation loss (nats/char)."""
@@ -338,6 +344,11 @@ def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, ba
     click.echo(f"backend {be.describe()}", err=True)
     overrides = {k: v for k, v in (("pattern", pattern), ("d_model", d_model), ("dropout", dropout or None))
                  if v is not None}
+    if moe is not None:
+        try:
+            overrides["moe"] = parse_moe_option(moe)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--moe") from None
 
     live = sys.stderr.isatty()
 
@@ -352,6 +363,9 @@ def shakespeare(backend, threads, arch, pattern, d_model, steps, time_budget, ba
             click.echo("\r" + " " * 72 + "\r", nl=False, err=True)
         click.echo(f"step {r['step']:5d}  train loss {r['train_loss']:.4f}  val loss {r['val_loss']:.4f}  "
                    f"train time {r['train_time_s']:.1f}s", err=False)
+        if "expert_load" in r:
+            click.echo(f"           moe aux loss {r['aux_loss']:.4f}  tokens per expert "
+                       + "  ".join("[" + " ".join(f"{f:.2f}" for f in layer) + "]" for layer in r["expert_load"]))
 
     out = train_shakespeare(be, arch=arch, steps=steps, batch_size=batch_size, block_size=block_size, lr=lr,
                             weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, eval_batches=eval_batches,

@@ -11,6 +11,7 @@ import numpy as np
 from .backends import get_backend
 from .data.mnist import load_mnist
 from .models.mnist_hybrid import MnistHybrid
+from .layers.moe import moe_report
 from .optim import AdamW, check_loss, cosine_lr
 
 
@@ -103,6 +104,7 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
             logits = model.forward(images)
             y = be.local_batch(train_y[idx])
             loss, probs = be.cross_entropy_forward(logits, y)
+            loss += model.aux_loss()  # MoE balancing/z losses (0 when dense); their gradient is in the MoE backward
             check_loss(loss, step + 1)
             model.backward(be.cross_entropy_backward(probs, y))
             be.reduce_gradients(model.params())
@@ -118,9 +120,10 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
                 break
         train_time += time.perf_counter() - t0
         correct = be.all_sum(correct)
+        moe = moe_report(model)  # the last training step's MoE aux loss and expert load, before evaluate
         test_loss, test_acc = evaluate(model, test_x, test_y)
         record = dict(epoch=epoch, steps=step, train_loss=loss_sum / seen, train_acc=correct / seen,
-                      test_loss=test_loss, test_acc=test_acc, train_time_s=train_time)
+                      test_loss=test_loss, test_acc=test_acc, train_time_s=train_time, **moe)
         history.append(record)
         if on_epoch:
             on_epoch(record)

@@ -16,6 +16,7 @@ from .checkpoint import check_writable, load_checkpoint, restore, save_checkpoin
 from .data.shakespeare import load_shakespeare
 from .errors import CheckpointError, TrainingDiverged, UserError
 from .models.char_lm import CharLM
+from .layers.moe import moe_report
 from .optim import AdamW, check_loss, cosine_lr
 
 
@@ -148,8 +149,9 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
                          progress=train_time / time_budget if time_budget else None)
 
     def record():
+        moe = moe_report(model)  # the last training step's MoE aux loss and expert load, before evaluate's forwards
         val = evaluate(model, val_ids, batch_size, block_size, eval_batches)
-        r = dict(step=step, train_loss=loss_sum / max(loss_n, 1), val_loss=val, train_time_s=train_time)
+        r = dict(step=step, train_loss=loss_sum / max(loss_n, 1), val_loss=val, train_time_s=train_time, **moe)
         history.append(r)
         if on_eval:
             on_eval(r)
@@ -162,6 +164,7 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
         logits = model.forward(x)
         V = logits.shape[-1]
         loss, probs = be.cross_entropy_forward(logits.reshape(-1, V), y.reshape(-1))
+        loss += model.aux_loss()  # MoE balancing/z losses (0 when dense); their gradient is in the MoE backward
         check_loss(loss, step + 1)
         model.backward(be.cross_entropy_backward(probs, y.reshape(-1)).reshape(logits.shape))
         cur_lr = schedule()

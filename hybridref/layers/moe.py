@@ -218,3 +218,39 @@ def moe_layers(model):
 def aux_loss(model):
     """Σ over the model's MoE layers of their aux_loss() (0.0 for a dense model)."""
     return float(sum(m.aux_loss() for m in moe_layers(model)))
+
+
+def moe_report(model):
+    """{} for a dense model; else the last forward's aux_loss (weighted, summed over MoE layers) and
+    expert_load: per MoE layer the fraction of routed tokens each expert received (1/n_experts each at
+    perfect balance). Trainers read it after a training step, before evaluation runs other forwards."""
+    layers = moe_layers(model)
+    if not layers:
+        return {}
+    return dict(aux_loss=aux_loss(model), expert_load=[[round(float(f), 4) for f in m.load] for m in layers])
+
+
+def parse_moe_option(text):
+    """The --moe option of `hybridref train shakespeare`: 'default' or comma-separated name=value pairs
+    (n_experts=8,top_k=2,period=2,offset=1,aux_loss_coef=0.01,z_loss_coef=0,normalize_top_k=false) ->
+    the normalized options (ValueError naming a bad entry)."""
+    if text.strip() == "default":
+        return normalize_moe({})
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or name not in MOE_DEFAULTS:
+            raise ValueError(f"--moe takes 'default' or name=value pairs of {', '.join(MOE_DEFAULTS)}; got {item!r}")
+        kind = type(MOE_DEFAULTS[name])
+        value = value.strip()
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[name] = value.lower() in ("true", "1")
+            else:
+                out[name] = kind(value)
+        except ValueError:
+            raise ValueError(f"--moe {name} must be a {kind.__name__}, got {value!r}") from None
+    return normalize_moe(out)
