@@ -69,6 +69,8 @@ def check_ops(be, rng):
             for with_prefix in (False, True):
                 check_halo(be, name, f"{name} T={T}", SEQUENCE_FORMS[name], local, split, rng,
                            forms.example(name, rng, np.float32, T), with_prefix, lo, hi)
+                check_halo_time_reversed(be, name, f"{name} time-reversed T={T}", SEQUENCE_FORMS[name], local,
+                                         rng, forms.example(name, rng, np.float32, T), with_prefix, lo, hi)
 
         # attention: full causal and a window shorter than a slice (far blocks are skipped)
         q, k, v, do = f32(2, T, 4, 5), f32(2, T, 2, 5), f32(2, T, 2, 5), f32(2, T, 4, 5)
@@ -142,6 +144,32 @@ def check_halo(be, name, what, form, local, split, rng, args, with_prefix, lo, h
     close(f"{what} dx", gather_seq(be, g[0]), grads[0])
     for i in range(1, len(grads)):
         assert (g[i] is None) == (grads[i] is None)
+        if grads[i] is not None:
+            close(f"{what} gradient {i}", be.all_sum(g[i]), grads[i])
+    assert (dp is None) == (prefix is None)
+    if prefix is not None:
+        close(f"{what} dprefix", be.all_sum(dp), dprefix)
+
+
+def check_halo_time_reversed(be, name, what, form, local, rng, args, with_prefix, lo, hi):
+    """A Halo op on be.time_reversed() (a backward-in-time scan's conv): every process holds its slice
+    flipped, so together they hold the flipped sequence with the slices in reverse rank order, the
+    caller's prefix going to the last process and each halo to the process before. Against the local
+    op on the whole flipped sequence, this process's part of each output."""
+    fop, bop = f"{name}_forward", f"{name}_backward"
+    x_name, dy_name = op_signature(fop)[0][0], op_signature(bop)[0][0]
+    T = args[x_name].shape[1]
+    args = {**args, x_name: np.ascontiguousarray(args[x_name][:, ::-1])}
+    bargs, prefix = forms.halo_case(name, form, rng, np.float32, args, with_prefix)
+    y = forms.call(local[0], fop, {**args, "prefix": prefix})
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    *grads, dprefix = forms.call(local[1], bop, {dy_name: dy, **bargs, "prefix": prefix})
+    mine = lambda a: np.ascontiguousarray(a[:, T - hi:T - lo])  # positions lo:hi, flipped
+    rev, x = be.time_reversed(), mine(args[x_name])
+    close(f"{what} y", forms.call(getattr(rev, fop), fop, {**args, x_name: x, "prefix": prefix}), mine(y))
+    *g, dp = forms.call(getattr(rev, bop), bop, {**bargs, dy_name: mine(dy), x_name: x, "prefix": prefix})
+    close(f"{what} dx", g[0], mine(grads[0]))
+    for i in range(1, len(grads)):
         if grads[i] is not None:
             close(f"{what} gradient {i}", be.all_sum(g[i]), grads[i])
     assert (dp is None) == (prefix is None)
