@@ -10,6 +10,7 @@ aborts the job (the backend's excepthook), so the exit status is the verdict.
     mpiexec -n 2 python tests/mpi_check.py errors
     mpiexec -n 4 python tests/mpi_check.py ops model --scan exscan
     mpiexec -n 3 python tests/mpi_check.py mixers
+    mpiexec -n 2 python tests/mpi_check.py moe --mode data
 """
 import argparse
 import os
@@ -25,6 +26,7 @@ import test_sequence_forms as forms  # noqa: E402
 from hybridref.backends.base import SEQUENCE_FORMS, op_signature  # noqa: E402
 from hybridref.errors import UserError  # noqa: E402
 from hybridref.backends.mpi import MPIBackend, sequence, state_passing  # noqa: E402
+from hybridref.layers.moe import moe_layers  # noqa: E402
 from hybridref.layers.registry import mixers  # noqa: E402
 from hybridref.models.char_lm import CharLM  # noqa: E402
 from hybridref.models.mnist_hybrid import MnistHybrid  # noqa: E402
@@ -258,6 +260,39 @@ def check_mixers(be, rng):
                 close(f"{what} grad {name}", p.grad, ref_params[name].grad)
 
 
+def check_moe(be, rng):
+    """A CharLM with MoE MLPs (blocks 1 and 3, top-2 of 4 experts, balancing and z losses on) trains
+    three SGD steps as one process: every step's loss (cross entropy + aux loss, whose balancing
+    statistics the layers sum over processes) and expert load, and the weights after, within TOL."""
+    P = be.size
+    kw = dict(vocab_size=11, d_model=16, pattern="MAMA", n_heads=2, d_state=4, mlp_hidden=12, seed=4,
+              moe=dict(n_experts=4, top_k=2, aux_loss_coef=0.1, z_loss_coef=0.01))
+    ref_model, model = CharLM(**kw).to(be.local), CharLM(**kw).to(be)
+    for step in range(3):
+        ids, targets = rng.integers(0, 11, (P + 1, 4 * P + 3)), rng.integers(0, 11, (P + 1, 4 * P + 3))
+        logits_ref = ref_model.forward(ids)
+        loss_ref, probs = be.local.cross_entropy_forward(logits_ref.reshape(-1, 11), targets.reshape(-1))
+        loss_ref += ref_model.aux_loss()
+        ref_model.backward(be.local.cross_entropy_backward(probs, targets.reshape(-1)).reshape(logits_ref.shape))
+
+        logits = model.forward(ids)
+        y = be.shard_tokens(targets).reshape(-1)
+        loss, probs = be.cross_entropy_forward(logits.reshape(-1, 11), y)
+        loss += model.aux_loss()
+        model.backward(be.cross_entropy_backward(probs, y).reshape(logits.shape))
+        be.reduce_gradients(model.params())
+        close(f"moe step {step} loss", loss, loss_ref)
+        for layer, ref in zip(moe_layers(model), moe_layers(ref_model)):
+            close(f"moe step {step} expert load", layer.load, ref.load)
+        for m in (ref_model, model):
+            for p in m.params():
+                p.data -= 0.5 * p.grad
+                p.grad[...] = 0
+    ref_params = dict(ref_model.named_params())
+    for name, p in model.named_params():
+        close(f"moe weights {name} after 3 steps", p.data, ref_params[name].data)
+
+
 def check_errors(be, rng):
     """Misuse is a ValueError naming the op, raised on every process before any message."""
     import pytest
@@ -289,7 +324,7 @@ def check_errors(be, rng):
 def main():
     global be_rank, LETTERS
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="+", choices=["ops", "model", "errors", "mixers"])
+    ap.add_argument("what", nargs="+", choices=["ops", "model", "errors", "mixers", "moe"])
     ap.add_argument("--local", default="c")
     ap.add_argument("--mode", default="sequence")
     ap.add_argument("--scan", default="pipeline")
@@ -300,7 +335,7 @@ def main():
     LETTERS = args.letters
     rng = np.random.default_rng(0)  # the same data on every process
     for what in args.what:
-        dict(ops=check_ops, model=check_model, errors=check_errors, mixers=check_mixers)[what](be, rng)
+        dict(ops=check_ops, model=check_model, errors=check_errors, mixers=check_mixers, moe=check_moe)[what](be, rng)
     be.comm.Barrier()
     if be.rank == 0:
         print(f"mpi_check {' '.join(args.what)} local={args.local} mode={args.mode} scan={args.scan} "

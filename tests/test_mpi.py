@@ -53,6 +53,14 @@ def test_data_parallel_matches_one_process(procs):
     assert out.returncode == 0 and ": OK" in out.stdout, text[-3000:]
 
 
+@pytest.mark.parametrize("mode", ["sequence", "data"])
+def test_moe_trains_as_one_process(mode):
+    """A CharLM with MoE MLPs, three training steps on 2 processes: the loss with its aux loss (the
+    balancing statistics summed over processes), the expert load and the weights as one process."""
+    out, text = run_script(2, "mpi_check.py", "moe", "--mode", mode)
+    assert out.returncode == 0 and ": OK" in out.stdout, text[-3000:]
+
+
 def test_sequence_ops_come_from_the_declarations():
     """Sequence mode builds every sequence-mixing op from its form (SEQUENCE_FORMS); an op without one
     is refused, naming it (the ops are built without communicating, so one process can look)."""
