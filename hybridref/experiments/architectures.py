@@ -180,12 +180,12 @@ def plot(records, path):
     plt = pyplot()
     presets = by_preset(records)
     fig, ax = plt.subplots(figsize=(10, 6.5))
-    colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(presets), 1)))
-    for color, (preset, results) in zip(colors, presets.items()):
+    for n, (preset, results) in enumerate(presets.items()):
+        style = dict(color=plt.get_cmap("tab10")(n % 10), ls="-" if n < 10 else "--", marker="o", ms=2.5)
         for i, res in enumerate(results):
             curve = res["curve"]
-            ax.plot([c["train_time_s"] for c in curve], [c["val_loss"] for c in curve], color=color,
-                    lw=1.5 if i == 0 else 0.8, alpha=1.0 if i == 0 else 0.6, label=preset if i == 0 else None)
+            ax.plot([c["train_time_s"] for c in curve], [c["val_loss"] for c in curve], **style,
+                    lw=1.5 if i == 0 else 0.7, alpha=1.0 if i == 0 else 0.6, label=preset if i == 0 else None)
     ax.set_xlabel("training time (s, evaluation excluded)")
     ax.set_ylabel("validation loss (nats/char, the trainer's fixed windows)")
     ax.set_title("Validation loss against wall time, one colour per preset (thin: the other seed)")
