@@ -80,14 +80,16 @@ size_t hr_attention_step_scratch(const dec_layer *layer, int B, int D) {
     return (size_t)B * (2 * (c[AT_H] + 2 * c[AT_HK]) + c[AT_H]) * c[AT_P];
 }
 
-/* h (B,D) at position pos -> attention output (B,D) over h */
-int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+/* x (B,Din) at position pos -> o (B,H·P), the heads' outputs before the output projection: q, k, v =
+ * split(x W_qkvᵀ), RoPE, k and v written to the cache at row pos % L, o = attention_decode(q, cache).
+ * scratch: hr_attention_step_scratch's, less o. Shared with Zamba's step (its attention reads 2·D). */
+int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, float *scratch, int B, int Din,
+                             int pos) {
     const int *c = layer->ints;
     int H = c[AT_H], Hk = c[AT_HK], P = c[AT_P], L = c[AT_L], W3 = (H + 2 * Hk) * P;
     float *kc = layer->state[AT_K_CACHE], *vc = layer->state[AT_V_CACHE];
-    float *qkv = scratch, *q = qkv + (size_t)B * W3, *k = q + (size_t)B * H * P, *v = k + (size_t)B * Hk * P,
-          *o = v + (size_t)B * Hk * P;
-    int st = hr_dec_linear(h, layer->w[AT_QKV_W], NULL, qkv, B, D, W3);
+    float *qkv = scratch, *q = qkv + (size_t)B * W3, *k = q + (size_t)B * H * P, *v = k + (size_t)B * Hk * P;
+    int st = hr_dec_linear(x, layer->w[AT_QKV_W], NULL, qkv, B, Din, W3);
     if (st != HR_OK) return st;
     hr_dec_cols(q, qkv, B, W3, 0, H * P);
     hr_dec_cols(k, qkv, B, W3, H * P, Hk * P);
@@ -104,6 +106,13 @@ int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, i
             memcpy(kc + row, k + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
             memcpy(vc + row, v + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
         }
-    st = hr_attention_decode(q, kc, vc, o, B, H, Hk, P, L, pos + 1, c[AT_WINDOW]);
-    return st != HR_OK ? st : hr_dec_linear(o, layer->w[AT_OUT_W], NULL, h, B, H * P, D);
+    return hr_attention_decode(q, kc, vc, o, B, H, Hk, P, L, pos + 1, c[AT_WINDOW]);
+}
+
+/* h (B,D) at position pos -> attention output (B,D) over h: the heads' outputs o, then o W_outᵀ */
+int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+    const int *c = layer->ints;
+    float *o = scratch + (size_t)B * (2 * (c[AT_H] + 2 * c[AT_HK])) * c[AT_P];
+    int st = hr_attention_attend_step(layer, h, o, scratch, B, D, pos);
+    return st != HR_OK ? st : hr_dec_linear(o, layer->w[AT_OUT_W], NULL, h, B, c[AT_H] * c[AT_P], D);
 }

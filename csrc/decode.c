@@ -3,7 +3,9 @@
  *
  * The model is described once by flat arrays built in backends/c/decode.py (no structs cross the
  * cffi boundary):
- *   cfg   ints: DEC_HEADER = [V, D, n_layers, norm (0 RMSNorm, 1 LayerNorm)], then per layer
+ *   cfg   ints: DEC_HEADER = [V, D, n_layers, norm (0 RMSNorm, 1 LayerNorm), embed (the index of the state
+ *         buffer (B,D) that receives each step's token embeddings, the side input "embed" of Zamba's
+ *         shared block; -1: none)], then per layer
  *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU),
  *         where its mixer's ints, floats, weights and states start in cfg, fcfg, w and state]
  *   fcfg  floats: [norm eps], then the mixers' floats
@@ -33,8 +35,8 @@
 #include "decode_mixer.h"
 #include "decode.h"
 
-enum { DEC_HEADER = 4, DEC_LAYER_INTS = 7, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
-enum { H_VOCAB, H_D, H_LAYERS, H_NORM };                                          /* cfg header */
+enum { DEC_HEADER = 5, DEC_LAYER_INTS = 7, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
+enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED };                                 /* cfg header */
 enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE };               /* per-layer ints */
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
 enum { B_NORM1_W, B_NORM1_B, B_NORM2_W, B_NORM2_B, B_FC_W, B_FC_B, B_PROJ_W, B_PROJ_B, DEC_BLOCK_W };
@@ -158,6 +160,12 @@ static int dec_mlp(int mlp_kind, const float *const *bw, float *h, float *fc, fl
     return hr_dec_linear(act, bw[B_PROJ_W], bw[B_PROJ_B], h, B, hidden, D);
 }
 
+int hr_dec_mlp(int mlp_kind, const float *fc_w, const float *fc_b, const float *proj_w, const float *proj_b, float *h,
+               float *fc, float *act, int B, int D, int hidden) {
+    const float *bw[DEC_BLOCK_W] = {[B_FC_W] = fc_w, [B_FC_B] = fc_b, [B_PROJ_W] = proj_w, [B_PROJ_B] = proj_b};
+    return dec_mlp(mlp_kind, bw, h, fc, act, B, D, hidden);
+}
+
 static dec_layer dec_layer_at(const int *cfg, const float *fcfg, const float *const *w, float *const *state, int l) {
     const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
     dec_layer layer = {cfg + lc[L_INTS], fcfg + lc[L_FLOATS], w + lc[L_W] + DEC_BLOCK_W, state + lc[L_STATE]};
@@ -189,6 +197,7 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
     int st = HR_OK;
     dec_lap(DEC_PROF_ALLOC, &t);
     hr_embedding_forward(ids, w[G_EMBED], x, B, D);
+    if (cfg[H_EMBED] >= 0) memcpy(state[cfg[H_EMBED]], x, n * sizeof(float));
     dec_lap(DEC_PROF_EMBED, &t);
     for (int l = 0; l < nl && st == HR_OK; l++) {
         const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;

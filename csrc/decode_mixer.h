@@ -20,7 +20,7 @@ typedef struct {
  *   int hr_<name>_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos);
  *   size_t hr_<name>_step_scratch(const dec_layer *layer, int B, int D);  (floats of scratch it needs)
  * A kind missing here is refused by name when a decoder is built (hr_decode_kind returns -1). */
-#define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix) X(hyena)
+#define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix) X(hyena) X(zamba)
 
 #define HR_DECODE_DECLARE(name)                                                                 \
     int hr_##name##_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos); \
@@ -35,4 +35,13 @@ int hr_dec_linear(const float *x, const float *w, const float *b, float *y, int 
 int hr_dec_conv_step(const float *x, const float *w, const float *bias, float *conv, float *y, int B, int C, int W);
 /* dst[m, :n] = src[m, off:off+n] for M rows of width ld */
 void hr_dec_cols(float *dst, const float *src, int M, int ld, int off, int n);
+/* h (B,D) -> MLP(h) (B,D) over h, of the decoder's MLP kind `mlp_kind` (decode.c's MLP_*, which
+ * backends/c/decode.py gives a record); fc, act: scratch of B·(2·)hidden floats each (2· when gated).
+ * For kinds that hold an MLP of their own (Zamba's shared block). */
+int hr_dec_mlp(int mlp_kind, const float *fc_w, const float *fc_b, const float *proj_w, const float *proj_b, float *h,
+               float *fc, float *act, int B, int D, int hidden);
+/* The attention step up to the heads' outputs (csrc/attention_step.c): x (B,Din) -> o (B,H·P), the KV
+ * cache of the attention record `layer` advanced; scratch as hr_attention_step's. */
+int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, float *scratch, int B, int Din,
+                             int pos);
 #endif

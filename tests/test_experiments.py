@@ -17,9 +17,10 @@ from hybridref.experiments.runner import RECORD_KEYS, RESULTS, measure_cell, rea
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the experiments read /proc/self")
 needs_data = pytest.mark.skipif(not os.environ.get("HYBRIDREF_DATA"), reason="HYBRIDREF_DATA is not set")
 
-SCALING_KEYS = {"params", "param_bytes", "grad_bytes", "decode_state_bytes", "fwd_bwd_s", "fwd_bwd_calls",
-                "saved_bytes", "baseline_rss_bytes", "fwd_bwd_peak_rss_bytes", "prefill_s", "prefill_calls",
-                "prefill_peak_rss_bytes", "decode_step_s", "decode_peak_rss_bytes", "decoder"}
+SCALING_KEYS = {"params", "param_bytes", "grad_bytes", "decode_state_bytes", "saved_bytes", "baseline_rss_bytes",
+                "fwd_bwd_s", "fwd_bwd_cpu_s", "fwd_bwd_calls", "fwd_bwd_peak_rss_bytes", "prefill_s", "prefill_cpu_s",
+                "prefill_calls", "prefill_peak_rss_bytes", "decode_step_s", "decode_step_cpu_s",
+                "decode_peak_rss_bytes", "decoder"}
 ARCHITECTURES_KEYS = {"params", "steps", "train_time_s", "tokens_per_s", "val_loss", "equal_steps",
                       "val_loss_at_equal_steps", "curve", "train_peak_rss_bytes", "param_bytes", "optimizer_bytes",
                       "saved_bytes", "decode"}
@@ -54,7 +55,8 @@ def test_scaling_quick_grid(scaling_run):
     for r in lines:
         check_schema(r, "scaling", SCALING_KEYS)
         res = r["result"]
-        assert res["fwd_bwd_s"] > 0 and res["prefill_s"] > 0 and res["decode_step_s"] > 0
+        assert all(res[f"{phase}{clock}"] > 0 for phase in ("fwd_bwd", "prefill", "decode_step")
+                   for clock in ("_s", "_cpu_s"))
         # the cell's peak covers every phase; a phase's peak covers what it started with
         assert r["peak_rss_bytes"] >= max(res["fwd_bwd_peak_rss_bytes"], res["prefill_peak_rss_bytes"],
                                           res["decode_peak_rss_bytes"])
@@ -145,7 +147,9 @@ def test_scaling_skips_after_a_skipped_length():
     assert scaling.skip_reason(cell, []) is None
     assert scaling.skip_reason(cell, [record(2048, "skipped")]) == "T=2048 was skipped"
     assert scaling.skip_reason(cell, [record(1024, "done", 10), record(2048, "done", 20)]) is None
-    assert "predicted 480 s" in scaling.skip_reason(cell, [record(1024, "done", 30), record(2048, "done", 120)])
+    cap = scaling.TIME_CAP_S["full"]  # 4x from 1,024 to 2,048 predicts 4x again: twice the cap
+    reason = scaling.skip_reason(cell, [record(1024, "done", cap / 8), record(2048, "done", cap / 2)])
+    assert reason == f"predicted {2 * cap} s (from T=1024, 2048) passes the time cap of {cap} s"
 
 
 @needs_data
@@ -158,7 +162,7 @@ def test_architectures_quick_grid(tmp_path):
         assert res["steps"] >= res["equal_steps"] and res["val_loss_at_equal_steps"] > 0
         assert res["curve"][-1]["step"] == res["steps"] and res["optimizer_bytes"] == 2 * res["param_bytes"]
         first, long = res["decode"]
-        assert first["ms_per_token"] > 0 and first["state_bytes"] > 0
+        assert first["ms_per_token"] > 0 and first["cpu_ms_per_token"] > 0 and first["state_bytes"] > 0
         if r["cell"]["preset"] == "hyena":  # its filters cover l_max = 1,024 positions
             assert "l_max" in long["reason"]
         else:

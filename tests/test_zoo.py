@@ -22,10 +22,11 @@ ZOO = sorted(ZOO_PRESETS) + ["griffin"]
 SMALL = {"H": dict(l_max=64, filter_order=16)}
 
 
-def tiny_zoo(name, d_model=32, vocab=V, **kw):
-    """The preset `name` at d_model 32, mixer options merged with SMALL."""
-    preset = PRESETS[name]
-    mixers = {c: {**preset.get("mixers", {}).get(c, {}), **SMALL.get(c, {})} for c in set(preset["pattern"])}
+def tiny_zoo(name, d_model=32, vocab=V, mixers=None, **kw):
+    """The preset `name` at d_model 32, mixer options merged with SMALL and then `mixers`."""
+    preset, mixers = PRESETS[name], mixers or {}
+    mixers = {c: {**preset.get("mixers", {}).get(c, {}), **SMALL.get(c, {}), **mixers.get(c, {})}
+              for c in set(preset["pattern"])}
     return CharLM.preset(name, vocab, d_model=d_model, mixers=mixers, **kw)
 
 
@@ -71,3 +72,39 @@ def test_paper_shapes_are_valid_configs(name):
     preset's mixers and, at least, its pattern's letters."""
     cfg = CharLM.normalize_config(dict(vocab_size=32000, **PAPER_SHAPES[name]))
     assert set(cfg["pattern"]) == set(PRESETS[name]["pattern"])
+
+
+# -- Zamba's shared block ---------------------------------------------------------------------------
+def test_zamba_shares_one_set_of_weights(tmp_path):
+    """Every "Z" block holds the same shared module; the model's parameters, the optimizer's list and a
+    checkpoint hold each shared weight once (so AdamW updates and decays it once), the per-call
+    output linears each."""
+    from hybridref.checkpoint import load_checkpoint, restore, save_checkpoint
+    from hybridref.optim import AdamW
+    model = tiny_zoo("zamba")
+    calls = [b.mixer for b in model.blocks if b.mixer.mixer_name == "zamba"]
+    assert len(calls) == 2 and calls[0].shared is calls[1].shared
+    assert calls[0].call_out.weight is not calls[1].call_out.weight
+    names = [n for n, _ in model.named_params()]
+    assert len(names) == len(set(id(p) for p in model.params()))
+    assert sum(".shared." in n for n in names) == len(list(calls[0].shared.named_params()))
+    assert len(AdamW(model.params()).params) == len(names)
+    path = tmp_path / "z.safetensors"
+    save_checkpoint(path, model, "abcdefghijk")
+    ck = load_checkpoint(path)
+    assert sorted(ck["params"]) == sorted(names)
+    other = CharLM.from_config(ck["config"])
+    restore(ck, other)
+    calls2 = [b.mixer for b in other.blocks if b.mixer.mixer_name == "zamba"]
+    assert calls2[0].shared is calls2[1].shared
+    assert np.array_equal(calls2[1].shared.attn.qkv.weight.data, calls[0].shared.attn.qkv.weight.data)
+
+
+def test_zamba_gradients_accumulate_over_calls(npb, rng):
+    """float64 finite differences of the whole model's loss (helpers.check_lm_grads): the shared
+    weights' gradients are the sums over both calls, the embedding's includes the shared block's reads."""
+    from helpers import check_lm_grads
+    model = tiny_zoo("zamba", d_model=8, mixers={"Z": dict(n_heads=2, ffn_hidden=6), "M": dict(d_state=2)}).to(npb)
+    model.astype(np.float64)
+    ids = rng.integers(0, V, (2, 5))
+    check_lm_grads(model, npb, ids, rng.integers(0, V, 10), rng, per_param=4)

@@ -17,7 +17,7 @@ from hybridref.layers.norm import LayerNorm, RMSNorm
 from . import checks
 
 # must match csrc/decode.c
-_HEADER, _LAYER_INTS, _BLOCK_W = 4, 7, 8
+_HEADER, _LAYER_INTS, _BLOCK_W = 5, 7, 8
 _MLP_KINDS = {"gelu": 0, "gated_gelu": 1, "swiglu": 2}  # MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU: hybridref/layers/mlp.py
 
 
@@ -106,7 +106,7 @@ class Decoder:
             raise ValueError(f"decoder: the C decoder needs one norm eps throughout, got {sorted(eps)}")
         bias = (lambda n: n.bias.data) if is_ln else (lambda n: None)
         blocks = model.blocks
-        head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln)]
+        head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln), -1]  # embed: set below
         layer_ints, mixer_ints, floats = [], [], [eps.pop()]
         weights = [model.embed.weight.data, model.norm.weight.data, bias(model.norm), model.head.weight.data,
                    _bias_data(model.head)]
@@ -129,6 +129,8 @@ class Decoder:
             states += rec.states
             if rec.on_step is not None:
                 on_step.append(rec.on_step)
+        if "embed" in shared:  # the token embeddings' buffer a record asked for (Zamba's shared block)
+            head[4] = next(i for i, arr in enumerate(states) if arr is shared["embed"])
         return head + layer_ints + mixer_ints, floats, weights, states, on_step
 
     def prefill(self, ids):

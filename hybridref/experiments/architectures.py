@@ -75,8 +75,8 @@ def _decode(model, prompt_ids, context):
             dec.prefill(prompt)
         except ValueError as e:  # UserError included: the model refuses this length
             return dict(context=context, reason=str(e))
-        step_s = median_step_s(dec, np.resize(prompt_ids, DECODE_STEPS)[:, None])
-    return dict(context=context, ms_per_token=1e3 * step_s, peak_rss_bytes=peak.bytes,
+        wall, cpu = median_step_s(dec, np.resize(prompt_ids, DECODE_STEPS)[:, None])
+    return dict(context=context, ms_per_token=1e3 * wall, cpu_ms_per_token=1e3 * cpu, peak_rss_bytes=peak.bytes,
                 state_bytes=decode_state_bytes(model, context + DECODE_STEPS))
 
 

@@ -5,7 +5,9 @@ mamba and hybrid presets, at T = 512, 1,024, ..., 32,768 (one sequence, the C ba
 thread count): the time and peak memory of forward+backward, of the prefill (the decoder's parallel
 forward over T tokens) and of one decode step at position T. Times are the median of repeated calls
 (one call when the first takes MIN_TIMED_S or more, which is then also the warm-up); a decode step is
-the median of DECODE_STEPS steps at positions T, T+1, ...
+the median of DECODE_STEPS steps at positions T, T+1, ... Each is measured as wall time and as the
+process's CPU time (timing.py); the slopes, ratios and plots use the CPU time, which on one thread
+does not count the time the process waited for a core on this shared machine.
 
 A mixer with an `l_max` option (Hyena's implicit filters) gets l_max = T + DECODE_STEPS. A cell whose
 shorter neighbour was skipped, or whose time predicted from the two shorter lengths passes the time
@@ -24,14 +26,16 @@ from .report import markdown_table, mib, number
 from .timing import median_step_s, timed
 
 TITLE = "Scaling: cost against sequence length"
-TIME_CAP_S = dict(quick=60, full=300)
+TIME_CAP_S = dict(quick=60, full=600)
 LENGTHS = dict(quick=(32, 64), full=tuple(512 * 2 ** i for i in range(7)))  # 512 ... 32,768
 PRESETS = ("transformer", "mamba", "hybrid")
 QUICK_MODELS = (("mixer", "attention"), ("mixer", "mamba"), ("mixer", "hyena"), ("preset", "hybrid"))
 VOCAB, D_MODEL, DECODE_STEPS = 65, 128, 8  # Tiny Shakespeare's 65 characters
 MIN_TIMED_S = dict(quick=0.0, full=1.0)
 RATIO_AT = 16384  # the notes: "at 16K the hybrid costs 17 % of the Transformer"
-PHASES = (("fwd_bwd_s", "forward+backward"), ("prefill_s", "prefill"), ("decode_step_s", "decode step at T"))
+# the CPU times (one thread: the work itself, not the waits of a shared machine) are fitted and plotted
+PHASES = (("fwd_bwd_cpu_s", "forward+backward"), ("prefill_cpu_s", "prefill"),
+          ("decode_step_cpu_s", "decode step at T"))
 
 
 def models(quick):
@@ -86,18 +90,19 @@ def measure(cell, quick):
                grad_bytes=sum(p.grad.nbytes for p in model.params()),
                decode_state_bytes=decode_state_bytes(model, T + DECODE_STEPS))
     with PeakRSS() as peak:
-        out["fwd_bwd_s"], out["fwd_bwd_calls"] = timed(forward_backward, min_s)
+        out["fwd_bwd_s"], out["fwd_bwd_cpu_s"], out["fwd_bwd_calls"] = timed(forward_backward, min_s)
     out.update(saved_bytes=kept["saved"], baseline_rss_bytes=peak.start_bytes, fwd_bwd_peak_rss_bytes=peak.bytes)
     def prefill(dec):
         dec.prefill(ids)
         kept["dec"] = dec
 
     with PeakRSS() as peak:
-        out["prefill_s"], out["prefill_calls"] = timed(prefill, min_s, setup=lambda: model.decoder(1, T + DECODE_STEPS))
+        out["prefill_s"], out["prefill_cpu_s"], out["prefill_calls"] = timed(
+            prefill, min_s, setup=lambda: model.decoder(1, T + DECODE_STEPS))
     out["prefill_peak_rss_bytes"] = peak.bytes
     dec, steps = kept.pop("dec"), rng.integers(0, VOCAB, (DECODE_STEPS, 1))
     with PeakRSS() as peak:
-        out["decode_step_s"] = median_step_s(dec, steps)
+        out["decode_step_s"], out["decode_step_cpu_s"] = median_step_s(dec, steps)
     out.update(decode_peak_rss_bytes=peak.bytes, decoder=type(dec).__module__)
     return out
 
@@ -154,10 +159,12 @@ def table(records):
     for r in records:
         res, (kind, name) = r["result"], (r["cell"]["kind"], r["cell"]["model"])
         if r["status"] == "skipped":
-            rows.append((label(kind, name), f"{r['cell']['T']:,}", f"skipped: {r['reason']}", *[""] * 8))
+            rows.append((label(kind, name), f"{r['cell']['T']:,}", f"skipped: {r['reason']}", *[""] * 9))
             continue
-        rows.append((label(kind, name), f"{r['cell']['T']:,}", number(res["fwd_bwd_s"]), number(res["prefill_s"]),
-                     number(1e3 * res["decode_step_s"]), mib(res["fwd_bwd_peak_rss_bytes"]),
+        rows.append((label(kind, name), f"{r['cell']['T']:,}", number(res["fwd_bwd_cpu_s"]),
+                     number(res["fwd_bwd_s"]),
+                     number(res["prefill_cpu_s"]), number(1e3 * res["decode_step_cpu_s"]),
+                     mib(res["fwd_bwd_peak_rss_bytes"]),
                      mib(res["prefill_peak_rss_bytes"]), mib(res["decode_peak_rss_bytes"]), mib(res["saved_bytes"]),
                      mib(res["decode_state_bytes"]), f"{res['params']:,}"))
     slopes = [(label(*k), *(number(slope(v, key), 2) for key, _ in PHASES)) for k, v in lines.items()]
@@ -165,7 +172,7 @@ def table(records):
     parts = [
         "## Fitted slopes",
         "",
-        "Exponent p of time ∝ T^p, the least-squares line through the three longest measured lengths in "
+        "Exponent p of CPU time ∝ T^p, the least-squares line through the three longest measured lengths in "
         "log-log axes (expected: ≈ 2 for attention's forward+backward, ≈ 1 for recurrent mixers, ≈ 1 plus a "
         "log factor for Hyena's FFT convolution; a decode step: ≈ 1 for attention, which reads T cached "
         "rows, ≈ 0 for a recurrent state).",
@@ -181,10 +188,12 @@ def table(records):
         "",
         "## Every cell",
         "",
-        "Times in seconds (decode in ms), memory in MiB: peak resident set of the cell's process during each "
+        "Times in seconds (decode in ms), CPU time of the cell's one-thread process unless marked wall; "
+        "memory in MiB: peak resident set of the cell's process during each "
         "phase (measured), activations kept for backward and the decoder's states at T + 8 (counted).",
         "",
-        markdown_table(["model", "T", "fwd+bwd s", "prefill s", "decode ms", "peak fwd+bwd", "peak prefill",
+        markdown_table(["model", "T", "fwd+bwd CPU s", "fwd+bwd wall s", "prefill CPU s", "decode CPU ms",
+                        "peak fwd+bwd", "peak prefill",
                         "peak decode", "saved for backward", "decode state", "params"], rows),
     ]
     return "\n".join(parts)

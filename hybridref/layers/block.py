@@ -67,7 +67,9 @@ def build_blocks(pattern, d, mixers, mlp_hidden, norm, rng, dropout=0.0, mlp_kin
     of that kind when i % period == offset (hybridref/layers/moe.py).
 
     A mixer whose init depends on its depth (RWKV-7's) defines set_depth(index, count): it is called
-    with its place among the blocks of its letter, after every block is built (no random draw)."""
+    with its place among the blocks of its letter, after every block is built (no random draw). A mixer
+    that shares weights between its instances (Zamba's shared block) defines share_from(first): every
+    later instance of its letter is handed the first."""
     out_std = 0.02 / math.sqrt(2 * len(pattern))
     blocks = [Block(d, mixer_spec(c).build(d, rng, mixers[c], out_std), mlp_hidden[c], norm, rng, out_std, dropout,
                     mlp_kind, norm_eps, mlp_bias, moe if is_moe_block(i, moe) else None)
@@ -77,6 +79,8 @@ def build_blocks(pattern, d, mixers, mlp_hidden, norm, rng, dropout=0.0, mlp_kin
         for i, mixer in enumerate(same):
             if hasattr(mixer, "set_depth"):
                 mixer.set_depth(i, len(same))
+            if i and hasattr(mixer, "share_from"):
+                mixer.share_from(same[0])
     return blocks
 
 

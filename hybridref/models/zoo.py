@@ -8,6 +8,7 @@ the docstring of each entry says where the tiny preset deviates from the paper a
 
     samba          MAMAMA        Ren et al. 2024
     stripedhyena   HHHAHH        Poli et al. 2023 (StripedHyena-7B)
+    zamba          MMZMMMZM      Glorioso et al. 2024 (Zamba-7B; Z: the shared attention + MLP block)
 
 Griffin (De et al. 2024) is the preset "griffin" of char_lm.py: (RG-LRU, RG-LRU, local MQA) with
 gated GeLU MLPs, i.e. LLALLA.
@@ -46,7 +47,31 @@ Deviations at the tiny scale, and why:
 - MLP: GeGLU (StripedHyena's ParallelGatedMLP, gated), width 304 so the preset has the others' size.
 """
 
-ZOO_PRESETS = {"samba": SAMBA, "stripedhyena": STRIPEDHYENA}
+# -- Zamba ------------------------------------------------------------------------------------------
+ZAMBA = dict(pattern="MMZMMMZM", mlp_hidden={"M": 0, "Z": 0},
+             mixers={"Z": dict(n_heads=4, ffn_hidden=576)})
+"""Zamba (Glorioso et al. 2024; transformers' ZambaForCausalLM): a Mamba backbone — Mamba blocks with
+no MLP — and one shared attention + MLP block ("Z", hybridref/layers/zamba.py: one set of weights,
+its own output linear per call) that reads concat(hidden state, token embedding) and is added to the
+residual stream before the Mamba block it precedes. Zamba, not Zamba2 (why: the mixer's docstring).
+transformers' layout puts the first call before Mamba layer 2 and then one every attn_layer_period
+(6) layers; at 6 Mamba blocks the preset calls it before blocks 2 and 5 (every 3): "MMZMMMZM".
+
+Deviations at the tiny scale, and why:
+- a call every 3 Mamba blocks instead of 6, so that the shared block is called more than once;
+- the shared MLP is 576 wide (4.5·D, Zamba-7B's is 3.9·D) so the preset has the others' size;
+- 4 heads of 64 over the 2D = 256 wide concatenation (Zamba-7B: 16 heads of 464);
+- Mamba-1 mixers as every "M" (Zamba's are multi-head Mamba-1 with 2 heads).
+"""
+
+ZOO_PRESETS = {"samba": SAMBA, "stripedhyena": STRIPEDHYENA, "zamba": ZAMBA}
+
+
+def _zamba_pattern(layers, period=6, offset=4):
+    """transformers' ZambaConfig layer types (mamba, mamba, hybrid, then hybrid when i % period ==
+    offset) as a pattern: a hybrid layer is the shared block's call "Z" then its Mamba block "M"."""
+    kinds = ["mamba", "mamba", "hybrid"] + ["hybrid" if i % period == offset else "mamba" for i in range(layers - 3)]
+    return "".join("ZM" if k == "hybrid" else "M" for k in kinds)
 
 PAPER_SHAPES = {
     # Samba at the paper's ~1.7 B class (approximate widths): 24 units of (Mamba, MLP, SWA, MLP), window 2,048
@@ -58,4 +83,8 @@ PAPER_SHAPES = {
                          mlp_kind="gated_gelu", mlp_hidden=14336,
                          mixers={"A": dict(n_heads=32, n_kv_heads=8, rope_base=500000.0),
                                  "H": dict(l_max=4096)}),
+    # Zamba-7B (transformers' ZambaConfig defaults): 76 Mamba layers (d_state 16, expand 2), hidden 3,712,
+    # the shared block's 16 heads over 2 × 3,712 and its MLP 14,336 wide
+    "zamba": dict(d_model=3712, pattern=_zamba_pattern(76), mlp_hidden={"M": 0, "Z": 0},
+                  mixers={"Z": dict(n_heads=16, ffn_hidden=14336)}),
 }
