@@ -164,3 +164,25 @@ def test_mnist_model_with_each_setting(npb, cb, directions):
     assert rel_err(out["c"][0], out["numpy"][0]) < 1e-4
     for name, g in out["numpy"][1].items():
         assert rel_err(out["c"][1][name], g) < 1e-4, name
+
+
+def test_cross_scan_matches_torch(npb, cb):
+    """VMamba's CrossScan/CrossMerge written in PyTorch with views, transposes and flips
+    (tests/torch_ref/mamba.py) on the non-square grid, outputs and every gradient: float64 NumPy
+    1e-9, float32 C 1e-4 (the tolerances of tests/test_torch_crosscheck.py, which checks directions=2)."""
+    torch = pytest.importorskip("torch")
+    from torch_ref import mamba as ref
+    layer = mamba(4, GRID)
+    options = dict(d_state=4, directions=4, grid=GRID)
+    x, dy = np.random.default_rng(6).standard_normal((2, 2, 15, D))
+    p = {n: torch.tensor(prm.data.astype(np.float64), requires_grad=True) for n, prm in layer.named_params()}
+    xt = torch.tensor(x, requires_grad=True)
+    yt = ref.forward(p, xt, options)
+    yt.backward(torch.tensor(dy))
+    want = yt.detach().numpy(), xt.grad.numpy(), {n: t.grad.numpy() for n, t in p.items()}
+    for be, dtype, tol in ((npb, np.float64, 1e-9), (cb, np.float32, 1e-4)):
+        layer.astype(dtype).to(be).zero_grad()
+        y = layer.forward(x.astype(dtype))
+        assert rel_err(y, want[0]) < tol and rel_err(layer.backward(dy.astype(dtype)), want[1]) < tol
+        for name, prm in layer.named_params():
+            assert rel_err(prm.grad, want[2][name]) < tol, (be.name, name)

@@ -30,6 +30,7 @@ EXTRA_OPTIONS = [
     ("A", dict(n_heads=4, n_kv_heads=1, rope_base=500.0)),
     ("M", dict(d_state=16)),
     ("M", dict(d_state=3, d_conv=2, expand=1, dt_rank=5)),
+    ("M", dict(directions=2)),  # Vision Mamba (tests/torch_ref/mamba.py; the cross scan: test_scan_directions.py)
 ]
 
 
@@ -102,6 +103,8 @@ def test_torch_reference_step_matches_its_forward(letter, extra):
     """Each torch reference's decode: `step` from a fresh init_state, one position at a time, equals
     its parallel `forward` (float64), so the peers' decoding is cross-checked too."""
     layer, options = build(letter, extra, seed=2)
+    if not layer.causal:
+        pytest.skip("a non-causal mixer does not decode")
     ref = torch_ref.mixer(mixer_spec(letter).name)
     p = {n: torch.tensor(np.asarray(w, dtype=np.float64)) for n, w in params_of(layer).items()}
     x = torch.tensor(np.random.default_rng(3).standard_normal((B, T, D)))

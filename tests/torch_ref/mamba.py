@@ -15,6 +15,16 @@ ssm (B,Din,N): a step costs the same at every position.
 
 opts: d_state (N), dt_rank (R; None: ⌈D/16⌉), and the init-only d_conv, expand, dt_min, dt_max,
 dt_floor (the weights' shapes carry d_conv and expand).
+
+directions (non-causal, for images; no decoding), each direction its own conv, x_proj, dt_proj,
+A_log and D (the first under the names above, the others under scan_<name>.), in_proj and out_proj
+shared, written as the two reference codes compute them:
+    2  Vision Mamba (hustvl/Vim, bimamba "v2", if_devide_out=True): each direction gated on its own,
+       out = out_proj((ssm_f(x) ⊙ SiLU(z) + flip(ssm_b(flip x) ⊙ SiLU(flip z))) / 2)
+    4  VMamba's CrossScan/CrossMerge over the H×W grid (opts grid, or √T square): the stacked
+       sequences [rows, columns, rows flipped, columns flipped], the outputs flipped and transposed
+       back and summed, then as this repository's simplification divides by 4 instead of VMamba's
+       out_norm: out = out_proj(Σ/4 ⊙ SiLU(z)).
 """
 import math
 
@@ -46,18 +56,46 @@ def _scan_step(p, opts, h, x):
     return h, (h * Cm[:, None, :]).sum(-1) + p["D"] * x
 
 
-def forward(p, u, opts):
-    B, T, _ = u.shape
-    xs, z = _in(p, u)
+def _ssm(p, opts, xs):
+    """The conv, SiLU and scan of xs (B,T,Din) with the parameters p -> y (B,T,Din)."""
+    B, T, _ = xs.shape
     din, W = p["conv_weight"].shape
     x = F.silu(F.conv1d(xs.transpose(1, 2), p["conv_weight"][:, None, :], p["conv_bias"],
                         padding=W - 1, groups=din)[..., :T].transpose(1, 2))
-    h = torch.zeros(B, din, opts["d_state"], dtype=u.dtype)
+    h = torch.zeros(B, din, opts["d_state"], dtype=xs.dtype)
     ys = []
     for t in range(T):
         h, y = _scan_step(p, opts, h, x[:, t])
         ys.append(y)
-    return (torch.stack(ys, 1) * F.silu(z)) @ p["out_proj.weight"].T
+    return torch.stack(ys, 1)
+
+
+def _direction(p, name):
+    """The parameters of direction `name` (its scan_<name>. entries under the plain names; in_proj,
+    whose width gives the default dt_rank, shared)."""
+    prefix = f"scan_{name}."
+    return {"in_proj.weight": p["in_proj.weight"], **{k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)}}
+
+
+def forward(p, u, opts):
+    xs, z = _in(p, u)
+    directions = opts.get("directions", 1)
+    if directions == 1:
+        return (_ssm(p, opts, xs) * F.silu(z)) @ p["out_proj.weight"].T
+    if directions == 2:
+        fwd = _ssm(p, opts, xs) * F.silu(z)
+        bwd = _ssm(_direction(p, "reversed"), opts, xs.flip(1)) * F.silu(z.flip(1))
+        return ((fwd + bwd.flip(1)) / 2) @ p["out_proj.weight"].T
+    B, T, C = xs.shape
+    H, W = opts.get("grid") or (math.isqrt(T),) * 2
+    grid = xs.view(B, H, W, C)
+    rows, cols = grid.reshape(B, T, C), grid.transpose(1, 2).reshape(B, T, C)
+    names = ("columns", "reversed", "columns_reversed")
+    ys = [_ssm(p, opts, rows)] + [_ssm(_direction(p, n), opts, s) for n, s in zip(names, (cols, rows.flip(1),
+                                                                                        cols.flip(1)))]
+    from_cols = lambda y: y.view(B, W, H, C).transpose(1, 2).reshape(B, T, C)
+    y = ys[0] + from_cols(ys[1]) + ys[2].flip(1) + from_cols(ys[3].flip(1))
+    return (y / 4 * F.silu(z)) @ p["out_proj.weight"].T
 
 
 def init_state(p, opts, batch, max_len=None, fill=None):
