@@ -38,6 +38,23 @@ def check_grads(loss, inputs, analytic, tol=1e-6, eps=1e-6):
         assert err < tol, f"gradient of {name}: relative error {err:.3e} >= {tol:.0e}"
 
 
+def check_layer_grads(layer, x, G, rng):
+    """check_grads and check_model_grads of L = Σ layer.forward(x) ⊙ G (float64, NumPy backend): every
+    input coordinate and random coordinates of every parameter; returns the analytic {name: grad}."""
+    def loss():
+        out = layer.forward(x)
+        layer.clear_saved()
+        return float((out * G).sum())
+
+    layer.zero_grad()
+    layer.forward(x)
+    dx = layer.backward(G)
+    grads = {n: p.grad.copy() for n, p in layer.named_params()}
+    check_grads(loss, {"x": x}, {"x": dx})
+    check_model_grads(layer, loss, grads, rng)
+    return grads
+
+
 def check_model_grads(model, loss, grads, rng, per_param=6):
     """Central differences (float64, eps 1e-6: truncation ~1e-12, rounding ~1e-10 relative) at
     `per_param` random coordinates of every parameter of `model`, against `grads` {name: array},

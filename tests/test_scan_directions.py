@@ -6,7 +6,7 @@ several processes: tests/mpi_check.py.)"""
 import numpy as np
 import pytest
 
-from helpers import check_grads, check_model_grads, rel_err
+from helpers import check_layer_grads, rel_err
 from hybridref.layers.mamba import Mamba
 from hybridref.layers.scan_directions import DIRECTIONS, from_scan, to_scan
 from hybridref.models.mnist_hybrid import MnistHybrid
@@ -49,19 +49,8 @@ def test_gradients_float64(npb, directions, grid):
     rng = np.random.default_rng(1)
     layer = mamba(directions, grid).to(npb).astype(np.float64)
     x, G = rng.standard_normal((2, 2, 15, D))
-
-    def loss():
-        out = layer.forward(x)
-        layer.clear_saved()
-        return float((out * G).sum())
-
-    layer.zero_grad()
-    layer.forward(x)
-    dx = layer.backward(G)
-    grads = {n: p.grad.copy() for n, p in layer.named_params()}
+    grads = check_layer_grads(layer, x, G, rng)
     assert sum(n.startswith("scan_") for n in grads) == 7 * (directions - 1)
-    check_grads(loss, {"x": x}, {"x": dx})
-    check_model_grads(layer, loss, grads, rng)
 
 
 @pytest.mark.parametrize("directions,grid", [(2, None), (4, GRID), (4, (5, 3))])
