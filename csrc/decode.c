@@ -7,7 +7,9 @@
  *         buffer (B,D) that receives each step's token embeddings, the side input "embed" of Zamba's
  *         shared block; -1: none)], then per layer
  *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU),
- *         where its mixer's ints, floats, weights and states start in cfg, fcfg, w and state]
+ *         where its mixer's ints, floats, weights and states start in cfg, fcfg, w and state, where the
+ *         record of its mixture-of-experts MLP starts in cfg (-1: a dense MLP; the mlp kind is then
+ *         its experts' kind, csrc/moe_step.c)]
  *   fcfg  floats: [norm eps], then the mixers' floats
  *   w     weight pointers: DEC_GLOBAL_W = [embed (V,D), norm w, norm b, head w (V,D), head b], then per
  *         layer DEC_BLOCK_W = [norm1 w, norm1 b, norm2 w, norm2 b, fc w, fc b, proj w, proj b] followed
@@ -34,10 +36,11 @@
 #include "norms.h"
 #include "decode_mixer.h"
 #include "decode.h"
+#include "moe_step.h"
 
-enum { DEC_HEADER = 5, DEC_LAYER_INTS = 7, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
+enum { DEC_HEADER = 5, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
 enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED };                                 /* cfg header */
-enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE };               /* per-layer ints */
+enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE, L_MOE };        /* per-layer ints */
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
 enum { B_NORM1_W, B_NORM1_B, B_NORM2_W, B_NORM2_B, B_FC_W, B_FC_B, B_PROJ_W, B_PROJ_B, DEC_BLOCK_W };
 enum { NORM_RMS, NORM_LAYER };
@@ -214,7 +217,8 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
         if (hidden == 0) continue;
         dec_norm(norm, x, bw[B_NORM2_W], bw[B_NORM2_B], h, mean, rstd, B, D, eps);
         dec_lap(DEC_PROF_NORM, &t);
-        st = dec_mlp(lc[L_MLP_KIND], bw, h, fc, act, B, D, hidden);
+        st = lc[L_MOE] >= 0 ? hr_moe_step(cfg + lc[L_MOE], w, h, B, D, hidden)
+                            : dec_mlp(lc[L_MLP_KIND], bw, h, fc, act, B, D, hidden);
         dec_lap(DEC_PROF_MLP, &t);
         if (st == HR_OK) dec_add(x, h, n);
         dec_lap(DEC_PROF_ADD, &t);

@@ -55,6 +55,18 @@ def check_layer_grads(layer, x, G, rng):
     return grads
 
 
+def run_backends(model, x, dy, backends):
+    """{backend name: (output, backward's result, {param: grad})} of one forward and backward of the
+    model (or layer) on each backend, from zeroed gradients."""
+    out = {}
+    for be in backends:
+        model.to(be).zero_grad()
+        y = model.forward(x)
+        dx = model.backward(dy)
+        out[be.name] = y, dx, {n: p.grad.copy() for n, p in model.named_params()}
+    return out
+
+
 def check_model_grads(model, loss, grads, rng, per_param=6):
     """Central differences (float64, eps 1e-6: truncation ~1e-12, rounding ~1e-10 relative) at
     `per_param` random coordinates of every parameter of `model`, against `grads` {name: array},

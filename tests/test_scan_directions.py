@@ -6,7 +6,7 @@ several processes: tests/mpi_check.py.)"""
 import numpy as np
 import pytest
 
-from helpers import check_layer_grads, rel_err
+from helpers import check_layer_grads, rel_err, run_backends
 from hybridref.layers.mamba import Mamba
 from hybridref.layers.scan_directions import DIRECTIONS, from_scan, to_scan
 from hybridref.models.mnist_hybrid import MnistHybrid
@@ -59,12 +59,7 @@ def test_c_matches_numpy(npb, cb, directions, grid):
     and 1e-4 (gradients)."""
     rng = np.random.default_rng(2)
     x, dy = rng.standard_normal((2, 3, 15, 20)).astype(np.float32)
-    layer = mamba(directions, grid, d=20)
-    got = {}
-    for be in (npb, cb):
-        layer.to(be).zero_grad()
-        y = layer.forward(x)
-        got[be.name] = (y, layer.backward(dy), {n: p.grad.copy() for n, p in layer.named_params()})
+    got = run_backends(mamba(directions, grid, d=20), x, dy, (npb, cb))
     (y0, dx0, g0), (y1, dx1, g1) = got["numpy"], got["c"]
     assert rel_err(y1, y0) < 1e-5 and rel_err(dx1, dx0) < 1e-4
     for name in g0:
@@ -143,16 +138,11 @@ def test_mnist_model_with_each_setting(npb, cb, directions):
     assert extra == 2 * (directions - 1) * per_scan
     images = np.random.default_rng(4).integers(0, 256, (3, 28, 28)).astype(np.uint8)
     dlogits = np.random.default_rng(5).standard_normal((3, 10)).astype(np.float32)
-    out = {}
-    for be in (npb, cb):
-        model.to(be).zero_grad()
-        logits = model.forward(images)
-        model.backward(dlogits)
-        out[be.name] = logits, {n: p.grad.copy() for n, p in model.named_params()}
+    out = run_backends(model, images, dlogits, (npb, cb))
     assert out["c"][0].shape == (3, 10)
     assert rel_err(out["c"][0], out["numpy"][0]) < 1e-4
-    for name, g in out["numpy"][1].items():
-        assert rel_err(out["c"][1][name], g) < 1e-4, name
+    for name, g in out["numpy"][2].items():
+        assert rel_err(out["c"][2][name], g) < 1e-4, name
 
 
 def test_cross_scan_matches_torch(npb, cb):

@@ -17,8 +17,19 @@ from hybridref.layers.norm import LayerNorm, RMSNorm
 from . import checks
 
 # must match csrc/decode.c
-_HEADER, _LAYER_INTS, _BLOCK_W = 5, 7, 8
+_HEADER, _LAYER_INTS, _BLOCK_W = 5, 8, 8
 _MLP_KINDS = {"gelu": 0, "gated_gelu": 1, "swiglu": 2}  # MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU: hybridref/layers/mlp.py
+
+
+def _moe_ints(mlp, kind, w_at):
+    """The ints of a mixture-of-experts MLP's record (csrc/moe_step.c), its weights at w[w_at]."""
+    return [mlp.n_experts, mlp.top_k, int(mlp.normalize), kind, mlp.experts.fc.d_out, w_at]
+
+
+def _moe_weights(mlp):
+    """router (E,D), fc w (E,F,D), fc b (E,F) or None, proj w (E,D,hidden), proj b (E,D) or None."""
+    fc, proj = mlp.experts.fc, mlp.experts.proj
+    return [mlp.router.weight.data, fc.weight.data, _bias_data(fc), proj.weight.data, _bias_data(proj)]
 
 
 @dataclass
@@ -114,18 +125,28 @@ class Decoder:
         for i, (blk, state) in enumerate(zip(blocks, layer_states)):
             kind, rec = _record_of(self.be, blk.mixer, state, max_len, i, shared)
             mlp = blk.mlp
-            if mlp is not None and mlp.kind not in _MLP_KINDS:
-                raise ValueError(f"decoder: block {i} has a {mlp.kind!r} MLP, which the C decoder does not run "
-                                 f"(it runs {', '.join(_MLP_KINDS)}); decode on the numpy backend")
-            layer_ints += [kind, mlp.hidden if mlp else 0, _MLP_KINDS[mlp.kind] if mlp else 0,
+            moe = mlp is not None and mlp.kind == "moe"  # a mixture of experts: its record follows the mixer's
+            mlp_kind = mlp and (mlp.expert_kind if moe else mlp.kind)
+            if mlp is not None and mlp_kind not in _MLP_KINDS:
+                raise ValueError(f"decoder: block {i} has {'MoE experts of' if moe else 'an MLP of'} kind {mlp_kind!r}, "
+                                 f"which the C decoder does not run (it runs {', '.join(_MLP_KINDS)}); decode on the "
+                                 f"numpy backend")
+            layer_ints += [kind, mlp.hidden if mlp else 0, _MLP_KINDS[mlp_kind] if mlp else 0,
                            len(head) + _LAYER_INTS * len(blocks) + len(mixer_ints), len(floats), len(weights),
-                           len(states)]
+                           len(states), len(head) + _LAYER_INTS * len(blocks) + len(mixer_ints) + len(rec.ints)
+                           if moe else -1]
             weights += [blk.norm1.weight.data, bias(blk.norm1)]
-            weights += [blk.norm2.weight.data, bias(blk.norm2), mlp.fc.weight.data, _bias_data(mlp.fc),
-                        mlp.proj.weight.data, _bias_data(mlp.proj)] if mlp else [None] * (_BLOCK_W - 2)
+            if mlp is None or moe:  # no MLP, or its experts' weights in the MoE record
+                dense = [None] * 4
+            else:
+                dense = [mlp.fc.weight.data, _bias_data(mlp.fc), mlp.proj.weight.data, _bias_data(mlp.proj)]
+            weights += [blk.norm2.weight.data if mlp else None, bias(blk.norm2) if mlp else None, *dense]
             mixer_ints += rec.ints
             floats += rec.floats
             weights += rec.weights
+            if moe:
+                mixer_ints += _moe_ints(mlp, _MLP_KINDS[mlp_kind], len(weights))
+                weights += _moe_weights(mlp)
             states += rec.states
             if rec.on_step is not None:
                 on_step.append(rec.on_step)
