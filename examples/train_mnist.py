@@ -3,6 +3,7 @@
 `hybridref train mnist`. Example:
 
     HYBRIDREF_DATA=../shared/data python examples/train_mnist.py --backend c --epochs 4
+    HYBRIDREF_DATA=../shared/data python examples/train_mnist.py --backend c --patch 4 --directions 2
 """
 from hybridref.cli import mnist
 

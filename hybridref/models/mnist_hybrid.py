@@ -11,6 +11,12 @@ batch (the lecture notes' version attended across the batch, a bug).
 
 Positions come from the learned table, so attention layers here default to no RoPE
 (MIXER_DEFAULTS); the config stores every mixer option per letter of the pattern.
+
+MnistHybrid(directions=2 or 4) (a mixer option given once, `train mnist --directions`) makes the
+Mamba layers non-causal, as in Vision Mamba (forward and backward scans) or VMamba (the cross scan
+over the (28/p)×(28/p) patch grid; hybridref/layers/scan_directions.py). The attention layers stay
+causal over the patches: the attention kernel could attend to every key (q_offset = T − 1) without
+a new kernel, but the MPI backend's sequence mode passes keys and values only to later processes.
 """
 import numpy as np
 
