@@ -6,6 +6,8 @@ largest). The inputs are drawn at random and each check asserts the gap between 
 (k+1)-th logit is far above what a perturbation of 1e-6 moves a logit (|∂logit/∂θ| ≤ ~10 here), so the
 selection is the same at θ ± ε and the loss is smooth there.
 """
+import importlib
+
 import numpy as np
 import pytest
 
@@ -360,3 +362,39 @@ def test_the_c_decoder_refuses_expert_kinds_it_lacks_by_name(cb):
     model.blocks[1].mlp.expert_kind = "relu"
     with pytest.raises(ValueError, match="block 1 has MoE experts of kind 'relu', which the C decoder does not run"):
         model.decoder(1, 8)
+
+
+# ---- PyTorch: the sparse MoE block as transformers writes it (tests/torch_ref/moe.py) ---------------
+
+@pytest.mark.parametrize("kind", sorted(MLP_KINDS))
+@pytest.mark.parametrize("normalize", [False, True])
+def test_forward_and_gradients_equal_the_transformers_block(npb, cb, kind, normalize):
+    """y and the gradients of Σ y ⊙ r + aux_loss() (x, router, every expert weight) against autograd
+    through the per-expert loop of Mixtral's/Jamba's block: NumPy in float64 within 1e-10, C in float32
+    within LAYER_TOL (torch in float64 on the same float32 weights)."""
+    torch = pytest.importorskip("torch")
+    tref = importlib.import_module("tests.torch_ref.moe")
+    ref = _layer(kind, E=5, k=2, d=12, hidden=10, normalize=normalize, aux=0.2, z=0.05, seed=14)
+    for p in ref.params():
+        p.data[...] = p.data.astype(np.float32)
+    rng = np.random.default_rng(15)
+    x, r = rng.standard_normal((2, 9, 12)).astype(np.float32), rng.standard_normal((2, 9, 12)).astype(np.float32)
+    assert _gap(x.reshape(-1, 12).astype(np.float64) @ ref.router.weight.data.T.astype(np.float64), 2) > 1e-3
+
+    p = {k: v.double().requires_grad_() for k, v in tref.params(ref).items()}
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    ty, logits = tref.forward(p, tx, kind, 2, normalize)
+    (torch.sum(ty * torch.tensor(r, dtype=torch.float64))
+     + 0.2 * tref.balance_loss(logits, 2) + 0.05 * tref.z_loss(logits)).backward()
+    want = [ty.detach().numpy(), tx.grad.numpy()] + [p[name].grad.numpy() for name, _ in ref.named_params()]
+
+    for be, dtype, tol in ((npb, np.float64, 1e-10), (cb, np.float32, LAYER_TOL)):
+        m = _layer(kind, E=5, k=2, d=12, hidden=10, normalize=normalize, aux=0.2, z=0.05, seed=14).astype(dtype)
+        for q, src in zip(m.params(), ref.params()):
+            q.data[...] = src.data
+        m.to(be)
+        y = m.forward(x.astype(dtype))
+        dx = m.backward(r.astype(dtype))
+        got = [y, dx] + [q.grad for q in m.params()]
+        for (name, _), g, w in zip([("y", 0), ("dx", 0), *m.named_params()], got, want):
+            assert rel_err(g, w) < tol, (be.name, name, rel_err(g, w))
