@@ -33,6 +33,7 @@ setup(
                 "mpich", "matplotlib>=3.5"],
         "tokenizers": ["tokenizers"],  # text prompts for models converted from Hugging Face
         "mpi": ["mpi4py>=3.1", "mpich"],
+        "plots": ["matplotlib>=3.5"],  # --plot of the training commands, the experiments' figures
     },
     entry_points={"console_scripts": ["hybridref=hybridref.cli:main"]},
     zip_safe=False,

@@ -238,3 +238,39 @@ def restore(ckpt, model, optimizer=None):
             m[...] = ckpt["adam_m"][name]
             v[...] = ckpt["adam_v"][name]
         optimizer.step_count = ckpt["optimizer"]["step"]
+
+
+def training_state(path, ckpt, run, kinds, record, trainer):
+    """The checkpoint's training state for --resume: a dict with an entry of each of `kinds` ({name: type}),
+    a `history` of records (dicts) with int entries `record`, and a `run` entry equal to `run` (the
+    settings of the run resuming; the differences are named)."""
+    t = ckpt["train"]
+    kinds = dict(kinds, run=dict, history=list)
+    if not isinstance(t, dict) or any(not isinstance(t.get(k), kind) or isinstance(t.get(k), bool)
+                                      for k, kind in kinds.items()) or not all(
+            isinstance(r, dict) and all(type(r.get(k)) is int for k in record) for r in t["history"]):
+        raise unreadable(path, f"its training state is not one {trainer} wrote, so the run cannot resume from it "
+                               f"(entries {sorted(kinds)})")
+    if t["run"] != run:
+        diffs = [f"{k}: checkpoint {t['run'].get(k)!r}, now {run[k]!r}" for k in run if t["run"].get(k) != run[k]]
+        raise CheckpointError("--resume with other training settings than the checkpoint's: " + "; ".join(diffs) +
+                              ": give the checkpoint's settings")
+    return t
+
+
+def restore_generator(path, rng, state):
+    """Set the NumPy generator `rng` to a state read from a checkpoint."""
+    try:
+        rng.bit_generator.state = state
+    except (ValueError, TypeError, KeyError) as e:
+        raise unreadable(path, f"its data generator state does not restore ({e})") from None
+
+
+def diverged(error, checkpoint, saved_step):
+    """The TrainingDiverged `error` of a run writing `checkpoint`, saying which checkpoint is left to resume
+    from (saved_step: the step of the last one this run wrote, None if none)."""
+    if not checkpoint:
+        return error
+    if saved_step is None:
+        return TrainingDiverged(f"{error}; {checkpoint} is as it was before this run")
+    return TrainingDiverged(f"{error}; the last checkpoint, {checkpoint} at step {saved_step}, is intact")

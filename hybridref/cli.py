@@ -18,6 +18,7 @@ from .experiments import EXPERIMENTS
 from .layers.moe import parse_moe_option
 from .limits import OVERSUBSCRIPTION, usable_cores
 from .models.char_lm import PRESETS
+from .plots import check_plot, plot_mnist, plot_shakespeare
 
 
 class FiniteFloat(click.FloatRange):
@@ -90,6 +91,28 @@ def backend_option(f):
                      help="Backend to run on: numpy, c, ... (default: $HYBRIDREF_BACKEND, else c if compiled, "
                           "else numpy).")(f)
     return f
+
+
+def checkpoint_options(when):
+    """--checkpoint, --checkpoint-every, --resume of a training command that writes its checkpoint `when`."""
+    def decorate(f):
+        f = click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint (the same settings).")(f)
+        f = click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, metavar="STEPS",
+                         help="Also write the checkpoint every this many steps.")(f)
+        return click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+                            help=f"Write the checkpoint (safetensors; not .npz) here, {when}.")(f)
+    return decorate
+
+
+def plot_option(f):
+    return click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+                        help="Draw the loss and accuracy curves to PATH (.png, .svg, .pdf; needs matplotlib: "
+                             "pip install 'hybridref[plots]').")(f)
+
+
+def check_resume(resume, checkpoint):
+    if resume and not checkpoint:
+        raise click.BadParameter("--resume needs --checkpoint PATH", param_hint="--resume")
 
 
 def open_backend(name, threads, mpi_mode=None):
@@ -188,15 +211,20 @@ def train():
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding mnist/*.gz (default: $HYBRIDREF_DATA, else download to the cache).")
+@checkpoint_options("at the end of every epoch")
+@plot_option
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
 def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patch, dropout, directions, shift,
-          time_budget, subset, seed, data_dir, as_json):
+          time_budget, subset, seed, data_dir, checkpoint, checkpoint_every, resume, plot, as_json):
     """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy.
 
     Under `mpiexec -n P ... --backend mpi` every process computes its share and rank 0 reports."""
     from .train_mnist import train_mnist
 
+    check_resume(resume, checkpoint)
     be = open_backend(backend, threads, mpi_mode)
+    if plot and be.rank == 0:
+        check_plot(plot)
     echo = click.echo if be.rank == 0 else (lambda *args, **kwargs: None)
     echo(f"backend {be.describe()}", err=True)
     bar = {}
@@ -219,9 +247,12 @@ def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patc
 
     out = train_mnist(be, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patch=int(patch),
                       shift=shift, dropout=dropout, seed=seed, data_dir=data_dir, time_budget=time_budget,
-                      subset=subset, on_step=on_step, on_epoch=on_epoch, directions=int(directions))
+                      subset=subset, on_step=on_step, on_epoch=on_epoch, directions=int(directions),
+                      checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
     echo(f"final test accuracy {out['final_test_acc']:.4f} after {out['train_time_s']:.1f}s of training "
          f"({out['params']} parameters)")
+    if plot and be.rank == 0:
+        plot_mnist(out["history"], plot, f"MNIST hybrid {out['config']['pattern']}, {out['params']:,} parameters")
     if as_json:
         summary = {k: v for k, v in out.items() if k != "model"}
         echo(json.dumps(summary))
@@ -324,23 +355,22 @@ _PRESET_PATTERNS = ", ".join(f"{name} {preset['pattern']}" for name, preset in P
 @click.option("--eval-every", type=click.IntRange(min=1), default=250, show_default=True,
               help="Validation loss every N steps (and at the end).")
 @click.option("--eval-batches", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Write the checkpoint here (at the end, and every --checkpoint-every steps).")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None)
-@click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint.")
+@checkpoint_options("at the end")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding tinyshakespeare/input.txt (default: $HYBRIDREF_DATA, else download).")
+@plot_option
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
 def shakespeare(backend, threads, arch, pattern, d_model, moe, steps, time_budget, batch_size, block_size, lr, warmup,
                 weight_decay, dropout, eval_every, eval_batches, checkpoint, checkpoint_every, resume, seed, data_dir,
-                as_json):
+                plot, as_json):
     """Train a character LM on Tiny Shakespeare and report validation loss (nats/char)."""
     from .train_shakespeare import train_shakespeare
 
-    if resume and not checkpoint:
-        raise click.BadParameter("--resume needs --checkpoint PATH", param_hint="--resume")
+    check_resume(resume, checkpoint)
     be = open_backend(backend, threads)
+    if plot:
+        check_plot(plot)
     click.echo(f"backend {be.describe()}", err=True)
     overrides = {k: v for k, v in (("pattern", pattern), ("d_model", d_model), ("dropout", dropout or None))
                  if v is not None}
@@ -375,6 +405,9 @@ def shakespeare(backend, threads, arch, pattern, d_model, moe, steps, time_budge
     click.echo(f"final val loss {out['final_val_loss']:.4f} (perplexity {out['val_perplexity']:.2f}) after "
                f"{out['steps']} steps, {out['train_time_s']:.1f}s of training, {out['tokens_per_s']:.0f} tokens/s "
                f"({out['params']} parameters)")
+    if plot:
+        plot_shakespeare(out["history"], plot, f"Tiny Shakespeare, {arch} ({out['config']['pattern']}), "
+                                               f"{out['params']:,} parameters")
     if as_json:
         click.echo(json.dumps({k: v for k, v in out.items() if k not in ("model", "vocab")}))
 
@@ -476,21 +509,33 @@ def convert(from_hf, out, checkpoint, to_hf):
 @main.command()
 @backend_option
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True)
-@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--split", type=click.Choice(["val", "test", "train"]), default=None,
+              help="The data: Tiny Shakespeare's val (default) or train split for a character LM; MNIST's test "
+                   "(default) or train set for an MNIST checkpoint.")
 @click.option("--block-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Window length: the split is read as consecutive windows of this many characters.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder holding tinyshakespeare/input.txt (default: $HYBRIDREF_DATA, else download).")
-@click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
+              help="Folder holding tinyshakespeare/input.txt or mnist/*.gz (default: $HYBRIDREF_DATA, else download).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a final machine-readable JSON line (for MNIST with the 10x10 confusion matrix).")
 def evaluate(backend, threads, checkpoint, split, block_size, batch_size, data_dir, as_json):
-    """Loss of a checkpointed character LM on the whole Tiny Shakespeare split (every character once)."""
+    """Loss of a checkpointed character LM on the whole Tiny Shakespeare split (every character once), or
+    loss, accuracy and confusion matrix of an MNIST checkpoint on the whole test set."""
+    from .checkpoint import load_checkpoint
     from .data.shakespeare import load_split
     from .generate import load_model
     from .train_shakespeare import evaluate_split
 
     be = open_backend(backend, threads)
-    model, vocab = load_model(checkpoint, be)
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt["model"] == "MnistHybrid":
+        return _evaluate_mnist(be, checkpoint, ckpt, split or "test", batch_size, data_dir, as_json)
+    split = split or "val"
+    if split == "test":
+        raise click.BadParameter(f"{checkpoint} is a character LM: Tiny Shakespeare has the splits val and train",
+                                 param_hint="--split")
+    model, vocab = load_model(checkpoint, be)  # reads the file again: the text models' loader
     ids = load_split(split, data_dir, vocab, owner=f"{checkpoint}: the checkpoint")
     loss = evaluate_split(model, ids, batch_size, block_size)
     chars = (len(ids) - 1) // block_size * block_size
@@ -498,6 +543,27 @@ def evaluate(backend, threads, checkpoint, split, block_size, batch_size, data_d
     if as_json:
         click.echo(json.dumps(dict(checkpoint=checkpoint, split=split, loss=loss, perplexity=math.exp(loss),
                                    characters=chars, block_size=block_size)))
+
+
+def _evaluate_mnist(be, checkpoint, ckpt, split, batch_size, data_dir, as_json):
+    """`evaluate` of an MNIST checkpoint: the whole test (or training) set, the confusion matrix in --json
+    (row: the true digit, column: the predicted one)."""
+    from .data.mnist import load_mnist
+    from .train_mnist import evaluate, load_mnist_model
+
+    if split == "val":
+        raise click.BadParameter(f"{checkpoint} is an MNIST hybrid: MNIST has the sets test and train",
+                                 param_hint="--split")
+    model = load_mnist_model(checkpoint, ckpt, be)
+    (train_x, train_y), (test_x, test_y) = load_mnist(data_dir)
+    images, labels = (test_x, test_y) if split == "test" else (train_x, train_y)
+    loss, accuracy, confusion = evaluate(model, images, labels, batch_size)
+    if be.rank:
+        return
+    click.echo(f"{split} accuracy {accuracy:.4f}, loss {loss:.4f} over {len(labels)} images")
+    if as_json:
+        click.echo(json.dumps(dict(checkpoint=checkpoint, split=split, loss=loss, accuracy=accuracy, images=len(labels),
+                                   confusion=confusion.tolist())))
 
 
 @main.command()

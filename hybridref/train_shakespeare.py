@@ -12,9 +12,10 @@ import time
 import numpy as np
 
 from .backends import get_backend
-from .checkpoint import check_writable, load_checkpoint, restore, save_checkpoint, unreadable
+from .checkpoint import (check_writable, diverged, load_checkpoint, restore, restore_generator, save_checkpoint,
+                         training_state)
 from .data.shakespeare import load_shakespeare
-from .errors import CheckpointError, TrainingDiverged, UserError
+from .errors import TrainingDiverged, UserError
 from .models.char_lm import CharLM
 from .layers.moe import moe_report
 from .optim import AdamW, check_loss, cosine_lr
@@ -71,32 +72,6 @@ def _build_model(arch, vocab_size, seed, overrides, backend):
                         f"{e}") from None
 
 
-def _resume_state(path, ckpt, run):
-    """The checkpoint's training state: checked entry by entry, and its run settings equal to `run`."""
-    t = ckpt["train"]
-    kinds = dict(run=dict, rng=dict, step=int, train_time_s=(int, float), history=list, loss_sum=(int, float),
-                 loss_n=int)
-    records = t.get("history") if isinstance(t, dict) else None
-    if not isinstance(t, dict) or any(not isinstance(t.get(k), kind) for k, kind in kinds.items()) or not all(
-            isinstance(r, dict) and isinstance(r.get("step"), int) for r in records):
-        raise unreadable(path, f"its training state is not one train_shakespeare wrote, so the run cannot resume "
-                               f"from it (entries {sorted(kinds)})")
-    if t["run"] != run:
-        diffs = [f"{k}: checkpoint {t['run'].get(k)!r}, now {run[k]!r}" for k in run if t["run"].get(k) != run[k]]
-        raise CheckpointError("--resume with other training settings than the checkpoint's: " + "; ".join(diffs) +
-                              ": give the checkpoint's settings")
-    return t
-
-
-def _diverged(error, checkpoint, saved_step):
-    """The divergence error, saying which checkpoint is left to resume from."""
-    if not checkpoint:
-        return error
-    if saved_step is None:
-        return TrainingDiverged(f"{error}; {checkpoint} is as it was before this run")
-    return TrainingDiverged(f"{error}; the last checkpoint, {checkpoint} at step {saved_step}, is intact")
-
-
 def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_size=256, lr=2e-3,
                       weight_decay=0.1, warmup=100, eval_every=250, eval_batches=20, time_budget=None, seed=0,
                       data_dir=None, checkpoint=None, checkpoint_every=None, resume=False, model_overrides=None,
@@ -127,11 +102,10 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
     if resume:
         ckpt = load_checkpoint(checkpoint)
         restore(ckpt, model, opt)
-        t = _resume_state(checkpoint, ckpt, run)
-        try:
-            rng.bit_generator.state = t["rng"]
-        except (ValueError, TypeError, KeyError) as e:
-            raise unreadable(checkpoint, f"its data generator state does not restore ({e})") from None
+        t = training_state(checkpoint, ckpt, run, dict(rng=dict, step=int, train_time_s=(int, float),
+                                                        loss_sum=(int, float), loss_n=int), ("step",),
+                           "train shakespeare")
+        restore_generator(checkpoint, rng, t["rng"])
         step, train_time, history = t["step"], t["train_time_s"], t["history"]
         loss_sum, loss_n = t["loss_sum"], t["loss_n"]
     saved = {}  # the step of the last checkpoint written
@@ -190,7 +164,7 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
         if checkpoint:
             save()
     except TrainingDiverged as e:
-        raise _diverged(e, checkpoint, saved.get("step")) from None
+        raise diverged(e, checkpoint, saved.get("step")) from None
     if not history or history[-1]["step"] != step:
         record()
     final = history[-1]

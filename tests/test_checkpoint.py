@@ -1,5 +1,6 @@
 """Checkpoints: round trip on any backend, atomic writes under SIGKILL, refusal of mismatches,
 and --resume giving exactly the uninterrupted run."""
+import json
 import os
 import signal
 import subprocess
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 
 from hybridref.checkpoint import check_writable, load_checkpoint, restore, save_checkpoint
-from hybridref.errors import TrainingDiverged, UserError
+from hybridref.errors import CheckpointError, TrainingDiverged, UserError
 from hybridref.models.char_lm import CharLM
+from hybridref.models.mnist_hybrid import MnistHybrid
 from hybridref.optim import AdamW
+from hybridref.train_mnist import train_mnist
 from hybridref.train_shakespeare import train_shakespeare
 
 TINY = dict(d_model=16, n_heads=2, mlp_hidden={"A": 16, "M": 16}, d_state=4)
@@ -46,6 +49,52 @@ def test_mismatched_config_or_shapes_are_refused(tmp_path):
     ckpt["params"]["head.weight"] = np.zeros((3, 3), np.float32)
     with pytest.raises(ValueError, match=r"'head.weight' has shape \(3, 3\), the model's is \(7, 16\)"):
         restore(ckpt, CharLM(7, pattern="MA", **TINY))
+
+
+def test_a_torch_user_loads_the_weights_with_safetensors_torch(tmp_path):
+    """The weights under the names Module gives them, the optimizer's moments under adam_m/ and adam_v/,
+    what the model is in the metadata."""
+    torch = pytest.importorskip("torch")
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    model = CharLM(7, pattern="MA", **TINY)
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, model, "abcdefg", AdamW(model.params()), {"step": 0})
+    tensors = load_file(str(path))
+    weights = {k: v for k, v in tensors.items() if "/" not in k}
+    assert list(weights) == sorted(name for name, _ in model.named_params())  # safetensors sorts the names
+    for name, p in model.named_params():
+        assert weights[name].dtype == torch.float32 and torch.equal(weights[name], torch.from_numpy(p.data))
+    assert sorted(k for k in tensors if "/" in k) == sorted(f"{m}/{n}" for m in ("adam_m", "adam_v") for n in weights)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "hybridref-checkpoint-2" and meta["model"] == "CharLM"
+    assert json.loads(meta["config"]) == model.config and json.loads(meta["vocab"]) == "abcdefg"
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_and_no_temporary(tmp_path, monkeypatch):
+    """The rename fails (a full disk, a permission changed): a clear error, the previous file intact."""
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, CharLM(7, pattern="MA", seed=1, **TINY), "A")
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(UserError, match="cannot write the checkpoint .*No space left on device"):
+        save_checkpoint(path, CharLM(7, pattern="MA", seed=2, **TINY), "B")
+    monkeypatch.undo()
+    assert load_checkpoint(path)["vocab"] == "A" and [p.name for p in tmp_path.iterdir()] == ["ck.safetensors"]
+
+
+def test_a_checkpoint_of_another_model_class_is_refused(tmp_path):
+    path = tmp_path / "mnist.safetensors"
+    save_checkpoint(path, MnistHybrid(d_model=16, pattern="MA"))
+    with pytest.raises(CheckpointError, match="the checkpoint holds a MnistHybrid, not a CharLM"):
+        restore(load_checkpoint(path), CharLM(7, pattern="MA", **TINY))
+    ckpt = load_checkpoint(path)
+    ckpt["params"]["extra.weight"] = ckpt["params"].pop("head.weight")
+    with pytest.raises(CheckpointError, match=r"missing \['head.weight'\], unexpected \['extra.weight'\]"):
+        restore(ckpt, MnistHybrid(d_model=16, pattern="MA"))
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
@@ -177,6 +226,35 @@ def test_resume_equals_uninterrupted_run(tmp_path, corpus, cb):
     assert [r["val_loss"] for r in resumed["history"]] == [r["val_loss"] for r in full["history"]]
     with pytest.raises(ValueError, match="batch_size: checkpoint 2, now 3"):
         train_shakespeare(cb, checkpoint=path, resume=True, **{**kw, "batch_size": 3})
+
+
+MNIST_RUN = dict(epochs=2, batch_size=32, subset=256, d_model=16, pattern="MA", dropout=0.1, warmup=0.2)
+
+
+@pytest.mark.parametrize("stop", [11, 9], ids=["mid-epoch", "epoch-start"])
+def test_mnist_resume_equals_uninterrupted_run(tmp_path, cb, stop):
+    """8 steps an epoch, with dropout and random shifts: a run stopped at step `stop` resumes from its last
+    checkpoint (step 10, in epoch 2; or step 8, the end of epoch 1) and ends as the uninterrupted run did."""
+    full = train_mnist(cb, **MNIST_RUN)
+    path = str(tmp_path / "mnist.safetensors")
+    steps = []
+
+    def interrupt(*_):
+        steps.append(1)
+        if len(steps) == stop:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_mnist(cb, checkpoint=path, checkpoint_every=5 if stop == 11 else None, on_step=interrupt, **MNIST_RUN)
+    ckpt = load_checkpoint(path)
+    assert ckpt["model"] == "MnistHybrid" and ckpt["train"]["step"] == stop - 1
+    resumed = train_mnist(cb, checkpoint=path, resume=True, **MNIST_RUN)
+    assert resumed["steps"] == 16
+    for (name, a), b in zip(full["model"].named_params(), resumed["model"].params()):
+        assert np.array_equal(a.data, b.data), name
+    untimed = [[{k: v for k, v in r.items() if k != "train_time_s"} for r in run["history"]] for run in (full, resumed)]
+    assert untimed[0] == untimed[1]
+    with pytest.raises(ValueError, match="lr: checkpoint 0.003, now 0.001"):
+        train_mnist(cb, checkpoint=path, resume=True, **{**MNIST_RUN, "lr": 1e-3})
 
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "char_lm_before_mixer_options.npz")

@@ -67,7 +67,7 @@ def _check_count(name, value, minimum=1):
         raise UserError(f"config {name} must be a whole number from {minimum} to {C_INT_MAX}, got {value!r}")
 
 
-def _check_mixer_option(letter, name, value, default):
+def check_mixer_option(letter, name, value, default):
     """A mixer option of the type of its default: a bool, a count (an int, bounded), a finite number,
     a string; or None (a feature turned off: no RoPE, no window), which the mixer checks itself. An
     option whose default is None may be a count or a number."""
@@ -132,7 +132,7 @@ def _check_values(cfg):
     for letter, options in cfg["mixers"].items():
         defaults = mixer_spec(letter).options
         for name, value in options.items():
-            _check_mixer_option(letter, name, value, defaults[name])
+            check_mixer_option(letter, name, value, defaults[name])
     params = _least_params(cfg)
     check_allocation(f"a model of {_sizes(cfg)} (at least {params:,} parameters)", 4 * params, "choose smaller sizes")
 
