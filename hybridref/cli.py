@@ -201,7 +201,7 @@ def train():
               show_default=True, help="Residual-branch dropout probability while training.")
 @click.option("--directions", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
               help="Scans of each Mamba layer: 1 causal, 2 forward and backward (Vision Mamba), 4 the patch "
-                   "grid row- and column-major, both ways (VMamba's cross scan; not with --mpi-mode sequence).")
+                   "grid row- and column-major, both ways (VMamba's cross scan).")
 @click.option("--shift", type=click.IntRange(min=0, max=4), default=2, show_default=True,
               help="Random-translation augmentation, in pixels (0: none).")
 @click.option("--time-budget", type=FiniteFloat(min=0, min_open=True), default=None,
