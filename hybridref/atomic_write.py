@@ -45,6 +45,12 @@ def probe_writable(path):
     os.unlink(probe)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path, data):
     """Replace the file at the absolute `path` by the bytes `data`, atomically (OSError when it cannot)."""
     folder = os.path.dirname(path)
@@ -52,6 +58,7 @@ def write_atomically(path, data):
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private (0600); the result is an ordinary file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -38,6 +38,9 @@ def test_round_trip_restores_weights_and_optimizer(tmp_path, npb, cb):
         assert all(np.array_equal(a.data, b.data) for a, b in zip(model.params(), other.params()))
         assert opt2.step_count == 3 and all((m == 0.5).all() for m in opt2.m)
     assert [p.name for p in tmp_path.iterdir()] == ["ck.safetensors"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not the temporary's 0600
 
 
 def test_mismatched_config_or_shapes_are_refused(tmp_path):
