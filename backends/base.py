@@ -529,11 +529,20 @@ class Backend:
     def reduce_gradients(self, params):
         """Sum each param.grad over the processes, in place: each process holds a partial sum."""
 
-    # A non-causal mixer scans some directions backward in time by flipping its sequence and running
-    # the ordinary ops (hybridref/layers/scan_directions.py). A backend holding slices of the sequence
-    # must then pass what crosses a slice boundary the other way, and cannot re-order positions across
-    # slices at all; a backend holding whole sequences needs neither.
-    holds_whole_sequences = True  # every process holds whole sequences (False: slices of them)
+    # A non-causal mixer scans some directions in another order than the stored one
+    # (hybridref/layers/scan_directions.py): a permutation of the positions (the patch grid read
+    # column-major), and time reversal, a flip of each process's slice run on the backend's time
+    # reversal. A backend holding whole sequences does both locally; one holding slices moves
+    # positions between its processes and passes what crosses a slice boundary the other way.
+    def sequence_length(self, length):
+        """The whole sequence's length, given the `length` positions this process holds of it."""
+        return length
+
+    def permute_positions(self, x, order):
+        """y (B,T,...) with y[:, t] = x[:, order[t]], order (T,) a permutation of the whole sequence's
+        positions: a backend holding slices returns this process's slice of y, gathered from every
+        process's slice of x. The backward (the adjoint) is permute_positions(dy, argsort(order))."""
+        return np.ascontiguousarray(x[:, order])
 
     def time_reversed(self):
         """This backend for sequences each process has flipped along the time axis (its slice

@@ -24,7 +24,6 @@ from helpers import rel_err  # noqa: E402
 import test_sequence_forms as forms  # noqa: E402
 
 from hybridref.backends.base import SEQUENCE_FORMS, op_signature  # noqa: E402
-from hybridref.errors import UserError  # noqa: E402
 from hybridref.backends.mpi import MPIBackend, sequence, state_passing  # noqa: E402
 from hybridref.layers.moe import moe_layers  # noqa: E402
 from hybridref.layers.registry import mixers  # noqa: E402
@@ -73,6 +72,12 @@ def check_ops(be, rng):
                            forms.example(name, rng, np.float32, T), with_prefix, lo, hi)
                 check_halo_time_reversed(be, name, f"{name} time-reversed T={T}", SEQUENCE_FORMS[name], local,
                                          rng, forms.example(name, rng, np.float32, T), with_prefix, lo, hi)
+
+        # a permutation of the whole sequence (the cross scan's re-ordering): data movement, bit for bit
+        x = f32(2, T, 3)
+        for order in (rng.permutation(T), np.arange(T)[::-1]):
+            assert np.array_equal(gather_seq(be, be.permute_positions(part(x), order)), x[:, order]), "permute"
+        assert be.sequence_length(hi - lo) == T
 
         # attention: full causal and a window shorter than a slice (far blocks are skipped)
         q, k, v, do = f32(2, T, 4, 5), f32(2, T, 2, 5), f32(2, T, 2, 5), f32(2, T, 4, 5)
@@ -181,8 +186,8 @@ def check_halo_time_reversed(be, name, what, form, local, rng, args, with_prefix
 
 def check_model(be, rng):
     """The MNIST hybrid with a windowed attention block and dropout: logits, loss and every gradient;
-    its Mamba layers causal, bidirectional, and (data mode: whole sequences) cross-scanning."""
-    for directions in (1, 2) if be.mode == "sequence" and be.size > 1 else (1, 2, 4):
+    its Mamba layers causal, bidirectional and cross-scanning (7×7 patches of 4 pixels)."""
+    for directions in (1, 2, 4):
         check_mnist_model(be, rng, directions)
 
 
@@ -228,15 +233,8 @@ def check_mixers(be, rng):
         options = {letter: {**spec.test_options, **variant}, "A": mixers()["A"].test_options}
         kw = dict(vocab_size=11, d_model=16, pattern=letter + "A" + letter, mixers=options, dropout=0.1, seed=2)
         # with d_conv 4, slices of 2 are shorter than Mamba's conv halo (both ways, for a backward scan);
-        # Mamba's cross scan (directions=4) reads square grids, and only whole sequences (data mode)
-        Ts = (2 * P + 1, 4 * P + 3) if variant.get("directions") != 4 else (9, 16)
-        if variant.get("directions") == 4 and be.mode == "sequence" and P > 1:
-            import pytest
-            with pytest.raises(UserError, match=r"mamba: the cross scan \(directions=4\) re-orders the tokens of "
-                                                r"the whole sequence .* split the batch instead \(--mpi-mode data\)"):
-                CharLM(**kw).to(be).forward(rng.integers(0, 11, (P + 1, Ts[0])))
-            continue
-        for T in Ts:
+        # Mamba's cross scan (directions=4) reads square grids
+        for T in (2 * P + 1, 4 * P + 3) if variant.get("directions") != 4 else (9, 16):
             ref_model, model = CharLM(**kw).to(be.local), CharLM(**kw).to(be)  # it shards its ids
             for m in (ref_model, model):
                 m.set_dropout_seed((0, 7))
@@ -317,6 +315,8 @@ def check_errors(be, rng):
     undeclared = sequence.sequence_ops(be, {k: v for k, v in SEQUENCE_FORMS.items() if k != "rope"})
     with pytest.raises(ValueError, match=r"rope_forward: the mpi backend .* no declared sequence form"):
         undeclared["rope_forward"](f32(2, 3, 2, 4))
+    with pytest.raises(ValueError, match=r"permute_positions: order must be a permutation of the .* positions"):
+        be.permute_positions(f32(2, 3, 4), np.zeros(3 * be.size, int))
     with pytest.raises(ValueError, match="cannot be split over"):
         be.shard_tokens(np.zeros((1, be.size - 1, 1)))
 

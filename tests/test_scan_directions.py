@@ -29,17 +29,17 @@ def reading_order(direction, H, W):
 
 
 @pytest.mark.parametrize("directions", [2, 4])
-def test_reorderings_are_the_definition_and_invert_exactly(directions):
+def test_reorderings_are_the_definition_and_invert_exactly(npb, directions):
     H, W = GRID
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((2, 2, H * W, 3))
     for direction in DIRECTIONS[directions]:
-        xs = to_scan(x, direction, GRID)
+        xs = to_scan(npb, x, direction, GRID)
         np.testing.assert_array_equal(xs, x[:, reading_order(direction, H, W)])
-        np.testing.assert_array_equal(from_scan(xs, direction, GRID), x)
-        np.testing.assert_array_equal(to_scan(from_scan(x, direction, GRID), direction, GRID), x)
+        np.testing.assert_array_equal(from_scan(npb, xs, direction, GRID), x)
+        np.testing.assert_array_equal(to_scan(npb, from_scan(npb, x, direction, GRID), direction, GRID), x)
         # from_scan is to_scan's adjoint (the backward of a permutation): <P x, y> = <x, Pᵀ y>
-        assert np.isclose(np.sum(xs * y), np.sum(x * from_scan(y, direction, GRID)), rtol=1e-14)
+        assert np.isclose(np.sum(xs * y), np.sum(x * from_scan(npb, y, direction, GRID)), rtol=1e-14)
 
 
 @pytest.mark.parametrize("directions,grid", [(2, None), (4, GRID)])
@@ -120,9 +120,13 @@ def test_a_non_causal_mamba_refuses_to_decode(npb, directions):
     assert not layer.causal and mamba(1).causal
 
 
-def test_a_one_process_backend_is_its_own_time_reversal(npb, cb):
-    assert npb.time_reversed() is npb and cb.time_reversed() is cb
-    assert npb.holds_whole_sequences and cb.holds_whole_sequences
+def test_a_one_process_backend_holds_whole_sequences(npb, cb):
+    """Its own time reversal, its sequence the whole, a permutation a gather (the MPI backend's
+    sequence mode: tests/mpi_check.py)."""
+    x = np.arange(24.0).reshape(2, 6, 2)
+    for be in (npb, cb):
+        assert be.time_reversed() is be and be.sequence_length(6) == 6
+        np.testing.assert_array_equal(be.permute_positions(x, [3, 0, 5, 1, 4, 2]), x[:, [3, 0, 5, 1, 4, 2]])
 
 
 @pytest.mark.parametrize("directions", [1, 2, 4])

@@ -26,7 +26,7 @@ import numpy as np
 from hybridref.errors import UserError
 
 from ..base import OP_NAMES, Backend
-from . import sequence
+from . import permute, sequence
 from .sequence import split_range
 
 try:
@@ -228,8 +228,8 @@ class MPIBackend(Backend):
             ops = sequence.sequence_ops(self) if mode == "sequence" else sequence.batch_ops(self)
             for op, fn in ops.items():
                 setattr(self, op, fn)
-        self.holds_whole_sequences = self.size == 1 or mode == "data"
-        self._time_reversed = self if self.holds_whole_sequences else _TimeReversed(self)
+        self._split_sequences = self.size > 1 and mode == "sequence"
+        self._time_reversed = _TimeReversed(self) if self._split_sequences else self
         self.seq_edges = None  # the current split of the sequence, set by shard_tokens
         self.batch_edges = None  # the current split of the batch, set by local_batch
         self.kept = _KeptForBackward()
@@ -308,6 +308,16 @@ class MPIBackend(Backend):
 
     def time_reversed(self):
         return self._time_reversed
+
+    def sequence_length(self, length):
+        if not self._split_sequences:
+            return length
+        return self.sequence_edges("sequence_length", length)[-1]
+
+    def permute_positions(self, x, order):
+        if not self._split_sequences:
+            return self.local.permute_positions(x, order)
+        return permute.permute_positions(self, x, order)
 
     # ---- the loss: a mean over the global batch -----------------------------------------------
     def _cross_entropy_forward(self, logits, targets):

@@ -38,13 +38,12 @@ A mixer with directions > 1 reads later tokens, so it is not causal (`causal` is
 not decode (init_state, step and a prefill from a state are refused) and a character LM built
 from it would see the future. Under the MPI backend's sequence mode a backward-in-time scan runs
 on each process's slice flipped, on `be.time_reversed()` (conv halo and scan state passed from
-later to earlier processes); the cross scan's transposition needs whole sequences (data mode).
+later to earlier processes), and the cross scan's transposition is an all-to-all
+(`be.permute_positions`): both exact.
 """
 import math
 
 import numpy as np
-
-from hybridref.errors import UserError
 
 from .linear import Linear
 from .mixer import Mixer
@@ -124,8 +123,8 @@ class Mamba(Mixer):
         h0 = None if state is None else state["ssm"].copy()
         y = None
         for direction in self.directions:
-            y_dir, h_last = self.scan_forward(direction, to_scan(x_in, direction, grid), prefix, h0)
-            y_dir = from_scan(y_dir, direction, grid)
+            y_dir, h_last = self.scan_forward(direction, to_scan(self.be, x_in, direction, grid), prefix, h0)
+            y_dir = from_scan(self.be, y_dir, direction, grid)
             y = y_dir if y is None else y + y_dir
         if len(self.directions) > 1:
             y *= 1.0 / len(self.directions)
@@ -143,19 +142,17 @@ class Mamba(Mixer):
             dy *= 1.0 / len(self.directions)
         dx_in = None
         for direction in reversed(self.directions):
-            dx_dir = from_scan(self.scan_backward(direction, to_scan(dy, direction, grid)), direction, grid)
+            dx_dir = self.scan_backward(direction, to_scan(self.be, dy, direction, grid))
+            dx_dir = from_scan(self.be, dx_dir, direction, grid)
             dx_in = dx_dir if dx_in is None else dx_in + dx_dir
         return self.in_proj.backward(np.concatenate([dx_in, dz], axis=-1))
 
     def scan_grid(self, T):
-        """(H, W) of the patch grid for a cross scan of T tokens (None for directions 1 and 2)."""
+        """(H, W) of the patch grid for a cross scan of sequences of which this process holds T tokens
+        (None for directions 1 and 2)."""
         if not any(d.transpose for d in self.directions):
             return None
-        if not self.be.holds_whole_sequences:
-            raise UserError(f"mamba: the cross scan (directions=4) re-orders the tokens of the whole sequence "
-                            f"(row- to column-major), but this backend ({self.be.describe()}) holds slices of "
-                            f"each sequence; split the batch instead (--mpi-mode data)")
-        return patch_grid(T, self.grid)
+        return patch_grid(self.be.sequence_length(T), self.grid)
 
     def scan_forward(self, direction, x_in, prefix=None, h0=None):
         """One direction, x_in (B,T,Din) in its scan order -> (y (B,T,Din), h_last): conv, SiLU, the

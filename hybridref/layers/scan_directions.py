@@ -12,13 +12,14 @@ A direction transposes the grid (column-major: token (i, j) of the H×W grid, st
 read at step j·H + i) and/or reverses time. Both are permutations of the positions, so putting a
 sequence into a direction's order (`to_scan`) and back (`from_scan`) are each other's inverse and
 each other's adjoint: the gradient of `to_scan` is `from_scan` and the other way round. They are
-copies (NumPy glue, as the layer code's other reshapes), not arithmetic.
+copies, not arithmetic.
 
-Reversal stays within a process's slice of the sequence: a backward-in-time scan runs the ordinary
-conv and scan on each process's slice flipped, on the backend's `time_reversed()`, which passes the
-conv halo and the scan state from later to earlier processes (backends/mpi/sequence.py). A
-transposition moves tokens across the whole sequence, so it needs every process to hold whole
-sequences (`be.holds_whole_sequences`): the MPI backend's sequence mode refuses it.
+On a backend whose processes hold slices of the sequence (the MPI backend's sequence mode) a
+transposition is `be.permute_positions` (an all-to-all there, backends/mpi/permute.py), after which
+each process holds its slice of the column-major sequence, and reversal stays within each slice: a
+backward-in-time scan runs the ordinary conv and scan on each process's slice flipped, on the
+backend's `time_reversed()`, which passes the conv halo and the scan state from later to earlier
+processes (backends/mpi/sequence.py). Both are exact: the split computes what one process does.
 """
 import math
 from typing import NamedTuple
@@ -76,26 +77,26 @@ def patch_grid(T, grid, who="mamba"):
     return side, side
 
 
-def _transpose_grid(x, rows, cols):
-    """x (B, rows·cols, C), a rows×cols grid stored row-major -> the same grid stored column-major."""
-    B, _, C = x.shape
-    return x.reshape(B, rows, cols, C).transpose(0, 2, 1, 3).reshape(B, rows * cols, C)
+def column_major(H, W):
+    """(T,) the stored position each step of a column-major scan of an H×W grid reads: step j·H + i
+    reads cell (i, j), stored row-major at i·W + j. column_major(W, H) is its inverse."""
+    return np.arange(H * W).reshape(H, W).T.ravel()
 
 
-def to_scan(x, direction, grid):
-    """x (B,T,C) in stored (row-major) order -> (B,T,C) in the order `direction` reads it (contiguous).
-    grid (H, W) is needed only by a transposing direction."""
+def to_scan(be, x, direction, grid):
+    """x (B,T,C) in stored (row-major) order -> (B,T,C) in the order `direction` reads it, on backend
+    be (whose processes may hold slices of T). grid (H, W) is needed only by a transposing direction."""
     if direction.transpose:
-        x = _transpose_grid(x, *grid)
+        x = be.permute_positions(x, column_major(*grid))
     if direction.reverse:
-        x = x[:, ::-1]
-    return np.ascontiguousarray(x) if direction.transpose or direction.reverse else x
+        x = np.ascontiguousarray(x[:, ::-1])
+    return x
 
 
-def from_scan(y, direction, grid):
+def from_scan(be, y, direction, grid):
     """The inverse (and adjoint) of to_scan: y (B,T,C) in the direction's order -> stored order."""
     if direction.reverse:
-        y = y[:, ::-1]
+        y = np.ascontiguousarray(y[:, ::-1])
     if direction.transpose:
-        y = _transpose_grid(y, grid[1], grid[0])  # the column-major grid is a W×H grid stored row-major
-    return np.ascontiguousarray(y) if direction.transpose or direction.reverse else y
+        y = be.permute_positions(y, column_major(grid[1], grid[0]))
+    return y
