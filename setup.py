@@ -7,9 +7,13 @@ by cffi in out-of-line API mode, once per ISA level (see csrc/build_ffi.py).
 """
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ISAS = ("scalar", "avx2", "avx512")
+# Every package under hybridref/ and backends/ (which is hybridref.backends), found rather than listed, so
+# that a new subpackage is never left out of the wheel.
+PACKAGES = ["hybridref", *(f"hybridref.{p}" for p in find_packages("hybridref")),
+            "hybridref.backends", *(f"hybridref.backends.{p}" for p in find_packages("backends"))]
 # HYBRIDREF_SANITIZE=1: also the AddressSanitizer + UBSan builds, hybridref._hrc_san_<isa> (csrc/build_ffi.py)
 SANITIZED = [f"csrc/build_ffi.py:ffi_san_{isa}" for isa in ISAS] if os.environ.get("HYBRIDREF_SANITIZE") == "1" else []
 
@@ -19,18 +23,14 @@ setup(
     description="Attention / state-space hybrid sequence models: a Python package with a C extension of "
                 "hand-written kernels",
     python_requires=">=3.9",
-    packages=[
-        "hybridref", "hybridref.layers", "hybridref.models", "hybridref.data", "hybridref.convert",
-        "hybridref.backends", "hybridref.backends.numpy", "hybridref.backends.c", "hybridref.backends.mpi",
-        "hybridref.experiments",
-    ],
+    packages=PACKAGES,
     package_dir={"hybridref.backends": "backends"},
     setup_requires=["cffi>=1.15"],
     cffi_modules=[f"csrc/build_ffi.py:ffi_{isa}" for isa in ISAS] + SANITIZED,
     install_requires=["cffi>=1.15", "numpy>=1.22", "click>=8.0", "safetensors>=0.4"],
     extras_require={
         "dev": ["pytest>=7", "pytest-benchmark>=4", "torch==2.13.0", "transformers>=4.40", "tokenizers", "mpi4py>=3.1",
-                "mpich", "matplotlib>=3.5"],
+                "mpich", "matplotlib>=3.5", "build"],
         "tokenizers": ["tokenizers"],  # text prompts for models converted from Hugging Face
         "mpi": ["mpi4py>=3.1", "mpich"],
         "plots": ["matplotlib>=3.5"],  # --plot of the training commands, the experiments' figures
