@@ -140,6 +140,17 @@ def test_time_cap_skips_the_cell():
     assert (status, result, peak) == ("skipped", {}, None) and reason.startswith("time cap")
 
 
+def test_cell_errors(monkeypatch):
+    """An expected error in a cell's process is a UserError in the runner, anything else a RuntimeError with
+    the cell's traceback."""
+    cell = dict(kind="mixer", model="attention", T=32)
+    with pytest.raises(RuntimeError, match="unknown architecture 'nope'"):
+        measure_cell("scaling", dict(cell, kind="preset", model="nope"), True, 1, time_cap=60, memory_cap=2 ** 34)
+    monkeypatch.setenv("HYBRIDREF_MEMORY_LIMIT", "1K")  # the model's config is refused (hybridref.limits)
+    with pytest.raises(UserError, match=r"cell .* of experiment 'scaling': .*HYBRIDREF_MEMORY_LIMIT"):
+        measure_cell("scaling", cell, True, 1, time_cap=60, memory_cap=2 ** 34)
+
+
 def test_scaling_skips_after_a_skipped_length():
     def record(T, status, wall=1.0):
         return dict(cell=dict(kind="preset", model="transformer", T=T), status=status, wall_s=wall, quick=False)

@@ -43,8 +43,8 @@ def run_conditions(name, out, records):
         "",
         "Memory: the peak resident set is measured, Linux's VmHWM of the cell's own process (a fresh process per "
         "cell), reset to the current resident set before each phase (/proc/self/clear_refs), so it includes the "
-        "interpreter, NumPy and the C library (~50–100 MiB); the model's bytes beside it are counted from its "
-        "arrays.",
+        "interpreter, NumPy, the C library and the model; the bytes of the model's own arrays beside it are "
+        "counted.",
         "",
         f"{len(records)} cells: {len(records) - skipped} measured, {skipped} skipped (reasons in the tables and "
         f"results.jsonl).",

@@ -94,8 +94,9 @@ def _append(path, record):
 
 
 def _cell_process(name, cell, quick, threads, memory_cap, conn):
-    """The body of a cell's process: sends ("done", result, peak), ("skipped", reason, peak) or
-    ("error", traceback, None)."""
+    """The body of a cell's process: sends ("done", result, peak), ("skipped", reason, peak),
+    ("refused", message, None) for an expected error (UserError: data not found, ...) or ("error",
+    traceback, None)."""
     try:
         resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
         from ..backends import get_backend
@@ -105,6 +106,8 @@ def _cell_process(name, cell, quick, threads, memory_cap, conn):
     except MemoryError:
         conn.send(("skipped", f"out of memory: more than the cap of {format_bytes(memory_cap)} of address space",
                    process_peak_rss_bytes()))
+    except UserError as e:
+        conn.send(("refused", str(e), None))
     except BaseException:
         conn.send(("error", traceback.format_exc(), None))
     finally:
@@ -135,6 +138,8 @@ def measure_cell(name, cell, quick, threads, time_cap, memory_cap):
         return "skipped", reason, {}, None, wall
     proc.join()
     status, payload, peak = message
+    if status == "refused":
+        raise UserError(f"cell {cell_key(cell)} of experiment {name!r}: {payload}")
     if status == "error":
         raise RuntimeError(f"cell {cell_key(cell)} of experiment {name!r} failed:\n{payload}")
     return status, (payload if status == "skipped" else None), (payload if status == "done" else {}), peak, wall
