@@ -50,3 +50,13 @@ def cb(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(int(os.environ.get("HYBRIDREF_TEST_SEED", "0")))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A data folder holding a random 4,000-character tinyshakespeare/input.txt of "abcdefgh \n"."""
+    folder = tmp_path / "data" / "tinyshakespeare"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    (folder / "input.txt").write_text("".join(rng.choice(list("abcdefgh \n"), 4000)))
+    return str(tmp_path / "data")

@@ -200,15 +200,6 @@ def test_non_finite_weights_are_neither_saved_nor_loaded(tmp_path):
     assert np.isfinite(load_checkpoint(path)["params"]["head.weight"]).all()  # the previous file is intact
 
 
-@pytest.fixture
-def corpus(tmp_path):
-    folder = tmp_path / "data" / "tinyshakespeare"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    (folder / "input.txt").write_text("".join(rng.choice(list("abcdefgh \n"), 4000)))
-    return str(tmp_path / "data")
-
-
 def test_resume_equals_uninterrupted_run(tmp_path, corpus, cb):
     """With dropout on: the resumed steps draw the same masks as the uninterrupted run's."""
     kw = dict(arch="hybrid", steps=8, batch_size=2, block_size=16, warmup=3, eval_every=4, eval_batches=1,

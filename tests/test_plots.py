@@ -15,15 +15,6 @@ def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.fixture
-def corpus(tmp_path):
-    folder = tmp_path / "data" / "tinyshakespeare"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    (folder / "input.txt").write_text("".join(rng.choice(list("abcdefgh \n"), 3000)))
-    return str(tmp_path / "data")
-
-
 SHAKESPEARE = ["train", "shakespeare", "--backend", "numpy", "--pattern", "MA", "--d-model", 16, "--steps", 6,
                "--batch-size", 2, "--block-size", 16, "--eval-every", 2, "--eval-batches", 1, "--warmup", 2]
 MNIST = ["train", "mnist", "--backend", "c", "--threads", 1, "--epochs", 2, "--subset", 128, "--batch-size", 64]
