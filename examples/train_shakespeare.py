@@ -3,8 +3,8 @@
 then sample from it with `hybridref generate`. Example:
 
     HYBRIDREF_DATA=../shared/data python examples/train_shakespeare.py --arch hybrid --backend c \
-        --time-budget 10m --checkpoint runs/hybrid.npz --json
-    hybridref generate --checkpoint runs/hybrid.npz --prompt "ROMEO:" --max-new-tokens 500
+        --time-budget 10m --checkpoint runs/hybrid.safetensors --json
+    hybridref generate --checkpoint runs/hybrid.safetensors --prompt "ROMEO:" --max-new-tokens 500
 """
 from hybridref.cli import shakespeare
 
