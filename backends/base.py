@@ -56,6 +56,9 @@ POSITION_WISE_OPS = {
     # m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²; m̂ = m/(1-β1^step); v̂ = v/(1-β2^step)
     # param -= lr (m̂ / (√v̂ + eps) + weight_decay param)
     "adamw_step": "adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, grad_scale) -> None",
+    # ids (B,) int64: row b of logits (B,V) drawn after temperature (0: greedy), top-k (0: all) and top-p (1: all)
+    # with the counter-based uniform u(seed, b, positions[b]) (backends/numpy/sample.py); -1: a non-finite row
+    "sample": "sample(logits, positions, seed, temperature=1.0, top_k=0, top_p=1.0) -> ids",
     # -- mixture of experts (backends/numpy/moe.py). Router: probs = softmax(logits) (M,E), lse (M,) its
     # log-sum-exp; experts int64 (M,k) the k largest logits per row, descending, ties to the lowest index;
     # weights (M,k) = probs at them, divided by their sum when normalize; stats float64 (2E+2,) = [tokens

@@ -148,6 +148,9 @@ SCALARS = {
     "linear_attention_backward": dict(scale=Float(), chunk=Int(lo=1)),
     "rglru_gate_forward": dict(time_offset=_OFFSET),
     "rglru_gate_backward": dict(time_offset=_OFFSET),
+    # backends/numpy/sample.py: the seed a uint64 (as dropout's); top_k 0 keeps all, top_p 1 keeps all
+    "sample": dict(seed=Int(lo=0, hi=2**64 - 1), temperature=Float(lo=0), top_k=Int(),
+                   top_p=Float(lo=0, hi=1, lo_open=True)),
     "moe_route_forward": dict(top_k=Int(lo=1), normalize=Bool()),
     "moe_route_backward": dict(z_scale=Float(), normalize=Bool()),
     "moe_dispatch_forward": dict(n_experts=Int(lo=1)),

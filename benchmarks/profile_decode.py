@@ -3,20 +3,25 @@
     python benchmarks/profile_decode.py [--archs hybrid transformer mamba] [--contexts 64 4096] [--tokens 2000]
 
 Rows (µs per token, each measured on its own, all at the same context):
-  C <part>        the parts of hr_decode_step, timed inside C by its optional hook (hr_decode_profile):
-                  scratch alloc/free, embedding, norms, residual adds, MLP, head, and each mixer kind
-  cffi call       the bare hr_decode_step call with the hook on, minus the time measured inside C: the
-                  crossing of the cffi boundary and argument conversion
-  hook            the hook's own clock reads: the bare call with the hook on minus with it off
-  Python step     Decoder.step minus the bare call: argument checks, the logits copy, on_step callbacks
-  sampling        hybridref.generate.sample (temperature 1, top-k 20, top-p 0.9) on one row of logits
-  generate        tokens/s of hybridref.generate.stream (the path of `hybridref generate`, sampling
-                  as above), the prompt (the context) prefilled before the clock starts
+  C <part>        the parts of the C token loop (hr_generate: decoder step and sampling), timed inside C
+                  by its optional hook (hr_decode_profile): scratch alloc/free, embedding, norms,
+                  residual adds, MLP, head, sampling, and each mixer kind
+  call + Python   Decoder.generate of BLOCK tokens minus the time measured inside C, per token: the cffi
+                  crossing, argument checks and conversion, shared by the tokens of a call
+  hook            the hook's own clock reads: Decoder.generate with the hook on minus with it off
+  = token loop    Decoder.generate (hook off), per token
+  generate        tokens/s of hybridref.generate.stream (the path of `hybridref generate`: chunks of up to
+                  256 tokens of the token loop), the prompt (the context) prefilled before the clock starts
+and, for comparison, the per-token Python path that `hybridref generate` took before the token loop
+moved to C:
+  Decoder.step    one C step per Python call (checks, the call, the logits copy)
+  NumPy sampling  backends/numpy/sample.py on one row of logits
+Sampling is temperature 1, top-k 20, top-p 0.9 throughout.
 
-A step is timed in blocks of 16 tokens after which the decoder is rewound (as benchmarks/bench_decode.py),
-so every step runs at the context asked for; `generate` runs its tokens past the context (+--tokens).
-The machine is shared: every figure is the median of --rounds rounds, interleaved, and `uptime`'s load is
-printed with the table.
+The token loop is timed in calls of BLOCK = 16 tokens after which the decoder is rewound (as
+benchmarks/bench_decode.py), so every step runs at the context asked for; `generate` runs its tokens past
+the context (+--tokens). The machine is shared: every figure is the median of --rounds rounds,
+interleaved, and the load average is printed with the table.
 """
 import argparse
 import os
@@ -25,20 +30,14 @@ import time
 import numpy as np
 
 from hybridref.backends import get_backend
-from hybridref.data.shakespeare import CharVocab
-from hybridref.generate import sample, stream
+from hybridref.backends.numpy.sample import sample
+from hybridref.generate import stream_ids
 from hybridref.models.char_lm import CharLM
 
 V, BLOCK = 65, 16
-SAMPLING = dict(temperature=1.0, top_k=20, top_p=0.9)
-PARTS = ["scratch alloc/free", "embedding", "norms", "residual adds", "MLP", "head"]  # DEC_PROF_* of decode.c
+SAMPLING = dict(seed=0, temperature=1.0, top_k=20, top_p=0.9)
+PARTS = ["scratch alloc/free", "embedding", "norms", "residual adds", "MLP", "head", "sampling"]  # DEC_PROF_*
 KINDS = ["attention", "mamba"]  # the mixer kinds of the presets profiled
-
-
-def _decoder(model, ctx, tokens):
-    dec = model.decoder(1, ctx + tokens)
-    dec.prefill(np.random.default_rng(0).integers(0, V, (1, ctx)))
-    return dec
 
 
 def _rewind(dec, n):
@@ -49,32 +48,15 @@ def _rewind(dec, n):
             st["length"] = dec._ref.pos
 
 
-def _per_token(dec, run, tokens, rewind=True):
-    """Seconds per token of run(t) over `tokens` steps in blocks of BLOCK, rewinding after each block
-    (a run that does not advance the decoder's position has nothing to rewind)."""
+def _per_token(dec, run, tokens):
+    """Seconds per token of run() (BLOCK tokens) over `tokens` tokens, rewinding after each call."""
     elapsed = 0.0
     for _ in range(tokens // BLOCK):
         t0 = time.perf_counter()
-        for t in range(BLOCK):
-            run(t)
+        run()
         elapsed += time.perf_counter() - t0
-        if rewind:
-            _rewind(dec, BLOCK)
+        _rewind(dec, BLOCK)
     return elapsed / (tokens // BLOCK * BLOCK)
-
-
-def _raw_call(dec):
-    """The bare hr_decode_step call of Decoder.step with its arguments converted once (no checks, no copy),
-    at positions pos + t; it leaves the decoder's position where it is."""
-    be, ffi = dec.be, dec.be.ffi
-    ids = np.zeros(1, np.int64)
-    args = (ffi.cast("int *", ffi.from_buffer(dec._cfg)), be.f32(dec._fcfg), dec._w, dec._state, be.i64(ids),
-            be.f32(dec._logits), 1)
-    lib = be.lib
-
-    def run(t):
-        lib.hr_decode_step(*args, dec._ref.pos + t)
-    return run
 
 
 def profile(arch, ctx, tokens):
@@ -82,35 +64,35 @@ def profile(arch, ctx, tokens):
     be = get_backend("c")
     model = CharLM.preset(arch, V).to(be)
     lib, ffi = be.lib, be.ffi
-    out = {}
-    dec = _decoder(model, ctx, BLOCK)
-    ids = np.zeros(1, np.int64)
-    step = _per_token(dec, lambda t: dec.step(ids), tokens)
-    raw_off = _per_token(dec, _raw_call(dec), tokens, rewind=False)
+    dec = model.decoder(1, ctx + BLOCK + 1)
+    logits = dec.prefill(np.random.default_rng(0).integers(0, V, (1, ctx)))
+    loop = lambda: dec.generate(logits, BLOCK, final=False, **SAMPLING)  # noqa: E731
+    off = _per_token(dec, loop, tokens)
     slots = np.zeros(lib.hr_decode_profile(ffi.NULL), np.float64)
     lib.hr_decode_profile(ffi.cast("double *", ffi.from_buffer(slots)))
     try:
-        raw_on = _per_token(dec, _raw_call(dec), tokens, rewind=False)
+        on = _per_token(dec, loop, tokens)
     finally:
         lib.hr_decode_profile(ffi.NULL)
     n = tokens // BLOCK * BLOCK
-    for name, s in zip(PARTS, slots):
-        out[f"C {name}"] = s / n
+    out = {f"C {name}": s / n for name, s in zip(PARTS, slots)}
     for kind in KINDS:
         out[f"C {kind} mixers"] = slots[len(PARTS) + lib.hr_decode_kind(kind.encode())] / n
-    out["cffi call"] = raw_on - slots.sum() / n
-    out["hook (clock reads)"] = raw_on - raw_off
-    out["Python step"] = step - raw_off
-    logits = dec.step(ids)[0]
-    rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
+    out["call + Python"] = on - slots.sum() / n
+    out["hook (clock reads)"] = on - off
+    out["= token loop (Decoder.generate)"] = off
+    ids = np.zeros(1, np.int64)
+
+    def steps():
+        for _ in range(BLOCK):
+            dec.step(ids)
+    out["before: Decoder.step"] = _per_token(dec, steps, tokens)
+    t0, positions = time.perf_counter(), np.zeros(1, np.int64)
     for _ in range(tokens):
-        sample(logits, rng, **SAMPLING)
-    out["sampling"] = (time.perf_counter() - t0) / tokens
-    out["= one step (Decoder.step)"] = step
-    vocab = CharVocab("".join(chr(32 + i) for i in range(V)))
-    prompt = "".join(np.random.default_rng(1).choice(list(vocab.chars), ctx))
-    text = stream(model, vocab, prompt, tokens, seed=0, **SAMPLING)
+        sample(logits, positions, **SAMPLING)
+    out["before: NumPy sampling"] = (time.perf_counter() - t0) / tokens
+    prompt = np.random.default_rng(1).integers(0, V, ctx)
+    text = stream_ids(model, prompt, tokens, **SAMPLING)
     t0 = time.perf_counter()
     for _ in text:
         pass

@@ -26,6 +26,7 @@
 /* Error codes returned by kernels that allocate scratch memory. */
 #define HR_OK 0
 #define HR_ENOMEM 1
+#define HR_ENONFINITE 2 /* sampling met a non-finite logit (sample.c) */
 
 static inline void *hr_alloc(size_t bytes) {
     void *p = NULL;
@@ -49,5 +50,14 @@ static inline void hr_partition(long total, int n, int i, long *begin, long *end
     long q = total / n, r = total % n;
     *begin = i * q + (i < r ? i : r);
     *end = *begin + q + (i < r ? 1 : 0);
+}
+
+/* SplitMix64's output function (Steele, Lea & Flood 2014): the hash of the counter-based random
+ * numbers of dropout (dropout.c) and sampling (sample.c); NumPy twin in backends/numpy/dropout.py. */
+static inline uint64_t hr_splitmix64(uint64_t x) {
+    uint64_t z = x + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 #endif

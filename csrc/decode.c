@@ -35,6 +35,7 @@
 #include "linear.h"
 #include "norms.h"
 #include "decode_mixer.h"
+#include "sample.h"
 #include "decode.h"
 #include "moe_step.h"
 
@@ -61,7 +62,8 @@ enum { DEC_N_KINDS = sizeof(DEC_KINDS) / sizeof(DEC_KINDS[0]) };
  * set, each part's wall time (seconds) is added to its slot, DEC_PROF_* then one slot per mixer kind
  * (the index hr_decode_kind gives). Off (NULL, the default) a part costs one untaken branch. One
  * buffer for the process: a profiling run decodes one model at a time. */
-enum { DEC_PROF_ALLOC, DEC_PROF_EMBED, DEC_PROF_NORM, DEC_PROF_ADD, DEC_PROF_MLP, DEC_PROF_HEAD, DEC_PROF_KINDS };
+enum { DEC_PROF_ALLOC, DEC_PROF_EMBED, DEC_PROF_NORM, DEC_PROF_ADD, DEC_PROF_MLP, DEC_PROF_HEAD, DEC_PROF_SAMPLE,
+       DEC_PROF_KINDS };
 static double *dec_profile;
 
 int hr_decode_profile(double *seconds) {
@@ -175,16 +177,11 @@ static dec_layer dec_layer_at(const int *cfg, const float *fcfg, const float *co
     return layer;
 }
 
-/* ids (B,) -> logits (B,V): x = embed[ids]; per block x += mixer(norm1 x), x += MLP(norm2 x);
- * logits = head(norm x). The states advance from position pos to pos + 1. */
-int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids,
-                   float *logits, int B, int pos) {
-    int V = cfg[H_VOCAB], D = cfg[H_D], nl = cfg[H_LAYERS], norm = cfg[H_NORM];
-    float eps = fcfg[0];
-    /* scratch: the residual stream x (B,D), the mixer/MLP io h (B, max(D, V)), the MLP's fc output
-     * and activations (B, widest fc output, each), the norms' mean and rstd (B), and the largest
-     * mixer scratch */
-    double t = dec_profile ? dec_clock() : 0.0;
+/* floats of scratch a step of B streams needs: the residual stream x (B,D), the mixer/MLP io h
+ * (B, max(D, V)), the MLP's fc output and activations (B, widest fc output, each), the norms' mean and
+ * rstd (B), and the largest mixer scratch */
+static size_t dec_scratch_floats(const int *cfg, const float *fcfg, const float *const *w, float *const *state, int B) {
+    int V = cfg[H_VOCAB], D = cfg[H_D], nl = cfg[H_LAYERS];
     size_t mlp = 0, mixer = 0;
     for (int l = 0; l < nl; l++) {
         const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
@@ -192,42 +189,95 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
         mlp = HR_MAX(mlp, dec_fc_width(lc[L_MLP_KIND], lc[L_MLP]));
         mixer = HR_MAX(mixer, DEC_KINDS[lc[L_KIND]].scratch(&layer, B, D));
     }
+    return (size_t)B * D + (size_t)B * HR_MAX(D, V) + 2 * (size_t)B * mlp + 2 * (size_t)B + mixer;
+}
+
+/* ids (B,) -> logits (B,V): x = embed[ids]; per block x += mixer(norm1 x), x += MLP(norm2 x);
+ * logits = head(norm x). The states advance from position pos to pos + 1. x: dec_scratch_floats;
+ * *t: the profile's clock. */
+static int dec_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids,
+                    float *logits, int B, int pos, float *x, double *t) {
+    int V = cfg[H_VOCAB], D = cfg[H_D], nl = cfg[H_LAYERS], norm = cfg[H_NORM];
+    float eps = fcfg[0];
+    size_t mlp = 0;
+    for (int l = 0; l < nl; l++) {
+        const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
+        mlp = HR_MAX(mlp, dec_fc_width(lc[L_MLP_KIND], lc[L_MLP]));
+    }
     size_t n = (size_t)B * D, wide = (size_t)B * HR_MAX(D, V);
-    float *x = hr_alloc((n + wide + 2 * (size_t)B * mlp + 2 * (size_t)B + mixer) * sizeof(float));
-    if (!x) return HR_ENOMEM;
     float *h = x + n, *fc = h + wide, *act = fc + (size_t)B * mlp, *mean = act + (size_t)B * mlp, *rstd = mean + B,
           *scratch = rstd + B;
     int st = HR_OK;
-    dec_lap(DEC_PROF_ALLOC, &t);
     hr_embedding_forward(ids, w[G_EMBED], x, B, D);
     if (cfg[H_EMBED] >= 0) memcpy(state[cfg[H_EMBED]], x, n * sizeof(float));
-    dec_lap(DEC_PROF_EMBED, &t);
+    dec_lap(DEC_PROF_EMBED, t);
     for (int l = 0; l < nl && st == HR_OK; l++) {
         const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
         const float *const *bw = w + lc[L_W];
         dec_layer layer = dec_layer_at(cfg, fcfg, w, state, l);
         dec_norm(norm, x, bw[B_NORM1_W], bw[B_NORM1_B], h, mean, rstd, B, D, eps);
-        dec_lap(DEC_PROF_NORM, &t);
+        dec_lap(DEC_PROF_NORM, t);
         st = DEC_KINDS[lc[L_KIND]].step(&layer, h, scratch, B, D, pos);
         if (st != HR_OK) break;
-        dec_lap(DEC_PROF_KINDS + lc[L_KIND], &t);
+        dec_lap(DEC_PROF_KINDS + lc[L_KIND], t);
         dec_add(x, h, n);
-        dec_lap(DEC_PROF_ADD, &t);
+        dec_lap(DEC_PROF_ADD, t);
         int hidden = lc[L_MLP];
         if (hidden == 0) continue;
         dec_norm(norm, x, bw[B_NORM2_W], bw[B_NORM2_B], h, mean, rstd, B, D, eps);
-        dec_lap(DEC_PROF_NORM, &t);
+        dec_lap(DEC_PROF_NORM, t);
         st = lc[L_MOE] >= 0 ? hr_moe_step(cfg + lc[L_MOE], w, h, B, D, hidden)
                             : dec_mlp(lc[L_MLP_KIND], bw, h, fc, act, B, D, hidden);
-        dec_lap(DEC_PROF_MLP, &t);
+        dec_lap(DEC_PROF_MLP, t);
         if (st == HR_OK) dec_add(x, h, n);
-        dec_lap(DEC_PROF_ADD, &t);
+        dec_lap(DEC_PROF_ADD, t);
     }
     if (st == HR_OK) {
         dec_norm(norm, x, w[G_NORM_W], w[G_NORM_B], h, mean, rstd, B, D, eps);
-        dec_lap(DEC_PROF_NORM, &t);
+        dec_lap(DEC_PROF_NORM, t);
         st = hr_dec_linear(h, w[G_HEAD_W], w[G_HEAD_B], logits, B, D, V);
-        dec_lap(DEC_PROF_HEAD, &t);
+        dec_lap(DEC_PROF_HEAD, t);
+    }
+    return st;
+}
+
+int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids,
+                   float *logits, int B, int pos) {
+    double t = dec_profile ? dec_clock() : 0.0;
+    float *x = hr_alloc(dec_scratch_floats(cfg, fcfg, w, state, B) * sizeof(float));
+    if (!x) return HR_ENOMEM;
+    dec_lap(DEC_PROF_ALLOC, &t);
+    int st = dec_step(cfg, fcfg, w, state, ids, logits, B, pos, x, &t);
+    free(x);
+    dec_lap(DEC_PROF_ALLOC, &t);
+    return st;
+}
+
+/* The token loop: for i < n, tokens[b, i] = sample(logits[b], u(seed, b, pos + i)) (sample.c), then one
+ * decoder step with tokens[:, i], logits <- those of the next position; when `final`, the last token is
+ * not fed (it would take a position past the context). Scratch is allocated once for the run. */
+int hr_generate(const int *cfg, const float *fcfg, const float *const *w, float *const *state, float *logits, int B,
+                int pos, int n, int final, double temperature, int top_k, double top_p, uint64_t seed,
+                int64_t *tokens) {
+    int V = cfg[H_VOCAB];
+    double t = dec_profile ? dec_clock() : 0.0;
+    size_t floats = (dec_scratch_floats(cfg, fcfg, w, state, B) + 1) & ~(size_t)1;  /* even: the int64s align */
+    /* decoder scratch | positions (B int64) | ids (B int64) | the sampler's 3V doubles */
+    float *x = hr_alloc(floats * sizeof(float) + (2 * (size_t)B + 3 * (size_t)V) * sizeof(double));
+    if (!x) return HR_ENOMEM;
+    int64_t *positions = (int64_t *)(void *)(x + floats), *ids = positions + B;
+    double *sample_scratch = (double *)(void *)(ids + B);
+    dec_lap(DEC_PROF_ALLOC, &t);
+    int st = HR_OK;
+    for (int i = 0; i < n && st == HR_OK; i++) {
+        for (int b = 0; b < B; b++) positions[b] = (int64_t)pos + i;
+        hr_sample(logits, positions, ids, B, V, seed, temperature, top_k, top_p, sample_scratch);
+        for (int b = 0; b < B; b++) {
+            if (ids[b] < 0) st = HR_ENONFINITE;
+            tokens[(size_t)b * n + i] = ids[b];
+        }
+        dec_lap(DEC_PROF_SAMPLE, &t);
+        if (st == HR_OK && !(final && i == n - 1)) st = dec_step(cfg, fcfg, w, state, ids, logits, B, pos + i, x, &t);
     }
     free(x);
     dec_lap(DEC_PROF_ALLOC, &t);

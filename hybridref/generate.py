@@ -1,9 +1,12 @@
 """Sampling text from a checkpointed character LM with the streaming decoder.
 
-The prompt goes through the parallel forward once (prefill); each new character is then one
-decoder step. Sampling: logits / temperature (0: greedy), then top-k (keep the k most likely),
+The prompt goes through the parallel forward once (prefill); then the decoder's token loop
+(`Decoder.generate`: on the C backend one C call for a chunk of tokens, sampling included, so Python
+is not on the per-token path) samples each character and feeds it back. Sampling
+(backends/numpy/sample.py): logits / temperature (0: greedy), then top-k (keep the k most likely),
 then top-p (keep the smallest set of most likely characters whose probability reaches p), then one
-draw from a NumPy generator seeded with `seed`: the same seed gives the same text.
+draw of a counter-based uniform number of (seed, stream, position): the same seed gives the same
+text, on every backend (up to float32 near-ties of the logits, which the backends compute apart).
 
 The text is a stream: each character is handed on as it is drawn and nothing is kept, so a
 recurrent model (Mamba: a constant-size decoder state) generates any number of characters in
@@ -14,34 +17,12 @@ attention has none). The positions of any run must fit the decoder's C int posit
 """
 import numpy as np
 
+from .backends.numpy.sample import check_sampling
 from .checkpoint import load_checkpoint, restore, unreadable
 from .data.shakespeare import CharVocab
 from .errors import CheckpointError, UserError
 from .limits import C_INT_MAX, check_allocation
 from .models.char_lm import CharLM
-
-
-def sample(logits, rng, temperature=1.0, top_k=None, top_p=None):
-    """One id from logits (V,) (float64 arithmetic)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if not np.isfinite(logits).all():
-        raise UserError("the model computed non-finite logits: its weights overflow on this input; "
-                        "use a checkpoint from before training diverged")
-    if temperature == 0:
-        return int(np.argmax(logits))
-    z = logits / temperature
-    if top_k is not None and top_k < len(z):
-        z = np.where(z < np.sort(z)[-top_k], -np.inf, z)
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if top_p is not None and top_p < 1.0:
-        order = np.argsort(-p, kind="stable")
-        keep = np.cumsum(p[order]) - p[order] < top_p  # the most likely, until the mass reaches top_p
-        mask = np.zeros_like(p, dtype=bool)
-        mask[order[keep]] = True
-        p = np.where(mask, p, 0.0)
-        p /= p.sum()
-    return int(min(np.searchsorted(np.cumsum(p), rng.random(), side="right"), len(p) - 1))
 
 
 def _vocabulary(path, ckpt):
@@ -127,16 +108,25 @@ def stream_ids(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=No
         raise UserError("the prompt must hold at least one token")
     check_decode_size(model, len(ids) + max_new_tokens)
     dec = model.decoder(1, len(ids) + max_new_tokens)
-    logits = dec.prefill(ids[None, :])[0]
-    return _draw(dec, logits, max_new_tokens, np.random.default_rng(seed), temperature, top_k, top_p)
+    sampling = dict(seed=seed, temperature=temperature, top_k=top_k or 0, top_p=1.0 if top_p is None else top_p)
+    check_sampling(seed, temperature, sampling["top_k"], sampling["top_p"])
+    logits = dec.prefill(ids[None, :])
+    return _draw(dec, logits, max_new_tokens, sampling)
 
 
-def _draw(dec, logits, count, rng, temperature, top_k, top_p):
-    for i in range(count):
-        nxt = sample(logits, rng, temperature, top_k, top_p)
-        yield nxt
-        if i + 1 < count:
-            logits = dec.step(np.array([nxt]))[0]
+CHUNK = 256  # the most tokens of one decoder call: its fixed cost (~10 µs) shared by many tokens
+
+
+def _draw(dec, logits, count, sampling):
+    """The tokens of the decoder's token loop in chunks of 1, 2, 4, ... CHUNK tokens: the first shows at
+    once, later ones share a call."""
+    done, n = 0, 1
+    while done < count:
+        n = min(n, count - done)
+        tokens, logits = dec.generate(logits, n, final=done + n == count, **sampling)
+        yield from tokens[0].tolist()
+        done += n
+        n = min(2 * n, CHUNK)
 
 
 def generate(model, vocab, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0, on_text=None):

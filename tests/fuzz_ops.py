@@ -251,6 +251,16 @@ def _dropout(d):
                 batch_offset=offset(), time_offset=offset())
 
 
+def _sample(d):
+    B, V = d.size(), d.size(1)
+    logits = d.normal(B, V, scale=d.pick([0.1, 3.0]))
+    if d.flag():  # ties: rounded logits
+        logits = np.round(logits)
+    return dict(logits=logits, positions=d.rng.integers(0, 2**62, B).astype(np.int64), seed=d.int(0, 2**63 - 1),
+                temperature=d.pick([0.0, 0.5, 1.0]), top_k=d.pick([0, 1, d.int(1, V + 2)]),
+                top_p=d.pick([1.0, 0.9, 1e-9]))
+
+
 def _rope(d, name):
     return {name: d.normal(d.small(), d.size(), d.small(), 2 * d.small()), "offset": d.pick([0, d.int(0, 2**33)]),
             "base": d.pick([10000.0, 10.0, 1.5])}
@@ -439,6 +449,7 @@ EXAMPLES = {
     "selective_scan_forward": _scan,
     "selective_scan_backward": _scan_backward,
     "dropout": _dropout,
+    "sample": _sample,
     "rope_forward": lambda d: _rope(d, "x"),
     "rope_backward": lambda d: _rope(d, "dy"),
     "attention_decode": _attention_decode,

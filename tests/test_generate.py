@@ -1,5 +1,5 @@
-"""Sampling: same seed same text, C decoder and NumPy oracle agree, top-k / top-p restrict the draw,
-and the CLI streams the text."""
+"""Generation: same seed same text, C decoder and NumPy oracle agree, and the CLI streams the text
+(the sampler itself: tests/test_sample.py)."""
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from hybridref.checkpoint import save_checkpoint
 from hybridref.cli import main
 from hybridref.data.shakespeare import CharVocab
-from hybridref.generate import generate, load_model, sample
+from hybridref.generate import generate, load_model
 from hybridref.models.char_lm import CharLM
 
 VOCAB = CharVocab("ROMEO:abcdefgh \n")
@@ -36,13 +36,15 @@ def test_c_and_numpy_decoders_generate_the_same_greedy_text(ckpt, cb, npb):
     assert texts[0] == texts[1]
 
 
-def test_top_k_and_top_p_restrict_the_draw():
-    rng = np.random.default_rng(0)
-    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
-    assert {sample(logits, rng, top_k=2) for _ in range(300)} == {0, 1}
-    assert {sample(logits, rng, top_p=0.7) for _ in range(300)} == {0, 1}  # 0.5 < 0.7 <= 0.8
-    assert {sample(logits, rng, top_p=0.5) for _ in range(100)} == {0}
-    assert sample(logits, rng, temperature=0) == 0
+def test_c_and_numpy_decoders_sample_the_same_text(ckpt, cb, npb):
+    """The same seed draws the same text on both backends. Their float32 logits differ by ~1e-6, which
+    could flip a draw whose u·Σe falls that close to a boundary of the cumulative sum (a near-tie);
+    with these seeds no draw comes within 1e-4 of one (the closest: 1.6e-4 of Σe, measured with the
+    NumPy decoder). tests/test_sample.py compares the token loops on identical logits, where equality
+    holds whatever the seed."""
+    for kw in (dict(temperature=1.0, seed=1), dict(temperature=0.7, top_k=5, top_p=0.9, seed=2)):
+        texts = [generate(*load_model(ckpt, be), "ROMEO:", 60, **kw) for be in (cb, npb)]
+        assert texts[0] == texts[1], kw
 
 
 def test_unknown_prompt_characters_are_refused(ckpt, npb):

@@ -18,6 +18,7 @@ from . import checks
 
 # must match csrc/decode.c
 _HEADER, _LAYER_INTS, _BLOCK_W = 5, 8, 8
+NONFINITE = 2  # HR_ENONFINITE of csrc/common.h: sampling met a non-finite logit
 _MLP_KINDS = {"gelu": 0, "gated_gelu": 1, "swiglu": 2}  # MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU: hybridref/layers/mlp.py
 
 
@@ -171,3 +172,23 @@ class Decoder:
         for advance in self._on_step:
             advance(ref.pos)
         return self._logits.copy()
+
+    def generate(self, logits, n, seed, temperature=1.0, top_k=0, top_p=1.0, final=True):
+        """The token loop of backends/numpy/decode.py in one C call (hr_generate: sampling by csrc/sample.c,
+        the same draws as the oracle's for the same logits); -> (tokens (B,n), logits or None when final)."""
+        ref = self._ref
+        logits, n, final, seed, temperature, top_k, top_p = ref._check_generate(logits, n, final, seed, temperature,
+                                                                                top_k, top_p)
+        self._logits[...] = logits
+        tokens = np.empty((self.batch, n), dtype=np.int64)
+        be = self.be
+        status = be.lib.hr_generate(be.ffi.cast("int *", be.ffi.from_buffer(self._cfg)), be.f32(self._fcfg), self._w,
+                                    self._state, be.f32(self._logits), self.batch, ref.pos, n, int(final),
+                                    temperature, top_k, top_p, seed, be.i64(tokens))
+        if status == NONFINITE:
+            ref._refuse_nonfinite()
+        be.raise_status("generate", status)
+        ref.pos += n - final
+        for advance in self._on_step:
+            advance(ref.pos)
+        return tokens, None if final else self._logits.copy()

@@ -7,6 +7,11 @@ its own decoder.
 """
 import numpy as np
 
+from hybridref.errors import UserError
+
+from ..validate import check_int
+from .sample import check_sampling, sample
+
 
 class Decoder:
     """Decodes `batch` independent streams of a CharLM, all at the same position, up to max_len tokens.
@@ -51,3 +56,37 @@ class Decoder:
         logits = self.model.step(ids, self.states)
         self.pos += 1
         return logits
+
+    def _check_generate(self, logits, n, final, seed, temperature, top_k, top_p):
+        """The arguments of generate, checked and converted: (logits float32 (B,V), n, final, seed,
+        temperature, top_k, top_p)."""
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+        if logits.shape != (self.batch, self.model.vocab_size):
+            raise ValueError(f"decoder: logits must have shape ({self.batch}, {self.model.vocab_size}) (one row per "
+                             f"stream), got {logits.shape}")
+        n = check_int("generate", "n", n, 1)
+        seed, temperature, top_k, top_p = check_sampling(seed, temperature, top_k, top_p)
+        self._check_room(n - 1 if final else n)
+        return logits, n, bool(final), seed, temperature, top_k, top_p
+
+    @staticmethod
+    def _refuse_nonfinite():
+        raise UserError("the model computed non-finite logits: its weights overflow on this input; "
+                        "use a checkpoint from before training diverged")
+
+    def generate(self, logits, n, seed, temperature=1.0, top_k=0, top_p=1.0, final=True):
+        """The token loop: n tokens per stream, each sampled from logits (B,V) (backends/numpy/sample.py: the
+        draw of stream b at position p uses uniform(seed, b, p)) and fed back by a step. final: the last
+        token is not fed (the run ends there). -> (tokens int64 (B,n), the logits after the last token fed,
+        or None when final)."""
+        logits, n, final, seed, temperature, top_k, top_p = self._check_generate(logits, n, final, seed, temperature,
+                                                                                 top_k, top_p)
+        tokens = np.empty((self.batch, n), dtype=np.int64)
+        for i in range(n):
+            ids = sample(logits, np.full(self.batch, self.pos), seed, temperature, top_k, top_p)
+            if (ids < 0).any():
+                self._refuse_nonfinite()
+            tokens[:, i] = ids
+            if not (final and i == n - 1):
+                logits = self.step(ids)
+        return tokens, None if final else logits
