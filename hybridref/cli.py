@@ -110,6 +110,12 @@ def plot_option(f):
                              "pip install 'hybridref[plots]').")(f)
 
 
+def budget_clock_option(f):
+    return click.option("--budget-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+                        help="What --time-budget counts: wall-clock seconds, or this process's CPU seconds (all its "
+                             "threads), which other jobs on a shared machine do not take (hybridref/clock.py).")(f)
+
+
 def check_resume(resume, checkpoint):
     if resume and not checkpoint:
         raise click.BadParameter("--resume needs --checkpoint PATH", param_hint="--resume")
@@ -206,6 +212,7 @@ def train():
               help="Random-translation augmentation, in pixels (0: none).")
 @click.option("--time-budget", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Stop training after this many seconds (evaluation excluded).")
+@budget_clock_option
 @click.option("--subset", type=click.IntRange(min=1), default=None,
               help="Use only the first N training and N test images (quick runs).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -215,7 +222,7 @@ def train():
 @plot_option
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
 def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patch, dropout, directions, shift,
-          time_budget, subset, seed, data_dir, checkpoint, checkpoint_every, resume, plot, as_json):
+          time_budget, budget_clock, subset, seed, data_dir, checkpoint, checkpoint_every, resume, plot, as_json):
     """Train the tiny MNIST hybrid (6 Mamba + 2 attention layers) and report test accuracy.
 
     Under `mpiexec -n P ... --backend mpi` every process computes its share and rank 0 reports."""
@@ -248,6 +255,7 @@ def mnist(backend, threads, mpi_mode, epochs, batch_size, lr, weight_decay, patc
     out = train_mnist(be, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patch=int(patch),
                       shift=shift, dropout=dropout, seed=seed, data_dir=data_dir, time_budget=time_budget,
                       subset=subset, on_step=on_step, on_epoch=on_epoch, directions=int(directions),
+                      budget_clock=budget_clock,
                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
     echo(f"final test accuracy {out['final_test_acc']:.4f} after {out['train_time_s']:.1f}s of training "
          f"({out['params']} parameters)")
@@ -344,6 +352,7 @@ _PRESET_PATTERNS = ", ".join(f"{name} {preset['pattern']}" for name, preset in P
 @click.option("--time-budget", type=Duration(), default=None,
               help="Train for this long (600, 600s, 10m; evaluation excluded); the cosine schedule then runs "
                    "over this time.")
+@budget_clock_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--block-size", type=click.IntRange(min=2), default=256, show_default=True, help="Context length.")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=2e-3, show_default=True,
@@ -361,9 +370,9 @@ _PRESET_PATTERNS = ", ".join(f"{name} {preset['pattern']}" for name, preset in P
               help="Folder holding tinyshakespeare/input.txt (default: $HYBRIDREF_DATA, else download).")
 @plot_option
 @click.option("--json", "as_json", is_flag=True, help="Print a final machine-readable JSON line.")
-def shakespeare(backend, threads, arch, pattern, d_model, moe, steps, time_budget, batch_size, block_size, lr, warmup,
-                weight_decay, dropout, eval_every, eval_batches, checkpoint, checkpoint_every, resume, seed, data_dir,
-                plot, as_json):
+def shakespeare(backend, threads, arch, pattern, d_model, moe, steps, time_budget, budget_clock, batch_size, block_size,
+                lr, warmup, weight_decay, dropout, eval_every, eval_batches, checkpoint, checkpoint_every, resume, seed,
+                data_dir, plot, as_json):
     """Train a character LM on Tiny Shakespeare and report validation loss (nats/char)."""
     from .train_shakespeare import train_shakespeare
 
@@ -401,7 +410,7 @@ def shakespeare(backend, threads, arch, pattern, d_model, moe, steps, time_budge
                             weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, eval_batches=eval_batches,
                             time_budget=time_budget, seed=seed, data_dir=data_dir, checkpoint=checkpoint,
                             checkpoint_every=checkpoint_every, resume=resume, model_overrides=overrides,
-                            on_step=on_step, on_eval=on_eval)
+                            on_step=on_step, on_eval=on_eval, budget_clock=budget_clock)
     click.echo(f"final val loss {out['final_val_loss']:.4f} (perplexity {out['val_perplexity']:.2f}) after "
                f"{out['steps']} steps, {out['train_time_s']:.1f}s of training, {out['tokens_per_s']:.0f} tokens/s "
                f"({out['params']} parameters)")

@@ -4,12 +4,12 @@ On a backend spread over processes (mpiexec), every process runs this loop on it
 settings and the data must be the same everywhere (checked at the start), and a time budget is
 read on rank 0's clock alone, so that every process leaves the loops at the same step."""
 import inspect
-import time
 import zlib
 
 import numpy as np
 
 from .backends import get_backend
+from .clock import budget_clock as clock_named
 from .checkpoint import (check_writable, diverged, load_checkpoint, restore, restore_generator, save_checkpoint,
                          training_state, unreadable)
 from .data.mnist import load_mnist
@@ -112,22 +112,22 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
                 patch=7, d_model=64, pattern="MMMAMMMA", directions=1, shift=2, dropout=0.0, seed=0,
                 data_dir=None,
                 time_budget=None, subset=None, checkpoint=None, checkpoint_every=None, resume=False,
-                on_step=None, on_epoch=None):
+                on_step=None, on_epoch=None, budget_clock="wall"):
     """Train from scratch (or resume from `checkpoint`); returns a summary dict. on_step(i, n) and
     on_epoch(record) report progress.
 
-    time_budget (seconds of training, evaluation excluded) ends training early, after the step
-    that crosses it; the schedule is still laid out for `epochs`. warmup is the fraction of
-    the steps spent warming the learning rate up. subset=N keeps the first N
-    training and test images (quick runs). `checkpoint` is written at the end of every epoch and
-    every `checkpoint_every` steps (by rank 0 under mpiexec); a run resumed from it computes what the
+    time_budget (seconds of training, evaluation excluded, on the clock `budget_clock`: "wall" or
+    "cpu", hybridref/clock.py) ends training early, after the step that crosses it; the schedule is
+    still laid out for `epochs`. warmup is the fraction of the steps spent warming the learning rate
+    up. subset=N keeps the first N training and test images (quick runs). `checkpoint` is written at
+    the end of every epoch and every `checkpoint_every` steps (by rank 0 under mpiexec); a run resumed from it computes what the
     uninterrupted run would have. A non-finite loss stops the run, the last checkpoint intact.
     """
     be = get_backend(backend)
     same_everywhere(be, "settings", dict(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup, patch=patch,
         d_model=d_model, pattern=pattern, directions=directions, shift=shift, dropout=dropout, seed=seed,
-        time_budget=time_budget,
+        time_budget=time_budget, budget_clock=budget_clock,
         subset=subset, checkpoint_every=checkpoint_every, resume=resume))
     if checkpoint:
         check_writable(checkpoint)
@@ -145,6 +145,9 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
     warmup_steps = max(1, round(warmup * total_steps))
     run = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup, shift=shift,
                seed=seed, time_budget=time_budget, subset=subset)
+    if budget_clock != "wall":  # only then: the checkpoints of runs before the option still resume
+        run["budget_clock"] = budget_clock
+    clock = clock_named(budget_clock)
     history, train_time, step, out_of_time, first_epoch, resumed = [], 0.0, 0, False, 1, None
     if resume:
         ckpt = load_checkpoint(checkpoint)
@@ -180,7 +183,7 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
                 first, loss_sum, seen = resumed["epoch_step"], resumed["loss_sum"], resumed["seen"]
                 correct = resumed["correct"] if be.rank == 0 else 0
                 resumed = None
-            t0 = time.perf_counter()
+            t0 = clock()
             for i in range(first, steps_per_epoch):
                 idx = order[i * batch_size:(i + 1) * batch_size]
                 images = random_shift(train_x[idx], shift, rng) if shift else train_x[idx]
@@ -200,15 +203,15 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
                 seen += len(idx)
                 if on_step:
                     on_step(i + 1, steps_per_epoch)
-                out_of_time = bool(time_budget) and budget_spent(be, train_time + time.perf_counter() - t0,
+                out_of_time = bool(time_budget) and budget_spent(be, train_time + clock() - t0,
                                                                  time_budget)
                 if out_of_time:
                     break
                 if checkpoint and checkpoint_every and step % checkpoint_every == 0:
-                    train_time += time.perf_counter() - t0
-                    t0 = time.perf_counter()
+                    train_time += clock() - t0
+                    t0 = clock()
                     save(epoch, i + 1, epoch_rng, loss_sum, correct, seen)
-            train_time += time.perf_counter() - t0
+            train_time += clock() - t0
             correct = be.all_sum(correct)
             moe = moe_report(model)  # the last training step's MoE aux loss and expert load, before evaluate
             test_loss, test_acc, _ = evaluate(model, test_x, test_y)

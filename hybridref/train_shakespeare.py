@@ -4,14 +4,14 @@ Batches are random windows of the training split (nanoGPT's get_batch), drawn fr
 generator whose state is checkpointed, so a resumed run sees the same batches as an uninterrupted
 one. AdamW (β = 0.9, 0.99), global-norm clipping at 1, linear warmup then cosine decay to lr/10.
 The schedule runs over `steps`, or, with a time budget, over the training time: then the learning
-rate depends on the wall clock and a run is no longer bit-reproducible.
+rate depends on the budget's clock and a run is no longer bit-reproducible.
 """
 import math
-import time
 
 import numpy as np
 
 from .backends import get_backend
+from .clock import budget_clock as clock_named
 from .checkpoint import (check_writable, diverged, load_checkpoint, restore, restore_generator, save_checkpoint,
                          training_state)
 from .data.shakespeare import load_shakespeare
@@ -75,11 +75,12 @@ def _build_model(arch, vocab_size, seed, overrides, backend):
 def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_size=256, lr=2e-3,
                       weight_decay=0.1, warmup=100, eval_every=250, eval_batches=20, time_budget=None, seed=0,
                       data_dir=None, checkpoint=None, checkpoint_every=None, resume=False, model_overrides=None,
-                      on_step=None, on_eval=None, full_eval_steps=()):
+                      on_step=None, on_eval=None, full_eval_steps=(), budget_clock="wall"):
     """Train from scratch (or resume from `checkpoint`); returns a summary dict (with the model).
 
-    time_budget: seconds of training (evaluation excluded); the run stops after the step that
-    crosses it. on_step(step, steps, loss, lr, elapsed) and on_eval(record) report progress.
+    time_budget: seconds of training (evaluation excluded) on the clock `budget_clock` ("wall" or
+    "cpu": hybridref/clock.py); the run stops after the step that crosses it.
+    on_step(step, steps, loss, lr, elapsed) and on_eval(record) report progress.
     full_eval_steps: steps after which the whole validation split is evaluated too (evaluate_split,
     outside the training time), returned as val_loss_full_at {step: loss}.
     A non-finite loss or gradient norm stops the run (TrainingDiverged), the last checkpoint written
@@ -98,6 +99,9 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
     rng = np.random.default_rng(seed + 1)
     run = dict(arch=arch, steps=steps, batch_size=batch_size, block_size=block_size, lr=lr,
                weight_decay=weight_decay, warmup=warmup, time_budget=time_budget, seed=seed)
+    if budget_clock != "wall":  # only then: the checkpoints of runs before the option still resume
+        run["budget_clock"] = budget_clock
+    clock = clock_named(budget_clock)
     step, train_time, history, loss_sum, loss_n = 0, 0.0, [], 0.0, 0
     if resume:
         ckpt = load_checkpoint(checkpoint)
@@ -147,10 +151,10 @@ def train_shakespeare(backend, arch="hybrid", steps=5000, batch_size=16, block_s
 
     try:
         while step < steps and not (time_budget and train_time >= time_budget):
-            t0 = time.perf_counter()
+            t0 = clock()
             loss, cur_lr = train_step()
             step += 1
-            train_time += time.perf_counter() - t0
+            train_time += clock() - t0
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
             if on_step:
                 on_step(step, steps, loss, cur_lr, train_time)
