@@ -120,8 +120,8 @@ def train_mnist(backend, epochs=10, batch_size=64, lr=3e-3, weight_decay=0.05, w
     "cpu", hybridref/clock.py) ends training early, after the step that crosses it; the schedule is
     still laid out for `epochs`. warmup is the fraction of the steps spent warming the learning rate
     up. subset=N keeps the first N training and test images (quick runs). `checkpoint` is written at
-    the end of every epoch and every `checkpoint_every` steps (by rank 0 under mpiexec); a run resumed from it computes what the
-    uninterrupted run would have. A non-finite loss stops the run, the last checkpoint intact.
+    the end of every epoch and every `checkpoint_every` steps (by rank 0 under mpiexec); a run resumed
+    from it computes what the uninterrupted run would have. A non-finite loss stops the run, the last checkpoint intact.
     """
     be = get_backend(backend)
     same_everywhere(be, "settings", dict(
