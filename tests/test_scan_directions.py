@@ -88,7 +88,7 @@ def test_bidirectional_is_two_mambas(npb):
 
 
 def test_bad_options_and_inputs_are_clear_errors(npb):
-    for bad in (3, 0, True, "2"):
+    for bad in (3, 0, True, "2", [2]):
         with pytest.raises(ValueError, match=r"mamba: directions must be 1 \(causal\), 2 .* or 4 .* got"):
             mamba(bad)
     with pytest.raises(ValueError, match=r"mamba: the grid option is read only by the cross scan \(directions=4\)"):

@@ -44,7 +44,7 @@ DIRECTIONS = {
 
 def scan_directions(directions, who="mamba"):
     """The Directions of a mixer with `directions` scans (1, 2 or 4)."""
-    if directions not in DIRECTIONS or isinstance(directions, bool):
+    if isinstance(directions, bool) or not isinstance(directions, (int, np.integer)) or directions not in DIRECTIONS:
         raise ValueError(f"{who}: directions must be 1 (causal), 2 (Vision Mamba: forward and backward) or 4 "
                          f"(VMamba: row- and column-major, each both ways), got {directions!r}")
     return DIRECTIONS[directions]
