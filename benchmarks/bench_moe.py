@@ -6,7 +6,7 @@ its grouped rows, GELU, combine; the Python glue between the ops included), and 
 as transformers writes Mixtral's/Jamba's in PyTorch (tests/torch_ref/moe.py: softmax, topk, a Python
 loop over the experts hit, torch.where on the one-hot mask, index_add_) with autograd for the backward
 and transformers' load-balancing loss. Tokens 4,096 (as B·T), D = 128, E = 8 experts of GELU MLPs
-4·D = 512 wide, top-2, Jamba's weights (not renormalised); float32, both on THREADS threads.
+4·D = 512 wide, top-2, Jamba's weights (not renormalised); float32, both on THREADS threads (1).
 
   python -m pytest benchmarks/bench_moe.py -o python_files='bench_*.py' --benchmark-only \\
       --benchmark-columns=min,median,rounds --benchmark-min-rounds=5
@@ -24,7 +24,10 @@ except ImportError:
 
 TOKENS, D, E, K, HIDDEN = 4096, 128, 8, 2, 512
 AUX = 0.01
-THREADS = 2
+# One thread each: on the shared 2-core machine (load 7-12 from other jobs) a 2-thread OpenMP region waits
+# a scheduler tick (~4 ms) at its barrier whenever a thread is descheduled, which swamped the ~1 ms GEMMs
+# (measured: a 1024x128x512 GEMM at 44 ms min on 2 threads, 1.5 ms on 1).
+THREADS = 1
 PEERS = ("c", "torch")
 
 
