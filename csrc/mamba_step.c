@@ -2,24 +2,30 @@
  * T = 1, touching only the fixed-size state, so its cost does not depend on the position.
  *
  * Record (backends/c/mamba_step.py):
- *   ints  [Din, N, R = dt_rank, W = conv width]
- *   w     [in_proj w (2Din, D), conv w (Din, W), conv b (Din), x_proj w (R+2N, Din), dt_proj w (Din, R),
- *          dt_proj b (Din), A = −exp(A_log) (Din, N), D (Din), out_proj w (D, Din)]
+ *   ints   [Din, N, R = dt_rank, W = conv width, bcdt (1: RMSNorms on dt, B, C: Jamba's bcdt_rms)]
+ *   floats [the bcdt norms' eps]
+ *   w      [in_proj w (2Din, D), conv w (Din, W), conv b (Din), x_proj w (R+2N, Din), dt_proj w (Din, R),
+ *           dt_proj b (Din), A = −exp(A_log) (Din, N), D (Din), out_proj w (D, Din), dt norm w (R), B norm w
+ *           (N), C norm w (N) (NULL without bcdt)]
  *   state [conv (B, W−1, Din): the last W−1 conv inputs, ssm (B, Din, N): the scan state] */
 #include "common.h"
 #include "activations.h"
+#include "norms.h"
 #include "selective_scan.h"
 #include "decode_mixer.h"
 
-enum { MB_DIN, MB_N, MB_R, MB_W };  /* ints */
-enum { MB_IN_W, MB_CONV_W, MB_CONV_B, MB_XPROJ_W, MB_DTPROJ_W, MB_DTPROJ_B, MB_A, MB_D, MB_OUT_W };  /* weights */
+enum { MB_DIN, MB_N, MB_R, MB_W, MB_BCDT };  /* ints */
+enum { MB_BCDT_EPS };                        /* floats */
+enum { MB_IN_W, MB_CONV_W, MB_CONV_B, MB_XPROJ_W, MB_DTPROJ_W, MB_DTPROJ_B, MB_A, MB_D, MB_OUT_W, MB_DT_NORM_W,
+       MB_B_NORM_W, MB_C_NORM_W };           /* weights */
 enum { MB_CONV, MB_SSM };  /* state */
 
-/* scratch: xz (B, 2Din) | x_in, z, x_conv, x (B, Din each) | dbc (B, R+2N) | dt (B,R), Bm, Cm (B,N) */
+/* scratch: xz (B, 2Din) | x_in, z, x_conv, x (B, Din each) | dbc (B, R+2N) | dt (B,R), Bm, Cm (B,N) | the
+ * bcdt norms' rstd (B) */
 size_t hr_mamba_step_scratch(const dec_layer *layer, int B, int D) {
     const int *c = layer->ints;
     (void)D;
-    return (size_t)B * (6 * c[MB_DIN] + 2 * (c[MB_R] + 2 * c[MB_N]));
+    return (size_t)B * (6 * c[MB_DIN] + 2 * (c[MB_R] + 2 * c[MB_N]) + 1);
 }
 
 /* h (B,D) -> Mamba output (B,D) over h, advancing conv and ssm */
@@ -44,6 +50,12 @@ int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     hr_dec_cols(dt, dbc, B, E, 0, R);
     hr_dec_cols(Bm, dbc, B, E, R, N);
     hr_dec_cols(Cm, dbc, B, E, R + N, N);
+    if (c[MB_BCDT]) { /* Jamba: dt, B, C = RMSNorm(dt), RMSNorm(B), RMSNorm(C), each over its own width */
+        float eps = layer->floats[MB_BCDT_EPS], *rstd = Cm + (size_t)B * N;
+        hr_rmsnorm_forward(dt, w[MB_DT_NORM_W], dt, rstd, B, R, eps);
+        hr_rmsnorm_forward(Bm, w[MB_B_NORM_W], Bm, rstd, B, N, eps);
+        hr_rmsnorm_forward(Cm, w[MB_C_NORM_W], Cm, rstd, B, N, eps);
+    }
     float *delta = x_conv, *y = x_in; /* reuse: x_conv and x_in are dead from here on */
     st = hr_dec_linear(dt, w[MB_DTPROJ_W], w[MB_DTPROJ_B], delta, B, R, Din);
     if (st != HR_OK) return st;

@@ -3,10 +3,16 @@
     x, z   = split(in_proj(u))                         u (B,T,D) -> x, z (B,T,Din), Din = expand·D
     x      = SiLU(conv1d(x))                           depthwise causal, width d_conv, with bias
     dt,B,C = split(x_proj(x))                          (B,T,R), (B,T,N), (B,T,N), R = ceil(D/16)
+    dt,B,C = RMSNorm(dt), RMSNorm(B), RMSNorm(C)        only with bcdt_rms (Jamba; eps = its value)
     Δ      = softplus(dt_proj(dt))                     dt_proj has the bias dt_bias
     A      = −exp(A_log)                               (Din,N), S4D-real init A_log = log(1..N)
     y      = selective_scan(x, Δ, A, B, C, D)          h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t x_t, y_t = C_t·h_t + D x_t
     out    = out_proj(y ⊙ SiLU(z))
+
+bcdt_rms (Jamba, Lieber et al. 2024; transformers' JambaMambaMixer dt_layernorm, b_layernorm,
+c_layernorm): RMSNorms with learned weights on dt, B and C after x_proj, which Jamba's reference code
+adds to keep the scan's inputs at a stable scale in large models; the option's value is their eps
+(None: no norms, Mamba's own mixer).
 
 Decoding: the state is the conv input of the last d_conv−1 tokens, conv (B, d_conv−1, Din), and the
 scan state ssm (B, Din, N): a step costs the same at every position. `forward(u, state)` (prefill)
@@ -48,6 +54,7 @@ import numpy as np
 from .linear import Linear
 from .mixer import Mixer
 from .module import Module, Param
+from .norm import RMSNorm
 from .registry import register_mixer
 from .scan_directions import check_grid, from_scan, patch_grid, scan_directions, to_scan
 
@@ -76,10 +83,11 @@ def init_scan_params(p, rng, d, din, d_state, d_conv, dt_rank, dt_min, dt_max, d
 class Mamba(Mixer):
     mlp_ratio = 2.5  # the mixer holds ~6·D² weights: with a 2.5·D MLP a block is as large as attention's
     test_options = dict(d_state=4)
-    test_variants = (dict(directions=2), dict(directions=4))  # also checked by the conformance suite
+    # also checked by the conformance suite
+    test_variants = (dict(directions=2), dict(directions=4), dict(bcdt_rms=1e-5))
 
     def __init__(self, d, rng, d_state=16, d_conv=4, expand=2, dt_rank=None,
-                 dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, directions=1, grid=None, out_std=None):
+                 dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, directions=1, grid=None, bcdt_rms=None, out_std=None):
         super().__init__(d)
         self.directions = scan_directions(directions)
         self.grid = check_grid(grid, directions)
@@ -93,6 +101,15 @@ class Mamba(Mixer):
         for direction in self.directions[1:]:
             setattr(self, f"scan_{direction.name}", ScanParams())
             init_scan_params(self.scan_params(direction), rng, *scan_init)
+        self.bcdt_rms = bcdt_rms
+        if bcdt_rms is not None:
+            if not 0 < bcdt_rms < 1:
+                raise ValueError(f"mamba: bcdt_rms is the eps of the RMSNorms on dt, B, C: a number between 0 and "
+                                 f"1 (Jamba: 1e-6), or None for none; got {bcdt_rms!r}")
+            for direction in self.directions:
+                p = self.scan_params(direction)
+                p.dt_layernorm, p.b_layernorm = RMSNorm(self.dt_rank, bcdt_rms), RMSNorm(d_state, bcdt_rms)
+                p.c_layernorm = RMSNorm(d_state, bcdt_rms)
 
     @property
     def causal(self):
@@ -164,6 +181,8 @@ class Mamba(Mixer):
         dbc = p.x_proj.forward(x)
         dt = np.ascontiguousarray(dbc[..., :R])
         Bm, Cm = np.ascontiguousarray(dbc[..., R:R + N]), np.ascontiguousarray(dbc[..., R + N:])
+        if self.bcdt_rms is not None:
+            dt, Bm, Cm = p.dt_layernorm.forward(dt), p.b_layernorm.forward(Bm), p.c_layernorm.forward(Cm)
         dt_lin = p.dt_proj.forward(dt)
         delta = self.be.softplus_forward(dt_lin)
         A = -np.exp(p.A_log.data)
@@ -181,6 +200,8 @@ class Mamba(Mixer):
         p.A_log.grad += dA * A  # ∂A/∂A_log = −exp(A_log) = A
         p.D.grad += dD
         ddt = p.dt_proj.backward(self.be.softplus_backward(ddelta, dt_lin))
+        if self.bcdt_rms is not None:
+            ddt, dBm, dCm = p.dt_layernorm.backward(ddt), p.b_layernorm.backward(dBm), p.c_layernorm.backward(dCm)
         dx = dx + p.x_proj.backward(np.concatenate([ddt, dBm, dCm], axis=-1))
         dx_conv = self.be.silu_backward(dx, x_conv)
         dx_in, dw, db, _ = be.causal_conv1d_backward(dx_conv, x_in, p.conv_weight.data, True, prefix)
@@ -217,6 +238,8 @@ class Mamba(Mixer):
         x = self.be.silu_forward(x_conv[:, 0])
         dbc = self.x_proj.step(x)
         dt, Bm, Cm = (np.ascontiguousarray(dbc[:, i:j]) for i, j in ((0, R), (R, R + N), (R + N, R + 2 * N)))
+        if self.bcdt_rms is not None:
+            dt, Bm, Cm = self.dt_layernorm.step(dt), self.b_layernorm.step(Bm), self.c_layernorm.step(Cm)
         delta = self.be.softplus_forward(self.dt_proj.step(dt))
         y, h = self.be.selective_scan_forward(x[:, None], delta[:, None], -np.exp(self.A_log.data),
                                               Bm[:, None], Cm[:, None], self.D.data, h0=state["ssm"])

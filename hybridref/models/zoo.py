@@ -9,6 +9,7 @@ the docstring of each entry says where the tiny preset deviates from the paper a
     samba          MAMAMA        Ren et al. 2024
     stripedhyena   HHHAHH        Poli et al. 2023 (StripedHyena-7B)
     zamba          MMZMMMZM      Glorioso et al. 2024 (Zamba-7B; Z: the shared attention + MLP block)
+    jamba          MMMMAMMM      Lieber et al. 2024 (Jamba-v0.1; MoE on every other layer)
 
 Griffin (De et al. 2024) is the preset "griffin" of char_lm.py: (RG-LRU, RG-LRU, local MQA) with
 gated GeLU MLPs, i.e. LLALLA.
@@ -64,7 +65,29 @@ Deviations at the tiny scale, and why:
 - Mamba-1 mixers as every "M" (Zamba's are multi-head Mamba-1 with 2 heads).
 """
 
-ZOO_PRESETS = {"samba": SAMBA, "stripedhyena": STRIPEDHYENA, "zamba": ZAMBA}
+# -- Jamba ------------------------------------------------------------------------------------------
+JAMBA = dict(pattern="MMMMAMMM", mlp_kind="swiglu", mlp_bias=False, mlp_hidden=42,
+             mixers={"A": dict(n_heads=4, n_kv_heads=2, rope_base=None), "M": dict(bcdt_rms=1e-5)},
+             moe=dict(n_experts=4, top_k=2, period=2, offset=1))
+"""Jamba (Lieber et al. 2024; transformers' JambaForCausalLM): blocks of 8 layers with attention :
+Mamba = 1 : 7, the attention layer at attn_layer_offset 4 of each attn_layer_period 8 (transformers'
+JambaConfig defaults), so one Jamba block is "MMMMAMMM"; a mixture-of-experts MLP (top-2,
+hybridref/layers/moe.py, Jamba's unnormalized top-k weights) replaces every other MLP
+(expert_layer_period 2, expert_layer_offset 1: layers 1, 3, 5, 7); no positional encoding in
+attention (rope_base None: the Mamba layers carry position); the Mamba mixers have the RMSNorms on
+Δ, B, C of Jamba's reference code (bcdt_rms, hybridref/layers/mamba.py); SwiGLU MLPs without biases,
+grouped-query attention (Jamba: 32 heads, 8 kv heads; here 4 and 2).
+
+Deviations at the tiny scale, and why:
+- one Jamba block of 8 layers (Jamba-v0.1: 4 blocks, 32 layers);
+- 4 experts instead of 16: the count is in the parameters (all experts are weights), and at ~1.2 M
+  parameters 16 experts would be 10 wide; each expert (and dense MLP) is 42 wide (0.33·D, Jamba's
+  14,336 is 3.5·D) — the Mamba mixers hold most of the weights at this width;
+- the norms' eps is hybridref's 1e-5 (Jamba's 1e-6), on the Δ, B, C norms too (the C decoder runs
+  one eps throughout a model).
+"""
+
+ZOO_PRESETS = {"samba": SAMBA, "stripedhyena": STRIPEDHYENA, "zamba": ZAMBA, "jamba": JAMBA}
 
 
 def _zamba_pattern(layers, period=6, offset=4):
@@ -87,4 +110,10 @@ PAPER_SHAPES = {
     # the shared block's 16 heads over 2 × 3,712 and its MLP 14,336 wide
     "zamba": dict(d_model=3712, pattern=_zamba_pattern(76), mlp_hidden={"M": 0, "Z": 0},
                   mixers={"Z": dict(n_heads=16, ffn_hidden=14336)}),
+    # Jamba-v0.1 (transformers' JambaConfig defaults): 32 layers in 4 blocks of 8, hidden 4,096, 32 heads
+    # and 8 kv heads, 16 experts top-2 on every other layer, MLP 14,336, Mamba d_state 16, conv 4, expand 2
+    "jamba": dict(d_model=4096, pattern="MMMMAMMM" * 4, mlp_kind="swiglu", mlp_bias=False, mlp_hidden=14336,
+                  norm_eps=1e-6, mixers={"A": dict(n_heads=32, n_kv_heads=8, rope_base=None),
+                                         "M": dict(bcdt_rms=1e-6)},
+                  moe=dict(n_experts=16, top_k=2, period=2, offset=1)),
 }
