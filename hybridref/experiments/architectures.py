@@ -24,7 +24,7 @@ import numpy as np
 from ..data.shakespeare import load_text
 from ..models.char_lm import PRESETS
 from ..optim import AdamW
-from .memory import PeakRSS, optimizer_bytes, param_bytes, saved_bytes
+from .memory import PeakRSS, decoder_state_bytes, optimizer_bytes, param_bytes, saved_bytes
 from .plot import pyplot, save
 from .report import markdown_table, mib, number
 from .timing import median_step_s
@@ -67,7 +67,6 @@ def _quick_corpus(folder):
 def _decode(model, prompt_ids, context):
     """(ms per token, peak resident set, decode state bytes) at `context`, or the reason it cannot decode
     there (a preset whose filters cover fewer positions)."""
-    from ..generate import decode_state_bytes
     prompt = np.resize(prompt_ids, context)[None, :]  # the validation text, repeated if shorter
     with PeakRSS() as peak:
         try:
@@ -77,7 +76,7 @@ def _decode(model, prompt_ids, context):
             return dict(context=context, reason=str(e))
         wall, cpu = median_step_s(dec, np.resize(prompt_ids, DECODE_STEPS)[:, None])
     return dict(context=context, ms_per_token=1e3 * wall, cpu_ms_per_token=1e3 * cpu, peak_rss_bytes=peak.bytes,
-                state_bytes=decode_state_bytes(model, context + DECODE_STEPS))
+                state_bytes=decoder_state_bytes(dec))
 
 
 def measure(cell, quick):

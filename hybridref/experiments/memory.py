@@ -8,7 +8,7 @@ NumPy, the C library, the model and what the phase allocates.
 
 Counted: the model's own bytes, from the arrays it holds: parameters, gradients, optimizer state
 (AdamW's m and v), the activations kept for backward (the arrays on every module's saved stack
-after a forward, each buffer once) and the decoder's states (hybridref.generate.decode_state_bytes).
+after a forward, each buffer once) and the arrays of the decoder's states.
 """
 import gc
 
@@ -99,17 +99,25 @@ def _arrays(value, seen):
         yield from _arrays(vars(value), seen)  # not a Module: those hold parameters, not activations
 
 
+def _buffer_bytes(values):
+    """Bytes of the arrays in `values`, each memory buffer counted once (a view keeps its whole buffer alive)."""
+    buffers, seen = {}, set()
+    for a in _arrays(values, seen):
+        owner = _buffer(a)
+        buffers[id(owner)] = owner.nbytes
+    return sum(buffers.values())
+
+
 def saved_bytes(model):
     """Bytes of the activations a forward kept for backward: every array on the saved stacks of the
-    model's modules, each memory buffer counted once (a view keeps its whole buffer alive)."""
-    buffers = {}
-    seen = set()
-    for m in model.modules():
-        for entry in m._saved:
-            for a in _arrays(entry, seen):
-                owner = _buffer(a)
-                buffers[id(owner)] = owner.nbytes
-    return sum(buffers.values())
+    model's modules."""
+    return _buffer_bytes([m._saved for m in model.modules()])
+
+
+def decoder_state_bytes(decoder):
+    """Bytes of the states a decoder holds (KV caches, recurrent states, Hyena's input history and filter),
+    from its arrays as allocated."""
+    return _buffer_bytes(decoder.states)
 
 
 def param_bytes(model):

@@ -20,13 +20,13 @@ import numpy as np
 
 from ..layers.registry import mixers
 from ..models.char_lm import CharLM
-from .memory import PeakRSS, param_bytes, saved_bytes
+from .memory import PeakRSS, decoder_state_bytes, param_bytes, saved_bytes
 from .plot import loglog_slope, pyplot, save
 from .report import markdown_table, mib, number
 from .timing import median_step_s, timed
 
 TITLE = "Scaling: cost against sequence length"
-TIME_CAP_S = dict(quick=60, full=600)
+TIME_CAP_S = dict(quick=60, full=900)
 LENGTHS = dict(quick=(32, 64), full=tuple(512 * 2 ** i for i in range(7)))  # 512 ... 32,768
 PRESETS = ("transformer", "mamba", "hybrid")
 QUICK_MODELS = (("mixer", "attention"), ("mixer", "mamba"), ("mixer", "hyena"), ("preset", "hybrid"))
@@ -69,7 +69,6 @@ def build(cell):
 
 def measure(cell, quick):
     from ..backends import get_backend
-    from ..generate import decode_state_bytes
 
     be = get_backend("c")
     model = build(cell).to(be)
@@ -87,8 +86,7 @@ def measure(cell, quick):
         model.backward(be.cross_entropy_backward(probs, targets).reshape(logits.shape))
 
     out = dict(params=model.num_params(), param_bytes=param_bytes(model),
-               grad_bytes=sum(p.grad.nbytes for p in model.params()),
-               decode_state_bytes=decode_state_bytes(model, T + DECODE_STEPS))
+               grad_bytes=sum(p.grad.nbytes for p in model.params()))
     with PeakRSS() as peak:
         out["fwd_bwd_s"], out["fwd_bwd_cpu_s"], out["fwd_bwd_calls"] = timed(forward_backward, min_s)
     out.update(saved_bytes=kept["saved"], baseline_rss_bytes=peak.start_bytes, fwd_bwd_peak_rss_bytes=peak.bytes)
@@ -103,7 +101,8 @@ def measure(cell, quick):
     dec, steps = kept.pop("dec"), rng.integers(0, VOCAB, (DECODE_STEPS, 1))
     with PeakRSS() as peak:
         out["decode_step_s"], out["decode_step_cpu_s"] = median_step_s(dec, steps)
-    out.update(decode_peak_rss_bytes=peak.bytes, decoder=type(dec).__module__)
+    out.update(decode_peak_rss_bytes=peak.bytes, decoder=type(dec).__module__,
+               decode_state_bytes=decoder_state_bytes(dec))
     return out
 
 
@@ -147,10 +146,13 @@ def _ratio_rows(lines):
     hybrid, transformer = (dict(lines.get(("preset", name), [])).get(RATIO_AT) for name in ("hybrid", "transformer"))
     if not (hybrid and transformer):
         return []
-    keys = [(k, what) for k, what in PHASES] + [("fwd_bwd_peak_rss_bytes", "peak RSS, forward+backward"),
-                                                ("decode_state_bytes", "decode state")]
-    return [(what, number(hybrid[k]), number(transformer[k]), f"{100 * hybrid[k] / transformer[k]:.0f} %")
-            for k, what in keys]
+    keys = [("fwd_bwd_cpu_s", "forward+backward, CPU s", number), ("prefill_cpu_s", "prefill, CPU s", number),
+            ("decode_step_cpu_s", "decode step at T, CPU ms", lambda s: number(1e3 * s)),
+            ("fwd_bwd_peak_rss_bytes", "peak resident set, forward+backward, MiB", mib),
+            ("saved_bytes", "activations kept for backward, MiB", mib),
+            ("decode_state_bytes", "decode state, MiB", mib)]
+    return [(what, show(hybrid[k]), show(transformer[k]), f"{100 * hybrid[k] / transformer[k]:.0f} %")
+            for k, what, show in keys]
 
 
 def table(records):
@@ -199,31 +201,43 @@ def table(records):
     return "\n".join(parts)
 
 
+PRESET_COLORS = ("black", "darkred", "darkgreen", "navy")
+
+
 def plot(records, path):
     plt = pyplot()
     lines = series(records)
-    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
-    panels = [(key, f"{what} (s)") for key, what in PHASES] + [("fwd_bwd_peak_rss_bytes",
-                                                                 "peak resident set, forward+backward (MiB)")]
-    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(lines))]
+    fig, axes = plt.subplots(2, 2, figsize=(17, 10))
+    panels = [(key, f"{what}: CPU seconds") for key, what in PHASES] + [
+        ("fwd_bwd_peak_rss_bytes", "peak resident set, forward+backward: MiB")]
+    mixer_count = 0
+    styles = {}
+    for kind, name in lines:  # mixers: dashed, tab10 colours; presets: solid, thick, dark colours
+        if kind == "mixer":
+            styles[kind, name] = dict(color=plt.get_cmap("tab10")(mixer_count % 10), ls="--", lw=1)
+            mixer_count += 1
+        else:
+            styles[kind, name] = dict(color=PRESET_COLORS[(len(styles) - mixer_count) % len(PRESET_COLORS)], ls="-",
+                                      lw=2)
     for ax, (key, title) in zip(axes.flat, panels):
         scale = 1 / 2 ** 20 if key.endswith("bytes") else 1.0
-        for color, ((kind, name), points) in zip(colors, lines.items()):
+        for (kind, name), points in lines.items():
             if not points:
                 continue
             Ts, ys = [T for T, _ in points], [r[key] * scale for _, r in points]
             fitted = "" if key.endswith("bytes") else f", p = {number(slope(points, key), 2)}"
-            ax.loglog(Ts, ys, marker="o", color=color, ms=3, lw=1.5 if kind == "preset" else 1,
-                      ls="-" if kind == "preset" else "--", label=f"{label(kind, name)}{fitted}")
+            ax.loglog(Ts, ys, marker="o", ms=3, label=f"{label(kind, name)}{fitted}", **styles[kind, name])
         if not key.endswith("bytes"):
             _reference_slopes(ax, lines, key)
         ax.set_title(title)
         ax.set_xlabel("sequence length T")
         ax.set_xscale("log", base=2)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Cost against sequence length (one sequence, d_model 128, C backend); grey: ideal slopes 1 and 2 "
-                 "(reference lines, not fitted)", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("Cost against sequence length (one sequence, d_model 128, C backend, one thread); p: fitted slope "
+                 "over the three longest lengths; grey: ideal slopes 1 and 2 (reference lines, not fitted)",
+                 fontsize=10)
+    fig.tight_layout()
     save(fig, path)
 
 
