@@ -186,6 +186,30 @@ def info():
         click.echo(f"C kernels not available: {e}")
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON line.")
+def models(as_json):
+    """The presets: layer pattern, parameters, decode state memory (per token of context and fixed, at
+    4,096 and 32,768 tokens, one stream)."""
+    from .describe import format_models, models_table
+    rows = models_table()
+    click.echo(json.dumps(rows) if as_json else format_models(rows))
+
+
+@main.command()
+@click.option("--arch", type=click.Choice(list(PRESETS)), required=True, help="The preset to describe.")
+@click.option("--context", type=click.IntRange(min=1, max=2 ** 20), default=4096, show_default=True,
+              help="Context of the decode state shapes shown (batch 1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON line.")
+def describe(arch, context, as_json):
+    """The layer table of a preset: per block its mixer kind and parameters, MLP, decode state shapes."""
+    from .describe import VOCAB, format_layers, layer_table
+    from .models.char_lm import CharLM
+    model = CharLM.preset(arch, VOCAB).to("numpy")
+    rows = layer_table(model, context)
+    click.echo(json.dumps(rows) if as_json else format_layers(model, rows, context))
+
+
 @main.group()
 def train():
     """Train a model."""

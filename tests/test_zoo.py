@@ -110,3 +110,14 @@ def test_zamba_gradients_accumulate_over_calls(npb, rng):
     model.astype(np.float64)
     ids = rng.integers(0, V, (2, 5))
     check_lm_grads(model, npb, ids, rng.integers(0, V, 10), rng, per_param=4)
+
+
+# -- distributed ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("procs,mode", [(2, "sequence"), (3, "sequence"), (2, "data"), (3, "data")])
+def test_zoo_trains_under_mpiexec_as_one_process(procs, mode):
+    """tests/mpi_zoo.py: one training step of every zoo preset (small) under mpiexec, logits, loss and
+    every gradient against one process within 1e-5."""
+    pytest.importorskip("mpi4py")
+    from hybridref.backends.mpi.launch import run_mpi
+    out = run_mpi(procs, [os.path.join(os.path.dirname(__file__), "mpi_zoo.py"), "--mode", mode], timeout=300)
+    assert out.returncode == 0 and ": OK" in out.stdout, (out.stdout + out.stderr)[-3000:]
