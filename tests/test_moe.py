@@ -257,6 +257,16 @@ def test_c_results_do_not_depend_on_the_thread_count(cb):
     assert_same_for_thread_counts(cb, run)
 
 
+def test_no_tokens(npb, cb):
+    """An empty batch: an empty output and gradient, nothing to balance (aux loss 0)."""
+    for be in (npb, cb):
+        m = _layer(aux=0.5, z=0.5).to(be)
+        m.forward(np.ones((2, 3, m.d), np.float32))
+        y = m.forward(np.zeros((1, 0, m.d), np.float32))
+        assert y.shape == (1, 0, m.d) and m.aux_loss() == 0.0 and not m.load.any()
+        assert m.backward(np.zeros_like(y)).shape == (1, 0, m.d)
+
+
 # ---- bad input -----------------------------------------------------------------------------------
 
 def test_bad_options_are_refused_by_name():

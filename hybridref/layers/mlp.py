@@ -6,10 +6,11 @@
     "swiglu"      SwiGLU:    y = W_down (SiLU(W_gate x + b_gate) ⊙ (W_up x + b_up)) + b_down
                                                                              (Llama's MLP, without biases)
 GELU is the tanh approximation. The biases are optional (the model option `mlp_bias`; bias=False:
-every b above is absent, as in Llama). A new kind (a mixture of experts, say) is a class here with
-the same constructor (d, hidden, rng, out_std, bias), forward/backward/step and a `kind` name, one
-entry of MLP_KINDS, and its branch of the C decoder's MLP (csrc/decode.c, laid out by
-backends/c/decode.py).
+every b above is absent, as in Llama). A new kind is a class here with the same constructor (d,
+hidden, rng, out_std, bias), forward/backward/step and a `kind` name, one entry of MLP_KINDS, and its
+branch of the C decoder's MLP (csrc/decode.c, laid out by backends/c/decode.py). A mixture of experts
+of any kind whose layers are fc and proj is hybridref/layers/moe.py, chosen per block by the model
+option `moe`, not by mlp_kind (its experts are of the model's mlp_kind).
 """
 import numpy as np
 

@@ -173,6 +173,8 @@ class MoE(Module):
             self.balance = float(E * np.sum(counts / n * prob_sums / n))
             self.z = float(lse_sq / n)
             self.load = counts / (n * self.top_k)
+        else:  # no tokens anywhere: nothing to balance
+            self.balance, self.z, self.load = 0.0, 0.0, np.zeros(E)
         xs, slot_pos, offsets = self.be.moe_dispatch_forward(x2, experts, E)
         self.groups.offsets = offsets
         ys = self.experts.forward(xs)
