@@ -408,3 +408,20 @@ def test_forward_and_gradients_equal_the_transformers_block(npb, cb, kind, norma
         got = [y, dx] + [q.grad for q in m.params()]
         for (name, _), g, w in zip([("y", 0), ("dx", 0), *m.named_params()], got, want):
             assert rel_err(g, w) < tol, (be.name, name, rel_err(g, w))
+
+
+def test_train_shakespeare_with_moe_reports_the_expert_load(tmp_path):
+    """`train shakespeare --moe ...`: every evaluation prints the aux loss and each expert's share; a bad
+    --moe entry is a usage error naming it."""
+    from click.testing import CliRunner
+    from hybridref.cli import main
+    (tmp_path / "tinyshakespeare").mkdir()
+    (tmp_path / "tinyshakespeare" / "input.txt").write_text("First Citizen:\nBefore we proceed any further.\n" * 200)
+    args = ["train", "shakespeare", "--backend", "c", "--data-dir", str(tmp_path), "--pattern", "MA", "--d-model",
+            "16", "--steps", "4", "--eval-every", "2", "--eval-batches", "1", "--batch-size", "2", "--block-size", "16"]
+    out = CliRunner().invoke(main, args + ["--moe", "n_experts=3,top_k=1,period=1,offset=0"])
+    assert out.exit_code == 0, out.output
+    lines = [ln for ln in out.output.splitlines() if "tokens per expert" in ln]
+    assert len(lines) == 2 and lines[0].count("[") == 2  # two evaluations, two MoE blocks
+    bad = CliRunner().invoke(main, args + ["--moe", "experts=3"])
+    assert bad.exit_code == 2 and "--moe" in bad.output and "experts=3" in bad.output
