@@ -13,6 +13,8 @@ untied head) moves the logits by far more (test_conversion_errors_are_seen).
 import json
 import math
 import os
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -48,9 +50,9 @@ def hf_model(kind, **options):
                                           conv_kernel=4, expand=2, **options)
         model = transformers.MambaForCausalLM(config)
     else:
-        theta = options.pop("rope_theta", 10000.0)
+        theta, kv_heads = options.pop("rope_theta", 10000.0), options.pop("num_key_value_heads", 2)
         config = transformers.LlamaConfig(vocab_size=V, hidden_size=D, intermediate_size=80, num_hidden_layers=LAYERS,
-                                          num_attention_heads=6, num_key_value_heads=options.pop("num_key_value_heads", 2),
+                                          num_attention_heads=6, num_key_value_heads=kv_heads,
                                           rope_parameters=dict(rope_type="default", rope_theta=theta), **options)
         model = transformers.LlamaForCausalLM(config)
     with torch.no_grad():
@@ -210,7 +212,6 @@ def test_unsupported_configs_are_refused_by_name(converted, case, tmp_path):
     out = CliRunner().invoke(main, ["convert", "--from-hf", str(folder), "--out", str(tmp_path / "x.safetensors")])
     assert out.exit_code == 1, out.output
     assert out.output.startswith("Error: ") and len(out.output.strip().splitlines()) == 1
-    import re
     assert re.search(message, out.output), out.output
     assert not os.path.exists(tmp_path / "x.safetensors")
 
@@ -263,7 +264,7 @@ def test_text_prompt_through_the_tokenizer(converted, tmp_path, monkeypatch):
     text = CliRunner().invoke(main, args + ["--prompt", "w4 w7"])
     assert text.exit_code == 0, text.output
     assert text.output.strip() == "w4 w7 " + " ".join(f"w{i}" for i in ids[2:])
-    monkeypatch.setitem(__import__("sys").modules, "tokenizers", None)  # the package is not installed
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # as if the package were not installed
     missing = CliRunner().invoke(main, args + ["--prompt", "w4"])
     assert missing.exit_code == 1 and "needs the optional `tokenizers` package" in missing.output
     os.unlink(tmp_path / "m.tokenizer.json")

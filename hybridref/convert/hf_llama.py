@@ -113,7 +113,8 @@ def rules(cfg, tied):
         hf, ours = f"model.layers.{i}.", f"blocks.{i}."
         at, mlp = hf + "self_attn.", hf + "mlp."
         out += [Rule(ours + "norm1.weight", [(hf + "input_layernorm.weight", (d,))]),
-                Rule(ours + "mixer.qkv.weight", [(at + "q_proj.weight", (H * P, d)), (at + "k_proj.weight", (Hk * P, d)),
+                Rule(ours + "mixer.qkv.weight", [(at + "q_proj.weight", (H * P, d)),
+                                                 (at + "k_proj.weight", (Hk * P, d)),
                                                  (at + "v_proj.weight", (Hk * P, d))]),
                 Rule(ours + "mixer.out.weight", [(at + "o_proj.weight", (d, H * P))]),
                 Rule(ours + "norm2.weight", [(hf + "post_attention_layernorm.weight", (d,))]),
