@@ -53,24 +53,34 @@ static void attend_one(const float *qr, const float *kb, const float *vb, float 
     }
 }
 
+/* hr_attention_decode with stream b's query at its own position qpos[b · stride] (stride 0: one position for
+ * all streams), so its keys are positions j0..qpos (length qpos + 1) */
+static int attention_decode_streams(const float *q, const float *k, const float *v, float *o, int B, int H, int Hk,
+                                    int P, int L, const int *qpos, int stride, int window) {
+    int group = H / Hk, most = 0;
+    for (int b = 0; b < B; b++) most = HR_MAX(most, window < 0 ? qpos[b * stride] + 1 : HR_MIN(qpos[b * stride], window) + 1);
+    float *scores = hr_alloc((size_t)B * H * most * sizeof(float));
+    if (!scores) return HR_ENOMEM;
+    #pragma omp parallel for schedule(static) if ((long)B * H * most * P > 32768)
+    for (long task = 0; task < (long)B * H; task++) {
+        long b = task / H, h = task % H;
+        int len = qpos[b * stride] + 1, j0 = window < 0 ? 0 : HR_MAX(0, len - 1 - window);
+        size_t kv = ((size_t)b * Hk + h / group) * L * P;
+        attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * most, j0 % L,
+                   len - j0, L, P);
+    }
+    free(scores);
+    return HR_OK;
+}
+
 /* o[b,h] = Σ_j softmax_j(q[b,h]·k[b,g,j]/√P) v[b,g,j], g = h / (H/Hk), keys j0 <= j < length,
  * j0 = max(0, length-1-window) (0 when window < 0), key j in row j % L (length - j0 <= L: checked
  * by the wrapper)
  * q (B,H,P), k, v (B,Hk,L,P) -> o (B,H,P) */
 int hr_attention_decode(const float *q, const float *k, const float *v, float *o, int B, int H, int Hk, int P, int L,
                         int length, int window) {
-    int j0 = window < 0 ? 0 : HR_MAX(0, length - 1 - window), n = length - j0, group = H / Hk;
-    float *scores = hr_alloc((size_t)B * H * n * sizeof(float));
-    if (!scores) return HR_ENOMEM;
-    #pragma omp parallel for schedule(static) if ((long)B * H * n * P > 32768)
-    for (long task = 0; task < (long)B * H; task++) {
-        long b = task / H, h = task % H;
-        size_t kv = ((size_t)b * Hk + h / group) * L * P;
-        attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * n, j0 % L, n, L,
-                   P);
-    }
-    free(scores);
-    return HR_OK;
+    int qpos = length - 1;
+    return attention_decode_streams(q, k, v, o, B, H, Hk, P, L, &qpos, 0, window);
 }
 
 /* scratch: qkv (B, (H+2Hk)P), then q (B,HP), k, v (B,HkP), o (B,HP) */
@@ -80,11 +90,12 @@ size_t hr_attention_step_scratch(const dec_layer *layer, int B, int D) {
     return (size_t)B * (2 * (c[AT_H] + 2 * c[AT_HK]) + c[AT_H]) * c[AT_P];
 }
 
-/* x (B,Din) at position pos -> o (B,H·P), the heads' outputs before the output projection: q, k, v =
- * split(x W_qkvᵀ), RoPE, k and v written to the cache at row pos % L, o = attention_decode(q, cache).
+/* x (B,Din), stream b at position pos[b] -> o (B,H·P), the heads' outputs before the output projection:
+ * q, k, v = split(x W_qkvᵀ), RoPE, k and v written to the cache at row pos[b] % L, o = attention_decode(q,
+ * cache) over each stream's pos[b] + 1 keys.
  * scratch: hr_attention_step_scratch's, less o. Shared with Zamba's step (its attention reads 2·D). */
 int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, float *scratch, int B, int Din,
-                             int pos) {
+                             const int *pos) {
     const int *c = layer->ints;
     int H = c[AT_H], Hk = c[AT_HK], P = c[AT_P], L = c[AT_L], W3 = (H + 2 * Hk) * P;
     float *kc = layer->state[AT_K_CACHE], *vc = layer->state[AT_V_CACHE];
@@ -96,21 +107,23 @@ int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, f
     hr_dec_cols(v, qkv, B, W3, (H + Hk) * P, Hk * P);
     if (c[AT_ROPE]) {
         float base = layer->floats[AT_ROPE_BASE];
-        st = hr_rope_forward(q, q, B, 1, H, P, pos, base);
-        if (st == HR_OK) st = hr_rope_forward(k, k, B, 1, Hk, P, pos, base);
+        for (int b = 0; b < B && st == HR_OK; b++) {
+            st = hr_rope_forward(q + (size_t)b * H * P, q + (size_t)b * H * P, 1, 1, H, P, pos[b], base);
+            if (st == HR_OK) st = hr_rope_forward(k + (size_t)b * Hk * P, k + (size_t)b * Hk * P, 1, 1, Hk, P, pos[b], base);
+        }
         if (st != HR_OK) return st;
     }
     for (int b = 0; b < B; b++)
         for (int g = 0; g < Hk; g++) {
-            size_t row = (((size_t)b * Hk + g) * L + pos % L) * P;
+            size_t row = (((size_t)b * Hk + g) * L + pos[b] % L) * P;
             memcpy(kc + row, k + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
             memcpy(vc + row, v + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
         }
-    return hr_attention_decode(q, kc, vc, o, B, H, Hk, P, L, pos + 1, c[AT_WINDOW]);
+    return attention_decode_streams(q, kc, vc, o, B, H, Hk, P, L, pos, 1, c[AT_WINDOW]);
 }
 
-/* h (B,D) at position pos -> attention output (B,D) over h: the heads' outputs o, then o W_outᵀ */
-int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+/* h (B,D), stream b at position pos[b] -> attention output (B,D) over h: the heads' outputs o, then o W_outᵀ */
+int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     float *o = scratch + (size_t)B * (2 * (c[AT_H] + 2 * c[AT_HK])) * c[AT_P];
     int st = hr_attention_attend_step(layer, h, o, scratch, B, D, pos);

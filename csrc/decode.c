@@ -1,5 +1,5 @@
 /* Streaming decoder: one call advances a whole language model (embedding, every block, final norm,
- * head) by one token for B independent streams that stand at the same position `pos`.
+ * head) by one token for B independent streams, stream b at its own position pos[b].
  *
  * The model is described once by flat arrays built in backends/c/decode.py (no structs cross the
  * cffi boundary):
@@ -49,7 +49,7 @@ enum { MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU };  /* the MLP kinds of hybridref/la
 
 typedef struct {
     const char *name;
-    int (*step)(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos);
+    int (*step)(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos);
     size_t (*scratch)(const dec_layer *layer, int B, int D);
 } dec_kind;
 
@@ -193,10 +193,10 @@ static size_t dec_scratch_floats(const int *cfg, const float *fcfg, const float 
 }
 
 /* ids (B,) -> logits (B,V): x = embed[ids]; per block x += mixer(norm1 x), x += MLP(norm2 x);
- * logits = head(norm x). The states advance from position pos to pos + 1. x: dec_scratch_floats;
+ * logits = head(norm x). Stream b's states advance from position pos[b] to pos[b] + 1. x: dec_scratch_floats;
  * *t: the profile's clock. */
 static int dec_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids,
-                    float *logits, int B, int pos, float *x, double *t) {
+                    float *logits, int B, const int *pos, float *x, double *t) {
     int V = cfg[H_VOCAB], D = cfg[H_D], nl = cfg[H_LAYERS], norm = cfg[H_NORM];
     float eps = fcfg[0];
     size_t mlp = 0;
@@ -242,7 +242,7 @@ static int dec_step(const int *cfg, const float *fcfg, const float *const *w, fl
 }
 
 int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids,
-                   float *logits, int B, int pos) {
+                   float *logits, int B, const int *pos) {
     double t = dec_profile ? dec_clock() : 0.0;
     float *x = hr_alloc(dec_scratch_floats(cfg, fcfg, w, state, B) * sizeof(float));
     if (!x) return HR_ENOMEM;
@@ -253,31 +253,32 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
     return st;
 }
 
-/* The token loop: for i < n, tokens[b, i] = sample(logits[b], u(seed, b, pos + i)) (sample.c), then one
+/* The token loop: for i < n, tokens[b, i] = sample(logits[b], u(seed, b, pos[b] + i)) (sample.c), then one
  * decoder step with tokens[:, i], logits <- those of the next position; when `final`, the last token is
  * not fed (it would take a position past the context). Scratch is allocated once for the run. */
 int hr_generate(const int *cfg, const float *fcfg, const float *const *w, float *const *state, float *logits, int B,
-                int pos, int n, int final, double temperature, int top_k, double top_p, uint64_t seed,
+                const int *pos, int n, int final, double temperature, int top_k, double top_p, uint64_t seed,
                 int64_t *tokens) {
     int V = cfg[H_VOCAB];
     double t = dec_profile ? dec_clock() : 0.0;
     size_t floats = (dec_scratch_floats(cfg, fcfg, w, state, B) + 1) & ~(size_t)1;  /* even: the int64s align */
-    /* decoder scratch | positions (B int64) | ids (B int64) | the sampler's 3V doubles */
-    float *x = hr_alloc(floats * sizeof(float) + (2 * (size_t)B + 3 * (size_t)V) * sizeof(double));
+    /* decoder scratch | positions (B int64) | ids (B int64) | the sampler's 3V doubles | step positions (B int) */
+    float *x = hr_alloc(floats * sizeof(float) + (2 * (size_t)B + 3 * (size_t)V) * sizeof(double) + B * sizeof(int));
     if (!x) return HR_ENOMEM;
     int64_t *positions = (int64_t *)(void *)(x + floats), *ids = positions + B;
     double *sample_scratch = (double *)(void *)(ids + B);
+    int *at = (int *)(void *)(sample_scratch + 3 * (size_t)V);
     dec_lap(DEC_PROF_ALLOC, &t);
     int st = HR_OK;
     for (int i = 0; i < n && st == HR_OK; i++) {
-        for (int b = 0; b < B; b++) positions[b] = (int64_t)pos + i;
+        for (int b = 0; b < B; b++) positions[b] = (int64_t)pos[b] + i, at[b] = pos[b] + i;
         hr_sample(logits, positions, ids, B, V, seed, temperature, top_k, top_p, sample_scratch);
         for (int b = 0; b < B; b++) {
             if (ids[b] < 0) st = HR_ENONFINITE;
             tokens[(size_t)b * n + i] = ids[b];
         }
         dec_lap(DEC_PROF_SAMPLE, &t);
-        if (st == HR_OK && !(final && i == n - 1)) st = dec_step(cfg, fcfg, w, state, ids, logits, B, pos + i, x, &t);
+        if (st == HR_OK && !(final && i == n - 1)) st = dec_step(cfg, fcfg, w, state, ids, logits, B, at, x, &t);
     }
     free(x);
     dec_lap(DEC_PROF_ALLOC, &t);

@@ -1,7 +1,7 @@
 /* What the streaming decoder (decode.c) and the decode step of each mixer kind (csrc/<name>_step.c)
  * share. Internal: not part of the cffi cdef (there is no decode_mixer.c).
  *
- * A mixer kind's step advances one token for B streams that stand at position `pos`: it reads
+ * A mixer kind's step advances one token for B streams, stream b at position pos[b]: it reads
  * h (B, D), the normed residual stream, and writes its output over h, updating its state in place.
  * Its record (ints, floats, weight and state pointers) is laid out by the `decode_record` of its
  * C wrapper, backends/c/<name>_step.py, which the step reads back by the same names. */
@@ -17,13 +17,13 @@ typedef struct {
 } dec_layer;
 
 /* One line per mixer kind the C decoder can step: X(name) for csrc/<name>_step.c, which defines
- *   int hr_<name>_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos);
+ *   int hr_<name>_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos);
  *   size_t hr_<name>_step_scratch(const dec_layer *layer, int B, int D);  (floats of scratch it needs)
  * A kind missing here is refused by name when a decoder is built (hr_decode_kind returns -1). */
 #define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix) X(hyena) X(zamba)
 
 #define HR_DECODE_DECLARE(name)                                                                 \
-    int hr_##name##_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos); \
+    int hr_##name##_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos); \
     size_t hr_##name##_step_scratch(const dec_layer *layer, int B, int D);
 HR_DECODE_KINDS(HR_DECODE_DECLARE)
 #undef HR_DECODE_DECLARE
@@ -43,5 +43,5 @@ int hr_dec_mlp(int mlp_kind, const float *fc_w, const float *fc_b, const float *
 /* The attention step up to the heads' outputs (csrc/attention_step.c): x (B,Din) -> o (B,H·P), the KV
  * cache of the attention record `layer` advanced; scratch as hr_attention_step's. */
 int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, float *scratch, int B, int Din,
-                             int pos);
+                             const int *pos);
 #endif

@@ -31,7 +31,7 @@ size_t hr_gla_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* h (B,D) -> GLA output (B,D) over h, advancing S */
-int hr_gla_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_gla_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     const float *f = layer->floats;
     int H = c[GL_H], Kh = c[GL_KH], Vh = c[GL_VH], R = c[GL_R], K = H * Kh, V = H * Vh, W = 2 * K + 2 * V + R;

@@ -23,11 +23,12 @@ size_t hr_hyena_step_scratch(const dec_layer *layer, int B, int D) {
     return (size_t)B * D * (2 * (size_t)(layer->ints[HS_N] + 1) + 1);
 }
 
-/* One long convolution at position pos for B streams: w = v ⊙ x goes to row pos of hist (B, M, D), then
- * v <- Σ_{j<=pos} h[j] ⊙ hist[pos−j] + bias ⊙ w. x has row stride ldx; h has row stride ldh. */
+/* One long convolution for B streams, stream b at position pos = pos_of[b]: w = v ⊙ x goes to row pos of
+ * hist (B, M, D), then v <- Σ_{j<=pos} h[j] ⊙ hist[pos−j] + bias ⊙ w. x has row stride ldx; h has row stride ldh. */
 static void hs_long_conv(float *v, const float *x, int ldx, float *hist, const float *h, int ldh, const float *bias,
-                         int B, int D, int M, int pos) {
+                         int B, int D, int M, const int *pos_of) {
     for (int b = 0; b < B; b++) {
+        int pos = pos_of[b];
         float *hb = hist + (size_t)b * M * D, *vb = v + (size_t)b * D, *row = hb + (size_t)pos * D;
         const float *xb = x + (size_t)b * ldx;
         for (int c = 0; c < D; c += HR_VW)
@@ -43,7 +44,7 @@ static void hs_long_conv(float *v, const float *x, int ldx, float *hist, const f
 }
 
 /* h (B,D) at position pos -> Hyena output (B,D) over h, advancing the conv state and the histories */
-int hr_hyena_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_hyena_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     const float *const *w = layer->w;
     int N = c[HS_N], W = c[HS_W], M = c[HS_M], width = (N + 1) * D;

@@ -30,7 +30,7 @@ size_t hr_mamba2_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* h (B,D) -> Mamba-2 output (B,D) over h, advancing conv and ssm */
-int hr_mamba2_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_mamba2_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     const float *const *w = layer->w;
     int Din = c[M2_DIN], N = c[M2_N], G = c[M2_G], H = c[M2_H], W = c[M2_W];

@@ -29,7 +29,7 @@ size_t hr_mamba_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* h (B,D) -> Mamba output (B,D) over h, advancing conv and ssm */
-int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     const float *const *w = layer->w;
     int Din = c[MB_DIN], N = c[MB_N], R = c[MB_R], W = c[MB_W], E = R + 2 * N;

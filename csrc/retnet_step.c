@@ -30,7 +30,7 @@ size_t hr_retnet_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* h (B,D) at position pos -> retention output (B,D) over h, advancing S */
-int hr_retnet_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_retnet_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     const float *f = layer->floats;
     int H = c[RN_H], Kh = c[RN_KH], Vh = c[RN_VH], K = H * Kh, V = H * Vh, W = 2 * K + 2 * V;
@@ -43,8 +43,10 @@ int hr_retnet_step(const dec_layer *layer, float *h, float *scratch, int B, int 
     hr_dec_cols(k, proj, B, W, K, K);
     hr_dec_cols(v, proj, B, W, 2 * K, V);
     hr_dec_cols(g, proj, B, W, 2 * K + V, V);
-    st = hr_rope_forward(q, q, B, 1, H, Kh, pos, f[RN_ROPE_BASE]);
-    if (st == HR_OK) st = hr_rope_forward(k, k, B, 1, H, Kh, pos, f[RN_ROPE_BASE]);
+    for (int b = 0; b < B && st == HR_OK; b++) { /* stream b at its position pos[b] */
+        st = hr_rope_forward(q + (size_t)b * K, q + (size_t)b * K, 1, 1, H, Kh, pos[b], f[RN_ROPE_BASE]);
+        if (st == HR_OK) st = hr_rope_forward(k + (size_t)b * K, k + (size_t)b * K, 1, 1, H, Kh, pos[b], f[RN_ROPE_BASE]);
+    }
     if (st != HR_OK) return st;
     for (int b = 0; b < B; b++) /* the op takes one log decay per (stream, head): g (B, 1, H, 1) */
         for (int hd = 0; hd < H; hd++) decay[(size_t)b * H + hd] = f[RN_LOG_DECAY + hd];

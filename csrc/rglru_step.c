@@ -42,7 +42,7 @@ static int rs_block_diagonal(const float *x, const float *w, const float *b, flo
 }
 
 /* h (B,D) at position pos -> recurrent block output (B,D) over h, advancing conv and the state h */
-int hr_rglru_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_rglru_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     const float *const *w = layer->w;
     int C = c[RS_C], H = c[RS_H], W = c[RS_W];
@@ -55,7 +55,10 @@ int hr_rglru_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     if (st == HR_OK) st = hr_dec_conv_step(x_in, w[RS_CONV_W], w[RS_CONV_B], conv, x, B, C, W);
     if (st == HR_OK) st = rs_block_diagonal(x, w[RS_IG_W], w[RS_IG_B], gx, bin, bout, B, C, H);
     if (st == HR_OK) st = rs_block_diagonal(x, w[RS_AG_W], w[RS_AG_B], ga, bin, bout, B, C, H);
-    if (st == HR_OK) st = hr_rglru_gate_forward(x, gx, ga, w[RS_LAMBDA], a, xn, B, 1, C, pos);
+    for (int b = 0; b < B && st == HR_OK; b++) { /* stream b at its position pos[b] */
+        size_t r = (size_t)b * C;
+        st = hr_rglru_gate_forward(x + r, gx + r, ga + r, w[RS_LAMBDA], a + r, xn + r, 1, 1, C, pos[b]);
+    }
     float *rec = gx; /* the recurrence's output h_t; gx is dead from here on */
     if (st == HR_OK) st = hr_linear_recurrence_forward(a, xn, state_h, rec, state_h, B, 1, C);
     if (st != HR_OK) return st;

@@ -22,7 +22,7 @@ size_t hr_rwkv7_cmix_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* h (B,C) -> the channel mixing's output (B,C) over h, advancing shift */
-int hr_rwkv7_cmix_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_rwkv7_cmix_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     int C = layer->ints[CM_C], F = layer->ints[CM_HIDDEN];
     float *shift = layer->state[CM_SHIFT], *xk = scratch, *z = xk + (size_t)B * C;
     (void)D;

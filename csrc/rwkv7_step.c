@@ -49,7 +49,7 @@ static int rw_low_rank(const float *x, const float *first, const float *second, 
 }
 
 /* h (B,C) -> the time mixing's output (B,C) over h, advancing shift and wkv (and writing v_first when first) */
-int hr_rwkv7_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_rwkv7_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     const float *const *wt = layer->w;
     int C = c[RW_C], H = c[RW_H], P = c[RW_P];

@@ -34,7 +34,7 @@ size_t hr_zamba_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* h (B,D) at position pos -> the shared block's output for this call (B,D) over h */
-int hr_zamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D, int pos) {
+int hr_zamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     const float *const *w = layer->w;
     int HP = c[0] * c[2], hidden = c[ZB_HIDDEN];

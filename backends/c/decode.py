@@ -14,6 +14,7 @@ import numpy as np
 
 from hybridref.layers.norm import LayerNorm, RMSNorm
 
+from ..numpy.decode import Decoder as Reference
 from . import checks
 
 # must match csrc/decode.c
@@ -78,7 +79,6 @@ class Decoder:
     the model's parallel forward on the C kernels."""
 
     def __init__(self, be, model, batch, max_len):
-        from hybridref.backends.numpy.decode import Decoder as Reference
         self.be, self.model = be, model
         self._ref = Reference(model, batch, max_len)  # prefill, argument checks, states
         self.batch, self.max_len = batch, max_len
@@ -93,6 +93,9 @@ class Decoder:
         for i, arr in enumerate(states):
             self._state[i] = be.f32(self._kept(arr))
         self._logits = np.empty((batch, model.vocab_size), np.float32)
+        # stream b stands at position pos − behind[b]: streams prefilled with prompts of different lengths
+        # (prefill_streams) stay that far behind the longest, whose position is the reference decoder's
+        self._behind = np.zeros(batch, np.int32)
 
     @property
     def pos(self):
@@ -159,14 +162,51 @@ class Decoder:
         """The prompt (B,T) through the parallel forward; -> logits (B,V) at its last token."""
         return self._ref.prefill(ids)
 
+    def prefill_streams(self, prompts):
+        """A fresh decoder's B streams each prefilled with its own prompt (a sequence of token ids, lengths
+        from 1 to max_len), one stream at a time through the parallel forward into its row of the
+        states; then each stream stands at its own position, the length of its prompt. -> logits (B,V)
+        at each prompt's last token."""
+        ref, model = self._ref, self.model
+        if len(prompts) != self.batch:
+            raise ValueError(f"decoder: prefill_streams takes one prompt per stream ({self.batch}), got {len(prompts)}")
+        if ref.pos:
+            raise ValueError(f"decoder: prefill starts a fresh decoder; this one is at position {ref.pos}")
+        prompts = [np.asarray(p, dtype=np.int64) for p in prompts]
+        bad = [(b, p.shape) for b, p in enumerate(prompts) if p.ndim != 1 or not 1 <= len(p) <= self.max_len]
+        if bad:
+            raise ValueError(f"decoder: each prompt must be 1-D with 1 to max_len = {self.max_len} tokens; stream "
+                             f"{bad[0][0]} has shape {bad[0][1]}")
+        logits = np.empty_like(self._logits)
+        for b, ids in enumerate(prompts):
+            one = Reference(model, 1, self.max_len)
+            logits[b] = one.prefill(ids[None])[0]
+            for mine, its in zip(ref.states, one.states):
+                for key, arr in its.items():  # the per-stream arrays: batch axis first (not those shared)
+                    dst = mine[key]
+                    if isinstance(arr, np.ndarray) and dst.shape == (self.batch,) + arr.shape[1:] and arr.shape[0] == 1:
+                        dst[b] = arr[0]
+        lengths = np.array([len(p) for p in prompts])
+        ref.pos = int(lengths.max())
+        self._behind[:] = ref.pos - lengths
+        for advance in self._on_step:
+            advance(ref.pos)
+        return logits
+
+    def _positions(self):
+        """int32 (B,): each stream's position (pos − behind)."""
+        return np.ascontiguousarray(self._ref.pos - self._behind, dtype=np.int32)
+
     def step(self, ids):
         """One token per stream in one C call; -> logits (B,V) of the following token."""
         ref = self._ref
         ids = ref._check_ids(ids, 1)
         ref._check_room(1)
+        positions = self._positions()
         status = self.be.lib.hr_decode_step(self.be.ffi.cast("int *", self.be.ffi.from_buffer(self._cfg)),
                                             self.be.f32(self._fcfg), self._w, self._state, self.be.i64(ids),
-                                            self.be.f32(self._logits), self.batch, ref.pos)
+                                            self.be.f32(self._logits), self.batch,
+                                            self.be.ffi.cast("int *", self.be.ffi.from_buffer(positions)))
         self.be.raise_status("decode_step", status)
         ref.pos += 1
         for advance in self._on_step:
@@ -181,9 +221,10 @@ class Decoder:
                                                                                 top_k, top_p)
         self._logits[...] = logits
         tokens = np.empty((self.batch, n), dtype=np.int64)
-        be = self.be
+        be, positions = self.be, self._positions()
         status = be.lib.hr_generate(be.ffi.cast("int *", be.ffi.from_buffer(self._cfg)), be.f32(self._fcfg), self._w,
-                                    self._state, be.f32(self._logits), self.batch, ref.pos, n, int(final),
+                                    self._state, be.f32(self._logits), self.batch,
+                                    be.ffi.cast("int *", be.ffi.from_buffer(positions)), n, int(final),
                                     temperature, top_k, top_p, seed, be.i64(tokens))
         if status == NONFINITE:
             ref._refuse_nonfinite()
