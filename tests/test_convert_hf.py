@@ -202,6 +202,7 @@ REFUSED = {
     "architectures": ("llama", lambda c: c.update(architectures=["LlamaForSequenceClassification"]),
                       r"architectures \['LlamaForSequenceClassification'\] is not supported"),
     "a size": ("mamba", lambda c: c.update(state_size=2.5), r"'state_size' is 2.5, not a whole number"),
+    "no size": ("llama", lambda c: c.pop("hidden_size"), r"config.json has no 'hidden_size'"),
 }
 
 
@@ -264,9 +265,23 @@ def test_text_prompt_through_the_tokenizer(converted, tmp_path, monkeypatch):
     text = CliRunner().invoke(main, args + ["--prompt", "w4 w7"])
     assert text.exit_code == 0, text.output
     assert text.output.strip() == "w4 w7 " + " ".join(f"w{i}" for i in ids[2:])
+    back = CliRunner().invoke(main, ["convert", "--checkpoint", ckpt, "--to-hf", str(tmp_path / "back")])
+    assert back.exit_code == 0 and (tmp_path / "back" / "tokenizer.json").read_bytes() == \
+        (src / "tokenizer.json").read_bytes()
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # as if the package were not installed
     missing = CliRunner().invoke(main, args + ["--prompt", "w4"])
     assert missing.exit_code == 1 and "needs the optional `tokenizers` package" in missing.output
     os.unlink(tmp_path / "m.tokenizer.json")
     none = CliRunner().invoke(main, args + ["--prompt", "w4"])
     assert none.exit_code == 1 and "no tokenizer beside it" in none.output and "--prompt-ids" in none.output
+
+
+def test_null_entries_take_transformers_defaults():
+    """transformers writes null for "the default" (num_key_value_heads: the heads; head_dim: D / heads)."""
+    from hybridref.convert import hf_llama
+    from hybridref.convert.hf_config import HFConfig
+    config = dict(model_type="llama", vocab_size=V, hidden_size=D, intermediate_size=80, num_hidden_layers=2,
+                  num_attention_heads=6, num_key_value_heads=None, head_dim=None, rms_norm_eps=None, rope_theta=None)
+    ours, tied = hf_llama.config_from_hf(HFConfig(config, "x"))
+    assert ours["mixers"]["A"] == dict(n_heads=6, n_kv_heads=6, window=None, rope_base=10000.0)
+    assert ours["norm_eps"] == 1e-6 and tied is False

@@ -19,13 +19,18 @@ class HFConfig:
     def __init__(self, config, where):
         self.config, self.where = config, where
 
+    def _value(self, name, default):
+        """The entry, or `default` when it is absent or null (transformers writes null for "the default")."""
+        value = self.config.get(name)
+        return default if value is None else value
+
     def _bad(self, name, value, what):
         return UserError(f"{self.where}: config.json entry {name!r} is {value!r}, not {what}")
 
     def count(self, name, default=None, minimum=1):
         """A whole number >= minimum (JSON has no int/float distinction for 2.0: refused, as transformers
         would build a layer of size 2.0)."""
-        value = self.config.get(name, default)
+        value = self._value(name, default)
         if value is None:
             raise UserError(f"{self.where}: config.json has no {name!r}")
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -33,19 +38,19 @@ class HFConfig:
         return value
 
     def number(self, name, default):
-        value = self.config.get(name, default)
+        value = self._value(name, default)
         if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
             raise self._bad(name, value, "a positive number")
         return float(value)
 
     def flag(self, name, default):
-        value = self.config.get(name, default)
+        value = self._value(name, default)
         if not isinstance(value, bool):
             raise self._bad(name, value, "true or false")
         return value
 
     def get(self, name, default=None):
-        return self.config.get(name, default)
+        return self._value(name, default)
 
     def refuse(self, name, value, supported):
         """UserError: entry `name` has a value whose forward hybridref does not implement."""
@@ -54,7 +59,7 @@ class HFConfig:
 
     def require(self, name, default, allowed, supported):
         """The entry's value (default when absent), refused unless it is one of `allowed`."""
-        value = self.config.get(name, default)
+        value = self._value(name, default)
         if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
             raise self.refuse(name, value, supported)
         return value
