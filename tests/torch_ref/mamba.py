@@ -14,7 +14,9 @@ The parallel forward runs the scan as a Python loop over time (as selective_scan
 ssm (B,Din,N): a step costs the same at every position.
 
 opts: d_state (N), dt_rank (R; None: ⌈D/16⌉), and the init-only d_conv, expand, dt_min, dt_max,
-dt_floor (the weights' shapes carry d_conv and expand).
+dt_floor (the weights' shapes carry d_conv and expand); bcdt_rms (Jamba, transformers' JambaMambaMixer):
+dt, B, C = RMSNorm(dt), RMSNorm(B), RMSNorm(C) with eps bcdt_rms and weights dt_layernorm,
+b_layernorm, c_layernorm, before dt_proj and the scan.
 
 directions (non-causal, for images; no decoding), each direction its own conv, x_proj, dt_proj,
 A_log and D (the first under the names above, the others under scan_<name>.), in_proj and out_proj
@@ -50,6 +52,9 @@ def _scan_step(p, opts, h, x):
     N, R = _sizes(p, opts)
     dbc = x @ p["x_proj.weight"].T
     dt, Bm, Cm = dbc[..., :R], dbc[..., R:R + N], dbc[..., R + N:R + 2 * N]
+    if opts.get("bcdt_rms") is not None:  # Jamba's dt_layernorm, b_layernorm, c_layernorm
+        dt, Bm, Cm = (t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + opts["bcdt_rms"]) * p[f"{n}_layernorm.weight"]
+                      for t, n in ((dt, "dt"), (Bm, "b"), (Cm, "c")))
     delta = F.softplus(dt @ p["dt_proj.weight"].T + p["dt_proj.bias"])
     A = -torch.exp(p["A_log"])
     h = torch.exp(delta[..., None] * A) * h + delta[..., None] * Bm[:, None, :] * x[..., None]

@@ -5,7 +5,8 @@ Both read hybridref's parameter dict (same names), so one set of weights runs on
 
     block:  h = x + mixer(norm1(x));  out = h + MLP(norm2(h))     (no MLP when it has width 0)
     MLP:    by config["mlp_kind"]: "gelu" proj(GELU_tanh(fc(x))), "gated_gelu" (GeGLU)
-            proj(GELU_tanh(W_gate x + b_gate) ⊙ (W_up x + b_up)), fc's rows [W_gate; W_up]
+            proj(GELU_tanh(W_gate x + b_gate) ⊙ (W_up x + b_up)), fc's rows [W_gate; W_up], "swiglu"
+            the same with SiLU; biases only where the model has them (mlp_bias)
     norms:  RMSNorm or LayerNorm, eps 1e-5
 
     char_lm_forward / TorchCharLM      hybridref/models/char_lm.py: embed, blocks, norm, head
@@ -47,17 +48,27 @@ def norm(x, p, prefix, which):
     return NORMS[which](x, p[prefix + "weight"], p.get(prefix + "bias"))
 
 
+def _linear(b, name, x):
+    """x W_nameᵀ (+ b_name when the MLP has biases: mlp_bias)."""
+    bias = b.get(f"{name}.bias")
+    return x @ b[f"{name}.weight"].T + (0 if bias is None else bias)
+
+
 def _gelu_mlp(b, x):
-    return F.gelu(x @ b["mlp.fc.weight"].T + b["mlp.fc.bias"], approximate="tanh") @ b["mlp.proj.weight"].T \
-        + b["mlp.proj.bias"]
+    return _linear(b, "mlp.proj", F.gelu(_linear(b, "mlp.fc", x), approximate="tanh"))
 
 
 def _gated_gelu_mlp(b, x):
-    gate, up = (x @ b["mlp.fc.weight"].T + b["mlp.fc.bias"]).chunk(2, dim=-1)
-    return (F.gelu(gate, approximate="tanh") * up) @ b["mlp.proj.weight"].T + b["mlp.proj.bias"]
+    gate, up = _linear(b, "mlp.fc", x).chunk(2, dim=-1)
+    return _linear(b, "mlp.proj", F.gelu(gate, approximate="tanh") * up)
 
 
-MLPS = {"gelu": _gelu_mlp, "gated_gelu": _gated_gelu_mlp}
+def _swiglu_mlp(b, x):
+    gate, up = _linear(b, "mlp.fc", x).chunk(2, dim=-1)
+    return _linear(b, "mlp.proj", F.silu(gate) * up)
+
+
+MLPS = {"gelu": _gelu_mlp, "gated_gelu": _gated_gelu_mlp, "swiglu": _swiglu_mlp}
 
 
 def mlp(b, x, kind="gelu"):
@@ -66,9 +77,21 @@ def mlp(b, x, kind="gelu"):
     return MLPS[kind](b, x)
 
 
-def mlp_residual(b, h, config, has_mlp):
-    """The second half of a pre-norm block: h + MLP(norm2(h)), or h when the block has no MLP."""
-    return h + mlp(b, norm(h, b, "norm2.", config["norm"]), config.get("mlp_kind", "gelu")) if has_mlp else h
+def mlp_residual(b, h, config, has_mlp, aux=None):
+    """The second half of a pre-norm block: h + MLP(norm2(h)), or h when the block has no MLP. A block
+    whose MLP is a mixture of experts (a router among its parameters) runs tests/torch_ref/moe.py's
+    sparse block with the model's `moe` options and appends its router logits to `aux` (a list, for
+    the auxiliary losses)."""
+    if not has_mlp:
+        return h
+    x, kind = norm(h, b, "norm2.", config["norm"]), config.get("mlp_kind", "gelu")
+    if "mlp.router.weight" in b:
+        from . import moe
+        y, logits = moe.forward(sub(b, "mlp."), x, kind, config["moe"]["top_k"], config["moe"]["normalize_top_k"])
+        if aux is not None:
+            aux.append(logits)
+        return h + y
+    return h + mlp(b, x, kind)
 
 
 def layers(p, config):
@@ -86,13 +109,13 @@ def with_side(fn, *args, side):
 
 
 # -- character LM -----------------------------------------------------------------------------------
-def char_lm_forward(p, ids, config):
-    """ids (B,T) -> logits (B,T,V), the parallel forward."""
+def char_lm_forward(p, ids, config, aux=None):
+    """ids (B,T) -> logits (B,T,V), the parallel forward; the MoE layers' router logits appended to `aux`."""
     x = p["embed.weight"][ids]
     side = {"embed": x}
     for (b, pm, mod, opts), c in zip(layers(p, config), config["pattern"]):
         h = x + with_side(mod.forward, pm, norm(x, b, "norm1.", config["norm"]), opts, side=side)
-        x = mlp_residual(b, h, config, config["mlp_hidden"][c] > 0)
+        x = mlp_residual(b, h, config, config["mlp_hidden"][c] > 0, aux)
     return norm(x, p, "norm.", config["norm"]) @ p["head.weight"].T
 
 
