@@ -121,9 +121,10 @@ def format_models(rows):
            f"{'at 32,768':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['name']:<14} {r['pattern']:<14} {r['params']:>10,} {format_bytes(r['state_bytes_per_token']):>12} "
-                     f"{format_bytes(r['state_bytes_fixed']):>11} {format_bytes(r['state_bytes_4096']):>11} "
-                     f"{format_bytes(r['state_bytes_32768']):>11}")
+        sizes = (format_bytes(r[k]) for k in ("state_bytes_per_token", "state_bytes_fixed", "state_bytes_4096",
+                                              "state_bytes_32768"))
+        lines.append(f"{r['name']:<14} {r['pattern']:<14} {r['params']:>10,} " +
+                     " ".join(f"{text:>{w}}" for text, w in zip(sizes, (12, 11, 11, 11))))
     lines.append("decode state of one stream (float32); — : past the model's context limit (Hyena's l_max)")
     return "\n".join(lines)
 

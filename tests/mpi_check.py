@@ -240,22 +240,28 @@ def check_mixers(be, rng):
                 m.set_dropout_seed((0, 7))
             ids = rng.integers(0, 11, (P + 1, T))  # data mode: a batch row or two per process
             targets = rng.integers(0, 11, (P + 1, T))
+            check_training_step(be, ref_model, model, ids, targets,
+                                f"mixer {letter} ({spec.name}) {variant or ''} pattern {kw['pattern']} T={T}")
 
-            logits_ref = ref_model.forward(ids)
-            loss_ref, probs = be.local.cross_entropy_forward(logits_ref.reshape(-1, 11), targets.reshape(-1))
-            ref_model.backward(be.local.cross_entropy_backward(probs, targets.reshape(-1)).reshape(logits_ref.shape))
 
-            logits = model.forward(ids)
-            y = be.shard_tokens(targets).reshape(-1)
-            loss, probs = be.cross_entropy_forward(logits.reshape(-1, 11), y)
-            model.backward(be.cross_entropy_backward(probs, y).reshape(logits.shape))
-            be.reduce_gradients(model.params())
-            what = f"mixer {letter} ({spec.name}) {variant or ''} pattern {kw['pattern']} T={T}"
-            close(f"{what} logits", gather_seq(be, logits, axis=1 if be.mode == "sequence" else 0), logits_ref)
-            close(f"{what} loss", loss, loss_ref)
-            ref_params = dict(ref_model.named_params())
-            for name, p in model.named_params():
-                close(f"{what} grad {name}", p.grad, ref_params[name].grad)
+def check_training_step(be, ref_model, model, ids, targets, what):
+    """One training step (cross entropy of ids against targets, both (B,T)) of a CharLM on the mpi
+    backend against the same model on the local backend in one process: logits, loss, every gradient."""
+    V = ref_model.vocab_size
+    logits_ref = ref_model.forward(ids)
+    loss_ref, probs = be.local.cross_entropy_forward(logits_ref.reshape(-1, V), targets.reshape(-1))
+    ref_model.backward(be.local.cross_entropy_backward(probs, targets.reshape(-1)).reshape(logits_ref.shape))
+
+    logits = model.forward(ids)
+    y = be.shard_tokens(targets).reshape(-1)
+    loss, probs = be.cross_entropy_forward(logits.reshape(-1, V), y)
+    model.backward(be.cross_entropy_backward(probs, y).reshape(logits.shape))
+    be.reduce_gradients(model.params())
+    close(f"{what} logits", gather_seq(be, logits, axis=1 if be.mode == "sequence" else 0), logits_ref)
+    close(f"{what} loss", loss, loss_ref)
+    ref_params = dict(ref_model.named_params())
+    for name, p in model.named_params():
+        close(f"{what} grad {name}", p.grad, ref_params[name].grad)
 
 
 def check_moe(be, rng):

@@ -1,6 +1,6 @@
 """Run under `mpiexec -n P` by tests/test_zoo.py: every zoo preset (hybridref/models/zoo.py, and griffin)
 at a small size, one training step (dropout on) on the mpi backend against the local backend in one
-process: logits, loss and every parameter gradient within 1e-5 (the bound of tests/mpi_check.py). The
+process: logits, loss and every parameter gradient within 1e-5 (tests/mpi_check.py's check_training_step). The
 model-level features take part: Zamba's shared block (one set of weights, its gradient summed over its
 calls and then over the processes), Jamba's experts (their statistics summed over processes).
 
@@ -14,12 +14,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import rel_err  # noqa: E402
+import mpi_check  # noqa: E402
 from test_zoo import ZOO, tiny_zoo  # noqa: E402
 
 from hybridref.backends.mpi import MPIBackend  # noqa: E402
-
-TOL = 1e-5
 
 
 def check(be, name, rng):
@@ -31,25 +29,9 @@ def check(be, name, rng):
         ref_model, model = tiny_zoo(name, **kw).to(be.local), tiny_zoo(name, **kw).to(be)
         for m in (ref_model, model):
             m.set_dropout_seed((0, 7))
-        ids = rng.integers(0, 11, (P + 1, T))
+        ids = rng.integers(0, 11, (P + 1, T))  # data mode: a batch row or two per process
         targets = rng.integers(0, 11, (P + 1, T))
-        logits_ref = ref_model.forward(ids)
-        loss_ref, probs = be.local.cross_entropy_forward(logits_ref.reshape(-1, 11), targets.reshape(-1))
-        ref_model.backward(be.local.cross_entropy_backward(probs, targets.reshape(-1)).reshape(logits_ref.shape))
-
-        logits = model.forward(ids)
-        y = be.shard_tokens(targets).reshape(-1)
-        loss, probs = be.cross_entropy_forward(logits.reshape(-1, 11), y)
-        model.backward(be.cross_entropy_backward(probs, y).reshape(logits.shape))
-        be.reduce_gradients(model.params())
-        whole = np.concatenate(be.comm.allgather(logits), axis=1 if be.mode == "sequence" else 0)
-        what = f"rank {be.rank}: {name} T={T}"
-        assert rel_err(whole, logits_ref) < TOL, f"{what} logits {rel_err(whole, logits_ref):.2e}"
-        assert abs(loss - loss_ref) < TOL * abs(loss_ref), f"{what} loss {loss} vs {loss_ref}"
-        ref_params = dict(ref_model.named_params())
-        for pname, p in model.named_params():
-            err = rel_err(p.grad, ref_params[pname].grad)
-            assert err < TOL, f"{what} grad {pname}: {err:.2e}"
+        mpi_check.check_training_step(be, ref_model, model, ids, targets, f"{name} T={T}")
 
 
 def main():
@@ -57,6 +39,7 @@ def main():
     ap.add_argument("--mode", default="sequence")
     args = ap.parse_args()
     be = MPIBackend(local="c", mode=args.mode, threads=1)
+    mpi_check.be_rank = be.rank
     rng = np.random.default_rng(0)  # the same data on every process
     for name in ZOO:
         check(be, name, rng)

@@ -14,6 +14,7 @@ from hybridref.models.char_lm import PRESETS, CharLM
 from hybridref.models.zoo import PAPER_SHAPES, ZOO_PRESETS
 
 from helpers import decode_all, rel_err
+from test_shakespeare import corpus  # noqa: F401  (the fixture: a tiny corpus folder)
 
 V = 11
 ZOO = sorted(ZOO_PRESETS) + ["griffin"]
@@ -28,14 +29,6 @@ def tiny_zoo(name, d_model=32, vocab=V, mixers=None, **kw):
     mixers = {c: {**preset.get("mixers", {}).get(c, {}), **SMALL.get(c, {}), **mixers.get(c, {})}
               for c in set(preset["pattern"])}
     return CharLM.preset(name, vocab, d_model=d_model, mixers=mixers, **kw)
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    folder = tmp_path / "tinyshakespeare"
-    folder.mkdir()
-    (folder / "input.txt").write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40)
-    return str(tmp_path)
 
 
 @pytest.mark.parametrize("backend", ["c", "numpy"])
