@@ -177,7 +177,7 @@ def table(records):
         "Exponent p of CPU time ∝ T^p, the least-squares line through the three longest measured lengths in "
         "log-log axes (expected: ≈ 2 for attention's forward+backward, ≈ 1 for recurrent mixers, ≈ 1 plus a "
         "log factor for Hyena's FFT convolution; a decode step: ≈ 1 for attention, which reads T cached "
-        "rows, ≈ 0 for a recurrent state).",
+        "rows, ≈ 0 for a recurrent state). Three points on a loaded machine: read the second digit as noise.",
         "",
         markdown_table(["model", "forward+backward", "prefill", "decode step"], slopes),
         "",
@@ -192,7 +192,9 @@ def table(records):
         "",
         "Times in seconds (decode in ms), CPU time of the cell's one-thread process unless marked wall; "
         "memory in MiB: peak resident set of the cell's process during each "
-        "phase (measured), activations kept for backward and the decoder's states at T + 8 (counted).",
+        "phase (measured; a phase starts from what the process holds, so the decode peak includes the states and "
+        "whatever the allocator kept after the prefill), activations kept for backward and the decoder's states "
+        "at T + 8 (counted).",
         "",
         markdown_table(["model", "T", "fwd+bwd CPU s", "fwd+bwd wall s", "prefill CPU s", "decode CPU ms",
                         "peak fwd+bwd", "peak prefill",
