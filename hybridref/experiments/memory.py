@@ -4,7 +4,10 @@ Measured: the peak resident set of the cell's own process, Linux's VmHWM (/proc/
 runner gives every cell a fresh process, and `PeakRSS` resets the high-water mark to the current
 resident set (writing 5 to /proc/self/clear_refs) before each phase of a cell, so each phase
 (training, prefill, decoding) gets its own peak. It includes everything resident: the interpreter,
-NumPy, the C library, the model and what the phase allocates.
+NumPy, the C library, the model and what the phase allocates. Linux counts a thread's resident pages
+in batches and VmHWM is the larger of the recorded peak and the current count, so a figure is exact to
+a few hundred KiB, and a later read of VmHWM can be that much lower than an earlier one: the
+process's peak is the largest figure read.
 
 Counted: the model's own bytes, from the arrays it holds: parameters, gradients, optimizer state
 (AdamW's m and v), the activations kept for backward (the arrays on every module's saved stack
@@ -71,7 +74,9 @@ class PeakRSS:
         return self
 
     def __exit__(self, *exc):
+        global _highest
         self.bytes = peak_rss_bytes()
+        _highest = max(_highest, self.bytes)  # a later VmHWM can read a little lower (see the module's note)
         return False
 
 
