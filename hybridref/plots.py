@@ -13,15 +13,14 @@ from .atomic_write import probe_writable, write_atomically
 from .errors import UserError
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or a UserError saying how to install it."""
+def pyplot(needed_by="--plot", note="or pip install matplotlib"):
+    """matplotlib.pyplot on the Agg backend, or a UserError saying what needs it and how to install it."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'hybridref[plots]' (or pip install matplotlib)") \
-            from None
+        raise UserError(f"{needed_by} needs matplotlib: pip install 'hybridref[plots]' ({note})") from None
     return plt
 
 

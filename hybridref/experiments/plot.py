@@ -2,19 +2,12 @@
 needed), the fitted slope of a line in log-log axes, and saving a figure."""
 import numpy as np
 
-from ..errors import UserError
+from .. import plots as training_plots
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend, or a UserError saying how to install it."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("the experiment plots need matplotlib: pip install 'hybridref[plots]' (the table and "
-                        "results.jsonl are written; `hybridref experiment NAME --report` redraws the plot)") from None
-    return plt
+    return training_plots.pyplot("the experiment plots", "the table and results.jsonl are written; "
+                                 "`hybridref experiment NAME --report` redraws the plot")
 
 
 def loglog_slope(xs, ys):
