@@ -59,11 +59,28 @@ def load_model(path, backend, need_vocab=True):
 
 def decode_state_bytes(model, positions):
     """Bytes the decoder's states for one stream of `positions` tokens take, from states made for a batch
-    of 0 streams: every state array has the batch as its first axis, so their shapes give the size
-    (a KV cache's max_len rows, or a window's ring of them, a recurrent state's constant size) and
-    nothing is allocated."""
-    return sum(int(np.prod(a.shape[1:])) * a.itemsize for state in model.init_state(0, positions)
-               for a in state.values() if isinstance(a, np.ndarray))
+    of 0 streams, so that nothing large is allocated: an array with a batch axis is empty then, and its
+    size for one stream is its shape with that axis (its first empty one) set to 1 (a KV cache's max_len
+    rows or a window's ring of them, a recurrent state, Hyena's input history, whose batch axis is its
+    second); an array without one (Hyena's filter rows) is counted as it is."""
+    def size(a):
+        if a.size:
+            return a.nbytes
+        shape = list(a.shape)
+        shape[shape.index(0)] = 1
+        return int(np.prod(shape)) * a.itemsize
+
+    def arrays(state):
+        if isinstance(state, np.ndarray):
+            yield state
+        elif isinstance(state, dict):
+            for v in state.values():
+                yield from arrays(v)
+        elif isinstance(state, (list, tuple)):
+            for v in state:
+                yield from arrays(v)
+
+    return sum(size(a) for a in arrays(model.init_state(0, positions)))
 
 
 def check_decode_size(model, positions):
