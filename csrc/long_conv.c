@@ -256,6 +256,28 @@ static lc_spec lc_part(float *base, int n, int i) {
     return z;
 }
 
+/* The FFT path's workspace, in one place for both passes: the twiddles of size n (twr, twi) and, per
+ * thread, `spectra` complex spectra of n × LC_CB (lc_part of lc_work_mine). */
+typedef struct { float *tw, *twr, *twi, *scratch; size_t per_thread; int nthreads; } lc_work;
+
+static int lc_work_alloc(lc_work *w, int n, int spectra) {
+    w->nthreads = hr_num_threads();
+    w->per_thread = 2 * (size_t)spectra * n * LC_CB;
+    w->tw = hr_alloc((size_t)n * sizeof(float));
+    w->scratch = hr_alloc(w->per_thread * w->nthreads * sizeof(float));
+    if (!w->tw || !w->scratch) {
+        free(w->tw), free(w->scratch);
+        return HR_ENOMEM;
+    }
+    w->twr = w->tw, w->twi = w->tw + n / 2;
+    lc_twiddles(w->twr, w->twi, n);
+    return HR_OK;
+}
+
+static float *lc_work_mine(const lc_work *w) { return w->scratch + w->per_thread * lc_thread(); }
+
+static void lc_work_free(lc_work *w) { free(w->tw), free(w->scratch); }
+
 /* u (B,T,C), h (L,C), prefix (B,L−1,C) or NULL -> y (B,T,C) */
 int hr_long_conv_forward(const float *u, const float *h, const float *prefix, float *y, int B, int T, int C, int L,
                          int method) {
@@ -269,19 +291,14 @@ int hr_long_conv_forward(const float *u, const float *h, const float *prefix, fl
         }
         return HR_OK;
     }
-    int n = g.n, nthreads = hr_num_threads();
-    size_t per_thread = 4 * (size_t)n * LC_CB;
-    float *tw = hr_alloc((size_t)n * sizeof(float)), *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
-    if (!tw || !scratch) {
-        free(tw), free(scratch);
-        return HR_ENOMEM;
-    }
-    float *twr = tw, *twi = tw + n / 2;
-    lc_twiddles(twr, twi, n);
+    int n = g.n;
+    lc_work w;
+    if (lc_work_alloc(&w, n, 2)) return HR_ENOMEM;
+    const float *twr = w.twr, *twi = w.twi;
     lc_src src = {u, prefix, NULL, &g}, filt = {NULL, NULL, h, &g};
-    #pragma omp parallel num_threads(nthreads)
+    #pragma omp parallel num_threads(w.nthreads)
     {
-        float *mine = scratch + per_thread * lc_thread();
+        float *mine = lc_work_mine(&w);
         lc_spec H = lc_part(mine, n, 0), Z = lc_part(mine, n, 1);
         #pragma omp for schedule(static)
         for (int blk = 0; blk < blocks; blk++) {
@@ -299,7 +316,7 @@ int hr_long_conv_forward(const float *u, const float *h, const float *prefix, fl
             }
         }
     }
-    free(tw), free(scratch);
+    lc_work_free(&w);
     return HR_OK;
 }
 
@@ -320,19 +337,14 @@ int hr_long_conv_backward(const float *dy, const float *u, const float *h, const
         }
         return HR_OK;
     }
-    int n = g.n, nthreads = hr_num_threads();
-    size_t per_thread = 8 * (size_t)n * LC_CB;
-    float *tw = hr_alloc((size_t)n * sizeof(float)), *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
-    if (!tw || !scratch) {
-        free(tw), free(scratch);
-        return HR_ENOMEM;
-    }
-    float *twr = tw, *twi = tw + n / 2;
-    lc_twiddles(twr, twi, n);
+    int n = g.n;
+    lc_work w;
+    if (lc_work_alloc(&w, n, 4)) return HR_ENOMEM;
+    const float *twr = w.twr, *twi = w.twi;
     lc_src src = {u, prefix, NULL, &g}, filt = {NULL, NULL, h, &g}, grad = {NULL, NULL, dy, &g};
-    #pragma omp parallel num_threads(nthreads)
+    #pragma omp parallel num_threads(w.nthreads)
     {
-        float *mine = scratch + per_thread * lc_thread();
+        float *mine = lc_work_mine(&w);
         lc_spec H = lc_part(mine, n, 0), U = lc_part(mine, n, 1), D = lc_part(mine, n, 2), G = lc_part(mine, n, 3);
         #pragma omp for schedule(static)
         for (int blk = 0; blk < blocks; blk++) {
@@ -363,6 +375,6 @@ int hr_long_conv_backward(const float *dy, const float *u, const float *h, const
                 for (int k = 0; k < nc; k += HR_VW) hr_vstore(dh + (size_t)j * C + c0 + k, hr_vzero(), nc - k);
         }
     }
-    free(tw), free(scratch);
+    lc_work_free(&w);
     return HR_OK;
 }

@@ -107,16 +107,17 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
         load_checkpoint(bad)
 
 
-def test_killed_mid_save_leaves_previous_checkpoint(tmp_path):
-    """A child saves checkpoint A, then starts saving B and is SIGKILLed once B is fully written to
-    its temporary file but before the rename (its fsync is made to hang): A must load intact."""
-    path = tmp_path / "ck.safetensors"
+def kill_a_save_while_writing(path, save_a_first):
+    """A child process saves checkpoint A (seed 1) first if `save_a_first`, then starts saving B (seed 2)
+    and is SIGKILLed once B is fully written to its temporary file, before the rename (its fsync is made
+    to hang). -> the child's pid."""
+    first = f"ck.save_checkpoint({str(path)!r}, CharLM(7, pattern='MA', seed=1, **{TINY!r}), 'A')" \
+        if save_a_first else ""
     child = textwrap.dedent(f"""
-        import os, sys, time
+        import time
         import hybridref.checkpoint as ck
         from hybridref.models.char_lm import CharLM
-        ck.save_checkpoint({str(path)!r}, CharLM(7, pattern="MA", seed=1, **{TINY!r}), "A")
-        print("saved", flush=True)
+        {first}
         def hang(fd):
             print("writing", flush=True)
             time.sleep(60)
@@ -125,12 +126,19 @@ def test_killed_mid_save_leaves_previous_checkpoint(tmp_path):
     """)
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "saved"
         assert proc.stdout.readline().strip() == "writing"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    return proc.pid
+
+
+def test_killed_mid_save_leaves_previous_checkpoint(tmp_path):
+    """A child saves checkpoint A, then starts saving B and is SIGKILLed once B is fully written to
+    its temporary file but before the rename (its fsync is made to hang): A must load intact."""
+    path = tmp_path / "ck.safetensors"
+    kill_a_save_while_writing(path, save_a_first=True)
     ckpt = load_checkpoint(path)
     assert ckpt["vocab"] == "A"
     ref = CharLM(7, pattern="MA", seed=1, **TINY)
@@ -142,26 +150,11 @@ def test_the_next_save_removes_the_temporary_file_of_a_killed_save(tmp_path):
     """A kill during a save left its temporary file behind for ever: the next save of the same
     checkpoint removes it; the temporary file of a save still running, or of another checkpoint, stays."""
     path = tmp_path / "ck.safetensors"
-    child = textwrap.dedent(f"""
-        import time
-        import hybridref.checkpoint as ck
-        from hybridref.models.char_lm import CharLM
-        def hang(fd):
-            print("writing", flush=True)
-            time.sleep(60)
-        ck.os.fsync = hang
-        ck.save_checkpoint({str(path)!r}, CharLM(7, pattern="MA", seed=2, **{TINY!r}), "B")
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "writing"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    pid = kill_a_save_while_writing(path, save_a_first=False)
     left = [p.name for p in tmp_path.iterdir()]
-    assert len(left) == 1 and left[0].startswith(f"ck.safetensors.{proc.pid}.") and left[0].endswith(".tmp"), left
+    assert len(left) == 1 and left[0].startswith(f"ck.safetensors.{pid}.") and left[0].endswith(".tmp"), left
     running = tmp_path / f"ck.safetensors.{os.getppid()}.abc.tmp"  # a live process's (this one's parent)
-    other = tmp_path / f"other.safetensors.{proc.pid}.abc.tmp"
+    other = tmp_path / f"other.safetensors.{pid}.abc.tmp"
     running.write_bytes(b"")
     other.write_bytes(b"")
     save_checkpoint(path, CharLM(7, pattern="MA", **TINY), "A")
