@@ -1,9 +1,10 @@
 """Experiment `architectures`: every character-LM preset at ~equal parameters on Tiny Shakespeare.
 
 A cell is one preset and one seed: `train_shakespeare` with the README's protocol (batch 16, block 256,
-AdamW, lr 2e-3 with warmup and cosine decay over the time budget) for TIME_BUDGET_S of training on the
-C backend. Measured: the whole-split validation loss (and perplexity) at the end (equal wall time)
-and after EQUAL_STEPS steps of the same run (equal steps: its learning rate follows the wall clock,
+AdamW, lr 2e-3 with warmup and cosine decay over the time budget) for the settings' time_budget seconds
+of training on the C backend, one thread, counted in the process's CPU seconds (`--budget-clock cpu`):
+this machine is shared, and a wall-clock budget gave a loaded cell half the steps of a quiet one.
+Measured: the whole-split validation loss (and perplexity) at the end (equal time) and after EQUAL_STEPS steps of the same run (equal steps: its learning rate follows the budget's clock,
 so presets stand at different points of their decay there), the validation curve against training
 time (the trainer's evaluation every EVAL_EVERY steps on its fixed windows), training tokens/s, the
 decoder's ms/token at contexts 64 and 4,096 (median of DECODE_STEPS steps after a prefill of the
@@ -29,7 +30,7 @@ from .plot import pyplot, save
 from .report import markdown_table, mib, number
 from .timing import median_step_s
 
-TITLE = "Architectures: every preset at equal wall time on Tiny Shakespeare"
+TITLE = "Architectures: every preset at equal training time on Tiny Shakespeare"
 TIME_CAP_S = dict(quick=120, full=1800)
 SEEDS = (0, 1)
 QUICK_PRESETS = ("transformer", "hyena")  # hyena: a context past its filters' l_max is recorded as n/a
@@ -45,7 +46,7 @@ DECODE_STEPS = 16
 
 def cells(quick):
     presets = QUICK_PRESETS if quick else tuple(PRESETS)
-    return [dict(preset=p, seed=s) for p in presets for s in SEEDS]
+    return [dict(preset=p, seed=s) for s in SEEDS for p in presets]  # seed-major: every preset once first
 
 
 def _train(cell, settings, data_dir):
@@ -53,7 +54,8 @@ def _train(cell, settings, data_dir):
     return train_shakespeare("c", arch=cell["preset"], steps=10 ** 9, seed=cell["seed"], data_dir=data_dir,
                              time_budget=settings["time_budget"], batch_size=settings["batch_size"],
                              block_size=settings["block_size"], eval_every=settings["eval_every"],
-                             eval_batches=settings["eval_batches"], full_eval_steps=(settings["equal_steps"],))
+                             eval_batches=settings["eval_batches"], full_eval_steps=(settings["equal_steps"],),
+                             budget_clock="cpu")
 
 
 def _quick_corpus(folder):
@@ -164,8 +166,8 @@ def table(records):
     return "\n".join([
         "Validation loss in nats/char over the whole validation split (every character once), the mean over the "
         "seeds ± half their range; perplexity = exp(mean loss). Equal time: at the end of the training budget "
-        "(evaluation excluded). Equal steps: the same run evaluated when it reached that step (its learning rate "
-        "follows the wall clock, so the presets are at different points of their decay; — when a seed did not "
+        "(CPU seconds of the process, evaluation excluded). Equal steps: the same run evaluated when it reached that step (its learning rate "
+        "follows the budget's clock, so the presets are at different points of their decay; — when a seed did not "
         "reach it). Steps and tokens/s: means over the seeds. Memory in MiB: peak resident set of the cell's "
         "process while training (including the evaluations) and while decoding (measured); parameters with "
         "AdamW's two moments, the activations one training batch keeps for backward, and the decoder's states "
@@ -185,9 +187,9 @@ def plot(records, path):
             curve = res["curve"]
             ax.plot([c["train_time_s"] for c in curve], [c["val_loss"] for c in curve], **style,
                     lw=1.5 if i == 0 else 0.7, alpha=1.0 if i == 0 else 0.6, label=preset if i == 0 else None)
-    ax.set_xlabel("training time (s, evaluation excluded)")
+    ax.set_xlabel("training time (CPU s of the process, evaluation excluded)")
     ax.set_ylabel("validation loss (nats/char, the trainer's fixed windows)")
-    ax.set_title("Validation loss against wall time, one colour per preset (thin: the other seed)")
+    ax.set_title("Validation loss against training time, one colour per preset (thin: the other seed)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     save(fig, path)
