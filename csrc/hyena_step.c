@@ -24,7 +24,11 @@ size_t hr_hyena_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* One long convolution for B streams, stream b at position pos = pos_of[b]: w = v ⊙ x goes to row pos of
- * hist (B, M, D), then v <- Σ_{j<=pos} h[j] ⊙ hist[pos−j] + bias ⊙ w. x has row stride ldx; h has row stride ldh. */
+ * hist (B, M, D), then v <- Σ_{j<=pos} h[j] ⊙ hist[pos−j] + bias ⊙ w. x has row stride ldx; h has row stride ldh.
+ * The sum sweeps j once per block of HS_COLS vectors of columns, reading each row of h and of hist as one
+ * contiguous run: a sweep per vector (a column strip 1 KiB apart per j) read the rows in 64-byte pieces and
+ * fell off the prefetcher and the TLB once the filter and history outgrew L3 (16K positions at D 128). */
+enum { HS_COLS = 8 };  /* accumulators of one sweep: 8 vectors stay in registers on AVX2 and AVX-512 */
 static void hs_long_conv(float *v, const float *x, int ldx, float *hist, const float *h, int ldh, const float *bias,
                          int B, int D, int M, const int *pos_of) {
     for (int b = 0; b < B; b++) {
@@ -33,12 +37,25 @@ static void hs_long_conv(float *v, const float *x, int ldx, float *hist, const f
         const float *xb = x + (size_t)b * ldx;
         for (int c = 0; c < D; c += HR_VW)
             hr_vstore(row + c, hr_vmul(hr_vload(vb + c, D - c), hr_vload(xb + c, D - c)), D - c);
-        for (int c = 0; c < D; c += HR_VW) {
-            int n = D - c;
-            hr_vec acc = hr_vmul(hr_vload(bias + c, n), hr_vload(row + c, n));
-            for (int j = 0; j <= pos; j++)
-                acc = hr_vfma(hr_vload(h + (size_t)j * ldh + c, n), hr_vload(hb + (size_t)(pos - j) * D + c, n), acc);
-            hr_vstore(vb + c, acc, n);
+        for (int c0 = 0; c0 < D; c0 += HS_COLS * HR_VW) {
+            int nv = (D - c0 + HR_VW - 1) / HR_VW;
+            if (nv > HS_COLS) nv = HS_COLS;
+            hr_vec acc[HS_COLS];
+            for (int k = 0; k < nv; k++) {
+                int c = c0 + k * HR_VW;
+                acc[k] = hr_vmul(hr_vload(bias + c, D - c), hr_vload(row + c, D - c));
+            }
+            for (int j = 0; j <= pos; j++) {
+                const float *hj = h + (size_t)j * ldh, *xj = hb + (size_t)(pos - j) * D;
+                for (int k = 0; k < nv; k++) {
+                    int c = c0 + k * HR_VW;
+                    acc[k] = hr_vfma(hr_vload(hj + c, D - c), hr_vload(xj + c, D - c), acc[k]);
+                }
+            }
+            for (int k = 0; k < nv; k++) {
+                int c = c0 + k * HR_VW;
+                hr_vstore(vb + c, acc[k], D - c);
+            }
         }
     }
 }
