@@ -10,8 +10,6 @@ import numbers
 
 from ..errors import UserError
 
-SUPPORTED = "MambaForCausalLM (model_type 'mamba') and LlamaForCausalLM (model_type 'llama')"
-
 
 class HFConfig:
     """A config.json dict and where it came from; each getter checks the entry's type."""

@@ -56,3 +56,12 @@ def export_params(rules, params):
         for (name, shape), piece in zip(rule.theirs, pieces):
             out.setdefault(name, np.ascontiguousarray(piece.reshape(shape)))
     return out
+
+
+def zero_biases(tensors, weights):
+    """Put a zero bias beside each of the named weights that is present (a conv1d saved without its
+    bias, use_conv_bias false): NAME.weight (C, ...) gets NAME.bias = zeros (C,), so that the rules
+    read one layout whatever the option."""
+    for name in weights:
+        if name in tensors:
+            tensors[name[:-len("weight")] + "bias"] = np.zeros(len(tensors[name]), np.float32)

@@ -7,7 +7,8 @@
     A          = −exp(A_log)                   (H,): one scalar decay rate per head
     h_t        = exp(Δ_t A) h_{t−1} + B_tᵀ (Δ_t x_t)   per head h (N,P); head h reads the B, C of
     y_t        = C_t h_t + D x_t               group h // (H/G)
-    out        = out_proj(RMSNorm_G(y ⊙ SiLU(z)))     the RMS taken within each of G groups of Din/G
+    out        = out_proj(RMSNorm_G(y ⊙ SiLU(z)))     the RMS taken within each of G groups of Din/G,
+                                               epsilon norm_eps (1e-5, as mamba2.py's RMSNormGated)
 
 with Din = expand·D, H = Din/headdim heads of width P = headdim, G = ngroups, N = d_state.
 
@@ -86,7 +87,8 @@ class Mamba2(Mixer):
     test_options = dict(d_state=4, headdim=4, ngroups=2, chunk=8)
 
     def __init__(self, d, rng, d_state=64, d_conv=4, expand=2, headdim=64, ngroups=1, chunk=64,
-                 dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, A_init_min=1.0, A_init_max=16.0, out_std=None):
+                 dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, A_init_min=1.0, A_init_max=16.0, norm_eps=1e-5,
+                 out_std=None):
         super().__init__(d)
         self.d_inner = din = expand * d
         if din % headdim:
@@ -112,7 +114,9 @@ class Mamba2(Mixer):
         # mamba2.py's A_init_range = (A_init_min, A_init_max), as two numbers so a JSON config keeps them as given
         self.A_log = Param(np.log(rng.uniform(A_init_min, A_init_max, H)), decay=False)
         self.D = Param(np.ones(H), decay=False)
-        self.norm = GatedGroupRMSNorm(din, ngroups)
+        if not 0 < norm_eps < 1:
+            raise ValueError(f"mamba2: norm_eps must be between 0 and 1, got {norm_eps}")
+        self.norm = GatedGroupRMSNorm(din, ngroups, norm_eps)  # transformers' Mamba2 uses layer_norm_epsilon here
         self.out_proj = Linear(din, d, bias=False, rng=rng, std=out_std)
 
     def _split_proj(self, zxbcdt):

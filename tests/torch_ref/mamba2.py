@@ -44,9 +44,9 @@ def _split_xbc(xbc, opts, din):
 
 
 def _out(p, y, z, opts):
-    """RMSNormGated (norm_before_gate=False, group size Din/G, eps 1e-5), then out_proj: y, z (...,Din)."""
+    """RMSNormGated (norm_before_gate=False, group size Din/G, eps norm_eps), then out_proj: y, z (...,Din)."""
     g = (y * F.silu(z)).unflatten(-1, (opts["ngroups"], -1))
-    g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + 1e-5)
+    g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + opts["norm_eps"])
     return (g.flatten(-2) * p["norm.weight"]) @ p["out_proj.weight"].T
 
 

@@ -1,0 +1,94 @@
+"""Checks shared by the tests of `hybridref convert` per architecture (test_convert_hf_*.py): a random
+transformers model at weights large enough that its logits are far from uniform, its logits and
+greedy generate compared with a converted checkpoint's, and the round trip back to transformers.
+
+Tolerance of the logits: 1e-4 relative (norm-wise), as tests/test_convert_hf.py: both sides compute
+in float32 from the same float32 weights in different orders; the differences measured are ~1e-6.
+"""
+import math
+
+import numpy as np
+from click.testing import CliRunner
+
+from helpers import rel_err
+
+from hybridref.cli import main
+from hybridref.generate import load_model, stream_ids
+
+LOGITS_TOL = 1e-4
+
+
+def randomize(model, torch, special=None):
+    """Weights of a transformers model drawn so that a conversion error shows: matrices N(0, 1/fan_in),
+    1-d weights ("norm" in the name) U(0.5, 1.5), other 1-d tensors N(0, 0.1²); `special(name, p)`
+    returning True has drawn p itself. EOS off so that generate gives the full count, as hybridref."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if special and special(name, p):
+                continue
+            if p.ndim >= 2:
+                p.normal_(0.0, 1.0 / math.sqrt(p.shape[-1]))
+            elif "norm" in name:
+                p.uniform_(0.5, 1.5)
+            else:
+                p.normal_(0.0, 0.1)
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    return model.eval()
+
+
+def hf_logits(model, ids, torch):
+    with torch.no_grad():
+        return model(torch.from_numpy(ids)).logits.numpy()
+
+
+def check_logits(model, ckpt, backends, ids, torch):
+    """The converted checkpoint's forward on every backend equals transformers' (LOGITS_TOL); -> errors."""
+    want, errors = hf_logits(model, ids, torch), {}
+    for be in backends:
+        ours, _ = load_model(ckpt, be, need_vocab=False)
+        errors[be.name] = rel_err(ours.forward(ids), want)
+    assert max(errors.values()) < LOGITS_TOL, errors
+    return errors
+
+
+def check_greedy(model, ckpt, cb, prompt, n, torch):
+    """hybridref's C decoder (prefill + one C step per token) picks the tokens generate picks greedily
+    with transformers' own cache."""
+    with torch.no_grad():
+        want = model.generate(torch.from_numpy(prompt[None]), do_sample=False, max_new_tokens=n)[0, len(prompt):]
+    ours, _ = load_model(ckpt, cb, need_vocab=False)
+    got = list(stream_ids(ours, prompt, n, temperature=0))
+    assert got == want.tolist(), (got, want.tolist())
+
+
+def check_round_trip(model, ckpt, folder, ids, transformers, torch):
+    """convert --to-hf writes a folder transformers loads as the same class, with the same tying, whose
+    logits are the original's to rounding (1e-6)."""
+    out = CliRunner().invoke(main, ["convert", "--checkpoint", ckpt, "--to-hf", str(folder)])
+    assert out.exit_code == 0, out.output
+    again = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert type(again) is type(model)
+    assert again.config.tie_word_embeddings == model.config.tie_word_embeddings
+    assert rel_err(hf_logits(again, ids, torch), hf_logits(model, ids, torch)) < 1e-6
+    return again
+
+
+def refused(folder, tmp_path, edit):
+    """The one-line CLI error of converting a copy of `folder` whose config.json `edit(dict)` changed."""
+    import json
+    import shutil
+    dst = tmp_path / "edited"
+    shutil.copytree(folder, dst, dirs_exist_ok=True)
+    config = json.loads((dst / "config.json").read_text())
+    edit(config)
+    (dst / "config.json").write_text(json.dumps(config))
+    out = CliRunner().invoke(main, ["convert", "--from-hf", str(dst), "--out", str(tmp_path / "x.safetensors")])
+    assert out.exit_code == 1 and out.output.startswith("Error: ") and len(out.output.strip().splitlines()) == 1, \
+        out.output
+    return out.output
+
+
+def ids_of(rng, vocab, shape):
+    return np.asarray(rng.integers(0, vocab, shape), dtype=np.int64)
