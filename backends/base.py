@@ -521,6 +521,12 @@ class Backend:
         """The rows of a per-position table (T,...) for the positions this process holds (a view)."""
         return table
 
+    def prepend_positions(self, n):
+        """The model's sequence gains n positions before the first of the input that went through
+        shard_tokens (Hymba's meta tokens), held by the process that holds that first position; ->
+        whether this process holds them (and so prepends them to its part)."""
+        return True
+
     def local_batch(self, a):
         """The rows of a per-sample array (B,...) whose outputs (logits, loss) this process computes."""
         return a

@@ -190,12 +190,12 @@ class Decoder:
         ref.pos = int(lengths.max())
         self._behind[:] = ref.pos - lengths
         for advance in self._on_step:
-            advance(ref.pos)
+            advance(ref.pos + self.model.meta_tokens)  # the state's length counts the meta tokens
         return logits
 
     def _positions(self):
-        """int32 (B,): each stream's position (pos − behind)."""
-        return np.ascontiguousarray(self._ref.pos - self._behind, dtype=np.int32)
+        """int32 (B,): each stream's position in the model's sequence (pos − behind, after the meta tokens)."""
+        return np.ascontiguousarray(self._ref.pos - self._behind + self.model.meta_tokens, dtype=np.int32)
 
     def step(self, ids):
         """One token per stream in one C call; -> logits (B,V) of the following token."""
@@ -210,7 +210,7 @@ class Decoder:
         self.be.raise_status("decode_step", status)
         ref.pos += 1
         for advance in self._on_step:
-            advance(ref.pos)
+            advance(ref.pos + self.model.meta_tokens)  # the state's length counts the meta tokens
         return self._logits.copy()
 
     def generate(self, logits, n, seed, temperature=1.0, top_k=0, top_p=1.0, final=True):
@@ -231,5 +231,5 @@ class Decoder:
         be.raise_status("generate", status)
         ref.pos += n - final
         for advance in self._on_step:
-            advance(ref.pos)
+            advance(ref.pos + self.model.meta_tokens)  # the state's length counts the meta tokens
         return tokens, None if final else self._logits.copy()

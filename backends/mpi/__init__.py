@@ -266,6 +266,13 @@ class MPIBackend(Backend):
         edges = self.sequence_edges("local_positions", table.shape[0], global_length=True)
         return table[edges[self.rank]:edges[self.rank + 1]]
 
+    def prepend_positions(self, n):
+        if not self._split_sequences:
+            return True
+        edges = self.sequence_edges("prepend_positions", self.seq_edges[self.rank + 1] - self.seq_edges[self.rank])
+        self.seq_edges = [0] + [e + n for e in edges[1:]]  # rank 0's slice grows by n: every later one moves
+        return self.rank == 0
+
     def local_batch(self, a):
         if self.size == 1:
             return a

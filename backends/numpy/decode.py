@@ -76,14 +76,16 @@ class Decoder:
 
     def generate(self, logits, n, seed, temperature=1.0, top_k=0, top_p=1.0, final=True):
         """The token loop: n tokens per stream, each sampled from logits (B,V) (backends/numpy/sample.py: the
-        draw of stream b at position p uses uniform(seed, b, p)) and fed back by a step. final: the last
+        draw of stream b at position p uses uniform(seed, b, p), p counting the model's meta tokens as the C
+        decoder's positions do) and fed back by a step. final: the last
         token is not fed (the run ends there). -> (tokens int64 (B,n), the logits after the last token fed,
         or None when final)."""
         logits, n, final, seed, temperature, top_k, top_p = self._check_generate(logits, n, final, seed, temperature,
                                                                                  top_k, top_p)
         tokens = np.empty((self.batch, n), dtype=np.int64)
         for i in range(n):
-            ids = sample(logits, np.full(self.batch, self.pos), seed, temperature, top_k, top_p)
+            ids = sample(logits, np.full(self.batch, self.pos + self.model.meta_tokens), seed, temperature, top_k,
+                         top_p)
             if (ids < 0).any():
                 self._refuse_nonfinite()
             tokens[:, i] = ids

@@ -64,13 +64,7 @@ class CausalSelfAttention(Mixer):
         n_prev = 0  # cached keys the queries see: positions L0−n_prev .. L0−1, before x's own
         if state is not None:
             self._check_room(state, T)
-            n_prev = L0 if self.window is None else min(L0, self.window)
-            prev = np.arange(L0 - n_prev, L0) % state["k"].shape[2]
-            k_prev, v_prev = state["k"][:, :, prev].transpose(0, 2, 1, 3), state["v"][:, :, prev].transpose(0, 2, 1, 3)
-            self._append(state, k, v, L0)
-            if n_prev:
-                k = np.ascontiguousarray(np.concatenate([k_prev, k], axis=1))
-                v = np.ascontiguousarray(np.concatenate([v_prev, v], axis=1))
+            k, v, n_prev = self.extend_cache(state, k, v, self.window)
         o, lse = self.be.attention_forward(q, k, v, self.window, n_prev)
         self.save(q, k, v, o, lse, L0, n_prev)
         return self.out.forward(o.reshape(B, T, D))
@@ -92,6 +86,21 @@ class CausalSelfAttention(Mixer):
         rows = max_len if self.window is None else min(max_len, self.window + 1)
         shape = (batch, self.n_kv_heads, rows, self.head_dim)
         return {"k": np.zeros(shape, dtype), "v": np.zeros(shape, dtype), "length": 0}
+
+    @classmethod
+    def extend_cache(cls, state, k, v, window):
+        """A prefill's keys and values k, v (B,T,Hk,·) appended to the cache `state`; -> (the cached keys
+        its queries see, then k; the same for v; n_prev, how many cached ones: all `length`, or the last
+        `window`)."""
+        L0 = state["length"]
+        n_prev = L0 if window is None else min(L0, window)
+        prev = np.arange(L0 - n_prev, L0) % state["k"].shape[2]
+        k_prev, v_prev = state["k"][:, :, prev].transpose(0, 2, 1, 3), state["v"][:, :, prev].transpose(0, 2, 1, 3)
+        cls._append(state, k, v, L0)
+        if n_prev:
+            k = np.ascontiguousarray(np.concatenate([k_prev, k], axis=1))
+            v = np.ascontiguousarray(np.concatenate([v_prev, v], axis=1))
+        return k, v, n_prev
 
     @staticmethod
     def _append(state, k, v, L0):

@@ -139,8 +139,7 @@ class Mamba(Mixer):
         grid = self.scan_grid(u.shape[1])
         xz = self.in_proj.forward(u)
         x_in, z = np.ascontiguousarray(xz[..., :din]), np.ascontiguousarray(xz[..., din:])
-        prefix = state["conv"].copy() if state is not None and state["conv"].shape[1] else None
-        h0 = None if state is None else state["ssm"].copy()
+        prefix, h0 = self.scan_start(state)
         y = None
         for direction in self.directions:
             y_dir, h_last = self.scan_forward(direction, to_scan(self.be, x_in, direction, grid), prefix, h0)
@@ -148,9 +147,7 @@ class Mamba(Mixer):
             y = y_dir if y is None else y + y_dir
         if len(self.directions) > 1:
             y *= 1.0 / len(self.directions)
-        if state is not None:
-            self._fill_conv_state(state["conv"], x_in)
-            state["ssm"][...] = h_last
+        self.scan_leave(state, x_in, h_last)
         self.save(z, y, grid)
         return self.out_proj.forward(self.be.silu_gate_forward(y, z))
 
@@ -221,6 +218,20 @@ class Mamba(Mixer):
                 "ssm": np.zeros((batch, self.d_inner, self.d_state), dtype)}
 
     @staticmethod
+    def scan_start(state):
+        """(prefix, h0) a prefill's conv and scan start from: the decode state's (copies), or None without one."""
+        if state is None:
+            return None, None
+        return (state["conv"].copy() if state["conv"].shape[1] else None), state["ssm"].copy()
+
+    @classmethod
+    def scan_leave(cls, state, x_in, h_last):
+        """Leave the decode state (if any) at the end of a prefill's conv inputs x_in (B,T,Din) and scan."""
+        if state is not None:
+            cls._fill_conv_state(state["conv"], x_in)
+            state["ssm"][...] = h_last
+
+    @staticmethod
     def _fill_conv_state(conv, x_in):
         """conv (B,W−1,Din) <- the last W−1 conv inputs of x_in (B,T,Din), after what conv held (zeros
         for a fresh state) when T < W−1."""
@@ -232,9 +243,14 @@ class Mamba(Mixer):
         """One token per stream: u (B,D) -> (B,D); updates state in place."""
         self.check_input(u, 2)
         self.refuse_decoding()
-        din, N, R = self.d_inner, self.d_state, self.dt_rank
+        din = self.d_inner
         xz = self.in_proj.step(u)
         x_in, z = np.ascontiguousarray(xz[:, :din]), np.ascontiguousarray(xz[:, din:])
+        return self.out_proj.step(self.be.silu_gate_forward(self.scan_step(x_in, state), z))
+
+    def scan_step(self, x_in, state):
+        """The part of a step from the conv to the scan: x_in (B,Din) -> y (B,Din); updates state in place."""
+        N, R = self.d_state, self.dt_rank
         x_conv = self.be.causal_conv1d_forward(x_in[:, None], self.conv_weight.data, self.conv_bias.data,
                                                prefix=state["conv"] if state["conv"].shape[1] else None)
         self._fill_conv_state(state["conv"], x_in[:, None])
@@ -247,4 +263,4 @@ class Mamba(Mixer):
         y, h = self.be.selective_scan_forward(x[:, None], delta[:, None], -np.exp(self.A_log.data),
                                               Bm[:, None], Cm[:, None], self.D.data, h0=state["ssm"])
         state["ssm"][...] = h
-        return self.out_proj.step(self.be.silu_gate_forward(y[:, 0], z))
+        return y[:, 0]

@@ -29,7 +29,7 @@ from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
 from ..layers.linear import Linear
 from ..layers.mlp import check_mlp_kind
-from ..layers.module import Module
+from ..layers.module import Module, Param
 from ..layers.moe import aux_loss, is_moe_block, normalize_moe
 from ..layers.norm import make_norm
 from ..layers.registry import mixer_spec, resolve_mlp_hidden, resolve_options
@@ -51,7 +51,7 @@ PRESETS = {
     **ZOO_PRESETS,  # the hybrid zoo: hybridref/models/zoo.py
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "mlp_bias", "norm", "norm_eps",
-              "dropout", "seed", "moe")
+              "dropout", "seed", "moe", "meta_tokens")
 # The largest integer mixer option (heads, state sizes, expansions, conv widths, chunk lengths) a config
 # may hold, and the largest of one whose default is None (a window, a rank): a damaged config must not
 # size the mixers' weights. Far above any model this implementation runs.
@@ -91,13 +91,13 @@ def check_mixer_option(letter, name, value, default):
 
 
 def _least_params(cfg):
-    """A lower bound of the parameter count of the model `cfg` describes: embedding, head and the MLPs
-    (a gated MLP holds more; an MoE MLP n_experts of them), without the mixers, whose sizes are their own
+    """A lower bound of the parameter count of the model `cfg` describes: embedding, head, meta tokens and
+    the MLPs (a gated MLP holds more; an MoE MLP n_experts of them), without the mixers, whose sizes are their own
     business."""
     d, moe = cfg["d_model"], cfg["moe"]
-    return 2 * cfg["vocab_size"] * d + sum(2 * d * cfg["mlp_hidden"][letter] * (moe["n_experts"] if is_moe_block(i, moe)
-                                                                                else 1)
-                                           for i, letter in enumerate(cfg["pattern"]))
+    return (2 * cfg["vocab_size"] + cfg["meta_tokens"]) * d + sum(
+        2 * d * cfg["mlp_hidden"][letter] * (moe["n_experts"] if is_moe_block(i, moe) else 1)
+        for i, letter in enumerate(cfg["pattern"]))
 
 
 def _moe_options(moe):
@@ -127,6 +127,7 @@ def _check_values(cfg):
     eps = cfg["norm_eps"]
     if not (isinstance(eps, numbers.Real) and not isinstance(eps, bool) and math.isfinite(eps) and 0 < eps < 1):
         raise UserError(f"config norm_eps must be a number between 0 and 1 (the norms' epsilon), got {eps!r}")
+    _check_count("meta_tokens", cfg["meta_tokens"], minimum=0)
     if not isinstance(cfg["mlp_bias"], bool):
         raise UserError(f"config mlp_bias must be true or false, got {cfg['mlp_bias']!r}")
     for letter, options in cfg["mixers"].items():
@@ -139,18 +140,20 @@ def _check_values(cfg):
 
 class CharLM(Module):
     def __init__(self, vocab_size, d_model=128, pattern="MMMAMM", mixers=None, mlp_hidden=None, norm="rmsnorm",
-                 dropout=0.0, seed=0, mlp_kind="gelu", norm_eps=1e-5, mlp_bias=True, moe=None, **mixer_options):
+                 dropout=0.0, seed=0, mlp_kind="gelu", norm_eps=1e-5, mlp_bias=True, moe=None, meta_tokens=0,
+                 **mixer_options):
         """mixers: {letter: {option: value}}; mixer_options: an option for every mixer of the pattern
         that has it (n_heads=2, d_state=4, ...); mlp_hidden: int or {letter: width}; mlp_kind: "gelu",
         "gated_gelu" or "swiglu" (hybridref/layers/mlp.py), every block's, with biases unless mlp_bias
         is False; norm_eps: every norm's epsilon (1e-5; Llama checkpoints use 1e-6); moe: None (dense
         MLPs) or MoE options {n_experts, top_k, period, offset, aux_loss_coef, z_loss_coef,
-        normalize_top_k} (hybridref/layers/moe.py; missing ones take their defaults)."""
+        normalize_top_k} (hybridref/layers/moe.py; missing ones take their defaults); meta_tokens: Hymba's
+        learned meta tokens, that many vectors prepended to every sequence (0: none)."""
         super().__init__()
         self.config = cfg = self.normalize_config(dict(
             vocab_size=vocab_size, d_model=d_model, pattern=pattern, mixers=mixers, mlp_hidden=mlp_hidden,
             mlp_kind=mlp_kind, mlp_bias=mlp_bias, norm=norm, norm_eps=norm_eps, dropout=dropout, seed=seed,
-            moe=moe, **mixer_options))
+            moe=moe, meta_tokens=meta_tokens, **mixer_options))
         rng = np.random.default_rng(seed)
         self.vocab_size = vocab_size
         self.embed = Embedding(vocab_size, d_model, rng)
@@ -159,6 +162,9 @@ class CharLM(Module):
                                    cfg["mlp_kind"], norm_eps, mlp_bias, cfg["moe"])
         self.norm = make_norm(norm, d_model, norm_eps)
         self.head = Linear(d_model, vocab_size, bias=False, rng=rng, std=0.02)
+        self.meta_tokens = cfg["meta_tokens"]
+        if self.meta_tokens:  # drawn last, so a model without them draws what it always did
+            self.meta = Param(rng.normal(0.0, 0.02, (self.meta_tokens, d_model)), decay=False)
 
     @staticmethod
     def normalize_config(config, strict=True):
@@ -182,7 +188,8 @@ class CharLM(Module):
                    mlp_kind=check_mlp_kind(config.get("mlp_kind", "gelu")), mlp_bias=config.get("mlp_bias", True),
                    norm=config.get("norm", "rmsnorm"), norm_eps=config.get("norm_eps", 1e-5),
                    dropout=config.get("dropout", 0.0),
-                   seed=config.get("seed", 0), moe=_moe_options(config.get("moe")))
+                   seed=config.get("seed", 0), moe=_moe_options(config.get("moe")),
+                   meta_tokens=config.get("meta_tokens", 0))
         _check_values(cfg)
         return cfg
 
@@ -211,22 +218,46 @@ class CharLM(Module):
 
     def forward(self, ids, states=None):
         """int64 ids (B,T) -> logits (B,T,V). With `states` (init_state) it is the prefill: it also fills them.
-        On a backend spread over processes, this process's share: the logits of be.shard_tokens(ids)."""
-        x = self.drop.forward(self.embed.forward(self.be.shard_tokens(ids)))
+        On a backend spread over processes, this process's share: the logits of be.shard_tokens(ids).
+
+        With meta tokens, the sequence through the blocks is (meta tokens, embeddings) and the logits
+        are those of the real tokens; decode states hold the meta tokens already (init_state), so a
+        prefill from them does not prepend them again."""
+        x = self.embed.forward(self.be.shard_tokens(ids))
+        n_meta = 0
+        if self.meta_tokens and states is None and self.be.prepend_positions(self.meta_tokens):
+            n_meta = self.meta_tokens
+            x = np.concatenate([np.broadcast_to(self.meta.data.astype(x.dtype), (len(x),) + self.meta.shape), x], axis=1)
+        x = self.drop.forward(x)
         side = SideInputs(embed=x)
-        self.save(side)
-        return self.head.forward(self.norm.forward(run_blocks(self.blocks, x, states, side)))
+        self.save(side, n_meta)
+        return self.head.forward(self.norm.forward(run_blocks(self.blocks, x, states, side)[:, n_meta:]))
 
     def backward(self, dlogits):
-        (side,) = self.saved()
-        dx = backward_blocks(self.blocks, self.norm.backward(self.head.backward(dlogits)))
+        side, n_meta = self.saved()
+        dh = self.norm.backward(self.head.backward(dlogits))
+        if n_meta:  # the meta tokens' outputs are not read: their gradient enters at the blocks
+            dh = np.concatenate([np.zeros((len(dh), n_meta, dh.shape[2]), dh.dtype), dh], axis=1)
+        dx = backward_blocks(self.blocks, dh)
         dembed = side.pop_grad("embed")
-        self.embed.backward(self.drop.backward(dx if dembed is None else dx + dembed))
+        dx = self.drop.backward(dx if dembed is None else dx + dembed)
+        if n_meta:
+            self.meta.grad += dx[:, :n_meta].sum(axis=0)
+        self.embed.backward(np.ascontiguousarray(dx[:, n_meta:]))
 
     # -- decoding -------------------------------------------------------------
     def init_state(self, batch, max_len, dtype=np.float32):
-        """One decode state per block (KV cache of max_len tokens, or Mamba's conv and scan states)."""
-        return [block.init_state(batch, max_len, dtype) for block in self.blocks]
+        """One decode state per block (KV cache of max_len tokens, or Mamba's conv and scan states). With
+        meta tokens the states have room for them too and hold them already: the meta tokens are
+        prefilled here, once, so the decoders' positions count the real tokens only (a batch of 0,
+        which only sizes the states, prefills nothing)."""
+        states = [block.init_state(batch, max_len + self.meta_tokens, dtype) for block in self.blocks]
+        if self.meta_tokens and batch:
+            self.set_dropout_seed(None)
+            meta = np.ascontiguousarray(np.broadcast_to(self.meta.data.astype(dtype), (batch,) + self.meta.shape))
+            run_blocks(self.blocks, meta, states, SideInputs(embed=meta))
+            self.clear_saved()
+        return states
 
     def prefill(self, ids, states):
         """The parallel forward over a prompt (B,T) that fills fresh `states`; -> logits (B,T,V).

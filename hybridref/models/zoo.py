@@ -10,6 +10,7 @@ the docstring of each entry says where the tiny preset deviates from the paper a
     stripedhyena   HHHAHH        Poli et al. 2023 (StripedHyena-7B)
     zamba          MMZMMMZM      Glorioso et al. 2024 (Zamba-7B; Z: the shared attention + MLP block)
     jamba          MMMMAMMM      Lieber et al. 2024 (Jamba-v0.1; MoE on every other layer)
+    hymba          YYYYYY        Dong et al. 2025 (Hymba-1.5B; attention and SSM heads in every layer)
 
 Griffin (De et al. 2024) is the preset "griffin" of char_lm.py: (RG-LRU, RG-LRU, local MQA) with
 gated GeLU MLPs, i.e. LLALLA.
@@ -87,7 +88,37 @@ Deviations at the tiny scale, and why:
   one eps throughout a model).
 """
 
-ZOO_PRESETS = {"samba": SAMBA, "stripedhyena": STRIPEDHYENA, "zamba": ZAMBA, "jamba": JAMBA}
+# -- Hymba ------------------------------------------------------------------------------------------
+HYMBA = dict(pattern="YYYYYY", mlp_kind="swiglu", mlp_bias=False, mlp_hidden=140, meta_tokens=16,
+             mixers={"Y": dict(n_heads=4, n_kv_heads=1, window=64)})
+"""Hymba (Dong et al. 2025, "Hymba: a hybrid-head architecture for small language models"; NVlabs/hymba and
+nvidia/Hymba-1.5B-Base's modeling_hymba.py): every layer is the hybrid-head mixer "Y"
+(hybridref/layers/hymba.py: attention heads and Mamba heads on the same input from one in_proj, each
+branch RMS-normed with its learned scale, averaged, one out_proj) followed by a SwiGLU MLP without biases;
+learned meta tokens prepended to every sequence (the CharLM option meta_tokens: the loss and logits are
+the real tokens'; the decoders prefill them once when their states are made); full attention in the
+first, middle and last layer (0, 2, 5) and sliding-window attention in the others (1, 3, 4), of which
+the consecutive pair (3, 4) shares one key/value set (layer 4 has no k, v projections and reads layer
+3's keys, values and KV cache). 4 heads and 1 key/value head (1.5B: 25 and 5), value heads Din/H wide.
+
+Deviations at the tiny scale, and why:
+- 6 layers (1.5B: 32), so one local pair shares keys and values and one local layer (1) is alone; at 32
+  layers the mixer's rule gives 1.5B's groups exactly ([1, 2], ..., [13, 14], [16, 17, 18], ..., [29, 30]);
+- window 64, a quarter of the 256-token training context (1.5B: 1,024), so the local layers are local
+  within a training sequence;
+- 16 meta tokens (1.5B: 128, an eighth of its window; here a quarter of the window and a sixteenth of
+  the context): each is one more position that every sequence pays for in every layer;
+- MLP width 140 (1.1·D; 1.5B: 5,504 = 3.4·D) so the preset has the others' size: the mixer holds most
+  of the weights (W_in is 5.75·D × D at these head counts, W_out 2·D × D);
+- meta tokens are ordinary leading positions for the sliding window: a local layer's query sees them
+  while they are within its window, where Hymba's SWA mask keeps them visible to every query (its
+  register mask kv_idx < num_memory_tokens). Keeping every attention one contiguous causal (windowed)
+  key set is what lets the existing attention op, MPI sequence mode's K/V passing and the decoder's KV
+  ring run it unchanged; the global layers (3 of 6) see the meta tokens from every position;
+- plain RoPE (base 10,000) where 1.5B scales it (its rope_type "ntk"); the head is untied.
+"""
+
+ZOO_PRESETS = {"samba": SAMBA, "stripedhyena": STRIPEDHYENA, "zamba": ZAMBA, "jamba": JAMBA, "hymba": HYMBA}
 
 
 def _zamba_pattern(layers, period=6, offset=4):
@@ -116,4 +147,9 @@ PAPER_SHAPES = {
                   norm_eps=1e-6, mixers={"A": dict(n_heads=32, n_kv_heads=8, rope_base=None),
                                          "M": dict(bcdt_rms=1e-6)},
                   moe=dict(n_experts=16, top_k=2, period=2, offset=1)),
+    # Hymba-1.5B-Base: 32 layers, hidden 1,600, 25 heads and 5 kv heads (head 64; value heads 128 = Din/H),
+    # Mamba expand 2, d_state 16, conv 4, dt_rank 100; global layers 0, 15, 31, window 1,024, KV shared in
+    # the groups the mixer's rule gives; 128 meta tokens; SwiGLU MLP 5,504 without biases; RMSNorm eps 1e-6
+    "hymba": dict(d_model=1600, pattern="Y" * 32, mlp_kind="swiglu", mlp_bias=False, mlp_hidden=5504, norm_eps=1e-6,
+                  meta_tokens=128, mixers={"Y": dict(n_heads=25, n_kv_heads=5, window=1024, norm_eps=1e-6)}),
 }
