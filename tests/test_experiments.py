@@ -195,3 +195,92 @@ def test_cli(tmp_path):
     assert result.exit_code == 2 and all(name in result.output for name in EXPERIMENTS)
     result = runner.invoke(main, ["experiment", "scaling", "--quick", "--report", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "holds no results of 'scaling'" in result.output
+
+
+TASK_KEYS = {"steps", "train_time_s", "tokens_per_s", "train_loss", "accuracy", "test_positions", "test_seed", "params",
+             "state_bytes"}
+SHAKESPEARE_KEYS = {"params", "steps", "train_cpu_s", "cpu_s_per_step", "tokens_per_s", "val_loss",
+                    "train_peak_rss_bytes", "param_bytes", "optimizer_bytes", "saved_bytes", "decode_context",
+                    "decode_state_bytes"}
+
+
+def check_task_result(res, names):
+    assert set(res["accuracy"]) == set(names) and all(0 <= a <= 1 for a in res["accuracy"].values())
+    assert all(n > 0 for n in res["test_positions"].values()) and res["steps"] > 0 and res["state_bytes"] > 0
+
+
+@needs_data
+def test_attention_ratio_quick_grid(tmp_path):
+    from hybridref.experiments import attention_ratio
+    records, paths = run_experiment("attention-ratio", quick=True, out=tmp_path, echo=lambda line: None)
+    assert [r["cell"] for r in records] == attention_ratio.cells(quick=True)
+    lm = {}
+    for r in records:
+        task = r["cell"]["task"]
+        check_schema(r, "attention-ratio", (SHAKESPEARE_KEYS if task == "shakespeare" else TASK_KEYS) |
+                     {"pattern", "mlp_hidden"})
+        assert r["result"]["pattern"].count("A") == r["cell"]["attention_layers"]
+        if task == "shakespeare":
+            lm[r["cell"]["attention_layers"]] = r["result"]
+        else:
+            check_task_result(r["result"], ["2", "4"])
+    # a KV cache per attention layer: the decoder's state at the context grows with r
+    assert lm[0]["decode_state_bytes"] < lm[3]["decode_state_bytes"] < lm[12]["decode_state_bytes"]
+    text = (tmp_path / "attention-ratio.md").read_text()
+    assert "| mamba | 3/12 | `MMAMMMAMMMAM` |" in text and "notes' formula %" in text
+    assert [p.name for p in paths] == ["attention-ratio.md", "attention-ratio.png"]
+    assert attention_ratio.notes_recall(0.125) == pytest.approx(71.35, abs=0.01)  # the notes' "r = 0.125: 71 %"
+
+
+def test_equal_parameters_per_block():
+    """Every recurrent block is sized to an attention block: the stacks' sizes agree to within one MLP
+    unit (2·D + 1 parameters) per block."""
+    from hybridref.experiments.stacks import MIXER_NAMES, pattern, spread, stack_config
+    from hybridref.models.char_lm import CharLM
+    d = 64
+    attention = CharLM(2, **stack_config("A" * 12, d)).num_params()
+    for letter in MIXER_NAMES:
+        for n in (0, 3):
+            size = CharLM(2, **stack_config(pattern(letter, spread(n, 12), 12), d)).num_params()
+            assert abs(size - attention) <= 12 * (2 * d + 1) / 2, (letter, n)
+
+
+@needs_data
+def test_placement_quick_grid(tmp_path):
+    records, paths = run_experiment("placement", quick=True, out=tmp_path, echo=lambda line: None)
+    assert len(records) == 6
+    for r in records:
+        assert r["status"] == "done" and r["result"]["pattern"].count("A") == 3
+    patterns = {r["cell"]["placement"]: r["result"]["pattern"] for r in records}
+    assert patterns == {"first": "AAAMMMMMMMMM", "evenly": "MMAMMMAMMMAM"}
+    text = (tmp_path / "placement.md").read_text()
+    assert "| first | `AAAMMMMMMMMM` |" in text and [p.name for p in paths] == ["placement.md", "placement.png"]
+
+
+def test_capabilities_quick_grid(tmp_path):
+    from hybridref.experiments import capabilities
+    records, paths = run_experiment("capabilities", quick=True, out=tmp_path, echo=lambda line: None)
+    assert [r["cell"] for r in records] == capabilities.cells(quick=True)
+    state = {}
+    for r in records:
+        check_schema(r, "capabilities", TASK_KEYS)
+        check_task_result(r["result"], [capabilities.make_task(r["cell"]["task"], capabilities.SETTINGS["quick"]).name])
+        state[r["cell"]["mixer"], r["cell"]["task"]] = r["result"]["state_bytes"]
+    # attention's KV cache covers the task's length (MQAR's 32 against 16), Mamba's state does not grow
+    assert state["A", "mqar"] == 2 * state["A", "induction"] and state["M", "mqar"] == state["M", "induction"]
+    text = (tmp_path / "capabilities.md").read_text()
+    assert "| attention | 16 |" in text and [p.name for p in paths] == ["capabilities.md", "capabilities.png"]
+
+
+@needs_data
+def test_long_range_quick_grid(tmp_path):
+    records, paths = run_experiment("long-range", quick=True, out=tmp_path, echo=lambda line: None)
+    assert len(records) == 4
+    for r in records:
+        check_schema(r, "long-range", TASK_KEYS | {"pattern", "train_images", "time_budget"})
+        name = "permuted-mnist" if r["cell"]["task"] == "permuted" else "sequential-mnist"
+        check_task_result(r["result"], [name])
+        assert r["result"]["test_positions"] == {name: 16} and r["result"]["train_images"] == 64
+    text = (tmp_path / "long-range.md").read_text()
+    assert "20,000" not in text and "64 training images" in text  # the count is the run's, not typed in
+    assert [p.name for p in paths] == ["long-range.md", "long-range.png"]

@@ -1,7 +1,8 @@
 """Measured experiments: `hybridref experiment NAME [--quick] [--out DIR] [--resume]`.
 
-An experiment is a module hybridref/experiments/<name>.py, listed in EXPERIMENTS, that declares a
-grid of cells and how to measure one:
+An experiment is a module hybridref/experiments/<name>.py (a hyphen of the experiment's name is an
+underscore of the module's: attention-ratio is attention_ratio.py), listed in EXPERIMENTS, that
+declares a grid of cells and how to measure one:
 
     TITLE = "one line"
     TIME_CAP_S = dict(quick=60, full=600)  # a cell running longer is stopped and recorded as skipped
@@ -13,4 +14,4 @@ grid of cells and how to measure one:
 
 runner.py runs the cells and appends each record to DIR/results.jsonl as soon as it is measured.
 """
-EXPERIMENTS = ("scaling", "architectures")
+EXPERIMENTS = ("scaling", "architectures", "attention-ratio", "placement", "capabilities", "long-range")

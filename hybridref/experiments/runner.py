@@ -38,7 +38,7 @@ MEMORY_CAP = 16 * 2 ** 30  # address space of a cell's process: below this machi
 def load_experiment(name):
     if name not in EXPERIMENTS:
         raise UserError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(f"{__package__}.{name}")
+    return importlib.import_module(f"{__package__}.{name.replace('-', '_')}")
 
 
 def default_out(name, quick):

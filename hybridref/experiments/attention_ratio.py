@@ -1,0 +1,189 @@
+"""Experiment `attention-ratio` (module attention_ratio): what a fraction r of attention layers buys.
+
+A stack of LAYERS = 12 blocks, r·12 of them attention (r = 0, 1/12, 1/6, 1/4, 1/2, 1; spread evenly:
+stacks.spread), the rest one recurrent mixer (Mamba, Mamba-2 or GLA), every block of equal parameters
+(stacks.matched_mlp_hidden). Pure attention (r = 1) is one model, shared by the three lines. A cell is
+one model and one measurement:
+
+  shakespeare (seed 0)   Tiny Shakespeare, equal steps: whole-split validation loss (nats/char),
+                         training cost (CPU s/step, tokens/s, peak resident set, activations kept for
+                         backward) and the decoder's state bytes at context 4,096 (counted)
+  mqar (seeds 0, 1, 2)   MQAR (hybridref/tasks/mqar.py) at length 256, vocabulary 1,024, trained on a
+                         mixture of 4, 8, 16, 32 and 64 key-value pairs (a batch draws one), accuracy on
+                         1,000 held-out examples of each (fresh seeds: the held-out stream)
+
+Full sizes: d_model 64 (≈ 596 K parameters), 4 attention heads of 16, Mamba d_state 16 expand 2,
+Mamba-2 d_state 64 headdim 64, GLA 4 heads; Shakespeare 1,000 steps of 16 × 128 characters, lr 2e-3;
+MQAR 1,500 steps of 16 sequences, lr 1e-3; AdamW (weight decay 0.1), warmup 10 %, cosine to lr/10.
+One thread per cell: a 12-layer step on 16 × 256 tokens took 0.35–0.65 CPU s on the 2-core machine
+(loaded), so the 64 cells need about 11 hours. Zoology's MQAR uses vocabulary 8,192; at 1,024 the
+output layer costs an eighth. Zoology's grid also varies the length (64 … 512); here it is fixed.
+
+The notes' formula beside the measurement: recall = 100·(1 − e^(−10r)) % ("r = 0.125 (Jamba): recall
+71 %", "r = 0: 0 %"). Measured recall is the mean MQAR accuracy over the numbers of pairs.
+
+--quick: d_model 16, r ∈ {0, 1/4, 1}, Mamba only, one seed, 3 steps on short sequences (vocabulary 64,
+length 32, 2 and 4 pairs): it tests the experiment, it measures nothing.
+"""
+import math
+import statistics
+
+from ..tasks.base import Mixture
+from ..tasks.mqar import MQAR
+from .architectures import mean_spread
+from .plot import pyplot, save
+from .report import markdown_table, mib, number
+from .stacks import MIXER_NAMES, measure_shakespeare, measure_task, pattern, spread, stack_config
+
+TITLE = "Attention ratio: r of 12 layers attention, the rest Mamba, Mamba-2 or GLA, at equal parameters"
+TIME_CAP_S = dict(quick=120, full=3600)
+LAYERS = 12
+SETTINGS = dict(
+    full=dict(attention_layers=(0, 1, 2, 3, 6, 12), recurrent=("M", "S", "G"), seeds=(0, 1, 2), d_model=64,
+              shakespeare=dict(steps=1000, batch_size=16, block_size=128, lr=2e-3, eval_batches=10,
+                               decode_context=4096),
+              mqar=dict(vocab_size=1024, seq_len=256, pairs=(4, 8, 16, 32, 64), steps=1500, batch_size=16, lr=1e-3,
+                        test_examples=1000)),
+    quick=dict(attention_layers=(0, 3, 12), recurrent=("M",), seeds=(0,), d_model=16,
+               shakespeare=dict(steps=3, batch_size=2, block_size=16, lr=2e-3, eval_batches=1, decode_context=64),
+               mqar=dict(vocab_size=64, seq_len=32, pairs=(2, 4), steps=3, batch_size=4, lr=1e-3, test_examples=8)),
+)
+
+
+def notes_recall(r):
+    """The notes' formula, in %: 100·(1 − e^(−10r))."""
+    return 100 * (1 - math.exp(-10 * r))
+
+
+def models(settings):
+    """(recurrent letter or None for pure attention, attention layers) of every model of the grid."""
+    out = [(c, n) for c in settings["recurrent"] for n in settings["attention_layers"] if n < LAYERS]
+    return out + [(None, LAYERS)] if LAYERS in settings["attention_layers"] else out
+
+
+def cells(quick):
+    s = SETTINGS["quick" if quick else "full"]
+    grid = []
+    for seed in s["seeds"]:  # seed-major: every model's first measurements before any second seed
+        for recurrent, n in models(s):
+            if seed == s["seeds"][0]:
+                grid.append(dict(recurrent=recurrent, attention_layers=n, task="shakespeare", seed=seed))
+            grid.append(dict(recurrent=recurrent, attention_layers=n, task="mqar", seed=seed))
+    return grid
+
+
+def mqar_tasks(m):
+    """{pairs: MQAR task} of the settings `m`, and the training mixture of them."""
+    tasks = {str(p): MQAR(m["vocab_size"], m["seq_len"], p, test_examples=m["test_examples"]) for p in m["pairs"]}
+    return tasks, Mixture(tasks.values())
+
+
+def config(cell, settings):
+    layers = spread(cell["attention_layers"], LAYERS)
+    return stack_config(pattern(cell["recurrent"] or "A", layers, LAYERS), settings["d_model"])
+
+
+def measure(cell, quick):
+    s = SETTINGS["quick" if quick else "full"]
+    cfg = config(cell, s)
+    if cell["task"] == "shakespeare":
+        out = measure_shakespeare(cfg, s["shakespeare"], quick, seed=cell["seed"])
+    else:
+        tests, mixture = mqar_tasks(s["mqar"])
+        out = measure_task(cfg, mixture, tests, s["mqar"], cell["seed"])
+    return dict(out, pattern=cfg["pattern"], mlp_hidden=cfg["mlp_hidden"])
+
+
+# -- report -------------------------------------------------------------------------------------------
+
+def line_name(recurrent):
+    return "attention only" if recurrent is None else MIXER_NAMES[recurrent]
+
+
+def collect(records, task):
+    """{(recurrent, attention layers): [result of each measured seed]} of `task`, in grid order."""
+    out = {}
+    for r in records:
+        if r["cell"]["task"] == task:
+            key = (r["cell"]["recurrent"], r["cell"]["attention_layers"])
+            out.setdefault(key, [])
+            if r["status"] == "done":
+                out[key].append(r["result"])
+    return out
+
+
+def recall(result):
+    """The mean MQAR accuracy over the numbers of pairs, in %."""
+    return 100 * statistics.mean(result["accuracy"].values())
+
+
+def table(records):
+    lm, mq = collect(records, "shakespeare"), collect(records, "mqar")
+    pairs = next((list(res[0]["accuracy"]) for res in mq.values() if res), [])
+    rows = []
+    for key in dict.fromkeys([*lm, *mq]):
+        recurrent, n = key
+        lms, mqs = lm.get(key, []), mq.get(key, [])
+        first = (lms or mqs or [None])[0]
+        rows.append((line_name(recurrent), f"{n}/{LAYERS}", f"`{first['pattern']}`" if first else "—",
+                     f"{first['params']:,}" if lms else "—",
+                     number(lms[0]["cpu_s_per_step"]) if lms else "—",
+                     number(lms[0]["tokens_per_s"]) if lms else "—",
+                     mib(lms[0]["train_peak_rss_bytes"]) if lms else "—",
+                     mib(lms[0]["decode_state_bytes"]) if lms else "—",
+                     number(lms[0]["val_loss"], 4) if lms else "—",
+                     *[mean_spread([100 * res["accuracy"][p] for res in mqs], 3) for p in pairs],
+                     mean_spread([recall(res) for res in mqs], 3), str(len(mqs)),
+                     number(notes_recall(n / LAYERS), 3)))
+    example = next((res[0] for res in lm.values() if res), None)
+    steps = example["steps"] if example else "N"
+    context = example["decode_context"] if example else "N"
+    skipped = [f"{r['cell']}: {r['reason']}" for r in records if r["status"] == "skipped"]
+    return "\n".join([
+        f"Shakespeare: seed 0, validation loss in nats/char over the whole validation split after {steps} steps "
+        "(equal steps); CPU s/step and tokens/s of training (one thread); peak resident set while training; "
+        f"decoder state at context {context:,} (counted, MiB). MQAR: held-out accuracy in % per number of "
+        "key-value pairs, mean over the seeds ± half their range; recall: the mean over the numbers of pairs; "
+        "the notes' formula 100·(1 − e^(−10r)) beside it. Parameters: of the Shakespeare model (the MQAR models "
+        "differ by their embedding and output layer only).",
+        "",
+        markdown_table(["recurrent mixer", "attention layers", "pattern", "params", "CPU s/step", "tokens/s",
+                        "peak RSS train", f"decode state ctx {context:,}", "val loss",
+                        *[f"MQAR {p} pairs %" for p in pairs], "recall %", "seeds", "notes' formula %"], rows),
+        *(["", "Skipped: " + "; ".join(skipped)] if skipped else []),
+    ])
+
+
+def plot(records, path):
+    plt = pyplot()
+    lm, mq = collect(records, "shakespeare"), collect(records, "mqar")
+    fig, (ax_recall, ax_loss) = plt.subplots(1, 2, figsize=(13, 5))
+    rs = [i / 100 for i in range(101)]
+    ax_recall.plot(rs, [notes_recall(r) for r in rs], color="grey", ls="--", label="the notes' formula 100(1 − e^(−10r))")
+    shared_recall = mq.get((None, LAYERS), [])
+    shared_loss = lm.get((None, LAYERS), [])
+    for n, recurrent in enumerate(dict.fromkeys(k[0] for k in [*lm, *mq] if k[0] is not None)):
+        color = plt.get_cmap("tab10")(n)
+        for ax, results, shared, value in ((ax_recall, mq, shared_recall, recall),
+                                            (ax_loss, lm, shared_loss, lambda res: res["val_loss"])):
+            points = sorted((k[1] / LAYERS, [value(res) for res in v]) for k, v in results.items()
+                            if k[0] == recurrent and v)
+            if shared:
+                points.append((1.0, [value(res) for res in shared]))
+            if not points:
+                continue
+            xs = [x for x, _ in points]
+            mids = [statistics.mean(v) for _, v in points]
+            half = [(max(v) - min(v)) / 2 for _, v in points]
+            ax.errorbar(xs, mids, yerr=half, color=color, marker="o", capsize=3, label=line_name(recurrent))
+    ax_recall.set_xlabel("r: fraction of the 12 layers that are attention")
+    ax_recall.set_ylabel("MQAR recall: held-out accuracy, mean over the numbers of pairs (%)")
+    ax_recall.set_title("Recall against r (bars: range over the seeds)")
+    ax_loss.set_xlabel("r: fraction of the 12 layers that are attention")
+    ax_loss.set_ylabel("Tiny Shakespeare validation loss (nats/char), equal steps, seed 0")
+    ax_loss.set_title("Language modelling against r")
+    for ax in (ax_recall, ax_loss):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save(fig, path)
