@@ -524,7 +524,9 @@ class Backend:
     def prepend_positions(self, n):
         """The model's sequence gains n positions before the first of the input that went through
         shard_tokens (Hymba's meta tokens), held by the process that holds that first position; ->
-        whether this process holds them (and so prepends them to its part)."""
+        whether this process holds them (and so prepends them to its part). The split it gives is the
+        input's split shifted by n, so calling it again after another shard_tokens of the same length (the
+        targets, between a forward and its backward) restores it."""
         return True
 
     def local_batch(self, a):

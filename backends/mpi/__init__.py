@@ -230,7 +230,8 @@ class MPIBackend(Backend):
                 setattr(self, op, fn)
         self._split_sequences = self.size > 1 and mode == "sequence"
         self._time_reversed = _TimeReversed(self) if self._split_sequences else self
-        self.seq_edges = None  # the current split of the sequence, set by shard_tokens
+        self.seq_edges = None  # the current split of the sequence, set by shard_tokens (and prepend_positions)
+        self.token_edges = None  # the split of the last input through shard_tokens
         self.batch_edges = None  # the current split of the batch, set by local_batch
         self.kept = _KeptForBackward()
 
@@ -257,7 +258,7 @@ class MPIBackend(Backend):
         if T < self.size:
             raise UserError(f"mpi backend: a sequence of {T} tokens cannot be split over {self.size} processes: run "
                             f"at most {T} (mpiexec -n {T}), or split the batch instead (--mpi-mode data)")
-        self.seq_edges = split_range(T, self.size)
+        self.seq_edges = self.token_edges = split_range(T, self.size)
         return np.ascontiguousarray(x[:, self.seq_edges[self.rank]:self.seq_edges[self.rank + 1]])
 
     def local_positions(self, table):
@@ -269,7 +270,10 @@ class MPIBackend(Backend):
     def prepend_positions(self, n):
         if not self._split_sequences:
             return True
-        edges = self.sequence_edges("prepend_positions", self.seq_edges[self.rank + 1] - self.seq_edges[self.rank])
+        edges = self.token_edges  # the split of the last input through shard_tokens: calling again changes nothing
+        if edges is None:
+            raise ValueError("prepend_positions: the mpi backend has no sequence split yet; pass the model input "
+                             "through be.shard_tokens first")
         self.seq_edges = [0] + [e + n for e in edges[1:]]  # rank 0's slice grows by n: every later one moves
         return self.rank == 0
 

@@ -224,17 +224,19 @@ class CharLM(Module):
         are those of the real tokens; decode states hold the meta tokens already (init_state), so a
         prefill from them does not prepend them again."""
         x = self.embed.forward(self.be.shard_tokens(ids))
-        n_meta = 0
-        if self.meta_tokens and states is None and self.be.prepend_positions(self.meta_tokens):
-            n_meta = self.meta_tokens
+        prepend = self.meta_tokens if states is None else 0
+        n_meta = prepend if prepend and self.be.prepend_positions(prepend) else 0  # 0 on a later process
+        if n_meta:
             x = np.concatenate([np.broadcast_to(self.meta.data.astype(x.dtype), (len(x),) + self.meta.shape), x], axis=1)
         x = self.drop.forward(x)
         side = SideInputs(embed=x)
-        self.save(side, n_meta)
+        self.save(side, prepend, n_meta)
         return self.head.forward(self.norm.forward(run_blocks(self.blocks, x, states, side)[:, n_meta:]))
 
     def backward(self, dlogits):
-        side, n_meta = self.saved()
+        side, prepend, n_meta = self.saved()
+        if prepend:  # the split with the meta tokens again (the targets may have gone through shard_tokens since)
+            self.be.prepend_positions(prepend)
         dh = self.norm.backward(self.head.backward(dlogits))
         if n_meta:  # the meta tokens' outputs are not read: their gradient enters at the blocks
             dh = np.concatenate([np.zeros((len(dh), n_meta, dh.shape[2]), dh.dtype), dh], axis=1)
