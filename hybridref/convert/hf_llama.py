@@ -102,27 +102,37 @@ def config_to_hf(cfg, tied):
                 attention_bias=False, mlp_bias=cfg["mlp_bias"], tie_word_embeddings=tied, dtype="float32")
 
 
+def attention_rules(at, ours, d, H, Hk):
+    """The Rules of one attention mixer without biases: HF q/k/v/o_proj under `at` ("model.layers.i.self_attn."),
+    ours under `ours` ("blocks.i.mixer."), H heads and Hk key/value heads of d / H (also Jamba's, hf_jamba)."""
+    P = d // H
+    return [Rule(ours + "qkv.weight", [(at + "q_proj.weight", (H * P, d)), (at + "k_proj.weight", (Hk * P, d)),
+                                       (at + "v_proj.weight", (Hk * P, d))]),
+            Rule(ours + "out.weight", [(at + "o_proj.weight", (d, H * P))])]
+
+
+def swiglu_rules(mlp, ours, d, F, bias):
+    """The Rules of one SwiGLU MLP: HF gate/up/down_proj under `mlp` ("model.layers.i.mlp."), ours under
+    `ours` ("blocks.i.mlp."), width F, with biases when `bias`."""
+    out = [Rule(ours + "fc.weight", [(mlp + "gate_proj.weight", (F, d)), (mlp + "up_proj.weight", (F, d))]),
+           Rule(ours + "proj.weight", [(mlp + "down_proj.weight", (d, F))])]
+    if bias:
+        out += [Rule(ours + "fc.bias", [(mlp + "gate_proj.bias", (F,)), (mlp + "up_proj.bias", (F,))]),
+                Rule(ours + "proj.bias", [(mlp + "down_proj.bias", (d,))])]
+    return out
+
+
 def rules(cfg, tied):
     """The Rules (hf_rules) of every weight of the model `cfg` describes."""
     a, d, V, F = cfg["mixers"][LETTER], cfg["d_model"], cfg["vocab_size"], cfg["mlp_hidden"][LETTER]
-    H = a["n_heads"]
-    P, Hk = d // H, a["n_kv_heads"] or H
     embed = ("model.embed_tokens.weight", (V, d))
     out = [Rule("embed.weight", [embed])]
     for i in range(len(cfg["pattern"])):
         hf, ours = f"model.layers.{i}.", f"blocks.{i}."
-        at, mlp = hf + "self_attn.", hf + "mlp."
         out += [Rule(ours + "norm1.weight", [(hf + "input_layernorm.weight", (d,))]),
-                Rule(ours + "mixer.qkv.weight", [(at + "q_proj.weight", (H * P, d)),
-                                                 (at + "k_proj.weight", (Hk * P, d)),
-                                                 (at + "v_proj.weight", (Hk * P, d))]),
-                Rule(ours + "mixer.out.weight", [(at + "o_proj.weight", (d, H * P))]),
+                *attention_rules(hf + "self_attn.", ours + "mixer.", d, a["n_heads"], a["n_kv_heads"] or a["n_heads"]),
                 Rule(ours + "norm2.weight", [(hf + "post_attention_layernorm.weight", (d,))]),
-                Rule(ours + "mlp.fc.weight", [(mlp + "gate_proj.weight", (F, d)), (mlp + "up_proj.weight", (F, d))]),
-                Rule(ours + "mlp.proj.weight", [(mlp + "down_proj.weight", (d, F))])]
-        if cfg["mlp_bias"]:
-            out += [Rule(ours + "mlp.fc.bias", [(mlp + "gate_proj.bias", (F,)), (mlp + "up_proj.bias", (F,))]),
-                    Rule(ours + "mlp.proj.bias", [(mlp + "down_proj.bias", (d,))])]
+                *swiglu_rules(hf + "mlp.", ours + "mlp.", d, F, cfg["mlp_bias"])]
     out += [Rule("norm.weight", [("model.norm.weight", (d,))]),
             Rule("head.weight", [embed if tied else ("lm_head.weight", (V, d))])]
     return out

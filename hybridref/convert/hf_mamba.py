@@ -71,26 +71,31 @@ def config_to_hf(cfg, tied):
                 tie_word_embeddings=tied, dtype="float32")
 
 
+def mixer_rules(mx, ours, m, d):
+    """The Rules of one Mamba mixer: HF names under `mx` ("backbone.layers.i.mixer."), ours under `ours`
+    ("blocks.i.mixer."); m the mixer's options, d the model width (also Jamba's Mamba layers, hf_jamba)."""
+    din, N, W = m["expand"] * d, m["d_state"], m["d_conv"]
+    R = m["dt_rank"] or math.ceil(d / 16)
+    return [Rule(ours + "in_proj.weight", [(mx + "in_proj.weight", (2 * din, d))]),
+            Rule(ours + "conv_weight", [(mx + "conv1d.weight", (din, 1, W))]),
+            Rule(ours + "conv_bias", [(mx + "conv1d.bias", (din,))]),
+            Rule(ours + "x_proj.weight", [(mx + "x_proj.weight", (R + 2 * N, din))]),
+            Rule(ours + "dt_proj.weight", [(mx + "dt_proj.weight", (din, R))]),
+            Rule(ours + "dt_proj.bias", [(mx + "dt_proj.bias", (din,))]),
+            Rule(ours + "A_log", [(mx + "A_log", (din, N))]),
+            Rule(ours + "D", [(mx + "D", (din,))]),
+            Rule(ours + "out_proj.weight", [(mx + "out_proj.weight", (d, din))])]
+
+
 def rules(cfg, tied):
     """The Rules (hf_rules) of every weight of the model `cfg` describes."""
     m, d, V = cfg["mixers"][LETTER], cfg["d_model"], cfg["vocab_size"]
-    din, N, W = m["expand"] * d, m["d_state"], m["d_conv"]
-    R = m["dt_rank"] or math.ceil(d / 16)
     embed = ("backbone.embeddings.weight", (V, d))
     out = [Rule("embed.weight", [embed])]
     for i in range(len(cfg["pattern"])):
         hf, ours = f"backbone.layers.{i}.", f"blocks.{i}."
-        mx = hf + "mixer."
-        out += [Rule(ours + "norm1.weight", [(hf + "norm.weight", (d,))]),
-                Rule(ours + "mixer.in_proj.weight", [(mx + "in_proj.weight", (2 * din, d))]),
-                Rule(ours + "mixer.conv_weight", [(mx + "conv1d.weight", (din, 1, W))]),
-                Rule(ours + "mixer.conv_bias", [(mx + "conv1d.bias", (din,))]),
-                Rule(ours + "mixer.x_proj.weight", [(mx + "x_proj.weight", (R + 2 * N, din))]),
-                Rule(ours + "mixer.dt_proj.weight", [(mx + "dt_proj.weight", (din, R))]),
-                Rule(ours + "mixer.dt_proj.bias", [(mx + "dt_proj.bias", (din,))]),
-                Rule(ours + "mixer.A_log", [(mx + "A_log", (din, N))]),
-                Rule(ours + "mixer.D", [(mx + "D", (din,))]),
-                Rule(ours + "mixer.out_proj.weight", [(mx + "out_proj.weight", (d, din))])]
+        out += [Rule(ours + "norm1.weight", [(hf + "norm.weight", (d,))])] + mixer_rules(hf + "mixer.", ours + "mixer.",
+                                                                                         m, d)
     out += [Rule("norm.weight", [("backbone.norm_f.weight", (d,))]),
             Rule("head.weight", [embed if tied else ("lm_head.weight", (V, d))])]
     return out
