@@ -1,6 +1,7 @@
 """Each whole zoo model (hybridref/models/zoo.py and griffin, small) against an independent PyTorch
 rendering assembled from the per-mixer references (tests/torch_ref/models.py char_lm_forward, with
-tests/torch_ref/zamba.py for Zamba's shared block, mamba.py's bcdt_rms and moe.py for Jamba): logits,
+tests/torch_ref/zamba.py for Zamba's shared block, mamba.py's bcdt_rms and moe.py for Jamba, hymba.py and
+the meta tokens for Hymba): logits,
 the loss and every parameter gradient. The loss is the mean cross entropy plus, for a model with
 experts, aux_loss_coef times each MoE layer's balance loss (the MoE backward always adds its
 gradient: hybridref/layers/moe.py). Tolerances as tests/test_torch_crosscheck.py: float64 NumPy vs
@@ -18,7 +19,8 @@ from torch_ref.models import char_lm_forward  # noqa: E402
 
 V = 11
 SMALL = {"A": dict(n_heads=2), "Z": dict(n_heads=2, ffn_hidden=12), "L": dict(n_heads=2),
-         "H": dict(filter_order=8, emb_dim=5, l_max=16), "M": dict(d_state=4)}
+         "H": dict(filter_order=8, emb_dim=5, l_max=16), "M": dict(d_state=4),
+         "Y": dict(n_heads=2, d_state=4, dt_rank=4, window=3)}  # dt_rank 4: see Mamba.test_variants
 
 
 def small(name):

@@ -29,12 +29,26 @@ from .tokenizer import FILE as TOKENIZER, copy_tokenizer, tokenizer_beside
 
 ARCHITECTURES = {m.MODEL_TYPE: m for m in (hf_mamba, hf_mamba2, hf_llama, hf_jamba)}
 SUPPORTED = ", ".join(f"{m.ARCH} (model_type {t!r})" for t, m in ARCHITECTURES.items())
+# transformers architectures whose hybridref counterpart computes another function: refused with the reason
+NOT_CONVERTED = {
+    "zamba": "hybridref's Zamba block (hybridref/layers/zamba.py, the zoo's 'zamba') is not transformers' "
+             "ZambaForCausalLM: transformers adds the shared block's output to the next Mamba layer's input only "
+             "(x + Mamba(RMSNorm(x + t))), hybridref adds it to the residual stream and RMS-normalizes the "
+             "block's input before the concatenation; its Mamba layers are multi-head (n_mamba_heads, 2 in "
+             "Zamba-7B) and its MLP's hidden_act 'gelu' is the exact erf GELU, neither of which hybridref has "
+             "(its GELU is the tanh form)",
+    "zamba2": "Zamba2 has Mamba-2 layers, num_mem_blocks alternating shared blocks with a LoRA per call "
+              "(adapter_rank) and the layout of Zamba's hybrid layers, which hybridref's Zamba block does not "
+              "follow (see model_type 'zamba')",
+}
 
 
 def _architecture(hf):
     """The module of the config's model_type, whose causal-LM class its `architectures` must name."""
     model_type, names = hf.get("model_type"), hf.get("architectures") or []
     arch = ARCHITECTURES.get(model_type)
+    if model_type in NOT_CONVERTED:
+        raise UserError(f"{hf.where}: model_type {model_type!r} is not converted: {NOT_CONVERTED[model_type]}")
     if arch is None:
         raise UserError(f"{hf.where}: model_type {model_type!r} (architectures {names}) is not supported: hybridref "
                         f"converts {SUPPORTED}")

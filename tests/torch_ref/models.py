@@ -95,11 +95,13 @@ def mlp_residual(b, h, config, has_mlp, aux=None):
 
 
 def layers(p, config):
-    """Per letter of the pattern: (block params, the mixer's params, its module, its options)."""
-    out = []
-    for i, c in enumerate(config["pattern"]):
+    """Per letter of the pattern: (block params, the mixer's params, its module, its options, its depth:
+    (its place among the blocks of its letter, their count), which a mixer reads as side["depth"])."""
+    out, pattern = [], config["pattern"]
+    for i, c in enumerate(pattern):
         b = sub(p, f"blocks.{i}.")
-        out.append((b, sub(b, "mixer."), mixer_module(mixer_spec(c).name), config["mixers"][c]))
+        depth = (pattern[:i].count(c), pattern.count(c))
+        out.append((b, sub(b, "mixer."), mixer_module(mixer_spec(c).name), config["mixers"][c], depth))
     return out
 
 
@@ -110,13 +112,19 @@ def with_side(fn, *args, side):
 
 # -- character LM -----------------------------------------------------------------------------------
 def char_lm_forward(p, ids, config, aux=None):
-    """ids (B,T) -> logits (B,T,V), the parallel forward; the MoE layers' router logits appended to `aux`."""
+    """ids (B,T) -> logits (B,T,V), the parallel forward; the MoE layers' router logits appended to `aux`.
+    Meta tokens (Hymba; the parameter "meta", (M,D)) are prepended to every sequence, and the logits are
+    the real tokens'."""
     x = p["embed.weight"][ids]
+    M = p["meta"].shape[0] if "meta" in p else 0
+    if M:
+        x = torch.cat([p["meta"].expand(x.shape[0], M, x.shape[2]), x], dim=1)
     side = {"embed": x}
-    for (b, pm, mod, opts), c in zip(layers(p, config), config["pattern"]):
+    for (b, pm, mod, opts, depth), c in zip(layers(p, config), config["pattern"]):
+        side["depth"] = depth
         h = x + with_side(mod.forward, pm, norm(x, b, "norm1.", config["norm"]), opts, side=side)
         x = mlp_residual(b, h, config, config["mlp_hidden"][c] > 0, aux)
-    return norm(x, p, "norm.", config["norm"]) @ p["head.weight"].T
+    return norm(x[:, M:], p, "norm.", config["norm"]) @ p["head.weight"].T
 
 
 class TorchCharLM:
@@ -135,14 +143,15 @@ class TorchCharLM:
         """Per layer its mixer's state for `batch` streams of up to max_len tokens; `fill` (a torch
         Generator) fills them with random values, for benchmarks that start at position `pos`."""
         return {"pos": pos, "layers": [mod.init_state(pm, opts, batch, max_len, fill)
-                                       for _, pm, mod, opts in self.layers]}
+                                       for _, pm, mod, opts, _ in self.layers]}
 
     def step(self, ids, state):
         """ids (B,) -> logits (B,V), advancing `state` by one token."""
         pos, cfg = state["pos"], self.cfg
         x = self.p["embed.weight"][ids]  # (B,D)
         side = {"embed": x}
-        for (b, pm, mod, opts), st, c in zip(self.layers, state["layers"], cfg["pattern"]):
+        for (b, pm, mod, opts, depth), st, c in zip(self.layers, state["layers"], cfg["pattern"]):
+            side["depth"] = depth
             h = x + with_side(mod.step, pm, norm(x, b, "norm1.", cfg["norm"]), st, opts, pos, side=side)
             x = mlp_residual(b, h, cfg, cfg["mlp_hidden"][c] > 0)
         state["pos"] = pos + 1
@@ -154,7 +163,7 @@ def mnist_hybrid(p, tokens, config):
     """tokens (B,T,p²) (already patchified and normalised) -> logits (B,10)."""
     x = tokens @ p["embed.weight"].T + p["embed.bias"] + p["pos"]
     side = {"embed": x}
-    for b, pm, mod, opts in layers(p, config):
+    for b, pm, mod, opts, _ in layers(p, config):
         h = x + with_side(mod.forward, pm, norm(x, b, "norm1.", config["norm"]), opts, side=side)
         x = mlp_residual(b, h, config, "mlp.fc.weight" in b)
     x = norm(x, p, "norm.", config["norm"]).mean(1)
