@@ -150,9 +150,9 @@ def config_to_hf(cfg, tied):
     heads = dict(num_attention_heads=a["n_heads"], num_key_value_heads=a["n_kv_heads"] or a["n_heads"]) if a else {}
     experts = dict(num_experts=1)
     if moe:
-        experts = dict(num_experts=moe["n_experts"], num_experts_per_tok=moe["top_k"], expert_layer_period=moe["period"],
-                       expert_layer_offset=moe["offset"], output_router_logits=moe["aux_loss_coef"] > 0,
-                       router_aux_loss_coef=moe["aux_loss_coef"])
+        experts = dict(num_experts=moe["n_experts"], num_experts_per_tok=moe["top_k"],
+                       expert_layer_period=moe["period"], expert_layer_offset=moe["offset"],
+                       output_router_logits=moe["aux_loss_coef"] > 0, router_aux_loss_coef=moe["aux_loss_coef"])
     return dict(architectures=[ARCH], model_type=MODEL_TYPE, vocab_size=cfg["vocab_size"], hidden_size=d,
                 intermediate_size=cfg["mlp_hidden"][pattern[0]], num_hidden_layers=len(pattern),
                 attn_layer_period=attn_period, attn_layer_offset=attn_offset, **mamba, **heads, **experts,

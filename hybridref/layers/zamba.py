@@ -21,14 +21,20 @@ because it is the pure form of the idea — one global block whose weights every
 needs nothing beyond the registered mixers; Zamba2's per-call LoRA would be a second weight-sharing
 pattern (shared base + per-call delta) on top of this one.
 
-Deviations from transformers' Zamba, and why:
+Deviations from transformers' Zamba, and why (`hybridref convert --from-hf` refuses model_type "zamba" for
+them, hybridref/convert/__init__.py):
+- the call's output is added to the residual stream, a block of its own; transformers' ZambaHybridLayer
+  adds it to the input of the next Mamba layer only, x + Mamba(RMSNorm(x + out)), so it never reaches
+  the residual stream. Here the "Z" block is a mixer like any other (its own residual block, KV cache
+  and decode record); the transformers form would make the call and the Mamba layer after it one layer;
 - the block's own pre-norm (hybridref's Block: RMSNorm of the residual stream, per call) normalises
   u before the concatenation; Zamba concatenates the raw residual stream. The 2D RMSNorm after it
   is Zamba's input_layernorm;
 - the softmax scale is hybridref's 1/√P; Zamba's is 1/√(P/2). The two are the same model up to W_q
   scaled by √2 (a conversion multiplies the query rows by √2);
 - the MLP has biases (hybridref's MLPs do by default) and W_call is initialised N(0, out_std²) as
-  every residual output projection here; Zamba's Mamba layers are multi-head (n_mamba_heads).
+  every residual output projection here; Zamba's Mamba layers are multi-head (n_mamba_heads);
+- the MLP's GELU is hybridref's tanh approximation; ZambaConfig's hidden_act "gelu" is the exact erf form.
 The embedding e is the side input "embed" (hybridref/layers/side.py); its gradient flows back
 through side.add_grad. Without side inputs (the mixer on its own, as the conformance suite builds
 it) u stands for e.

@@ -55,7 +55,9 @@ ZAMBA = dict(pattern="MMZMMMZM", mlp_hidden={"M": 0, "Z": 0},
 """Zamba (Glorioso et al. 2024; transformers' ZambaForCausalLM): a Mamba backbone — Mamba blocks with
 no MLP — and one shared attention + MLP block ("Z", hybridref/layers/zamba.py: one set of weights,
 its own output linear per call) that reads concat(hidden state, token embedding) and is added to the
-residual stream before the Mamba block it precedes. Zamba, not Zamba2 (why: the mixer's docstring).
+residual stream before the Mamba block it precedes (transformers adds it to that Mamba layer's input
+only: not the same function, so transformers' checkpoints are not converted; the mixer's docstring
+lists every deviation). Zamba, not Zamba2 (why: the mixer's docstring).
 transformers' layout puts the first call before Mamba layer 2 and then one every attn_layer_period
 (6) layers; at 6 Mamba blocks the preset calls it before blocks 2 and 5 (every 3): "MMZMMMZM".
 
