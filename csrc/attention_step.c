@@ -1,9 +1,10 @@
 /* Decode step of the attention mixer: one new token per stream against a KV cache.
  *
  * Record (backends/c/attention_step.py):
- *   ints  [H, Hk, P, window (-1: none), rope (0/1), L = cache rows]
+ *   ints  [H, Hk, P, window (-1: none), rope dims R (0: no RoPE; else RoPE on the first R <= P of each
+ *          head), L = cache rows]
  *   floats [rope base]
- *   w     [qkv w ((H+2Hk)P, D), out w (D, HP)]
+ *   w     [qkv w ((H+2Hk)P, D), out w (D, HP), out b (D) or NULL]
  *   state [k cache (B,Hk,L,P), v cache (B,Hk,L,P)]
  * Position p lives in row p % L. The step writes k, v at row pos % L and attends over positions
  * 0..pos: without a window L = max_len and its cost grows linearly with the position; with a window
@@ -17,7 +18,7 @@
 
 enum { AT_H, AT_HK, AT_P, AT_WINDOW, AT_ROPE, AT_L };  /* ints */
 enum { AT_ROPE_BASE };                                  /* floats */
-enum { AT_QKV_W, AT_OUT_W };                            /* weights */
+enum { AT_QKV_W, AT_OUT_W, AT_OUT_B };                  /* weights */
 enum { AT_K_CACHE, AT_V_CACHE };                        /* state */
 
 /* One (b, h) of attention_decode over n keys of a ring kb, vb (L rows of P) from row r0: scores into s
@@ -90,6 +91,16 @@ size_t hr_attention_step_scratch(const dec_layer *layer, int B, int D) {
     return (size_t)B * (2 * (c[AT_H] + 2 * c[AT_HK]) + c[AT_H]) * c[AT_P];
 }
 
+/* RoPE at position pos on the first R of the P dims of each of the H heads of x (H·P), in place; tmp
+ * (H·R floats) holds those dims while they rotate when R < P (a partial rotary, RecurrentGemma's). */
+static int rope_heads(float *x, float *tmp, int H, int P, int R, long pos, double base) {
+    if (R == P) return hr_rope_forward(x, x, 1, 1, H, P, pos, base);
+    for (int h = 0; h < H; h++) memcpy(tmp + (size_t)h * R, x + (size_t)h * P, (size_t)R * sizeof(float));
+    int st = hr_rope_forward(tmp, tmp, 1, 1, H, R, pos, base);
+    for (int h = 0; h < H; h++) memcpy(x + (size_t)h * P, tmp + (size_t)h * R, (size_t)R * sizeof(float));
+    return st;
+}
+
 /* x (B,Din), stream b at position pos[b] -> o (B,H·P), the heads' outputs before the output projection:
  * q, k, v = split(x W_qkvᵀ), RoPE, k and v written to the cache at row pos[b] % L, o = attention_decode(q,
  * cache) over each stream's pos[b] + 1 keys.
@@ -105,11 +116,11 @@ int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, f
     hr_dec_cols(q, qkv, B, W3, 0, H * P);
     hr_dec_cols(k, qkv, B, W3, H * P, Hk * P);
     hr_dec_cols(v, qkv, B, W3, (H + Hk) * P, Hk * P);
-    if (c[AT_ROPE]) {
+    if (c[AT_ROPE]) {  /* qkv is free from here: rope_heads' tmp */
         float base = layer->floats[AT_ROPE_BASE];
         for (int b = 0; b < B && st == HR_OK; b++) {
-            st = hr_rope_forward(q + (size_t)b * H * P, q + (size_t)b * H * P, 1, 1, H, P, pos[b], base);
-            if (st == HR_OK) st = hr_rope_forward(k + (size_t)b * Hk * P, k + (size_t)b * Hk * P, 1, 1, Hk, P, pos[b], base);
+            st = rope_heads(q + (size_t)b * H * P, qkv, H, P, c[AT_ROPE], pos[b], base);
+            if (st == HR_OK) st = rope_heads(k + (size_t)b * Hk * P, qkv, Hk, P, c[AT_ROPE], pos[b], base);
         }
         if (st != HR_OK) return st;
     }
@@ -122,10 +133,10 @@ int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, f
     return attention_decode_streams(q, kc, vc, o, B, H, Hk, P, L, pos, 1, c[AT_WINDOW]);
 }
 
-/* h (B,D), stream b at position pos[b] -> attention output (B,D) over h: the heads' outputs o, then o W_outᵀ */
+/* h (B,D), stream b at position pos[b] -> attention output (B,D) over h: the heads' outputs o, then o W_outᵀ + b_out */
 int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
     const int *c = layer->ints;
     float *o = scratch + (size_t)B * (2 * (c[AT_H] + 2 * c[AT_HK])) * c[AT_P];
     int st = hr_attention_attend_step(layer, h, o, scratch, B, D, pos);
-    return st != HR_OK ? st : hr_dec_linear(o, layer->w[AT_OUT_W], NULL, h, B, c[AT_H] * c[AT_P], D);
+    return st != HR_OK ? st : hr_dec_linear(o, layer->w[AT_OUT_W], layer->w[AT_OUT_B], h, B, c[AT_H] * c[AT_P], D);
 }

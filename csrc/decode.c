@@ -10,7 +10,8 @@
  *         where its mixer's ints, floats, weights and states start in cfg, fcfg, w and state, where the
  *         record of its mixture-of-experts MLP starts in cfg (-1: a dense MLP; the mlp kind is then
  *         its experts' kind, csrc/moe_step.c)]
- *   fcfg  floats: [norm eps], then the mixers' floats
+ *   fcfg  floats: [norm eps, logit soft cap c (0: none; else logits c·tanh(z/c), hybridref/layers/softcap.py)],
+ *         then the mixers' floats
  *   w     weight pointers: DEC_GLOBAL_W = [embed (V,D), norm w, norm b, head w (V,D), head b], then per
  *         layer DEC_BLOCK_W = [norm1 w, norm1 b, norm2 w, norm2 b, fc w, fc b, proj w, proj b] followed
  *         by its mixer's weights. Absent biases are NULL. A gated MLP's (GeGLU, SwiGLU) fc is
@@ -193,8 +194,8 @@ static size_t dec_scratch_floats(const int *cfg, const float *fcfg, const float 
 }
 
 /* ids (B,) -> logits (B,V): x = embed[ids]; per block x += mixer(norm1 x), x += MLP(norm2 x);
- * logits = head(norm x). Stream b's states advance from position pos[b] to pos[b] + 1. x: dec_scratch_floats;
- * *t: the profile's clock. */
+ * logits = head(norm x), soft-capped when fcfg[1] > 0. Stream b's states advance from position pos[b] to
+ * pos[b] + 1. x: dec_scratch_floats; *t: the profile's clock. */
 static int dec_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids,
                     float *logits, int B, const int *pos, float *x, double *t) {
     int V = cfg[H_VOCAB], D = cfg[H_D], nl = cfg[H_LAYERS], norm = cfg[H_NORM];
@@ -236,6 +237,9 @@ static int dec_step(const int *cfg, const float *fcfg, const float *const *w, fl
         dec_norm(norm, x, w[G_NORM_W], w[G_NORM_B], h, mean, rstd, B, D, eps);
         dec_lap(DEC_PROF_NORM, t);
         st = hr_dec_linear(h, w[G_HEAD_W], w[G_HEAD_B], logits, B, D, V);
+        float cap = fcfg[1];
+        if (cap > 0.0f)
+            for (size_t i = 0; i < (size_t)B * V; i++) logits[i] = cap * tanhf(logits[i] / cap);
         dec_lap(DEC_PROF_HEAD, t);
     }
     return st;

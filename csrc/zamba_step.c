@@ -5,9 +5,9 @@
  *
  * Record (backends/c/zamba_step.py): the attention record's first (csrc/attention_step.c), so the
  * attention part is hr_attention_attend_step on the same record:
- *   ints   [H, Hk, P, window (-1), rope, L, | mlp kind, mlp hidden, D]
+ *   ints   [H, Hk, P, window (-1), rope dims, L, | mlp kind, mlp hidden, D]
  *   floats [rope base, | norm eps]
- *   w      [qkv w ((H+2Hk)P, 2D), out w (D, HP), | norm_in w (2D), norm_ff w (D), fc w, fc b, proj w, proj b,
+ *   w      [qkv w ((H+2Hk)P, 2D), out w (D, HP), out b (NULL), | norm_in w (2D), norm_ff w (D), fc w, fc b, proj w, proj b,
  *           call w (D,D)]
  *   state  [k cache (B,Hk,L,P), v cache, | embed (B,D)]
  * The weights but W_call are the same pointers in every call's record (one shared set); the KV
@@ -19,7 +19,7 @@
 
 enum { ZB_MLP_KIND = 6, ZB_HIDDEN, ZB_D };                                              /* ints */
 enum { ZB_EPS = 1 };                                                                     /* floats */
-enum { ZB_NORM_IN = 2, ZB_NORM_FF, ZB_FC_W, ZB_FC_B, ZB_PROJ_W, ZB_PROJ_B, ZB_CALL_W }; /* weights */
+enum { ZB_NORM_IN = 3, ZB_NORM_FF, ZB_FC_W, ZB_FC_B, ZB_PROJ_W, ZB_PROJ_B, ZB_CALL_W }; /* weights */
 enum { ZB_EMBED = 2 };                                                                   /* state */
 
 /* the attention part's scratch (hr_attention_step's: 2(H+2Hk)P + HP per stream), then c (B,2D), o (B,HP),

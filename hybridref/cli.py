@@ -520,7 +520,7 @@ def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temp
               help="The transformers folder (config.json + model.safetensors) --checkpoint is written to.")
 def convert(from_hf, out, checkpoint, to_hf):
     """Hugging Face checkpoints in (--from-hf DIR --out PATH) and out (--checkpoint PATH --to-hf DIR):
-    MambaForCausalLM and LlamaForCausalLM; anything else is refused by name."""
+    the architectures of hybridref/convert (Mamba, Mamba-2, Llama, Jamba, ...); anything else is refused by name."""
     from . import convert as hf
 
     if (from_hf is None) == (to_hf is None):

@@ -28,6 +28,7 @@ EXTRA_OPTIONS = [
     ("A", dict(n_heads=3, window=5, rope_base=None)),
     ("A", dict(n_heads=4, n_kv_heads=2, window=5)),
     ("A", dict(n_heads=4, n_kv_heads=1, rope_base=500.0)),
+    ("A", dict(n_heads=4, n_kv_heads=1, window=5, rope_dims=4, out_bias=True)),  # RecurrentGemma's local attention
     ("M", dict(d_state=16)),
     ("M", dict(d_state=3, d_conv=2, expand=1, dt_rank=5)),
     ("M", dict(directions=2)),  # Vision Mamba (tests/torch_ref/mamba.py; the cross scan: test_scan_directions.py)

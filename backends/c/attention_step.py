@@ -33,15 +33,16 @@ def attention_decode(be, q, k_cache, v_cache, length, window=None):
 
 
 def decode_record(mixer, state, max_len):
-    """The record hr_attention_step reads (csrc/attention_step.c): ints [H, Hk, P, window or −1, rope,
-    L = the cache's rows (max_len, or the ring's min(max_len, window + 1))], floats [rope base],
-    weights [qkv w, out w], state [k cache, v cache]. The decoder never passes max_len positions, so a
+    """The record hr_attention_step reads (csrc/attention_step.c): ints [H, Hk, P, window or −1, rope dims
+    (0: no RoPE), L = the cache's rows (max_len, or the ring's min(max_len, window + 1))], floats [rope base],
+    weights [qkv w, out w, out b or None], state [k cache, v cache]. The decoder never passes max_len positions, so a
     larger window is clamped to max_len (the same keys)."""
     window = -1 if mixer.window is None else int(min(mixer.window, max_len))
     rope = mixer.rope_base is not None
     return DecodeRecord(
-        ints=[mixer.n_heads, mixer.n_kv_heads, mixer.head_dim, window, int(rope), state["k"].shape[2]],
+        ints=[mixer.n_heads, mixer.n_kv_heads, mixer.head_dim, window, mixer.rope_dims if rope else 0,
+              state["k"].shape[2]],
         floats=[mixer.rope_base if rope else 0.0],
-        weights=[mixer.qkv.weight.data, mixer.out.weight.data],
+        weights=[mixer.qkv.weight.data, mixer.out.weight.data, None if mixer.out.bias is None else mixer.out.bias.data],
         states=[state["k"], state["v"]],
         on_step=lambda pos: state.update(length=pos))

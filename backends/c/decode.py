@@ -122,7 +122,7 @@ class Decoder:
         bias = (lambda n: n.bias.data) if is_ln else (lambda n: None)
         blocks = model.blocks
         head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln), -1]  # embed: set below
-        layer_ints, mixer_ints, floats = [], [], [eps.pop()]
+        layer_ints, mixer_ints, floats = [], [], [eps.pop(), float(model.config.get("logit_softcap") or 0.0)]
         weights = [model.embed.weight.data, model.norm.weight.data, bias(model.norm), model.head.weight.data,
                    _bias_data(model.head)]
         states, on_step, shared = [], [], {}

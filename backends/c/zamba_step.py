@@ -9,7 +9,7 @@ from .decode import _MLP_KINDS
 
 def decode_record(mixer, state, max_len, shared):
     """ints [attention's 6, mlp kind, mlp hidden, D]; floats [rope base, norm eps]; weights [qkv w, out w,
-    norm_in w, norm_ff w, fc w, fc b, proj w, proj b, call w]; state [k cache, v cache, embed (B,D)].
+    out b (None), norm_in w, norm_ff w, fc w, fc b, proj w, proj b, call w]; state [k cache, v cache, embed (B,D)].
 
     embed is the side input "embed", the token embeddings: one buffer for every record of the decoder
     (through `shared`), which the decoder fills before the blocks of each step."""

@@ -13,6 +13,10 @@ ids: it has no character vocabulary, and the folder's tokenizer.json is copied b
 hybridref's head is always its own matrix, so the import copies the embeddings into it, and the
 export writes tie_word_embeddings true exactly when the two matrices are equal (training a converted
 tied model in hybridref unties them).
+
+An architecture whose weights transformers stores otherwise than hybridref's layers use them
+(RecurrentGemma's: scaled embeddings, norms of 1 + w, transposed gate blocks) also defines
+to_ours(cfg, params) and to_theirs(cfg, params), applied after the rules' import and before their export.
 """
 import os
 
@@ -21,13 +25,13 @@ import numpy as np
 from ..checkpoint import save_checkpoint
 from ..errors import UserError
 from ..models.char_lm import CharLM
-from . import hf_jamba, hf_llama, hf_mamba, hf_mamba2
+from . import hf_jamba, hf_llama, hf_mamba, hf_mamba2, hf_recurrentgemma
 from .hf_config import HFConfig
 from .hf_files import read_config, read_weights, write_checkpoint
 from .hf_rules import export_params, import_params
 from .tokenizer import FILE as TOKENIZER, copy_tokenizer, tokenizer_beside
 
-ARCHITECTURES = {m.MODEL_TYPE: m for m in (hf_mamba, hf_mamba2, hf_llama, hf_jamba)}
+ARCHITECTURES = {m.MODEL_TYPE: m for m in (hf_mamba, hf_mamba2, hf_llama, hf_jamba, hf_recurrentgemma)}
 SUPPORTED = ", ".join(f"{m.ARCH} (model_type {t!r})" for t, m in ARCHITECTURES.items())
 # transformers architectures whose hybridref counterpart computes another function: refused with the reason
 NOT_CONVERTED = {
@@ -58,6 +62,12 @@ def _architecture(hf):
     return arch
 
 
+def _map(arch, direction, cfg, params):
+    """params through the architecture's to_ours / to_theirs when it has one (most store ours as they are)."""
+    convert = getattr(arch, direction, None)
+    return params if convert is None else convert(cfg, params)
+
+
 def from_hf(folder, out):
     """Convert the transformers checkpoint in `folder` to the hybridref checkpoint `out`; -> a summary dict."""
     hf = HFConfig(read_config(folder), folder)
@@ -67,7 +77,8 @@ def from_hf(folder, out):
     tensors = read_weights(folder)
     ignored = arch.prepare(hf, tensors)
     shapes = {name: p.shape for name, p in model.named_params()}
-    model.load_state_dict(import_params(arch.rules(model.config, tied), tensors, shapes, folder, ignored))
+    params = import_params(arch.rules(model.config, tied), tensors, shapes, folder, ignored)
+    model.load_state_dict(_map(arch, "to_ours", model.config, params))
     save_checkpoint(out, model)
     tokenizer = copy_tokenizer(os.path.join(folder, TOKENIZER), tokenizer_beside(out))
     return dict(architecture=arch.ARCH, parameters=model.num_params(), tied_embeddings=tied, tokenizer=tokenizer)
@@ -84,6 +95,7 @@ def to_hf(checkpoint, folder):
         raise UserError(f"{checkpoint}: its model is none of the architectures hybridref writes for transformers: "
                         + "; ".join(f"not {name}: {why}" for name, why in reasons.items()))
     arch = fits[0]
+    params = _map(arch, "to_theirs", cfg, params)
     tied = bool(np.array_equal(params["head.weight"], params["embed.weight"]))
     write_checkpoint(folder, arch.config_to_hf(cfg, tied), export_params(arch.rules(cfg, tied), params))
     tokenizer = copy_tokenizer(tokenizer_beside(checkpoint), os.path.join(folder, TOKENIZER))

@@ -6,7 +6,9 @@ optional sliding window (Griffin's local attention).
     y = concat_heads(o) W_oᵀ               -> (B,T,D)
 
 With rope_base set, q and k are rotated by their position (RoPE) before the scores; rope_base None:
-no positions (a model that adds learned positions to its input).
+no positions (a model that adds learned positions to its input). rope_dims R < P rotates only the
+first R dimensions of each head (RoPE over R, θ_i = base^(−2i/R)) and passes the rest unchanged, as
+Griffin/RecurrentGemma's local attention does with R = P/2. out_bias adds a bias to W_o (RecurrentGemma's).
 
 Decoding: the state is a KV cache k, v (B,Hk,L,P) and the number of tokens seen, `length`; the
 token at position p lives in row p % L. Without a window L = max_len (rows 0..length−1, the whole
@@ -28,7 +30,8 @@ class CausalSelfAttention(Mixer):
     mlp_ratio = 4.0
     test_options = dict(n_heads=2)
 
-    def __init__(self, d, rng, n_heads=4, n_kv_heads=None, window=None, rope_base=10000.0, out_std=None):
+    def __init__(self, d, rng, n_heads=4, n_kv_heads=None, window=None, rope_base=10000.0, rope_dims=None,
+                 out_bias=False, out_std=None):
         super().__init__(d)
         if d % n_heads:
             raise ValueError(f"attention: d_model {d} is not divisible by n_heads {n_heads}")
@@ -39,8 +42,24 @@ class CausalSelfAttention(Mixer):
         self.head_dim = d // n_heads
         self.window = window
         self.rope_base = rope_base
+        self.rope_dims = self.head_dim if rope_dims is None else rope_dims
+        if self.rope_dims % 2 or not 2 <= self.rope_dims <= self.head_dim:
+            raise ValueError(f"attention: rope_dims {rope_dims} is not an even count from 2 to the head size "
+                             f"{self.head_dim}")
         self.qkv = Linear(d, (n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=False, rng=rng)
-        self.out = Linear(d, d, bias=False, rng=rng, std=out_std)
+        self.out = Linear(d, d, bias=out_bias, rng=rng, std=out_std)
+
+    def _rope(self, x, pos0, op="rope_forward"):
+        """x (B,T,H,P) at positions pos0.. with RoPE (op "rope_backward": its transpose) on the first rope_dims
+        of every head, the others unchanged; x itself without RoPE (rope_base None)."""
+        if self.rope_base is None:
+            return x
+        rotate, R = getattr(self.be, op), self.rope_dims
+        if R == self.head_dim:
+            return rotate(x, pos0, self.rope_base)
+        y = x.copy()
+        y[..., :R] = rotate(np.ascontiguousarray(x[..., :R]), pos0, self.rope_base)
+        return y
 
     def _split(self, qkv):
         B, T, _ = qkv.shape
@@ -59,8 +78,7 @@ class CausalSelfAttention(Mixer):
         B, T, D = x.shape
         q, k, v = self._split(self.qkv.forward(x))
         L0 = 0 if state is None else state["length"]
-        if self.rope_base is not None:
-            q, k = self.be.rope_forward(q, L0, self.rope_base), self.be.rope_forward(k, L0, self.rope_base)
+        q, k = self._rope(q, L0), self._rope(k, L0)
         n_prev = 0  # cached keys the queries see: positions L0−n_prev .. L0−1, before x's own
         if state is not None:
             self._check_room(state, T)
@@ -75,8 +93,7 @@ class CausalSelfAttention(Mixer):
         do = np.ascontiguousarray(self.out.backward(dy)).reshape(B, T, H, P)
         dq, dk, dv = self.be.attention_backward(do, q, k, v, o, lse, self.window, n_prev)
         dk, dv = np.ascontiguousarray(dk[:, n_prev:]), np.ascontiguousarray(dv[:, n_prev:])  # the cache is a constant
-        if self.rope_base is not None:
-            dq, dk = self.be.rope_backward(dq, L0, self.rope_base), self.be.rope_backward(dk, L0, self.rope_base)
+        dq, dk = self._rope(dq, L0, "rope_backward"), self._rope(dk, L0, "rope_backward")
         dqkv = np.concatenate([dq.reshape(B, T, -1), dk.reshape(B, T, -1), dv.reshape(B, T, -1)], axis=-1)
         return self.qkv.backward(dqkv)
 
@@ -127,8 +144,7 @@ class CausalSelfAttention(Mixer):
         self._check_room(state, 1)
         pos = state["length"]
         q, k, v = self._split(self.qkv.step(x)[:, None])
-        if self.rope_base is not None:
-            q, k = self.be.rope_forward(q, pos, self.rope_base), self.be.rope_forward(k, pos, self.rope_base)
+        q, k = self._rope(q, pos), self._rope(k, pos)
         self._append(state, k, v, pos)
         o = self.be.attention_decode(np.ascontiguousarray(q[:, 0]), state["k"], state["v"], pos + 1, self.window)
         return self.out.step(o.reshape(B, D))

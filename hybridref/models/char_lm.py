@@ -19,6 +19,7 @@ before an option existed (or with the flat options of earlier versions) still lo
 """
 import math
 import numbers
+from functools import partial
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from ..layers.moe import aux_loss, is_moe_block, normalize_moe
 from ..layers.norm import make_norm
 from ..layers.registry import mixer_spec, resolve_mlp_hidden, resolve_options
 from ..layers.side import SideInputs
+from ..layers.softcap import SoftCappedLinear
 from .zoo import ZOO_PRESETS
 
 PRESETS = {
@@ -51,7 +53,7 @@ PRESETS = {
     **ZOO_PRESETS,  # the hybrid zoo: hybridref/models/zoo.py
 }
 MODEL_KEYS = ("vocab_size", "d_model", "pattern", "mixers", "mlp_hidden", "mlp_kind", "mlp_bias", "norm", "norm_eps",
-              "dropout", "seed", "moe", "meta_tokens")
+              "dropout", "seed", "moe", "meta_tokens", "logit_softcap")
 # The largest integer mixer option (heads, state sizes, expansions, conv widths, chunk lengths) a config
 # may hold, and the largest of one whose default is None (a window, a rank): a damaged config must not
 # size the mixers' weights. Far above any model this implementation runs.
@@ -128,6 +130,9 @@ def _check_values(cfg):
     if not (isinstance(eps, numbers.Real) and not isinstance(eps, bool) and math.isfinite(eps) and 0 < eps < 1):
         raise UserError(f"config norm_eps must be a number between 0 and 1 (the norms' epsilon), got {eps!r}")
     _check_count("meta_tokens", cfg["meta_tokens"], minimum=0)
+    cap = cfg["logit_softcap"]
+    if cap is not None and not (isinstance(cap, numbers.Real) and not isinstance(cap, bool) and 0 < cap < math.inf):
+        raise UserError(f"config logit_softcap must be null or a positive number (logits c·tanh(z/c)), got {cap!r}")
     if not isinstance(cfg["mlp_bias"], bool):
         raise UserError(f"config mlp_bias must be true or false, got {cfg['mlp_bias']!r}")
     for letter, options in cfg["mixers"].items():
@@ -141,6 +146,7 @@ def _check_values(cfg):
 class CharLM(Module):
     def __init__(self, vocab_size, d_model=128, pattern="MMMAMM", mixers=None, mlp_hidden=None, norm="rmsnorm",
                  dropout=0.0, seed=0, mlp_kind="gelu", norm_eps=1e-5, mlp_bias=True, moe=None, meta_tokens=0,
+                 logit_softcap=None,
                  **mixer_options):
         """mixers: {letter: {option: value}}; mixer_options: an option for every mixer of the pattern
         that has it (n_heads=2, d_state=4, ...); mlp_hidden: int or {letter: width}; mlp_kind: "gelu",
@@ -153,7 +159,7 @@ class CharLM(Module):
         self.config = cfg = self.normalize_config(dict(
             vocab_size=vocab_size, d_model=d_model, pattern=pattern, mixers=mixers, mlp_hidden=mlp_hidden,
             mlp_kind=mlp_kind, mlp_bias=mlp_bias, norm=norm, norm_eps=norm_eps, dropout=dropout, seed=seed,
-            moe=moe, meta_tokens=meta_tokens, **mixer_options))
+            moe=moe, meta_tokens=meta_tokens, logit_softcap=logit_softcap, **mixer_options))
         rng = np.random.default_rng(seed)
         self.vocab_size = vocab_size
         self.embed = Embedding(vocab_size, d_model, rng)
@@ -161,7 +167,9 @@ class CharLM(Module):
         self.blocks = build_blocks(pattern, d_model, cfg["mixers"], cfg["mlp_hidden"], norm, rng, dropout,
                                    cfg["mlp_kind"], norm_eps, mlp_bias, cfg["moe"])
         self.norm = make_norm(norm, d_model, norm_eps)
-        self.head = Linear(d_model, vocab_size, bias=False, rng=rng, std=0.02)
+        # logit_softcap c: logits c·tanh(z/c) (RecurrentGemma's; hybridref/layers/softcap.py)
+        head = Linear if logit_softcap is None else partial(SoftCappedLinear, cap=logit_softcap)
+        self.head = head(d_model, vocab_size, bias=False, rng=rng, std=0.02)
         self.meta_tokens = cfg["meta_tokens"]
         if self.meta_tokens:  # drawn last, so a model without them draws what it always did
             self.meta = Param(rng.normal(0.0, 0.02, (self.meta_tokens, d_model)), decay=False)
@@ -189,6 +197,7 @@ class CharLM(Module):
                    norm=config.get("norm", "rmsnorm"), norm_eps=config.get("norm_eps", 1e-5),
                    dropout=config.get("dropout", 0.0),
                    seed=config.get("seed", 0), moe=_moe_options(config.get("moe")),
+                   logit_softcap=config.get("logit_softcap"),
                    meta_tokens=config.get("meta_tokens", 0))
         _check_values(cfg)
         return cfg

@@ -4,12 +4,14 @@
     q, k    = RoPE(q), RoPE(k)                  when rope_base is not None (GPT-NeoX halves,
                                                 θ_m = base^(−2m/P), angles in float64)
     o_i     = Σ_j softmax_j(q_i·k_j/√P) v_j     key j allowed iff j ≤ i (and i − window ≤ j)
-    y       = concat_heads(o) W_oᵀ
+    y       = concat_heads(o) W_oᵀ (+ b_o with out_bias)
 
 Query head h reads key/value head h // (H/Hk). Decoding keeps a KV cache (B,Hk,L,P) of L = max_len
 positions: a step writes its k, v at row `pos` and attends over rows 0..pos.
 
-opts: n_heads, n_kv_heads (None: n_heads), window (None: unbounded), rope_base (None: no RoPE).
+opts: n_heads, n_kv_heads (None: n_heads), window (None: unbounded), rope_base (None: no RoPE),
+rope_dims (None: the whole head; R: RoPE over the first R dims of each head only, θ_m = base^(−2m/R)),
+out_bias (b_o: the parameter out.bias).
 """
 import torch
 import torch.nn.functional as F
@@ -39,7 +41,8 @@ def _qkv(p, x, opts, pos0):
     q, k, v = (x @ p["qkv.weight"].T).split([H * P, Hk * P, Hk * P], dim=-1)
     q, k, v = (t.reshape(B, T, -1, P).transpose(1, 2) for t in (q, k, v))
     if opts.get("rope_base") is not None:
-        q, k = _rope(q, pos0, opts["rope_base"]), _rope(k, pos0, opts["rope_base"])
+        R = opts.get("rope_dims") or P
+        q, k = (torch.cat([_rope(t[..., :R], pos0, opts["rope_base"]), t[..., R:]], dim=-1) for t in (q, k))
     return q, k, v
 
 
@@ -54,7 +57,8 @@ def _attend(p, q, k, v, opts, pos0):
     if opts.get("window") is not None:
         allowed = allowed & (i - j <= opts["window"])
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # softmax(q kᵀ/√P, masked) v
-    return o.transpose(1, 2).reshape(B, Tq, -1) @ p["out.weight"].T
+    y = o.transpose(1, 2).reshape(B, Tq, -1) @ p["out.weight"].T
+    return y + p["out.bias"] if "out.bias" in p else y
 
 
 def forward(p, x, opts):
