@@ -73,7 +73,7 @@ def _shapes(state):
 
 
 def layer_table(model, context):
-    """Per block: index, letter, mixer kind, mixer and MLP parameters (a weight shared with an earlier
+    """Per block: index, letter, mixer kind and role (its `role`, if it has one), mixer and MLP parameters (a weight shared with an earlier
     block counted there only, its later users marked shared), MLP description, decode state shapes at
     batch 1 and `context` tokens."""
     seen, rows = set(), []
@@ -100,7 +100,8 @@ def layer_table(model, context):
             mlp_text = f"MoE {mlp.n_experts}×{mlp.expert_kind} {mlp.hidden}, top-{mlp.top_k}"
         else:
             mlp_text = f"{mlp.kind} {mlp.hidden}"
-        rows.append(dict(index=i, letter=letter, kind=block.mixer.mixer_name, mixer_params=mixer_own,
+        role = getattr(block.mixer, "role", "")  # what a mixer whose layers differ by depth says of this one (Hymba)
+        rows.append(dict(index=i, letter=letter, kind=block.mixer.mixer_name, role=role, mixer_params=mixer_own,
                          shared_params=mixer_shared, mlp=mlp_text, mlp_params=mlp_own,
                          norms=count(block.norm1)[0] + (count(block.norm2)[0] if block.norm2 else 0),
                          state=_shapes(state) if state is not None else f"past the context limit {limit}"))
@@ -131,11 +132,15 @@ def format_models(rows):
 
 def format_layers(model, rows, context):
     lines = [f"{model.config['pattern']}: {model.num_params():,} parameters, d_model {model.config['d_model']}, "
-             f"vocab {model.vocab_size}; decode state at batch 1, context {context:,}"]
-    head = f"{'#':>3} {'':1} {'kind':<12} {'mixer params':>22} {'MLP':<28} {'MLP params':>10}  state"
+             f"vocab {model.vocab_size}" + (f", {model.meta_tokens} meta tokens (prefilled in every state)"
+                                            if model.meta_tokens else "") +
+             f"; decode state at batch 1, context {context:,}"]
+    kinds = [" ".join(filter(None, (r["kind"], r["role"]))) for r in rows]
+    width = max(12, *map(len, kinds))
+    head = f"{'#':>3} {'':1} {'kind':<{width}} {'mixer params':>22} {'MLP':<28} {'MLP params':>10}  state"
     lines += [head, "-" * len(head)]
-    for r in rows:
+    for r, kind in zip(rows, kinds):
         mixer = f"{r['mixer_params']:,}" + (f" +{r['shared_params']:,} shared" if r["shared_params"] else "")
-        lines.append(f"{r['index']:>3} {r['letter']:1} {r['kind']:<12} {mixer:>22} {r['mlp']:<28} "
+        lines.append(f"{r['index']:>3} {r['letter']:1} {kind:<{width}} {mixer:>22} {r['mlp']:<28} "
                      f"{r['mlp_params']:>10,}  {r['state']}")
     return "\n".join(lines)

@@ -107,6 +107,12 @@ class Hymba(Mamba):
             self.in_proj = Linear(self.d_model, len(keep), bias=False)
             self.in_proj.weight = Param(rows[keep])
 
+    @property
+    def role(self):
+        """This layer's role, for `hybridref describe`: "global", "window W", and "kv of I" for a consumer."""
+        role = "global" if self.window is None else f"window {self.window}"
+        return role if self.kv_from is None else f"{role}, kv of {self.kv_from}"
+
     def _width(self, with_kv):
         H, Hk, P, e = self.n_heads, self.n_kv_heads, self.head_dim, self.expand
         return H * P + (Hk * P + Hk * e * P if with_kv else 0) + 2 * self.d_inner
