@@ -52,7 +52,7 @@ import math
 import numpy as np
 
 from ..errors import UserError
-from .hf_llama import attention_rules, swiglu_rules
+from .hf_llama import attention_rules, attention_sizes, swiglu_rules
 from .hf_mamba import mixer_rules
 from .hf_rules import Rule, zero_biases
 
@@ -71,14 +71,7 @@ def _period(hf, period, offset, default_period, default_offset):
 
 def config_from_hf(hf):
     """(hybridref CharLM config, tied) from a Jamba config.json (hf_config.HFConfig)."""
-    d, H = hf.count("hidden_size"), hf.count("num_attention_heads")
-    Hk = hf.count("num_key_value_heads", H)
-    if d % H or H % Hk:
-        raise hf.refuse("num_attention_heads", H, f"heads dividing hidden_size {d}, and a multiple of "
-                                                  f"num_key_value_heads {Hk}")
-    head_dim = hf.get("head_dim")
-    if head_dim is not None and head_dim != d // H:
-        raise hf.refuse("head_dim", head_dim, f"head_dim = hidden_size / num_attention_heads = {d // H}")
+    d, H, Hk = attention_sizes(hf)
     hf.require("hidden_act", "silu", ["silu"], "the SiLU of the SwiGLU MLPs and of the Mamba blocks")
     hf.require("mamba_proj_bias", False, [False], "Mamba's in_proj and out_proj without biases")
     hf.flag("mamba_conv_bias", True)  # without one, the conv bias is zeros (prepare)

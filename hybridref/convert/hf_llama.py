@@ -57,8 +57,9 @@ def _rope_base(hf):
     return float(theta)
 
 
-def config_from_hf(hf):
-    """(hybridref CharLM config, tied) from a Llama config.json (hf_config.HFConfig)."""
+def attention_sizes(hf):
+    """(hidden_size, heads, key/value heads) of a config whose attention heads are hidden_size / heads wide
+    (also Jamba's, hf_jamba); a head_dim of another width refused."""
     d, H = hf.count("hidden_size"), hf.count("num_attention_heads")
     Hk = hf.count("num_key_value_heads", H)
     if d % H or H % Hk:
@@ -67,6 +68,12 @@ def config_from_hf(hf):
     head_dim = hf.get("head_dim")
     if head_dim is not None and head_dim != d // H:
         raise hf.refuse("head_dim", head_dim, f"head_dim = hidden_size / num_attention_heads = {d // H}")
+    return d, H, Hk
+
+
+def config_from_hf(hf):
+    """(hybridref CharLM config, tied) from a Llama config.json (hf_config.HFConfig)."""
+    d, H, Hk = attention_sizes(hf)
     hf.require("attention_bias", False, [False], "q/k/v/o projections without biases")
     hf.require("hidden_act", "silu", ["silu"], "the SiLU of a SwiGLU MLP")
     n = hf.count("num_hidden_layers")
