@@ -160,6 +160,17 @@ def test_default_config_is_the_zoo_paper_shape():
     assert set(ours["mlp_hidden"].values()) == {paper["mlp_hidden"]}
 
 
+def test_null_and_auto_entries_take_transformers_defaults():
+    """null is "the default" (num_key_value_heads: the heads), mamba_dt_rank "auto" is ceil(hidden_size / 16),
+    and num_experts 1 is dense MLPs everywhere (no moe option)."""
+    config = dict(model_type="jamba", vocab_size=V, hidden_size=D, intermediate_size=40, num_hidden_layers=3,
+                  num_attention_heads=6, num_key_value_heads=None, mamba_dt_rank="auto", rms_norm_eps=None,
+                  num_experts=1, attn_layer_period=None, attn_layer_offset=None)
+    ours, tied = hf_jamba.config_from_hf(HFConfig(config, "x"))
+    assert ours["pattern"] == "MMM" and ours["moe"] is None and tied is False  # attention at 4 of 8: none of 3
+    assert ours["mixers"]["M"]["dt_rank"] == 3 and ours["mixers"]["M"]["bcdt_rms"] == ours["norm_eps"] == 1e-6
+
+
 REFUSED = {
     "hidden_act": (lambda c: c.update(hidden_act="gelu"), r"'hidden_act' = 'gelu' is not supported"),
     "mamba_proj_bias": (lambda c: c.update(mamba_proj_bias=True), r"'mamba_proj_bias' = True is not supported"),
@@ -179,26 +190,45 @@ def test_unsupported_configs_are_refused_by_name(converted, case, tmp_path):
     assert re.search(message, refused(converted["jamba"][1], tmp_path, edit))
 
 
+def exported(model, tmp_path, npb, rng):
+    """transformers' JambaForCausalLM of `model` (a CharLM) written by --to-hf, checked to give hybridref's
+    logits. Weights are first moved off the init (0.02-scale matrices, unit norms: logits near uniform)."""
+    from hybridref.checkpoint import save_checkpoint
+    for name, p in model.named_params():
+        if "A_log" not in name:
+            p.data[...] = p.data + rng.normal(0.0, 0.3, p.data.shape) if p.data.ndim == 1 else p.data * 10
+    save_checkpoint(str(tmp_path / "m.safetensors"), model)
+    assert to_hf(str(tmp_path / "m.safetensors"), str(tmp_path / "m"))["architecture"] == "JambaForCausalLM"
+    # the eager experts: torch's grouped GEMM, transformers' default on CPU, refuses rows of 42 floats (168 bytes)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "m", experts_implementation="eager").eval()
+    ids = ids_of(rng, V, (2, T))
+    want = hf_logits(theirs, ids, torch)
+    assert want.std(axis=-1).mean() > 1.0  # far from uniform
+    assert rel_err(model.to(npb).forward(ids), want) < 1e-4
+    return theirs
+
+
 def test_zoo_preset_exports(tmp_path, npb, rng):
     """The zoo's jamba preset ("MMMMAMMM", MoE on odd layers, dt/B/C norms at the model's eps) is a
     JambaForCausalLM: transformers' logits of the exported folder are hybridref's own. The samba preset
     (RoPE, a window, MLP biases) is refused with Jamba's reason."""
     from hybridref.checkpoint import save_checkpoint
     from hybridref.models.char_lm import CharLM
-    model = CharLM.preset("jamba", V, seed=3)
-    for name, p in model.named_params():  # the preset's init (0.02-scale heads, unit norms): logits near uniform
-        if "A_log" not in name:
-            p.data[...] = p.data + rng.normal(0.0, 0.3, p.data.shape) if p.data.ndim == 1 else p.data * 10
-    save_checkpoint(str(tmp_path / "j.safetensors"), model)
-    assert to_hf(str(tmp_path / "j.safetensors"), str(tmp_path / "j"))["architecture"] == "JambaForCausalLM"
-    # the eager experts: torch's grouped GEMM, transformers' default on CPU, refuses the rows of 42 floats (168 bytes)
-    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "j", experts_implementation="eager").eval()
-    config = theirs.config
+    config = exported(CharLM.preset("jamba", V, seed=3), tmp_path, npb, rng).config
     assert (config.attn_layer_period, config.attn_layer_offset, config.num_experts) == (5, 4, 4)
-    ids = ids_of(rng, V, (2, T))
-    want = hf_logits(theirs, ids, torch)
-    print("logits std", want.std(axis=-1).mean(), "error", rel_err(model.to(npb).forward(ids), want))
-    assert rel_err(model.to(npb).forward(ids), want) < 1e-4
     save_checkpoint(str(tmp_path / "s.safetensors"), CharLM.preset("samba", V))
     with pytest.raises(UserError, match=r"not JambaForCausalLM: its blocks are not all SwiGLU MLPs .* without biases"):
         to_hf(str(tmp_path / "s.safetensors"), str(tmp_path / "s"))
+
+
+def test_stack_without_attention_is_not_exported(tmp_path):
+    """Mamba blocks with SwiGLU MLPs and dt/B/C norms but no attention would be a Jamba config with its
+    attention offset past the last layer, which transformers' JambaModel cannot run with its cache (its mask
+    asks an attention layer for the sequence length): refused with that reason."""
+    from hybridref.checkpoint import save_checkpoint
+    from hybridref.models.char_lm import CharLM
+    model = CharLM(V, d_model=32, pattern="MMM", mlp_kind="swiglu", mlp_bias=False, mlp_hidden=24, norm_eps=1e-5,
+                   mixers={"M": dict(d_state=4, bcdt_rms=1e-5)})
+    save_checkpoint(str(tmp_path / "m.safetensors"), model)
+    with pytest.raises(UserError, match=r"not JambaForCausalLM: its pattern 'MMM' has no attention block"):
+        to_hf(str(tmp_path / "m.safetensors"), str(tmp_path / "m"))

@@ -101,11 +101,8 @@ def config_from_hf(hf):
 
 
 def _layer_period(pattern):
-    """(attn_layer_period, attn_layer_offset) whose layer types are `pattern`, or None. A pattern without
-    attention takes an offset past its last layer."""
+    """(attn_layer_period, attn_layer_offset) whose layer types are `pattern` (which holds an "A"), or None."""
     n = len(pattern)
-    if ATTENTION not in pattern:
-        return n + 1, n
     offset = pattern.index(ATTENTION)
     for period in range(offset + 1, n + 2):
         if pattern == "".join(ATTENTION if i % period == offset else MAMBA for i in range(n)):
@@ -116,6 +113,8 @@ def _layer_period(pattern):
 def unfit(cfg):
     """Why the hybridref config cannot be a JambaForCausalLM, or None when it can."""
     pattern, letters = cfg["pattern"], set(cfg["pattern"])
+    if ATTENTION not in letters:  # transformers' JambaModel cannot run a cache without an attention layer
+        return f"its pattern {pattern!r} has no attention block, which transformers' Jamba needs"
     if not letters <= {MAMBA, ATTENTION} or _layer_period(pattern) is None:
         return f"its pattern {pattern!r} is not Mamba blocks with attention every attn_layer_period-th one"
     widths = {cfg["mlp_hidden"][letter] for letter in letters}
