@@ -38,6 +38,20 @@ def randomize(model, torch, special=None):
     return model.eval()
 
 
+def convert_variants(root, variants, build):
+    """{name: (transformers model, its folder, the converted checkpoint)}: build(**options) of each variant
+    saved under `root` and converted with from_hf."""
+    from hybridref.convert import from_hf
+    out = {}
+    for name, options in variants.items():
+        model = build(**options)
+        model.save_pretrained(root / name)
+        ckpt = str(root / f"{name}.safetensors")
+        from_hf(str(root / name), ckpt)
+        out[name] = model, root / name, ckpt
+    return out
+
+
 def hf_logits(model, ids, torch):
     with torch.no_grad():
         return model(torch.from_numpy(ids)).logits.numpy()

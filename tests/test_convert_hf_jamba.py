@@ -13,7 +13,8 @@ import re
 import numpy as np
 import pytest
 
-from hf_check import check_greedy, check_logits, check_round_trip, hf_logits, ids_of, randomize, refused
+from hf_check import (check_greedy, check_logits, check_round_trip, convert_variants, hf_logits, ids_of, randomize,
+                      refused)
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
@@ -54,15 +55,7 @@ def jamba_model(**options):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """{variant: (transformers model, its folder, the converted checkpoint)}"""
-    root, out = tmp_path_factory.mktemp("hf_jamba"), {}
-    for name, options in VARIANTS.items():
-        model = jamba_model(**options)
-        folder = root / name
-        model.save_pretrained(folder)
-        ckpt = str(root / f"{name}.safetensors")
-        from_hf(str(folder), ckpt)
-        out[name] = model, folder, ckpt
-    return out
+    return convert_variants(tmp_path_factory.mktemp("hf_jamba"), VARIANTS, jamba_model)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
