@@ -609,16 +609,25 @@ def _evaluate_mnist(be, checkpoint, ckpt, split, batch_size, data_dir, as_json):
               help="Run nothing: write the table and the plot from --out's results.jsonl.")
 @click.option("--threads", type=ThreadCount(), default=1, show_default=True,
               help="OpenMP threads of the C kernels in each cell.")
-def experiment(name, quick, out, resume, report_only, threads):
+@click.option("--only", "only", multiple=True, metavar="KEY=V1,V2",
+              help="Run only the cells whose KEY is one of the values (repeat to narrow further), e.g. "
+                   "--only seed=0 --only preset=samba,jamba; --resume later runs the rest.")
+def experiment(name, quick, out, resume, report_only, threads, only):
     """Run a measured experiment: each cell of its grid in its own process, one JSON line per cell in
     OUT/results.jsonl as it is measured, then the table OUT/NAME.md and the plot OUT/NAME.png."""
     from .experiments.runner import default_out, run_experiment, write_report
 
+    selection = []
+    for item in only:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise click.BadParameter(f"{item!r} is not KEY=V1,V2 (e.g. seed=0)", param_hint="--only")
+        selection.append((key, set(values.split(","))))
     if report_only:
         paths = write_report(name, out or default_out(name, quick), quick)
     else:
         _, paths = run_experiment(name, quick=quick, out=out, resume=resume, threads=threads,
-                                  echo=lambda line: click.echo(line, err=True))
+                                  echo=lambda line: click.echo(line, err=True), only=selection)
     click.echo("wrote " + ", ".join(map(str, paths)))
 
 

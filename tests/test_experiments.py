@@ -122,6 +122,24 @@ def test_interrupted_run_resumes(scaling_run, tmp_path):
     assert len(resumed) == len(lines) - 2 and _lines(tmp_path / RESULTS) == lines
 
 
+def test_only_runs_a_subset_then_resume_runs_the_rest(tmp_path):
+    """--only model=hyena runs that model's cells alone; --resume without it measures the others once;
+    a key or value the grid lacks is refused with the grid's keys or values."""
+    run_experiment("scaling", quick=True, out=tmp_path, echo=lambda line: None, only=[("model", {"hyena"})])
+    first = _lines(tmp_path / RESULTS)
+    assert [r["cell"] for r in first] == [c for c in scaling.cells(quick=True) if c["model"] == "hyena"]
+    run_experiment("scaling", quick=True, out=tmp_path, resume=True, echo=lambda line: None)
+    cells = [r["cell"] for r in _lines(tmp_path / RESULTS)]
+    assert sorted(map(str, cells)) == sorted(map(str, scaling.cells(quick=True))) and cells[:len(first)] == [
+        r["cell"] for r in first]
+    with pytest.raises(UserError, match="no key 'preset'.*'T', 'kind', 'model'"):
+        run_experiment("scaling", quick=True, out=tmp_path, resume=True, only=[("preset", {"hybrid"})])
+    with pytest.raises(UserError, match="no cell has model mambo; the grid has attention"):
+        run_experiment("scaling", quick=True, out=tmp_path, resume=True, only=[("model", {"mambo"})])
+    result = CliRunner().invoke(main, ["experiment", "scaling", "--quick", "--out", str(tmp_path), "--only", "seed"])
+    assert result.exit_code == 2 and "is not KEY=V1,V2" in result.output
+
+
 def test_results_of_another_grid_are_refused(scaling_run, tmp_path):
     out, _, _ = scaling_run
     (tmp_path / RESULTS).write_text((out / RESULTS).read_text())

@@ -145,9 +145,26 @@ def measure_cell(name, cell, quick, threads, time_cap, memory_cap):
     return status, (payload if status == "skipped" else None), (payload if status == "done" else {}), peak, wall
 
 
-def run_experiment(name, quick=False, out=None, resume=False, threads=1, echo=print, memory_cap=MEMORY_CAP):
-    """Measure every cell of experiment `name` not yet in OUT/results.jsonl, then write the report;
-    -> (records, paths of the report files)."""
+def select_cells(cells, only):
+    """The cells matching every (key, values) of `only` (cell[key] printed as str is one of values): a
+    subset of a grid to run first, e.g. one seed of some presets; the rest stays for a later --resume."""
+    for key, values in only:
+        known = {str(cell[key]) for cell in cells if key in cell}
+        if not known:
+            raise UserError(f"--only {key}=...: the grid's cells have no key {key!r}; they have "
+                            f"{sorted({k for cell in cells for k in cell})}")
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"--only {key}=...: no cell has {key} {', '.join(unknown)}; the grid has "
+                            f"{', '.join(sorted(known))}")
+        cells = [cell for cell in cells if str(cell.get(key)) in values]
+    return cells
+
+
+def run_experiment(name, quick=False, out=None, resume=False, threads=1, echo=print, memory_cap=MEMORY_CAP,
+                   only=()):
+    """Measure every cell of experiment `name` (those matching `only`: see select_cells) not yet in
+    OUT/results.jsonl, then write the report; -> (records, paths of the report files)."""
     exp = load_experiment(name)
     from ..backends import get_backend
     try:
@@ -162,7 +179,7 @@ def run_experiment(name, quick=False, out=None, resume=False, threads=1, echo=pr
     out.mkdir(parents=True, exist_ok=True)
     records = read_results(path, name, quick)
     finished = {cell_key(r["cell"]) for r in records}
-    cells = exp.cells(quick)
+    cells = select_cells(exp.cells(quick), only)
     time_cap = exp.TIME_CAP_S["quick" if quick else "full"]
     host = machine()
     for i, cell in enumerate(cells, 1):
