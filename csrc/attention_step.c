@@ -111,7 +111,7 @@ int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, f
     int H = c[AT_H], Hk = c[AT_HK], P = c[AT_P], L = c[AT_L], W3 = (H + 2 * Hk) * P;
     float *kc = layer->state[AT_K_CACHE], *vc = layer->state[AT_V_CACHE];
     float *qkv = scratch, *q = qkv + (size_t)B * W3, *k = q + (size_t)B * H * P, *v = k + (size_t)B * Hk * P;
-    int st = hr_dec_linear(x, layer->w[AT_QKV_W], NULL, qkv, B, Din, W3);
+    int st = hr_dec_linear(x, hr_dec_w(layer, AT_QKV_W), NULL, qkv, B, Din, W3);
     if (st != HR_OK) return st;
     hr_dec_cols(q, qkv, B, W3, 0, H * P);
     hr_dec_cols(k, qkv, B, W3, H * P, Hk * P);
@@ -138,5 +138,5 @@ int hr_attention_step(const dec_layer *layer, float *h, float *scratch, int B, i
     const int *c = layer->ints;
     float *o = scratch + (size_t)B * (2 * (c[AT_H] + 2 * c[AT_HK])) * c[AT_P];
     int st = hr_attention_attend_step(layer, h, o, scratch, B, D, pos);
-    return st != HR_OK ? st : hr_dec_linear(o, layer->w[AT_OUT_W], layer->w[AT_OUT_B], h, B, c[AT_H] * c[AT_P], D);
+    return st != HR_OK ? st : hr_dec_linear(o, hr_dec_w(layer, AT_OUT_W), layer->w[AT_OUT_B], h, B, c[AT_H] * c[AT_P], D);
 }

@@ -5,7 +5,8 @@
  * cffi boundary):
  *   cfg   ints: DEC_HEADER = [V, D, n_layers, norm (0 RMSNorm, 1 LayerNorm), embed (the index of the state
  *         buffer (B,D) that receives each step's token embeddings, the side input "embed" of Zamba's
- *         shared block; -1: none)], then per layer
+ *         shared block; -1: none), wtypes (where in cfg the element type of each weight of w starts, one
+ *         int per pointer: DEC_F32, or DEC_BF16 for the matrices of the `weights="bf16"` option)], then per layer
  *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU),
  *         where its mixer's ints, floats, weights and states start in cfg, fcfg, w and state, where the
  *         record of its mixture-of-experts MLP starts in cfg (-1: a dense MLP; the mlp kind is then
@@ -40,8 +41,8 @@
 #include "decode.h"
 #include "moe_step.h"
 
-enum { DEC_HEADER = 5, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
-enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED };                                 /* cfg header */
+enum { DEC_HEADER = 6, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
+enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED, H_WTYPES };                       /* cfg header */
 enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE, L_MOE };        /* per-layer ints */
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
 enum { B_NORM1_W, B_NORM1_B, B_NORM2_W, B_NORM2_B, B_FC_W, B_FC_B, B_PROJ_W, B_PROJ_B, DEC_BLOCK_W };
@@ -92,24 +93,51 @@ int hr_decode_kind(const char *name) {
     return -1;
 }
 
-int hr_dec_linear(const float *x, const float *w, const float *b, float *y, int M, int K, int N) {
-    if (M >= DEC_GEMM_ROWS) return hr_linear_forward(x, w, b, y, M, K, N);
+/* n live weights of row n of w from column k on, as float32: a bfloat16 weight is widened exactly (a 16-bit
+ * shift), so the products below are float32 FMAs on the weights' values either way */
+static inline hr_vec dec_wload(const void *w, int dtype, size_t n, int K, int k, int live) {
+    if (dtype == DEC_BF16) return hr_vload_bf16((const uint16_t *)w + n * K + k, live);
+    return hr_vload((const float *)w + n * K + k, live);
+}
+
+/* The GEMV y = x wᵀ + b of hr_dec_linear, each weight row read once for the M rows of x. Always inlined
+ * with a constant dtype, so each element type gets its own loop without a branch in it. */
+static inline __attribute__((always_inline)) void dec_gemv(const float *x, const void *w, int dtype, const float *b,
+                                                          float *y, int M, int K, int N) {
     #pragma omp parallel for schedule(static) if ((long)N * K > 16384)
     for (int n = 0; n < N; n++) {
-        const float *wr = w + (size_t)n * K;
         for (int m = 0; m < M; m++) {
             const float *xr = x + (size_t)m * K;
             hr_vec acc0 = hr_vzero(), acc1 = hr_vzero();
             int k = 0;
             for (; k + 2 * HR_VW <= K; k += 2 * HR_VW) {
-                acc0 = hr_vfma(hr_vload(wr + k, HR_VW), hr_vload(xr + k, HR_VW), acc0);
-                acc1 = hr_vfma(hr_vload(wr + k + HR_VW, HR_VW), hr_vload(xr + k + HR_VW, HR_VW), acc1);
+                acc0 = hr_vfma(dec_wload(w, dtype, n, K, k, HR_VW), hr_vload(xr + k, HR_VW), acc0);
+                acc1 = hr_vfma(dec_wload(w, dtype, n, K, k + HR_VW, HR_VW), hr_vload(xr + k + HR_VW, HR_VW), acc1);
             }
-            for (; k < K; k += HR_VW) acc0 = hr_vfma(hr_vload(wr + k, K - k), hr_vload(xr + k, K - k), acc0);
+            for (; k < K; k += HR_VW)
+                acc0 = hr_vfma(dec_wload(w, dtype, n, K, k, K - k), hr_vload(xr + k, K - k), acc0);
             y[(size_t)m * N + n] = hr_vhsum(hr_vadd(acc0, acc1)) + (b ? b[n] : 0.0f);
         }
     }
+}
+
+int hr_dec_linear(const float *x, dec_matrix w, const float *b, float *y, int M, int K, int N) {
+    if (w.dtype == DEC_BF16) dec_gemv(x, w.data, DEC_BF16, b, y, M, K, N);  /* no bfloat16 GEMM: the GEMV at any M */
+    else if (M >= DEC_GEMM_ROWS) return hr_linear_forward(x, w.data, b, y, M, K, N);
+    else dec_gemv(x, w.data, DEC_F32, b, y, M, K, N);
     return HR_OK;
+}
+
+/* x (B,D) = table[ids]: a float32 table's rows copied (hr_embedding_forward), a bfloat16 table's widened */
+static void dec_embed(const int64_t *ids, dec_matrix table, float *x, int B, int D) {
+    if (table.dtype != DEC_BF16) {
+        hr_embedding_forward(ids, table.data, x, B, D);
+        return;
+    }
+    for (int b = 0; b < B; b++) {
+        const uint16_t *row = (const uint16_t *)table.data + (size_t)ids[b] * D;
+        HR_VLOOP(k, n, D, { hr_vstore(x + (size_t)b * D + k, hr_vload_bf16(row + k, n), n); });
+    }
 }
 
 int hr_dec_conv_step(const float *x, const float *w, const float *bias, float *conv, float *y, int B, int C, int W) {
@@ -150,9 +178,10 @@ static size_t dec_fc_width(int mlp_kind, int hidden) {
  *   MLP_GELU:       proj(GELU(fc h))
  *   MLP_GATED_GELU: proj(GELU(gate) ⊙ up), [gate | up] = fc h
  *   MLP_SWIGLU:     proj(SiLU(gate) ⊙ up), [gate | up] = fc h */
-static int dec_mlp(int mlp_kind, const float *const *bw, float *h, float *fc, float *act, int B, int D, int hidden) {
+int hr_dec_mlp(int mlp_kind, dec_matrix fc_w, const float *fc_b, dec_matrix proj_w, const float *proj_b, float *h,
+               float *fc, float *act, int B, int D, int hidden) {
     int width = (int)dec_fc_width(mlp_kind, hidden);
-    int st = hr_dec_linear(h, bw[B_FC_W], bw[B_FC_B], fc, B, D, width);
+    int st = hr_dec_linear(h, fc_w, fc_b, fc, B, D, width);
     if (st != HR_OK) return st;
     if (dec_gated(mlp_kind)) {
         hr_dec_cols(act, fc, B, width, 0, hidden);
@@ -163,18 +192,13 @@ static int dec_mlp(int mlp_kind, const float *const *bw, float *h, float *fc, fl
     } else {
         hr_gelu_forward(fc, act, (long)B * hidden);
     }
-    return hr_dec_linear(act, bw[B_PROJ_W], bw[B_PROJ_B], h, B, hidden, D);
-}
-
-int hr_dec_mlp(int mlp_kind, const float *fc_w, const float *fc_b, const float *proj_w, const float *proj_b, float *h,
-               float *fc, float *act, int B, int D, int hidden) {
-    const float *bw[DEC_BLOCK_W] = {[B_FC_W] = fc_w, [B_FC_B] = fc_b, [B_PROJ_W] = proj_w, [B_PROJ_B] = proj_b};
-    return dec_mlp(mlp_kind, bw, h, fc, act, B, D, hidden);
+    return hr_dec_linear(act, proj_w, proj_b, h, B, hidden, D);
 }
 
 static dec_layer dec_layer_at(const int *cfg, const float *fcfg, const float *const *w, float *const *state, int l) {
     const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
-    dec_layer layer = {cfg + lc[L_INTS], fcfg + lc[L_FLOATS], w + lc[L_W] + DEC_BLOCK_W, state + lc[L_STATE]};
+    int at = lc[L_W] + DEC_BLOCK_W;
+    dec_layer layer = {cfg + lc[L_INTS], fcfg + lc[L_FLOATS], w + at, cfg + cfg[H_WTYPES] + at, state + lc[L_STATE]};
     return layer;
 }
 
@@ -208,8 +232,9 @@ static int dec_step(const int *cfg, const float *fcfg, const float *const *w, fl
     size_t n = (size_t)B * D, wide = (size_t)B * HR_MAX(D, V);
     float *h = x + n, *fc = h + wide, *act = fc + (size_t)B * mlp, *mean = act + (size_t)B * mlp, *rstd = mean + B,
           *scratch = rstd + B;
+    const int *wtype = cfg + cfg[H_WTYPES];
     int st = HR_OK;
-    hr_embedding_forward(ids, w[G_EMBED], x, B, D);
+    dec_embed(ids, hr_dec_slot(w, wtype, G_EMBED), x, B, D);
     if (cfg[H_EMBED] >= 0) memcpy(state[cfg[H_EMBED]], x, n * sizeof(float));
     dec_lap(DEC_PROF_EMBED, t);
     for (int l = 0; l < nl && st == HR_OK; l++) {
@@ -227,8 +252,10 @@ static int dec_step(const int *cfg, const float *fcfg, const float *const *w, fl
         if (hidden == 0) continue;
         dec_norm(norm, x, bw[B_NORM2_W], bw[B_NORM2_B], h, mean, rstd, B, D, eps);
         dec_lap(DEC_PROF_NORM, t);
-        st = lc[L_MOE] >= 0 ? hr_moe_step(cfg + lc[L_MOE], w, h, B, D, hidden)
-                            : dec_mlp(lc[L_MLP_KIND], bw, h, fc, act, B, D, hidden);
+        const int *bt = wtype + lc[L_W];
+        st = lc[L_MOE] >= 0 ? hr_moe_step(cfg + lc[L_MOE], w, wtype, h, B, D, hidden)
+                            : hr_dec_mlp(lc[L_MLP_KIND], hr_dec_slot(bw, bt, B_FC_W), bw[B_FC_B],
+                                         hr_dec_slot(bw, bt, B_PROJ_W), bw[B_PROJ_B], h, fc, act, B, D, hidden);
         dec_lap(DEC_PROF_MLP, t);
         if (st == HR_OK) dec_add(x, h, n);
         dec_lap(DEC_PROF_ADD, t);
@@ -236,7 +263,7 @@ static int dec_step(const int *cfg, const float *fcfg, const float *const *w, fl
     if (st == HR_OK) {
         dec_norm(norm, x, w[G_NORM_W], w[G_NORM_B], h, mean, rstd, B, D, eps);
         dec_lap(DEC_PROF_NORM, t);
-        st = hr_dec_linear(h, w[G_HEAD_W], w[G_HEAD_B], logits, B, D, V);
+        st = hr_dec_linear(h, hr_dec_slot(w, wtype, G_HEAD_W), w[G_HEAD_B], logits, B, D, V);
         float cap = fcfg[1];
         if (cap > 0.0f)
             for (size_t i = 0; i < (size_t)B * V; i++) logits[i] = cap * tanhf(logits[i] / cap);

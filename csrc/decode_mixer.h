@@ -9,12 +9,41 @@
 #define HR_DECODE_MIXER_H
 #include "common.h"
 
+/* The element type of a weight matrix: the decoder's `weights` option (backends/c/decode.py) stores the
+ * matrices of its Linear layers and its embedding in bfloat16 (DEC_BF16: the top 16 bits of a float32,
+ * rounded to nearest even) to halve the bytes a step reads; every other weight is float32. */
+enum { DEC_F32, DEC_BF16 };
+
+/* A weight matrix (N,K), row-major, of element type `dtype`, as the GEMV hr_dec_linear reads it. */
+typedef struct {
+    const void *data;
+    int dtype;
+} dec_matrix;
+
 typedef struct {
     const int *ints;
     const float *floats;
     const float *const *w;
+    const int *wtype;  /* wtype[i]: the element type of w[i] (DEC_F32 or DEC_BF16) */
     float *const *state;
 } dec_layer;
+
+/* the matrix in weight slot i of an array w whose element types are wtype */
+static inline dec_matrix hr_dec_slot(const float *const *w, const int *wtype, int i) {
+    dec_matrix m = {w[i], wtype[i]};
+    return m;
+}
+
+/* the matrix in weight slot i of a layer's record */
+static inline dec_matrix hr_dec_w(const dec_layer *layer, int i) {
+    return hr_dec_slot(layer->w, layer->wtype, i);
+}
+
+/* m from its element `offset` on (the rows of one block or expert of a stacked matrix) */
+static inline dec_matrix hr_dec_offset(dec_matrix m, size_t offset) {
+    m.data = (const char *)m.data + offset * (m.dtype == DEC_BF16 ? sizeof(uint16_t) : sizeof(float));
+    return m;
+}
 
 /* One line per mixer kind the C decoder can step: X(name) for csrc/<name>_step.c, which defines
  *   int hr_<name>_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos);
@@ -28,8 +57,9 @@ typedef struct {
 HR_DECODE_KINDS(HR_DECODE_DECLARE)
 #undef HR_DECODE_DECLARE
 
-/* y = x wᵀ + b: x (M,K), w (N,K), b (N,) or NULL -> y (M,N); a GEMV below DEC_GEMM_ROWS rows. */
-int hr_dec_linear(const float *x, const float *w, const float *b, float *y, int M, int K, int N);
+/* y = x wᵀ + b: x (M,K), w (N,K) float32 or bfloat16, b (N,) or NULL -> y (M,N), in float32; a GEMV below
+ * DEC_GEMM_ROWS rows of float32 weights (hr_gemm from there), at every M for bfloat16 weights. */
+int hr_dec_linear(const float *x, dec_matrix w, const float *b, float *y, int M, int K, int N);
 /* One token of a depthwise causal conv whose state `conv` (B, W−1, C) holds the previous W−1 inputs:
  * y = conv1d(concat(conv, x)) for x (B, C) -> y (B, C), then conv <- its last W−1 rows (x appended). */
 int hr_dec_conv_step(const float *x, const float *w, const float *bias, float *conv, float *y, int B, int C, int W);
@@ -38,7 +68,7 @@ void hr_dec_cols(float *dst, const float *src, int M, int ld, int off, int n);
 /* h (B,D) -> MLP(h) (B,D) over h, of the decoder's MLP kind `mlp_kind` (decode.c's MLP_*, which
  * backends/c/decode.py gives a record); fc, act: scratch of B·(2·)hidden floats each (2· when gated).
  * For kinds that hold an MLP of their own (Zamba's shared block). */
-int hr_dec_mlp(int mlp_kind, const float *fc_w, const float *fc_b, const float *proj_w, const float *proj_b, float *h,
+int hr_dec_mlp(int mlp_kind, dec_matrix fc_w, const float *fc_b, dec_matrix proj_w, const float *proj_b, float *h,
                float *fc, float *act, int B, int D, int hidden);
 /* The attention step up to the heads' outputs (csrc/attention_step.c): x (B,Din) -> o (B,H·P), the KV
  * cache of the attention record `layer` advanced; scratch as hr_attention_step's. */

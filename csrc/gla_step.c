@@ -40,14 +40,14 @@ int hr_gla_step(const dec_layer *layer, float *h, float *scratch, int B, int D, 
           *v = gk + (size_t)B * K, *g = v + (size_t)B * V, *o = g + (size_t)B * V, *z = o + (size_t)B * V,
           *rstd = z + (size_t)B * R;
     (void)pos;
-    int st = hr_dec_linear(h, layer->w[GL_IN_W], NULL, proj, B, D, W);
+    int st = hr_dec_linear(h, hr_dec_w(layer, GL_IN_W), NULL, proj, B, D, W);
     if (st != HR_OK) return st;
     hr_dec_cols(q, proj, B, W, 0, K);
     hr_dec_cols(k, proj, B, W, K, K);
     hr_dec_cols(v, proj, B, W, 2 * K, V);
     hr_dec_cols(g, proj, B, W, 2 * K + V, V);
     hr_dec_cols(z, proj, B, W, 2 * K + 2 * V, R);
-    st = hr_dec_linear(z, layer->w[GL_GK_W], layer->w[GL_GK_B], gk, B, R, K);
+    st = hr_dec_linear(z, hr_dec_w(layer, GL_GK_W), layer->w[GL_GK_B], gk, B, R, K);
     if (st != HR_OK) return st;
     /* gk = logsigmoid(x) / n = −softplus(−x) / n */
     float neg_inv_n = -1.0f / f[GL_NORMALIZER];
@@ -58,5 +58,5 @@ int hr_gla_step(const dec_layer *layer, float *h, float *scratch, int B, int D, 
     if (st != HR_OK) return st;
     hr_rmsnorm_forward(o, layer->w[GL_NORM_W], o, rstd, B * H, Vh, f[GL_EPS]); /* per head: (B·H, Vh) */
     hr_silu_gate_forward(o, g, o, (long)B * V);
-    return hr_dec_linear(o, layer->w[GL_OUT_W], NULL, h, B, V, D);
+    return hr_dec_linear(o, hr_dec_w(layer, GL_OUT_W), NULL, h, B, V, D);
 }

@@ -66,7 +66,7 @@ int hr_hyena_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     const float *const *w = layer->w;
     int N = c[HS_N], W = c[HS_W], M = c[HS_M], width = (N + 1) * D;
     float *z = scratch, *zc = z + (size_t)B * width, *v = zc + (size_t)B * width;
-    int st = hr_dec_linear(h, w[HS_IN_W], w[HS_IN_B], z, B, D, width);
+    int st = hr_dec_linear(h, hr_dec_w(layer, HS_IN_W), w[HS_IN_B], z, B, D, width);
     if (st == HR_OK) st = hr_dec_conv_step(z, w[HS_CONV_W], w[HS_CONV_B], layer->state[HS_CONV], zc, B, width, W);
     if (st != HR_OK) return st;
     hr_dec_cols(v, zc, B, width, N * D, D);
@@ -75,5 +75,5 @@ int hr_hyena_step(const dec_layer *layer, float *h, float *scratch, int B, int D
                      w[HS_FILTER] + (size_t)o * D, (N - 1) * D, w[HS_FILTER_B] + (size_t)o * D, B, D, M, pos);
     for (int b = 0; b < B; b++)
         for (int i = 0; i < D; i++) v[(size_t)b * D + i] *= zc[(size_t)b * width + i];
-    return hr_dec_linear(v, w[HS_OUT_W], w[HS_OUT_B], h, B, D, D);
+    return hr_dec_linear(v, hr_dec_w(layer, HS_OUT_W), w[HS_OUT_B], h, B, D, D);
 }

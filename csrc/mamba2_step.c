@@ -40,7 +40,7 @@ int hr_mamba2_step(const dec_layer *layer, float *h, float *scratch, int B, int 
           *x = xbc_act + (size_t)B * C, *v = x + (size_t)B * Din, *Bm = v + (size_t)B * Din, *Cm = Bm + (size_t)B * GN,
           *delta = Cm + (size_t)B * GN, *g = delta + (size_t)B * H, *rstd = g + (size_t)B * H;
     (void)pos;
-    int st = hr_dec_linear(h, w[M2_IN_W], NULL, zx, B, D, E); /* [z | xBC | dt] */
+    int st = hr_dec_linear(h, hr_dec_w(layer, M2_IN_W), NULL, zx, B, D, E); /* [z | xBC | dt] */
     if (st != HR_OK) return st;
     hr_dec_cols(z, zx, B, E, 0, Din);
     hr_dec_cols(xbc, zx, B, E, Din, C);
@@ -81,5 +81,5 @@ int hr_mamba2_step(const dec_layer *layer, float *h, float *scratch, int B, int 
     for (int r = 0; r < B * G; r++)
         hr_rmsnorm_forward(gated + (size_t)r * gs, w[M2_NORM_W] + (size_t)(r % G) * gs, normed + (size_t)r * gs,
                            rstd, 1, gs, layer->floats[M2_EPS]);
-    return hr_dec_linear(normed, w[M2_OUT_W], NULL, h, B, Din, D);
+    return hr_dec_linear(normed, hr_dec_w(layer, M2_OUT_W), NULL, h, B, Din, D);
 }

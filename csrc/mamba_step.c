@@ -38,14 +38,14 @@ int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D
           *x = x_conv + (size_t)B * Din, *dbc = x + (size_t)B * Din, *dt = dbc + (size_t)B * E,
           *Bm = dt + (size_t)B * R, *Cm = Bm + (size_t)B * N;
     (void)pos;
-    int st = hr_dec_linear(h, w[MB_IN_W], NULL, xz, B, D, 2 * Din);
+    int st = hr_dec_linear(h, hr_dec_w(layer, MB_IN_W), NULL, xz, B, D, 2 * Din);
     if (st != HR_OK) return st;
     hr_dec_cols(x_in, xz, B, 2 * Din, 0, Din);
     hr_dec_cols(z, xz, B, 2 * Din, Din, Din);
     st = hr_dec_conv_step(x_in, w[MB_CONV_W], w[MB_CONV_B], conv, x_conv, B, Din, W);
     if (st != HR_OK) return st;
     hr_silu_forward(x_conv, x, (long)B * Din);
-    st = hr_dec_linear(x, w[MB_XPROJ_W], NULL, dbc, B, Din, E); /* dbc = [dt | B | C] */
+    st = hr_dec_linear(x, hr_dec_w(layer, MB_XPROJ_W), NULL, dbc, B, Din, E); /* dbc = [dt | B | C] */
     if (st != HR_OK) return st;
     hr_dec_cols(dt, dbc, B, E, 0, R);
     hr_dec_cols(Bm, dbc, B, E, R, N);
@@ -57,12 +57,12 @@ int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D
         hr_rmsnorm_forward(Cm, w[MB_C_NORM_W], Cm, rstd, B, N, eps);
     }
     float *delta = x_conv, *y = x_in; /* reuse: x_conv and x_in are dead from here on */
-    st = hr_dec_linear(dt, w[MB_DTPROJ_W], w[MB_DTPROJ_B], delta, B, R, Din);
+    st = hr_dec_linear(dt, hr_dec_w(layer, MB_DTPROJ_W), w[MB_DTPROJ_B], delta, B, R, Din);
     if (st != HR_OK) return st;
     hr_softplus_forward(delta, delta, (long)B * Din);
     st = hr_selective_scan_forward(x, delta, w[MB_A], Bm, Cm, w[MB_D], ssm, y, ssm, B, 1, Din, N);
     if (st != HR_OK) return st;
     float *gated = x;
     hr_silu_gate_forward(y, z, gated, (long)B * Din);
-    return hr_dec_linear(gated, w[MB_OUT_W], NULL, h, B, Din, D);
+    return hr_dec_linear(gated, hr_dec_w(layer, MB_OUT_W), NULL, h, B, Din, D);
 }

@@ -19,9 +19,10 @@
 enum { MS_E, MS_K, MS_NORMALIZE, MS_KIND, MS_FC_WIDTH, MS_W };       /* ints */
 enum { MS_ROUTER, MS_FC_W, MS_FC_B, MS_PROJ_W, MS_PROJ_B };          /* weights from w_at */
 
-int hr_moe_step(const int *rec, const float *const *w, float *h, int B, int D, int hidden) {
+int hr_moe_step(const int *rec, const float *const *w, const int *wtype, float *h, int B, int D, int hidden) {
     const int E = rec[MS_E], k = rec[MS_K], F = rec[MS_FC_WIDTH];
     const float *const *mw = w + rec[MS_W];
+    const int *mt = wtype + rec[MS_W];
     const size_t rows = (size_t)B * k;
     /* scratch: stats (2E+2 doubles), experts, slot_pos (B·k int64), offsets (E+1 int64), then floats:
      * logits, probs (B·E), lse (B), weights (B·k), xs (B·k·D), fc (B·k·F), act (B·k·hidden) */
@@ -32,15 +33,17 @@ int hr_moe_step(const int *rec, const float *const *w, float *h, int B, int D, i
     int64_t *experts = (int64_t *)(stats + 2 * E + 2), *slot_pos = experts + rows, *offsets = slot_pos + rows;
     float *logits = (float *)(offsets + E + 1), *probs = logits + (size_t)B * E, *lse = probs + (size_t)B * E,
           *weights = lse + B, *xs = weights + rows, *fc = xs + rows * D, *act = fc + rows * F;
-    int st = hr_dec_linear(h, mw[MS_ROUTER], NULL, logits, B, D, E);
+    int st = hr_dec_linear(h, hr_dec_slot(mw, mt, MS_ROUTER), NULL, logits, B, D, E);
     if (st == HR_OK) st = hr_moe_route_forward(logits, experts, weights, probs, lse, stats, B, E, k, rec[MS_NORMALIZE]);
     if (st == HR_OK) st = hr_moe_dispatch_forward(h, experts, xs, slot_pos, offsets, B, D, k, E);
     for (int e = 0; e < E && st == HR_OK; e++) {
         const int n = (int)(offsets[e + 1] - offsets[e]);
         if (n == 0) continue;
-        st = hr_dec_mlp(rec[MS_KIND], mw[MS_FC_W] + (size_t)e * F * D, mw[MS_FC_B] ? mw[MS_FC_B] + (size_t)e * F : NULL,
-                        mw[MS_PROJ_W] + (size_t)e * D * hidden, mw[MS_PROJ_B] ? mw[MS_PROJ_B] + (size_t)e * D : NULL,
-                        xs + offsets[e] * D, fc, act, n, D, hidden);
+        dec_matrix fc_w = hr_dec_offset(hr_dec_slot(mw, mt, MS_FC_W), (size_t)e * F * D);
+        dec_matrix proj_w = hr_dec_offset(hr_dec_slot(mw, mt, MS_PROJ_W), (size_t)e * D * hidden);
+        const float *fc_b = mw[MS_FC_B] ? mw[MS_FC_B] + (size_t)e * F : NULL;
+        const float *proj_b = mw[MS_PROJ_B] ? mw[MS_PROJ_B] + (size_t)e * D : NULL;
+        st = hr_dec_mlp(rec[MS_KIND], fc_w, fc_b, proj_w, proj_b, xs + offsets[e] * D, fc, act, n, D, hidden);
     }
     if (st == HR_OK) hr_moe_combine_forward(xs, slot_pos, weights, h, B, D, k);
     free(stats);

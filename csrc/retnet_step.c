@@ -37,7 +37,7 @@ int hr_retnet_step(const dec_layer *layer, float *h, float *scratch, int B, int 
     float *S = layer->state[RN_S];
     float *proj = scratch, *q = proj + (size_t)B * W, *k = q + (size_t)B * K, *v = k + (size_t)B * K,
           *g = v + (size_t)B * V, *o = g + (size_t)B * V, *decay = o + (size_t)B * V, *rstd = decay + (size_t)B * H;
-    int st = hr_dec_linear(h, layer->w[RN_IN_W], NULL, proj, B, D, W);
+    int st = hr_dec_linear(h, hr_dec_w(layer, RN_IN_W), NULL, proj, B, D, W);
     if (st != HR_OK) return st;
     hr_dec_cols(q, proj, B, W, 0, K);
     hr_dec_cols(k, proj, B, W, K, K);
@@ -54,5 +54,5 @@ int hr_retnet_step(const dec_layer *layer, float *h, float *scratch, int B, int 
     if (st != HR_OK) return st;
     hr_rmsnorm_forward(o, layer->w[RN_NORM_W], o, rstd, B * H, Vh, f[RN_EPS]); /* per head: (B·H, Vh) */
     hr_silu_gate_forward(o, g, o, (long)B * V);
-    return hr_dec_linear(o, layer->w[RN_OUT_W], NULL, h, B, V, D);
+    return hr_dec_linear(o, hr_dec_w(layer, RN_OUT_W), NULL, h, B, V, D);
 }

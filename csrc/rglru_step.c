@@ -28,12 +28,12 @@ size_t hr_rglru_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* g (B,C) = x (B,C) through H diagonal blocks: g_h = x_h w_hᵀ + b_h, w (H,P,P), b (H,P); bin, bout (B,P) */
-static int rs_block_diagonal(const float *x, const float *w, const float *b, float *g, float *bin, float *bout, int B,
+static int rs_block_diagonal(const float *x, dec_matrix w, const float *b, float *g, float *bin, float *bout, int B,
                              int C, int H) {
     int P = C / H;
     for (int hd = 0; hd < H; hd++) {
         hr_dec_cols(bin, x, B, C, hd * P, P);
-        int st = hr_dec_linear(bin, w + (size_t)hd * P * P, b + (size_t)hd * P, bout, B, P, P);
+        int st = hr_dec_linear(bin, hr_dec_offset(w, (size_t)hd * P * P), b + (size_t)hd * P, bout, B, P, P);
         if (st != HR_OK) return st;
         for (int r = 0; r < B; r++)
             memcpy(g + (size_t)r * C + (size_t)hd * P, bout + (size_t)r * P, (size_t)P * sizeof(float));
@@ -50,11 +50,11 @@ int hr_rglru_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     float *conv = layer->state[RS_CONV], *state_h = layer->state[RS_STATE_H];
     float *y = scratch, *x_in = y + n, *x = x_in + n, *gx = x + n, *ga = gx + n, *a = ga + n, *xn = a + n,
           *bin = xn + n, *bout = bin + (size_t)B * (C / H);
-    int st = hr_dec_linear(h, w[RS_Y_W], w[RS_Y_B], y, B, D, C);
-    if (st == HR_OK) st = hr_dec_linear(h, w[RS_X_W], w[RS_X_B], x_in, B, D, C);
+    int st = hr_dec_linear(h, hr_dec_w(layer, RS_Y_W), w[RS_Y_B], y, B, D, C);
+    if (st == HR_OK) st = hr_dec_linear(h, hr_dec_w(layer, RS_X_W), w[RS_X_B], x_in, B, D, C);
     if (st == HR_OK) st = hr_dec_conv_step(x_in, w[RS_CONV_W], w[RS_CONV_B], conv, x, B, C, W);
-    if (st == HR_OK) st = rs_block_diagonal(x, w[RS_IG_W], w[RS_IG_B], gx, bin, bout, B, C, H);
-    if (st == HR_OK) st = rs_block_diagonal(x, w[RS_AG_W], w[RS_AG_B], ga, bin, bout, B, C, H);
+    if (st == HR_OK) st = rs_block_diagonal(x, hr_dec_w(layer, RS_IG_W), w[RS_IG_B], gx, bin, bout, B, C, H);
+    if (st == HR_OK) st = rs_block_diagonal(x, hr_dec_w(layer, RS_AG_W), w[RS_AG_B], ga, bin, bout, B, C, H);
     for (int b = 0; b < B && st == HR_OK; b++) { /* stream b at its position pos[b] */
         size_t r = (size_t)b * C;
         st = hr_rglru_gate_forward(x + r, gx + r, ga + r, w[RS_LAMBDA], a + r, xn + r, 1, 1, C, pos[b]);
@@ -64,5 +64,5 @@ int hr_rglru_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     if (st != HR_OK) return st;
     hr_gelu_forward(y, y, (long)n);
     for (size_t i = 0; i < n; i++) rec[i] *= y[i];
-    return hr_dec_linear(rec, w[RS_OUT_W], w[RS_OUT_B], h, B, C, D);
+    return hr_dec_linear(rec, hr_dec_w(layer, RS_OUT_W), w[RS_OUT_B], h, B, C, D);
 }

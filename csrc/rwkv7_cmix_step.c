@@ -29,8 +29,8 @@ int hr_rwkv7_cmix_step(const dec_layer *layer, float *h, float *scratch, int B, 
     (void)pos;
     hr_token_shift_forward(h, layer->w[CM_MIX], shift, xk, B, 1, C, 1);
     memcpy(shift, h, (size_t)B * C * sizeof(float));
-    int st = hr_dec_linear(xk, layer->w[CM_KEY], NULL, z, B, C, F);
+    int st = hr_dec_linear(xk, hr_dec_w(layer, CM_KEY), NULL, z, B, C, F);
     if (st != HR_OK) return st;
     for (long i = 0; i < (long)B * F; i++) z[i] = z[i] > 0.0f ? z[i] * z[i] : 0.0f; /* relu² */
-    return hr_dec_linear(z, layer->w[CM_VALUE], NULL, h, B, F, C);
+    return hr_dec_linear(z, hr_dec_w(layer, CM_VALUE), NULL, h, B, F, C);
 }

@@ -40,7 +40,7 @@ size_t hr_rwkv7_step_scratch(const dec_layer *layer, int B, int D) {
 enum { RW_IDENTITY, RW_TANH, RW_SIGMOID };
 
 /* y (B, C) = second(f(first(x))) + bias for the low-rank map x (B, C) -> (B, R) -> (B, C) */
-static int rw_low_rank(const float *x, const float *first, const float *second, const float *bias, float *low,
+static int rw_low_rank(const float *x, dec_matrix first, dec_matrix second, const float *bias, float *low,
                        float *y, int B, int C, int R, int f) {
     int st = hr_dec_linear(x, first, NULL, low, B, C, R);
     for (long i = 0; st == HR_OK && f != RW_IDENTITY && i < (long)B * R; i++)
@@ -68,23 +68,29 @@ int hr_rwkv7_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     }
     memcpy(shift, h, n * sizeof(float));
     const float *xr = x6[0], *xw = x6[1], *xk = x6[2], *xv = x6[3], *xa = x6[4], *xg = x6[5];
-    int st = hr_dec_linear(xr, wt[RW_R], NULL, r, B, C, C);
-    if (st == HR_OK) st = hr_dec_linear(xk, wt[RW_K], NULL, k, B, C, C);
-    if (st == HR_OK) st = hr_dec_linear(xv, wt[RW_V], NULL, v, B, C, C);
+    int st = hr_dec_linear(xr, hr_dec_w(layer, RW_R), NULL, r, B, C, C);
+    if (st == HR_OK) st = hr_dec_linear(xk, hr_dec_w(layer, RW_K), NULL, k, B, C, C);
+    if (st == HR_OK) st = hr_dec_linear(xv, hr_dec_w(layer, RW_V), NULL, v, B, C, C);
     /* w = exp(−e^{−0.5} σ(w0 + tanh(x_w W1) W2)) */
-    if (st == HR_OK) st = rw_low_rank(xw, wt[RW_W1], wt[RW_W2], wt[RW_W0], low, w, B, C, c[RW_RW], RW_TANH);
+    if (st == HR_OK)
+        st = rw_low_rank(xw, hr_dec_w(layer, RW_W1), hr_dec_w(layer, RW_W2), wt[RW_W0], low, w, B, C, c[RW_RW],
+                         RW_TANH);
     for (size_t i = 0; st == HR_OK && i < n; i++) w[i] = expf(-0.60653065971263342f * rw_sigmoid(w[i]));
     /* value residual: the first layer keeps its v, the later ones mix theirs with it */
     if (st == HR_OK && c[RW_FIRST]) {
         memcpy(vfirst, v, n * sizeof(float));
     } else if (st == HR_OK) {
-        st = rw_low_rank(xv, wt[RW_V1], wt[RW_V2], wt[RW_V0], low, o, B, C, c[RW_RV], RW_IDENTITY);
+        st = rw_low_rank(xv, hr_dec_w(layer, RW_V1), hr_dec_w(layer, RW_V2), wt[RW_V0], low, o, B, C, c[RW_RV],
+                         RW_IDENTITY);
         for (size_t i = 0; st == HR_OK && i < n; i++) v[i] += (vfirst[i] - v[i]) * rw_sigmoid(o[i]);
     }
     /* a = σ(a0 + x_a A1 A2); g = σ(x_g G1) G2 */
-    if (st == HR_OK) st = rw_low_rank(xa, wt[RW_A1], wt[RW_A2], wt[RW_A0], low, a, B, C, c[RW_RA], RW_IDENTITY);
+    if (st == HR_OK)
+        st = rw_low_rank(xa, hr_dec_w(layer, RW_A1), hr_dec_w(layer, RW_A2), wt[RW_A0], low, a, B, C, c[RW_RA],
+                         RW_IDENTITY);
     for (size_t i = 0; st == HR_OK && i < n; i++) a[i] = rw_sigmoid(a[i]);
-    if (st == HR_OK) st = rw_low_rank(xg, wt[RW_G1], wt[RW_G2], NULL, low, g, B, C, c[RW_RG], RW_SIGMOID);
+    if (st == HR_OK)
+        st = rw_low_rank(xg, hr_dec_w(layer, RW_G1), hr_dec_w(layer, RW_G2), NULL, low, g, B, C, c[RW_RG], RW_SIGMOID);
     if (st != HR_OK) return st;
     /* κ̂ = L2norm_head(k ⊙ k_k) (eps 1e-12); the delta rule's a = −κ̂, b = κ̂ ⊙ a; k ⊙ (1 + (a − 1) ⊙ k_a) */
     for (size_t row = 0; row < (size_t)B * H; row++) {
@@ -115,5 +121,5 @@ int hr_rwkv7_step(const dec_layer *layer, float *h, float *scratch, int B, int D
         for (int p = 0; p < P; p++) s += r[o0 + p] * k[o0 + p] * wt[RW_RK][ch + p];
         for (int p = 0; p < P; p++) o[o0 + p] = (o[o0 + p] + s * v[o0 + p]) * g[o0 + p];
     }
-    return hr_dec_linear(o, wt[RW_OUT], NULL, h, B, C, C);
+    return hr_dec_linear(o, hr_dec_w(layer, RW_OUT), NULL, h, B, C, C);
 }

@@ -27,6 +27,11 @@ static inline hr_vec hr_vload(const float *p, int n) {
 static inline hr_vec hr_vload_or(const float *p, int n, float fill) {
     return n >= HR_VW ? _mm512_loadu_ps(p) : _mm512_mask_loadu_ps(_mm512_set1_ps(fill), hr_vlanes(n), p);
 }
+/* n bfloat16 values widened to float32 (exact: a bfloat16 is the top half of a float32) */
+static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
+    __m256i h = n >= HR_VW ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(hr_vlanes(n), p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
 static inline void hr_vstore(float *p, hr_vec v, int n) {
     if (n >= HR_VW) _mm512_storeu_ps(p, v);
     else _mm512_mask_storeu_ps(p, hr_vlanes(n), v);
@@ -65,6 +70,16 @@ static inline hr_vec hr_vload_or(const float *p, int n, float fill) {
     __m256i m = hr_vlanes(n);
     return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
 }
+static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
+    __m128i h;
+    if (n >= HR_VW) h = _mm_loadu_si128((const __m128i *)p);
+    else { /* AVX2 has no 16-bit masked load: the live lanes through a zeroed buffer */
+        uint16_t tail[HR_VW] = {0};
+        for (int i = 0; i < n; i++) tail[i] = p[i];
+        h = _mm_loadu_si128((const __m128i *)tail);
+    }
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
 static inline void hr_vstore(float *p, hr_vec v, int n) {
     if (n >= HR_VW) _mm256_storeu_ps(p, v);
     else _mm256_maskstore_ps(p, hr_vlanes(n), v);
@@ -92,6 +107,11 @@ static inline float hr_vhmax(hr_vec a) { return hr_hmax256(a); }
 typedef float hr_vec;
 static inline hr_vec hr_vload(const float *p, int n) { (void)n; return *p; }
 static inline hr_vec hr_vload_or(const float *p, int n, float fill) { (void)n; (void)fill; return *p; }
+static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
+    union { uint32_t u; float f; } v = {(uint32_t)*p << 16};
+    (void)n;
+    return v.f;
+}
 static inline void hr_vstore(float *p, hr_vec v, int n) { (void)n; *p = v; }
 static inline hr_vec hr_vset1(float a) { return a; }
 static inline hr_vec hr_vzero(void) { return 0.0f; }

@@ -48,9 +48,10 @@ int hr_zamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     }
     hr_rmsnorm_forward(cat, w[ZB_NORM_IN], cat, rstd, B, 2 * D, eps);
     int st = hr_attention_attend_step(layer, cat, o, scratch, B, 2 * D, pos);
-    if (st == HR_OK) st = hr_dec_linear(o, w[1], NULL, a, B, HP, D);
+    if (st == HR_OK) st = hr_dec_linear(o, hr_dec_w(layer, 1), NULL, a, B, HP, D);
     if (st != HR_OK) return st;
     hr_rmsnorm_forward(a, w[ZB_NORM_FF], a, rstd, B, D, eps);
-    st = hr_dec_mlp(c[ZB_MLP_KIND], w[ZB_FC_W], w[ZB_FC_B], w[ZB_PROJ_W], w[ZB_PROJ_B], a, fc, act, B, D, hidden);
-    return st != HR_OK ? st : hr_dec_linear(a, w[ZB_CALL_W], NULL, h, B, D, D);
+    st = hr_dec_mlp(c[ZB_MLP_KIND], hr_dec_w(layer, ZB_FC_W), w[ZB_FC_B], hr_dec_w(layer, ZB_PROJ_W), w[ZB_PROJ_B], a,
+                    fc, act, B, D, hidden);
+    return st != HR_OK ? st : hr_dec_linear(a, hr_dec_w(layer, ZB_CALL_W), NULL, h, B, D, D);
 }

@@ -54,9 +54,10 @@ class CBackend(Backend):
         if status != 0:
             raise MemoryError(f"{op}: the C kernel could not allocate its scratch memory (status {status})")
 
-    def decoder(self, model, batch, max_len):
-        """The streaming decoder that runs a whole model step in one C call (backends/c/decode.py)."""
-        return decode.Decoder(self, model, batch, max_len)
+    def decoder(self, model, batch, max_len, weights="f32"):
+        """The streaming decoder that runs a whole model step in one C call (backends/c/decode.py);
+        weights: "f32", or "bf16" (its weight matrices stored in bfloat16)."""
+        return decode.Decoder(self, model, batch, max_len, weights)
 
     def describe(self):
         return f"c (isa {self.isa}, {self.threads} OpenMP threads, float32)"

@@ -12,13 +12,24 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from hybridref.layers.embedding import Embedding
+from hybridref.layers.linear import Linear
+from hybridref.layers.moe import GroupedLinear
 from hybridref.layers.norm import LayerNorm, RMSNorm
+from hybridref.layers.rglru import BlockDiagonalLinear
 
 from ..numpy.decode import Decoder as Reference
 from . import checks
+from .bfloat16 import to_bfloat16
 
 # must match csrc/decode.c
-_HEADER, _LAYER_INTS, _BLOCK_W = 5, 8, 8
+_HEADER, _LAYER_INTS, _BLOCK_W = 6, 8, 8
+_H_EMBED, _H_WTYPES = 4, 5  # header slots
+# the element types of the decoder's weights (DEC_F32, DEC_BF16 of csrc/decode_mixer.h), by `weights` option
+WEIGHTS = {"f32": 0, "bf16": 1}
+# the modules whose weight is a matrix the C steps read only through the GEMV hr_dec_linear (or, the
+# embedding, by rows): what weights="bf16" stores in bfloat16
+_MATRIX_MODULES = (Linear, GroupedLinear, BlockDiagonalLinear, Embedding)
 NONFINITE = 2  # HR_ENONFINITE of csrc/common.h: sampling met a non-finite logit
 _MLP_KINDS = {"gelu": 0, "gated_gelu": 1, "swiglu": 2}  # MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU: hybridref/layers/mlp.py
 
@@ -76,19 +87,42 @@ class Decoder:
 
     Weights are read in place, so updating them in place (training, load_state_dict) is seen by the
     decoder, except what a mixer's record derives from them (Mamba's A = −exp(A_log)). The prefill is
-    the model's parallel forward on the C kernels."""
+    the model's parallel forward on the C kernels.
 
-    def __init__(self, be, model, batch, max_len):
-        self.be, self.model = be, model
+    weights="bf16" stores the matrices of the model's Linear layers (every projection, the MLPs, the
+    head; Mamba's x_proj and dt_proj, RWKV-7's low-rank maps, the RG-LRU gates, MoE experts and router)
+    and the embedding as bfloat16 copies, rounded to nearest even (backends/c/bfloat16.py): a step reads
+    half the bytes, and its arithmetic stays float32 on the rounded weights. Norm weights, biases, conv
+    taps, Mamba's A and D and the like stay float32. The copies are made here, so later updates of the
+    model's weights are not seen. The prefill (the parallel forward) runs the float32 weights."""
+
+    def __init__(self, be, model, batch, max_len, weights="f32"):
+        if weights not in WEIGHTS:
+            raise ValueError(f"decoder: weights must be one of {', '.join(map(repr, WEIGHTS))} (the element type "
+                             f"of its weight matrices), got {weights!r}")
+        self.be, self.model, self.weights = be, model, weights
         self._ref = Reference(model, batch, max_len)  # prefill, argument checks, states
         self.batch, self.max_len = batch, max_len
         self._keep = []  # arrays whose pointers C holds
         cfg, floats, weights, states, self._on_step = self._describe(model, self._ref.states, max_len)
-        self._cfg = np.ascontiguousarray(cfg, dtype=np.int32)
+        wtypes = self._matrix_types(model, weights)
+        cfg[_H_WTYPES] = len(cfg)  # the element types follow the records
+        self._cfg = np.ascontiguousarray(cfg + wtypes, dtype=np.int32)
         self._fcfg = np.ascontiguousarray(floats, dtype=np.float32)
         self._w = be.ffi.new("float *[]", len(weights))
-        for i, arr in enumerate(weights):
-            self._w[i] = be.ffi.NULL if arr is None else be.f32(self._kept(arr))
+        stored = {}  # id of a float32 matrix -> its bfloat16 copy: a matrix in several records is copied once
+        self.matrices = []  # the model's float32 arrays the decoder reads as bfloat16 copies
+        for i, (arr, wtype) in enumerate(zip(weights, wtypes)):
+            if arr is None:
+                self._w[i] = be.ffi.NULL
+            elif wtype == WEIGHTS["bf16"]:
+                if id(arr) not in stored:
+                    checks.check_array("decoder", "a model weight", arr)
+                    stored[id(arr)] = self._kept(to_bfloat16(arr), np.uint16)
+                    self.matrices.append(arr)
+                self._w[i] = be.ffi.cast("float *", be.ffi.from_buffer(stored[id(arr)]))
+            else:
+                self._w[i] = be.f32(self._kept(arr))
         self._state = be.ffi.new("float *[]", max(1, len(states)))
         for i, arr in enumerate(states):
             self._state[i] = be.f32(self._kept(arr))
@@ -105,10 +139,19 @@ class Decoder:
     def states(self):
         return self._ref.states
 
-    def _kept(self, arr):
-        checks.check_array("decoder", "a model weight or state", arr)
+    def _kept(self, arr, dtype=np.float32):
+        checks.check_array("decoder", "a model weight or state", arr, dtype=dtype)
         self._keep.append(arr)
         return arr
+
+    def _matrix_types(self, model, weights):
+        """The element type of each weight pointer (WEIGHTS): bfloat16 for the weight matrices of
+        _MATRIX_MODULES under the "bf16" option, float32 for everything else."""
+        if self.weights == "f32":
+            return [WEIGHTS["f32"]] * len(weights)
+        matrices = {id(m.weight.data) for m in model.modules() if isinstance(m, _MATRIX_MODULES)}
+        return [WEIGHTS[self.weights] if arr is not None and id(arr) in matrices else WEIGHTS["f32"]
+                for arr in weights]
 
     def _describe(self, model, layer_states, max_len):
         """(cfg ints, floats, weight arrays, state arrays, on_step callbacks) in csrc/decode.c's layout."""
@@ -121,7 +164,7 @@ class Decoder:
             raise ValueError(f"decoder: the C decoder needs one norm eps throughout, got {sorted(eps)}")
         bias = (lambda n: n.bias.data) if is_ln else (lambda n: None)
         blocks = model.blocks
-        head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln), -1]  # embed: set below
+        head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln), -1, -1]  # embed, wtypes: set later
         layer_ints, mixer_ints, floats = [], [], [eps.pop(), float(model.config.get("logit_softcap") or 0.0)]
         weights = [model.embed.weight.data, model.norm.weight.data, bias(model.norm), model.head.weight.data,
                    _bias_data(model.head)]
@@ -155,7 +198,7 @@ class Decoder:
             if rec.on_step is not None:
                 on_step.append(rec.on_step)
         if "embed" in shared:  # the token embeddings' buffer a record asked for (Zamba's shared block)
-            head[4] = next(i for i, arr in enumerate(states) if arr is shared["embed"])
+            head[_H_EMBED] = next(i for i, arr in enumerate(states) if arr is shared["embed"])
         return head + layer_ints + mixer_ints, floats, weights, states, on_step
 
     def prefill(self, ids):

@@ -15,8 +15,9 @@ class NumpyBackend(Backend):
     def __init__(self):
         collect_ops(self, package_modules(sys.modules[__name__]))
 
-    def decoder(self, model, batch, max_len):
-        """The layer-by-layer streaming decoder (backends/numpy/decode.py)."""
+    def decoder(self, model, batch, max_len, weights="f32"):
+        """The layer-by-layer streaming decoder (backends/numpy/decode.py), on the float32 weights."""
+        decode.check_weights(weights)
         return decode.Decoder(model, batch, max_len)
 
     def describe(self):

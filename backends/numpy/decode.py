@@ -13,6 +13,14 @@ from ..validate import check_int
 from .sample import check_sampling, sample
 
 
+def check_weights(weights):
+    """This decoder runs the model's own float32 weights: refuse any other `weights` option by name."""
+    if weights != "f32":
+        raise ValueError(f"decoder: weights={weights!r}: the layer-by-layer decoder runs the float32 weights "
+                         f"(weights='f32'); bfloat16 weight matrices (weights='bf16') are an option of the C "
+                         f"backend's decoder")
+
+
 class Decoder:
     """Decodes `batch` independent streams of a CharLM, all at the same position, up to max_len tokens.
 

@@ -286,11 +286,13 @@ class CharLM(Module):
             x = block.step(x, state, side)
         return self.head.step(self.norm.step(x))
 
-    def decoder(self, batch, max_len):
+    def decoder(self, batch, max_len, weights="f32"):
         """A streaming decoder for `batch` independent streams of up to max_len tokens: the backend's
-        own (one C call per token on the C backend), else the layer-by-layer Python one."""
+        own (one C call per token on the C backend), else the layer-by-layer Python one. weights: the
+        element type of its weight matrices, "f32" or (C backend) "bf16"."""
         make = getattr(self.be, "decoder", None)
         if make is None:
-            from hybridref.backends.numpy.decode import Decoder
+            from hybridref.backends.numpy.decode import Decoder, check_weights
+            check_weights(weights)
             return Decoder(self, batch, max_len)
-        return make(self, batch, max_len)
+        return make(self, batch, max_len, weights)
