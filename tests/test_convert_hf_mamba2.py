@@ -101,7 +101,7 @@ def test_default_time_step_limit_is_accepted_as_saved(converted, tmp_path):
     saved = json.loads((converted["untied"][1] / "config.json").read_text())["time_step_limit"]
     assert saved == [0.0, {"__float__": "Infinity"}]
     from hybridref.convert.hf_config import HFConfig
-    from hybridref.convert.hf_mamba2 import _check_dt_limit
-    _check_dt_limit(HFConfig(dict(time_step_limit=[0.0, float("inf")]), "x"))
+    from hybridref.convert.hf_mamba2 import check_dt_limit
+    check_dt_limit(HFConfig(dict(time_step_limit=[0.0, float("inf")]), "x"))
     with pytest.raises(Exception, match="time_step_limit"):
-        _check_dt_limit(HFConfig(dict(time_step_limit=[0.0, {"__float__": "1e3"}]), "x"))
+        check_dt_limit(HFConfig(dict(time_step_limit=[0.0, {"__float__": "1e3"}]), "x"))

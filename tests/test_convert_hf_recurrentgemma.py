@@ -120,10 +120,13 @@ REFUSED = {
                   r"'rope_parameters' = .*rope type 'linear' is not implemented"),
     "partial rotary": (lambda c: c["rope_parameters"].update(partial_rotary_factor=0.25),
                        r"'rope_parameters' = .*int\(head_dim 12 · factor\) is an even count"),
-    "block_types": (lambda c: c.update(block_types=["recurrent", "mlp"]), r"'block_types' = .*'mlp'.* is not supported"),
+    "block_types": (lambda c: c.update(block_types=["recurrent", "mlp"]),
+                    r"'block_types' = .*'mlp'.* is not supported"),
     "intermediate_size": (lambda c: c.update(intermediate_size=73), r"'intermediate_size' = 73 is not supported"),
     "heads": (lambda c: c.update(num_attention_heads=5), r"'num_attention_heads' = 5 is not supported"),
     "head_dim": (lambda c: c.update(head_dim=16), r"'head_dim' = 16 is not supported"),
+    "lru_width": (lambda c: c.update(lru_width=42),
+                  r"'lru_width' = 42 is not supported .*multiple of num_attention_heads 4"),
 }
 
 

@@ -23,10 +23,10 @@ norms' and the gated norm's epsilon: the mixer option norm_eps), tie_word_embedd
 false). Refused: use_bias true (biases of in_proj/out_proj, which hybridref's mixer does not have),
 hidden_act other than silu, a time_step_limit other than (0, ∞) (transformers clamps Δ to it in its
 chunked forward but not in its one-token step, so its own forward and generate disagree: no single
-model to match). chunk_size only chooses how the scan is computed (hybridref keeps its own chunk,
-64); time_step_rank is unused by Mamba-2 (no dt_proj); residual_in_fp32 changes nothing (hybridref's
-residual stream is float32); time_step_{min,max,floor}, initializer_range and
-rescale_prenorm_residual only shape the initialization.
+model to match). chunk_size, which only chooses how the scan is computed (rounding), becomes the
+mixer's chunk, so that a round trip writes it back; time_step_rank is unused by Mamba-2 (no
+dt_proj); residual_in_fp32 changes nothing (hybridref's residual stream is float32);
+time_step_{min,max,floor}, initializer_range and rescale_prenorm_residual only shape the initialization.
 """
 import math
 
@@ -44,8 +44,9 @@ def _json_float(value):
     return value
 
 
-def _check_dt_limit(hf):
-    """time_step_limit must be transformers' default (0, ∞): Δ unclamped, as hybridref's mixer."""
+def check_dt_limit(hf):
+    """time_step_limit must be transformers' default (0, ∞): Δ unclamped, as hybridref's mixer (also
+    Bamba's, hf_bamba)."""
     limit = hf.get("time_step_limit", [0.0, math.inf])
     if not isinstance(limit, (list, tuple)) or [_json_float(v) for v in limit] != [0.0, math.inf]:
         raise hf.refuse("time_step_limit", limit, "the default [0.0, Infinity]: Δ is not clamped")
@@ -64,10 +65,10 @@ def config_from_hf(hf):
     hf.require("hidden_act", "silu", ["silu"], "the SiLU of the Mamba-2 block")
     hf.flag("use_conv_bias", True)  # without one, the conv bias is zeros
     hf.flag("residual_in_fp32", True)  # float32 throughout in hybridref: no effect
-    _check_dt_limit(hf)
+    check_dt_limit(hf)
     eps = hf.number("layer_norm_epsilon", 1e-5)
     mixer = dict(d_state=hf.count("state_size", 128), d_conv=hf.count("conv_kernel", 4), expand=expand,
-                 headdim=headdim, ngroups=groups, norm_eps=eps)
+                 headdim=headdim, ngroups=groups, chunk=hf.count("chunk_size", 256), norm_eps=eps)
     n = hf.count("num_hidden_layers")
     config = dict(vocab_size=hf.count("vocab_size"), d_model=d, pattern=LETTER * n, mixers={LETTER: mixer},
                   mlp_hidden={LETTER: 0}, norm="rmsnorm", norm_eps=eps)
@@ -97,25 +98,30 @@ def config_to_hf(cfg, tied):
                 dtype="float32")
 
 
+def mixer_rules(mx, ours, m, d):
+    """The Rules of one Mamba-2 mixer: HF names under `mx` ("backbone.layers.i.mixer."), ours under `ours`
+    ("blocks.i.mixer."); m the mixer's options, d the model width (also Bamba's Mamba-2 layers, hf_bamba)."""
+    din, N, G, W = m["expand"] * d, m["d_state"], m["ngroups"], m["d_conv"]
+    H, conv = din // m["headdim"], din + 2 * G * N
+    return [Rule(ours + "in_proj.weight", [(mx + "in_proj.weight", (din + conv + H, d))]),
+            Rule(ours + "conv_weight", [(mx + "conv1d.weight", (conv, 1, W))]),
+            Rule(ours + "conv_bias", [(mx + "conv1d.bias", (conv,))]),
+            Rule(ours + "dt_bias", [(mx + "dt_bias", (H,))]),
+            Rule(ours + "A_log", [(mx + "A_log", (H,))]),
+            Rule(ours + "D", [(mx + "D", (H,))]),
+            Rule(ours + "norm.weight", [(mx + "norm.weight", (din,))]),
+            Rule(ours + "out_proj.weight", [(mx + "out_proj.weight", (d, din))])]
+
+
 def rules(cfg, tied):
     """The Rules (hf_rules) of every weight of the model `cfg` describes."""
     m, d, V = cfg["mixers"][LETTER], cfg["d_model"], cfg["vocab_size"]
-    din, N, G, W = m["expand"] * d, m["d_state"], m["ngroups"], m["d_conv"]
-    H, conv = din // m["headdim"], din + 2 * G * N
     embed = ("backbone.embeddings.weight", (V, d))
     out = [Rule("embed.weight", [embed])]
     for i in range(len(cfg["pattern"])):
         hf, ours = f"backbone.layers.{i}.", f"blocks.{i}."
-        mx = hf + "mixer."
         out += [Rule(ours + "norm1.weight", [(hf + "norm.weight", (d,))]),
-                Rule(ours + "mixer.in_proj.weight", [(mx + "in_proj.weight", (din + conv + H, d))]),
-                Rule(ours + "mixer.conv_weight", [(mx + "conv1d.weight", (conv, 1, W))]),
-                Rule(ours + "mixer.conv_bias", [(mx + "conv1d.bias", (conv,))]),
-                Rule(ours + "mixer.dt_bias", [(mx + "dt_bias", (H,))]),
-                Rule(ours + "mixer.A_log", [(mx + "A_log", (H,))]),
-                Rule(ours + "mixer.D", [(mx + "D", (H,))]),
-                Rule(ours + "mixer.norm.weight", [(mx + "norm.weight", (din,))]),
-                Rule(ours + "mixer.out_proj.weight", [(mx + "out_proj.weight", (d, din))])]
+                *mixer_rules(hf + "mixer.", ours + "mixer.", m, d)]
     out += [Rule("norm.weight", [("backbone.norm_f.weight", (d,))]),
             Rule("head.weight", [embed if tied else ("lm_head.weight", (V, d))])]
     return out

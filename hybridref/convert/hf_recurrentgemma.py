@@ -57,6 +57,7 @@ import math
 
 import numpy as np
 
+from .hf_llama import attention_rules, attention_sizes, swiglu_rules
 from .hf_rules import Rule
 
 ARCH, MODEL_TYPE = "RecurrentGemmaForCausalLM", "recurrent_gemma"
@@ -72,9 +73,10 @@ def embed_scale(d):
     return np.uint32(bits).view(np.float32)
 
 
-def _rope(hf, head_dim):
+def partial_rope(hf, head_dim):
     """(θ, the rotated dims R) of the config's RoPE: rope_parameters (transformers 5) or the entries
-    rope_theta and partial_rotary_factor of earlier versions."""
+    rope_theta and partial_rotary_factor of earlier versions, the factor 0.5 by default (also Bamba's,
+    hf_bamba)."""
     params = hf.get("rope_parameters") or {}
     if not isinstance(params, dict):
         raise hf.refuse("rope_parameters", params, "a RoPE given as an object, as transformers writes it")
@@ -102,14 +104,10 @@ def _pattern(hf, n):
 
 def config_from_hf(hf):
     """(hybridref CharLM config, tied) from a RecurrentGemma config.json (hf_config.HFConfig)."""
-    d, H = hf.count("hidden_size"), hf.count("num_attention_heads")
-    Hk, C = hf.count("num_key_value_heads", H), hf.count("lru_width", d)
-    if d % H or H % Hk or C % H:
-        raise hf.refuse("num_attention_heads", H, f"heads dividing hidden_size {d} and lru_width {C}, and a multiple "
-                                                  f"of num_key_value_heads {Hk}")
-    head_dim = hf.get("head_dim")
-    if head_dim is not None and head_dim != d // H:
-        raise hf.refuse("head_dim", head_dim, f"head_dim = hidden_size / num_attention_heads = {d // H}")
+    d, H, Hk = attention_sizes(hf)
+    C = hf.count("lru_width", d)
+    if C % H:
+        raise hf.refuse("lru_width", C, f"a multiple of num_attention_heads {H} (the RG-LRU gates' blocks)")
     hf.require("attention_bias", False, [False], "q/k/v projections without biases")
     hf.require("hidden_activation", ACT, [ACT], "GeLU's tanh approximation, hybridref's GeLU")
     F = hf.count("intermediate_size")
@@ -117,7 +115,7 @@ def config_from_hf(hf):
         raise hf.refuse("intermediate_size", F, "an even width (transformers' MLP is intermediate_size // 2 wide)")
     n = hf.count("num_hidden_layers")
     pattern = _pattern(hf, n)
-    theta, rope_dims = _rope(hf, d // H)
+    theta, rope_dims = partial_rope(hf, d // H)
     mixers = {"L": dict(lru_width=C, n_heads=H, conv_width=hf.count("conv1d_width", 4)),
               "A": dict(n_heads=H, n_kv_heads=Hk, window=hf.count("attention_window_size", 2048) - 1,
                         rope_base=theta, rope_dims=rope_dims, out_bias=True)}
@@ -173,11 +171,7 @@ def _block_rules(hf, ours, letter, cfg):
     d, m = cfg["d_model"], cfg["mixers"][letter]
     tb, mx = hf + "temporal_block.", ours + "mixer."
     if letter == "A":
-        H, Hk = m["n_heads"], m["n_kv_heads"] or m["n_heads"]
-        P = d // H
-        return [Rule(mx + "qkv.weight", [(tb + "q_proj.weight", (H * P, d)), (tb + "k_proj.weight", (Hk * P, d)),
-                                         (tb + "v_proj.weight", (Hk * P, d))]),
-                Rule(mx + "out.weight", [(tb + "o_proj.weight", (d, H * P))]),
+        return [*attention_rules(tb, mx, d, m["n_heads"], m["n_kv_heads"] or m["n_heads"]),
                 Rule(mx + "out.bias", [(tb + "o_proj.bias", (d,))])]
     C, H, W = m["lru_width"] or d, m["n_heads"], m["conv_width"]
     P, lru = C // H, tb + "rg_lru."
@@ -204,10 +198,7 @@ def rules(cfg, tied):
         out += [Rule(ours + "norm1.weight", [(hf + "temporal_pre_norm.weight", (d,))]),
                 *_block_rules(hf, ours, letter, cfg),
                 Rule(ours + "norm2.weight", [(hf + "channel_pre_norm.weight", (d,))]),
-                Rule(ours + "mlp.fc.weight", [(mlp + "gate_proj.weight", (F, d)), (mlp + "up_proj.weight", (F, d))]),
-                Rule(ours + "mlp.fc.bias", [(mlp + "gate_proj.bias", (F,)), (mlp + "up_proj.bias", (F,))]),
-                Rule(ours + "mlp.proj.weight", [(mlp + "down_proj.weight", (d, F))]),
-                Rule(ours + "mlp.proj.bias", [(mlp + "down_proj.bias", (d,))])]
+                *swiglu_rules(mlp, ours + "mlp.", d, F, True)]  # GeGLU's fc and proj: the same layout
     out += [Rule("norm.weight", [("model.final_norm.weight", (d,))]),
             Rule("head.weight", [embed if tied else ("lm_head.weight", (V, d))])]
     return out
