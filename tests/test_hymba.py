@@ -120,3 +120,28 @@ def test_bad_options_are_clear_errors():
         CharLM(V, d_model=12, pattern="Y", mixers={"Y": dict(n_heads=2, n_kv_heads=3)})
     with pytest.raises(ValueError, match="meta_tokens"):
         small(meta_tokens=-1)
+
+
+def test_checkpoint_round_trip_with_meta_tokens(tmp_path, npb):
+    from hybridref.checkpoint import load_checkpoint, restore, save_checkpoint
+    model = small().to(npb)
+    path = tmp_path / "hymba.safetensors"
+    save_checkpoint(path, model, "abcdefghijk")
+    ckpt = load_checkpoint(path)
+    other = CharLM.from_config(ckpt["config"])
+    restore(ckpt, other)
+    assert other.config["meta_tokens"] == 3 and np.array_equal(other.meta.data, model.meta.data)
+    ids = np.random.default_rng(4).integers(0, V, (2, 6))
+    np.testing.assert_array_equal(other.to(npb).forward(ids), model.forward(ids))
+
+
+def test_generate_on_both_decoders(npb, cb):
+    """The token loop (greedy) of the NumPy decoder and the one-call C loop of the C decoder, from the
+    same prompt: the same tokens (their positions count the meta tokens in both)."""
+    model = small()
+    prompt = np.random.default_rng(5).integers(0, V, (2, 4))
+    out = []
+    for be in (npb, cb):
+        dec = model.to(be).decoder(2, 12)
+        out.append(dec.generate(dec.prefill(prompt), 8, seed=1, temperature=0.0)[0])
+    np.testing.assert_array_equal(out[0], out[1])
