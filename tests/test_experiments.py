@@ -282,12 +282,14 @@ def test_capabilities_quick_grid(tmp_path):
     state = {}
     for r in records:
         check_schema(r, "capabilities", TASK_KEYS)
-        check_task_result(r["result"], [capabilities.make_task(r["cell"]["task"], capabilities.SETTINGS["quick"]).name])
-        state[r["cell"]["mixer"], r["cell"]["task"]] = r["result"]["state_bytes"]
-    # attention's KV cache covers the task's length (MQAR's 32 against 16), Mamba's state does not grow
-    assert state["A", "mqar"] == 2 * state["A", "induction"] and state["M", "mqar"] == state["M", "induction"]
+        task = capabilities.make_task(r["cell"]["task"], r["cell"]["seq_len"], capabilities.SETTINGS["quick"])
+        check_task_result(r["result"], [task.name])
+        state[r["cell"]["mixer"], r["cell"]["seq_len"]] = r["result"]["state_bytes"]
+    # attention's KV cache covers the task's length, Mamba's state does not grow with it
+    assert state["A", 32] == 2 * state["A", 16] and state["M", 32] == state["M", 16]
     text = (tmp_path / "capabilities.md").read_text()
-    assert "| attention | 16 |" in text and [p.name for p in paths] == ["capabilities.md", "capabilities.png"]
+    assert "| attention | 16 |" in text and "induction T=32 %" in text
+    assert [p.name for p in paths] == ["capabilities.md", "capabilities.png"]
 
 
 @needs_data

@@ -2,24 +2,29 @@
 
 Each registered sequence mixer as a pure 2-layer model (two blocks of norm, mixer, norm, MLP, the MLP
 sized so that the block has an attention block's parameters: stacks.matched_mlp_hidden) at d_model 64
-and 128, trained on each of three tasks and scored on 1,000 freshly generated held-out examples:
+and 128, trained on each of three tasks at lengths T = 64 and 256 and scored on 1,000 freshly
+generated held-out examples:
 
-  mqar               hybridref/tasks/mqar.py: vocabulary 512, length 128, 8 key-value pairs
-  selective-copying  hybridref/tasks/selective_copying.py: vocabulary 16, length 256, 16 tokens to copy
-  induction          hybridref/tasks/induction_heads.py: vocabulary 16, length 256
+  mqar               hybridref/tasks/mqar.py: vocabulary 512, T/16 key-value pairs (4 at 64, 16 at 256)
+  selective-copying  hybridref/tasks/selective_copying.py: vocabulary 16, 16 tokens to copy
+  induction          hybridref/tasks/induction_heads.py: vocabulary 16
 
 Full sizes: 2,000 steps of 16 sequences, lr 1e-3 (AdamW, weight decay 0.1, warmup 10 %, cosine to
-lr/10), seeds 0 and 1, one thread per cell: 96 cells, about 9 hours on one core. A task counts as solved by a model when every seed reaches
-SOLVED % held-out accuracy. The state size is the bytes of the model's decoder states at the task's
-length (counted: attention's KV cache grows with the length, a recurrent state does not). The paper
-settings are larger (Zoology: vocabulary 8,192; Mamba: selective copying at length 4,096 and 400 K
-steps): a task not solved here is not solved at this budget, which is not a proof that the mixer cannot.
+lr/10), seeds 0 and 1, one thread per cell: 192 cells, about 10 hours on one core (measured 0.05–0.09
+CPU s per step at d_model 64 and T = 256, 0.14–0.26 at 128). The grid runs seed-major, short length
+and small width first, so an interrupted run holds whole tiers (resume it with --resume).
+
+A task counts as solved by a model when every seed reaches SOLVED % held-out accuracy. The state size is
+the bytes of the model's decoder states at the task's length (counted: attention's KV cache grows with
+the length, a recurrent state does not). The papers train far longer (Zoology: vocabulary 8,192 and
+many epochs; Mamba: selective copying at length 4,096, 400 K steps): a task not solved here is not
+solved at this budget, which does not show that the mixer cannot.
 
 Mixers: attention, Mamba, Mamba-2, GLA, RetNet, RG-LRU, Hyena, RWKV-7 (its time mix, with a GELU MLP
 in place of its channel mix, so that every block is alike). Zamba's shared block is left out: it is a
 whole attention block shared between depths, not a mixer of its own.
 
---quick: attention and Mamba at d_model 16, 3 steps on short sequences: it tests the experiment.
+--quick: attention and Mamba at d_model 16, lengths 16 and 32, 3 steps: it tests the experiment.
 """
 from ..tasks.induction_heads import InductionHeads
 from ..tasks.mqar import MQAR
@@ -34,50 +39,52 @@ TIME_CAP_S = dict(quick=120, full=3600)
 SOLVED = 90.0
 TASKS = ("mqar", "selective-copying", "induction")
 MIXERS = ("A", "M", "S", "G", "R", "L", "H", "W")
+TOKENS_PER_PAIR = 16  # MQAR's pairs: T/16
 SETTINGS = dict(
-    full=dict(mixers=MIXERS, d_models=(64, 128), seeds=(0, 1), steps=2000, batch_size=16, lr=1e-3,
-              test_examples=1000, mqar=dict(vocab_size=512, seq_len=128, num_pairs=8),
-              copying=dict(vocab_size=16, seq_len=256, n_memorize=16), induction=dict(vocab_size=16, seq_len=256)),
-    quick=dict(mixers=("A", "M"), d_models=(16,), seeds=(0,), steps=3, batch_size=4, lr=1e-3, test_examples=8,
-               mqar=dict(vocab_size=64, seq_len=32, num_pairs=4), copying=dict(vocab_size=8, seq_len=16, n_memorize=4),
-               induction=dict(vocab_size=8, seq_len=16)),
+    full=dict(mixers=MIXERS, d_models=(64, 128), lengths=(64, 256), seeds=(0, 1), steps=2000, batch_size=16,
+              lr=1e-3, test_examples=1000, mqar_vocab=512, vocab=16, n_memorize=16),
+    quick=dict(mixers=("A", "M"), d_models=(16,), lengths=(16, 32), seeds=(0,), steps=3, batch_size=4, lr=1e-3,
+               test_examples=8, mqar_vocab=64, vocab=8, n_memorize=4),
 )
 
 
 def cells(quick):
     s = SETTINGS["quick" if quick else "full"]
-    return [dict(mixer=m, d_model=d, task=t, seed=seed) for seed in s["seeds"] for t in TASKS for d in s["d_models"]
-            for m in s["mixers"]]
+    return [dict(mixer=m, d_model=d, task=t, seq_len=T, seed=seed) for seed in s["seeds"] for T in s["lengths"]
+            for d in s["d_models"] for t in TASKS for m in s["mixers"]]
 
 
-def make_task(name, s):
+def make_task(name, seq_len, s):
     if name == "mqar":
-        return MQAR(**s["mqar"], test_examples=s["test_examples"])
+        return MQAR(s["mqar_vocab"], seq_len, seq_len // TOKENS_PER_PAIR, test_examples=s["test_examples"])
     if name == "selective-copying":
-        return SelectiveCopying(**s["copying"], test_examples=s["test_examples"])
-    return InductionHeads(**s["induction"], test_examples=s["test_examples"])
+        return SelectiveCopying(s["vocab"], seq_len, s["n_memorize"], test_examples=s["test_examples"])
+    return InductionHeads(s["vocab"], seq_len, test_examples=s["test_examples"])
 
 
 def measure(cell, quick):
     s = SETTINGS["quick" if quick else "full"]
-    task = make_task(cell["task"], s)
-    cfg = stack_config(cell["mixer"] * 2, cell["d_model"])
-    return measure_task(cfg, task, None, s, cell["seed"])
+    task = make_task(cell["task"], cell["seq_len"], s)
+    return measure_task(stack_config(cell["mixer"] * 2, cell["d_model"]), task, None, s, cell["seed"])
 
 
 # -- report -------------------------------------------------------------------------------------------
 
 def collect(records):
-    """{(mixer, d_model): {task: [held-out accuracy % of each seed]}}, and {(mixer, d_model, task): result}
-    of a measured cell (parameters, state bytes)."""
-    scores, example = {}, {}
+    """{(mixer, d_model): {(task, T): [held-out accuracy % of each seed]}}, {(mixer, d_model, T): state
+    bytes}, {(mixer, d_model): params} of the measured cells, and the lengths."""
+    scores, state, params, lengths = {}, {}, {}, []
     for r in records:
         c = r["cell"]
-        tasks = scores.setdefault((c["mixer"], c["d_model"]), {t: [] for t in TASKS})
+        lengths += [] if c["seq_len"] in lengths else [c["seq_len"]]
+        model = scores.setdefault((c["mixer"], c["d_model"]), {})
+        seeds = model.setdefault((c["task"], c["seq_len"]), [])
         if r["status"] == "done":
-            tasks[c["task"]].append(100 * next(iter(r["result"]["accuracy"].values())))
-            example[c["mixer"], c["d_model"], c["task"]] = r["result"]
-    return scores, example
+            seeds.append(100 * next(iter(r["result"]["accuracy"].values())))
+            state[c["mixer"], c["d_model"], c["seq_len"]] = r["result"]["state_bytes"]
+            if c["task"] == "mqar":
+                params[c["mixer"], c["d_model"]] = r["result"]["params"]
+    return scores, state, params, lengths
 
 
 def solved(values):
@@ -85,39 +92,38 @@ def solved(values):
 
 
 def table(records):
-    scores, example = collect(records)
+    scores, state, params, lengths = collect(records)
+    columns = [(t, T) for T in lengths for t in TASKS]
     rows = []
-    for (mixer, d), tasks in scores.items():
-        first = next((example[mixer, d, t] for t in TASKS if (mixer, d, t) in example), None)
-        rows.append((MIXER_NAMES[mixer], str(d), f"{first['params']:,}" if first else "—",
-                     *[f"{mean_spread(tasks[t], 3)}{' ✓' if solved(tasks[t]) else ''}" for t in TASKS],
-                     *[number(example[mixer, d, t]["state_bytes"] / 1024) if (mixer, d, t) in example else "—"
-                       for t in TASKS],
-                     str(max(len(v) for v in tasks.values()))))
+    for (mixer, d), model in scores.items():
+        accuracy = [f"{mean_spread(model.get(k, []), 3)}{' ✓' if solved(model.get(k, [])) else ''}" for k in columns]
+        rows.append((MIXER_NAMES[mixer], str(d), f"{params[mixer, d]:,}" if (mixer, d) in params else "—", *accuracy,
+                     *[number(state[mixer, d, T] / 1024) if (mixer, d, T) in state else "—" for T in lengths],
+                     str(max(len(v) for v in model.values()))))
     skipped = [f"{r['cell']}: {r['reason']}" for r in records if r["status"] == "skipped"]
     return "\n".join([
         f"Held-out accuracy in % on freshly generated examples (mean over the seeds ± half their range; ✓: every "
-        f"seed at {SOLVED:.0f} % or more). Parameters: of the MQAR model (the others differ by their embedding and "
-        "output layer). State: the decoder's states at the task's length, KiB (counted).",
+        f"seed at {SOLVED:.0f} % or more; — not measured). Parameters: of the MQAR model (the others differ by "
+        "their embedding and output layer). State: the decoder's states at length T, KiB (counted).",
         "",
-        markdown_table(["mixer", "d_model", "params", *[f"{t} %" for t in TASKS],
-                        *[f"state KiB, {t}" for t in TASKS], "seeds"], rows),
+        markdown_table(["mixer", "d_model", "params", *[f"{t} T={T} %" for t, T in columns],
+                        *[f"state KiB T={T}" for T in lengths], "seeds"], rows),
         *(["", "Skipped: " + "; ".join(skipped)] if skipped else []),
     ])
 
 
 def plot(records, path):
     plt = pyplot()
-    scores, _ = collect(records)
-    keys = list(scores)
-    grid = [[sum(scores[k][t]) / len(scores[k][t]) if scores[k][t] else float("nan") for t in TASKS] for k in keys]
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(keys) + 1.5))
+    scores, _, _, lengths = collect(records)
+    keys, columns = list(scores), [(t, T) for T in lengths for t in TASKS]
+    grid = [[sum(v) / len(v) if (v := scores[k].get(c)) else float("nan") for c in columns] for k in keys]
+    fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 3, 0.4 * len(keys) + 1.8))
     image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
     for i, row in enumerate(grid):
         for j, value in enumerate(row):
             ax.text(j, i, "—" if value != value else f"{value:.0f}", ha="center", va="center",
                     color="white" if value != value or value < 60 else "black", fontsize=8)
-    ax.set_xticks(range(len(TASKS)), TASKS)
+    ax.set_xticks(range(len(columns)), [f"{t}\nT={T}" for t, T in columns], fontsize=8)
     ax.set_yticks(range(len(keys)), [f"{MIXER_NAMES[m]} d{d}" for m, d in keys])
     fig.colorbar(image, ax=ax, label="held-out accuracy, mean over the seeds (%)")
     ax.set_title("Pure 2-layer models on the synthetic tasks")

@@ -110,14 +110,15 @@ def plot(records, path):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     titles = dict(shakespeare="Tiny Shakespeare validation loss (nats/char)", mqar="MQAR held-out accuracy (%)",
                   induction="Induction heads held-out accuracy (%)")
-    for ax, task in zip(axes, TASKS):
-        values = [scores[p][task] for p in names]
-        ax.bar(range(len(names)), [statistics.mean(v) if v else 0 for v in values], color="steelblue")
-        for i, v in enumerate(values):
-            ax.plot([i] * len(v), v, "k.", ms=6)
+    for ax, task in zip(axes, TASKS):  # the mean (a bar would start at 0 and hide the losses' differences)
+        for i, v in enumerate(scores[p][task] for p in names):
+            if v:
+                ax.plot([i] * len(v), v, "k.", ms=6)
+                ax.plot([i - 0.25, i + 0.25], [statistics.mean(v)] * 2, color="steelblue", lw=3)
         ax.set_xticks(range(len(names)), names)
+        ax.set_xlim(-0.5, len(names) - 0.5)
         ax.set_title(titles[task])
         ax.grid(True, axis="y", alpha=0.3)
-    fig.suptitle("3 attention layers of 12 (the rest Mamba) at five places; dots: the seeds", fontsize=10)
+    fig.suptitle("3 attention layers of 12 (the rest Mamba) at five places; dots: the seeds, bars: their mean", fontsize=10)
     fig.tight_layout()
     save(fig, path)
