@@ -459,26 +459,33 @@ def shakespeare(backend, threads, arch, pattern, d_model, moe, steps, time_budge
 @click.option("--top-k", type=click.IntRange(min=1), default=None)
 @click.option("--top-p", type=FiniteFloat(min=0, max=1, min_open=True), default=None)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def generate(backend, threads, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
+@click.option("--weights", type=click.Choice(["f32", "bf16"]), default="f32", show_default=True,
+              help="The C decoder's weight matrices: bf16 stores them in bfloat16 (half the bytes a token reads; "
+                   "float32 arithmetic on the rounded weights).")
+def generate(backend, threads, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed,
+             weights):
     """Stream text sampled from a checkpointed character LM, or tokens from a converted model."""
     from .generate import load_model, stream
 
     be = open_backend(backend, threads)
+    if weights != "f32" and be.name != "c":
+        raise click.BadParameter(f"--weights {weights} is an option of the C backend's decoder (--backend c); the "
+                                 f"{be.name} backend decodes with the float32 weights", param_hint="--weights")
     model, vocab = load_model(checkpoint, be, need_vocab=False)
     if vocab is None:
         return _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p,
-                                seed)
+                                seed, weights)
     if prompt_ids is not None:
         raise click.BadParameter(f"{checkpoint} is a character LM: give its prompt as text (--prompt)",
                                  param_hint="--prompt-ids")
-    text = stream(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed)
+    text = stream(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed, weights)
     click.echo(prompt, nl=False)
     for ch in text:
         click.echo(ch, nl=False)
     click.echo()
 
 
-def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
+def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, weights):
     """A model whose tokens are ids (converted from Hugging Face): --prompt-ids in, ids out (comma-separated,
     the prompt's first); or a text prompt through its tokenizer, text out (the decoded ids so far, each
     step printing what they add, as a token may be part of a character or a word)."""
@@ -490,7 +497,7 @@ def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temp
     if prompt_ids is not None:
         ids = parse_ids(prompt_ids, model.vocab_size)
         click.echo(",".join(map(str, ids)), nl=False)
-        for token in stream_ids(model, ids, max_new_tokens, temperature, top_k, top_p, seed):
+        for token in stream_ids(model, ids, max_new_tokens, temperature, top_k, top_p, seed, weights):
             click.echo(f",{token}", nl=False)
         click.echo()
         return
@@ -501,7 +508,8 @@ def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temp
                         f"not this model's tokenizer")
     shown = tokenizer.decode(ids)
     click.echo(prompt, nl=False)
-    for token in stream_ids(model, np.array(ids, dtype=np.int64), max_new_tokens, temperature, top_k, top_p, seed):
+    for token in stream_ids(model, np.array(ids, dtype=np.int64), max_new_tokens, temperature, top_k, top_p, seed,
+                            weights):
         ids.append(token)
         text = tokenizer.decode(ids)
         click.echo(text[len(shown):], nl=False)

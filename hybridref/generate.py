@@ -95,12 +95,13 @@ def check_decode_size(model, positions):
                      "prompt and the new characters)")
 
 
-def stream(model, vocab, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0):
+def stream(model, vocab, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0, weights="f32"):
     """An iterator over max_new_tokens characters sampled after `prompt`, each drawn when it is asked
-    for. The prompt and the sizes are checked, and the prompt prefilled, before it is returned."""
+    for. The prompt and the sizes are checked, and the prompt prefilled, before it is returned. weights:
+    the decoder's weight matrices, "f32" or "bf16" (model.decoder)."""
     if not prompt:
         raise UserError("the prompt must hold at least one character")
-    ids = stream_ids(model, vocab.encode(prompt), max_new_tokens, temperature, top_k, top_p, seed)
+    ids = stream_ids(model, vocab.encode(prompt), max_new_tokens, temperature, top_k, top_p, seed, weights)
     return (vocab.chars[i] for i in ids)
 
 
@@ -117,14 +118,14 @@ def parse_ids(text, vocab_size):
     return np.array(ids, dtype=np.int64)
 
 
-def stream_ids(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0):
+def stream_ids(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0, weights="f32"):
     """An iterator over max_new_tokens token ids sampled after the prompt `ids` (int64, (T,), T >= 1),
     each drawn when it is asked for; the sizes are checked, and the prompt prefilled, before it is
     returned. Generation runs the whole count: it does not stop at an end-of-sequence token."""
     if len(ids) == 0:
         raise UserError("the prompt must hold at least one token")
     check_decode_size(model, len(ids) + max_new_tokens)
-    dec = model.decoder(1, len(ids) + max_new_tokens)
+    dec = model.decoder(1, len(ids) + max_new_tokens, weights=weights)
     sampling = dict(seed=seed, temperature=temperature, top_k=top_k or 0, top_p=1.0 if top_p is None else top_p)
     check_sampling(seed, temperature, sampling["top_k"], sampling["top_p"])
     logits = dec.prefill(ids[None, :])
@@ -146,11 +147,12 @@ def _draw(dec, logits, count, sampling):
         n = min(2 * n, CHUNK)
 
 
-def generate(model, vocab, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0, on_text=None):
+def generate(model, vocab, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0, on_text=None,
+             weights="f32"):
     """The prompt followed by max_new_tokens sampled characters; on_text(ch) sees each as it is produced.
     (Keeps the whole text: `stream` is the form whose memory does not grow with max_new_tokens.)"""
     out = []
-    for ch in stream(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+    for ch in stream(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed, weights):
         out.append(ch)
         if on_text:
             on_text(ch)

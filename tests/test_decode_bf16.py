@@ -15,6 +15,7 @@ import torch
 from test_mixer_conformance import CONFIGS, IDS, V, tiny_lm
 
 from helpers import rel_err
+from hybridref.backends import get_backend
 from hybridref.backends.c.bfloat16 import from_bfloat16, to_bfloat16
 from hybridref.models.char_lm import CharLM
 
@@ -129,3 +130,26 @@ def test_bad_weights_option_is_a_clear_error(npb, cb):
         model.to(cb).decoder(1, 4, weights="fp8")
     with pytest.raises(ValueError, match="weights='bf16'.*an option of the C backend's decoder"):
         model.to(npb).decoder(1, 4, weights="bf16")
+
+
+def test_cli_generate_weights_option(tmp_path):
+    """`hybridref generate --weights bf16` streams the text of generate(..., weights="bf16") on the C backend;
+    bf16 on the numpy backend and an unknown element type are usage errors naming --weights."""
+    from click.testing import CliRunner
+
+    from hybridref.checkpoint import save_checkpoint
+    from hybridref.cli import main
+    from hybridref.data.shakespeare import CharVocab
+    from hybridref.generate import generate, load_model
+
+    vocab, path = CharVocab("ROMEO:abcdefgh \n"), str(tmp_path / "ck.safetensors")
+    save_checkpoint(path, CharLM(len(vocab.chars), d_model=16, pattern="MA", n_heads=2, d_state=4), vocab.chars)
+    args = ["generate", "--checkpoint", path, "--prompt", "ROMEO:", "--max-new-tokens", "20", "--seed", "3"]
+    out = CliRunner().invoke(main, args + ["--weights", "bf16"])
+    assert out.exit_code == 0, out.output
+    want = generate(*load_model(path, get_backend("c")), "ROMEO:", 20, temperature=0.8, seed=3, weights="bf16")
+    assert out.output == want + "\n"
+    bad = CliRunner().invoke(main, args + ["--weights", "bf16", "--backend", "numpy"])
+    assert bad.exit_code == 2 and "--weights bf16 is an option of the C backend's decoder" in bad.output
+    bad = CliRunner().invoke(main, args + ["--weights", "fp8"])
+    assert bad.exit_code == 2 and "--weights" in bad.output
