@@ -77,6 +77,16 @@ def check_greedy(model, ckpt, cb, prompt, n, torch):
     assert got == want.tolist(), (got, want.tolist())
 
 
+def check_decoder_steps(model, ckpt, cb, ids, prefill, torch):
+    """The C decoder's logits after a prefill of ids[:, :prefill] and at each step over the rest of ids (B,T)
+    equal transformers' forward over the whole of ids at those positions (LOGITS_TOL)."""
+    want = hf_logits(model, ids, torch)
+    ours, _ = load_model(ckpt, cb, need_vocab=False)
+    dec = ours.decoder(*ids.shape)
+    got = [dec.prefill(ids[:, :prefill])] + [dec.step(ids[:, t]) for t in range(prefill, ids.shape[1])]
+    assert rel_err(np.stack(got, 1), want[:, prefill - 1:]) < LOGITS_TOL
+
+
 def check_round_trip(model, ckpt, folder, ids, transformers, torch):
     """convert --to-hf writes a folder transformers loads as the same class, with the same tying, whose
     logits are the original's to rounding (1e-6)."""

@@ -5,16 +5,15 @@ biases; logits on the NumPy and C backends, the C decoder's logits at every step
 equal to transformers' (tolerance: tests/hf_check.py); the round trip back; the configs refused by name."""
 import re
 
-import numpy as np
 import pytest
 
-from hf_check import LOGITS_TOL, check_greedy, check_logits, check_round_trip, hf_logits, ids_of, randomize, refused
+from hf_check import (LOGITS_TOL, check_decoder_steps, check_greedy, check_logits, check_round_trip, convert_variants,
+                      hf_logits, ids_of, randomize, refused)
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from hybridref.convert import from_hf  # noqa: E402
 from hybridref.generate import load_model  # noqa: E402
 
 V, D, T = 97, 48, 11
@@ -37,23 +36,7 @@ def hf_model(**options):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """{variant: (transformers model, its folder, the converted checkpoint)}"""
-    root, out = tmp_path_factory.mktemp("hf_bamba"), {}
-    for name, options in VARIANTS.items():
-        model = hf_model(**options)
-        model.save_pretrained(root / name)
-        ckpt = str(root / f"{name}.safetensors")
-        summary = from_hf(str(root / name), ckpt)
-        assert summary["architecture"] == "BambaForCausalLM"
-        assert summary["tied_embeddings"] == options["tie_word_embeddings"]
-        out[name] = model, root / name, ckpt
-    return out
-
-
-def test_pattern_and_options(converted):
-    ours, _ = load_model(converted["untied"][2], None, need_vocab=False)
-    assert ours.config["pattern"] == "SASA"
-    assert ours.config["mixers"]["A"]["rope_dims"] == 6 and ours.config["mixers"]["A"]["rope_base"] == 500.0
-    assert ours.config["mixers"]["S"]["norm_eps"] == 1e-3 and ours.config["mixers"]["S"]["headdim"] == 12
+    return convert_variants(tmp_path_factory.mktemp("hf_bamba"), VARIANTS, hf_model)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -67,12 +50,7 @@ def test_decoder_steps_match_transformers(converted, variant, cb, rng):
     """The C decoder's logits after a prefill of 3 tokens and at each of 14 steps equal transformers'
     forward over the whole sequence at those positions."""
     model, _, ckpt = converted[variant]
-    ids = ids_of(rng, V, (2, 17))
-    want = hf_logits(model, ids, torch)
-    ours, _ = load_model(ckpt, cb, need_vocab=False)
-    dec = ours.decoder(2, 17)
-    got = [dec.prefill(ids[:, :3])] + [dec.step(ids[:, t]) for t in range(3, 17)]
-    assert rel_err(np.stack(got, 1), want[:, 2:]) < LOGITS_TOL
+    check_decoder_steps(model, ckpt, cb, ids_of(rng, V, (2, 17)), 3, torch)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -3,15 +3,13 @@ models (n_groups 2 of 4 heads each, odd width, chunk_size 4 so that transformers
 crosses chunk boundaries), tied and untied, with and without conv biases, an epsilon off its default;
 logits on the NumPy and C backends and greedy decoding with the C decoder equal to transformers' own
 (tolerance: tests/hf_check.py); the round trip back; the configs refused by name."""
-import numpy as np
 import pytest
 
-from hf_check import check_greedy, check_logits, check_round_trip, ids_of, randomize, refused
+from hf_check import check_greedy, check_logits, check_round_trip, convert_variants, ids_of, randomize, refused
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from hybridref.convert import from_hf  # noqa: E402
 from hybridref.generate import load_model  # noqa: E402
 
 V, D, LAYERS, T = 97, 40, 3, 11
@@ -31,16 +29,7 @@ def hf_model(**options):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """{variant: (transformers model, its folder, the converted checkpoint)}"""
-    root, out = tmp_path_factory.mktemp("hf_mamba2"), {}
-    for name, options in VARIANTS.items():
-        model = hf_model(**options)
-        model.save_pretrained(root / name)
-        ckpt = str(root / f"{name}.safetensors")
-        summary = from_hf(str(root / name), ckpt)
-        assert summary["architecture"] == "Mamba2ForCausalLM"
-        assert summary["tied_embeddings"] == options["tie_word_embeddings"]
-        out[name] = model, root / name, ckpt
-    return out
+    return convert_variants(tmp_path_factory.mktemp("hf_mamba2"), VARIANTS, hf_model)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -6,16 +6,15 @@ untied; logits on the NumPy and C backends, the C decoder's logits at every step
 equal to transformers' (tolerance: tests/hf_check.py); the round trip back; the configs refused by name."""
 import re
 
-import numpy as np
 import pytest
 
-from hf_check import LOGITS_TOL, check_greedy, check_logits, check_round_trip, hf_logits, ids_of, randomize, refused
+from hf_check import (LOGITS_TOL, check_decoder_steps, check_greedy, check_logits, check_round_trip, convert_variants,
+                      hf_logits, ids_of, randomize, refused)
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from hybridref.convert import from_hf  # noqa: E402
 from hybridref.convert.hf_recurrentgemma import embed_scale  # noqa: E402
 from hybridref.generate import load_model  # noqa: E402
 
@@ -40,16 +39,7 @@ def hf_model(**options):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """{variant: (transformers model, its folder, the converted checkpoint)}"""
-    root, out = tmp_path_factory.mktemp("hf_recurrentgemma"), {}
-    for name, options in VARIANTS.items():
-        model = hf_model(**options)
-        model.save_pretrained(root / name)
-        ckpt = str(root / f"{name}.safetensors")
-        summary = from_hf(str(root / name), ckpt)
-        assert summary["architecture"] == "RecurrentGemmaForCausalLM"
-        assert summary["tied_embeddings"] == options["tie_word_embeddings"]
-        out[name] = model, root / name, ckpt
-    return out
+    return convert_variants(tmp_path_factory.mktemp("hf_recurrentgemma"), VARIANTS, hf_model)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -63,13 +53,7 @@ def test_decoder_steps_match_transformers(converted, variant, cb, rng):
     """The C decoder's logits after a prefill of 3 tokens and at each of 14 steps (past the window and the
     conv width) equal transformers' forward over the whole sequence at those positions."""
     model, _, ckpt = converted[variant]
-    ids = ids_of(rng, V, (2, 17))
-    want = hf_logits(model, ids, torch)
-    ours, _ = load_model(ckpt, cb, need_vocab=False)
-    dec = ours.decoder(2, 17)
-    got = [dec.prefill(ids[:, :3])]
-    got += [dec.step(ids[:, t]) for t in range(3, 17)]
-    assert rel_err(np.stack(got, 1), want[:, 2:]) < LOGITS_TOL
+    check_decoder_steps(model, ckpt, cb, ids_of(rng, V, (2, 17)), 3, torch)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

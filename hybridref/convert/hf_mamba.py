@@ -23,9 +23,7 @@ and use_mambapy / use_associative_scan / use_cache only choose transformers' imp
 """
 import math
 
-import numpy as np
-
-from .hf_rules import Rule
+from .hf_rules import Rule, zero_biases
 
 ARCH, MODEL_TYPE = "MambaForCausalLM", "mamba"
 LETTER = "M"
@@ -87,29 +85,38 @@ def mixer_rules(mx, ours, m, d):
             Rule(ours + "out_proj.weight", [(mx + "out_proj.weight", (d, din))])]
 
 
-def rules(cfg, tied):
-    """The Rules (hf_rules) of every weight of the model `cfg` describes."""
-    m, d, V = cfg["mixers"][LETTER], cfg["d_model"], cfg["vocab_size"]
+def backbone_rules(cfg, tied, mixer_rules):
+    """The Rules of a model laid out as transformers' Mamba and Mamba-2 (also hf_mamba2): backbone.embeddings,
+    per layer a norm and the mixer whose Rules mixer_rules(HF prefix, our prefix, options, width) gives,
+    backbone.norm_f, the head."""
+    m, d, V = cfg["mixers"][cfg["pattern"][0]], cfg["d_model"], cfg["vocab_size"]
     embed = ("backbone.embeddings.weight", (V, d))
     out = [Rule("embed.weight", [embed])]
     for i in range(len(cfg["pattern"])):
         hf, ours = f"backbone.layers.{i}.", f"blocks.{i}."
-        out += [Rule(ours + "norm1.weight", [(hf + "norm.weight", (d,))])] + mixer_rules(hf + "mixer.", ours + "mixer.",
-                                                                                         m, d)
+        out += [Rule(ours + "norm1.weight", [(hf + "norm.weight", (d,))]),
+                *mixer_rules(hf + "mixer.", ours + "mixer.", m, d)]
     out += [Rule("norm.weight", [("backbone.norm_f.weight", (d,))]),
             Rule("head.weight", [embed if tied else ("lm_head.weight", (V, d))])]
     return out
 
 
-def prepare(hf, tensors):
-    """The HF tensors as the rules read them: the zero conv biases of a checkpoint without them, the
-    embeddings under their current name (transformers renames an older 'backbone.embedding.weight');
-    -> the tensors transformers ignores (a tied lm_head)."""
+def rules(cfg, tied):
+    """The Rules (hf_rules) of every weight of the model `cfg` describes."""
+    return backbone_rules(cfg, tied, mixer_rules)
+
+
+def backbone_tensors(hf, tensors):
+    """The HF tensors of a Mamba or Mamba-2 backbone (also hf_mamba2) as the rules read them: the zero conv
+    biases of a checkpoint without them, the embeddings under their current name (transformers renames
+    an older 'backbone.embedding.weight')."""
     if "backbone.embedding.weight" in tensors:
         tensors["backbone.embeddings.weight"] = tensors.pop("backbone.embedding.weight")
     if not hf.flag("use_conv_bias", True):
-        for i in range(hf.count("num_hidden_layers")):
-            weight = tensors.get(f"backbone.layers.{i}.mixer.conv1d.weight")
-            if weight is not None:
-                tensors[f"backbone.layers.{i}.mixer.conv1d.bias"] = np.zeros(len(weight), np.float32)
+        zero_biases(tensors, [f"backbone.layers.{i}.mixer.conv1d.weight" for i in range(hf.count("num_hidden_layers"))])
+
+
+def prepare(hf, tensors):
+    """backbone_tensors; -> the tensors transformers ignores (a tied lm_head)."""
+    backbone_tensors(hf, tensors)
     return {"lm_head.weight"} if hf.flag("tie_word_embeddings", True) else set()

@@ -30,7 +30,8 @@ time_step_{min,max,floor}, initializer_range and rescale_prenorm_residual only s
 """
 import math
 
-from .hf_rules import Rule, zero_biases
+from .hf_mamba import backbone_rules, backbone_tensors
+from .hf_rules import Rule
 
 ARCH, MODEL_TYPE = "Mamba2ForCausalLM", "mamba2"
 LETTER = "S"
@@ -115,24 +116,10 @@ def mixer_rules(mx, ours, m, d):
 
 def rules(cfg, tied):
     """The Rules (hf_rules) of every weight of the model `cfg` describes."""
-    m, d, V = cfg["mixers"][LETTER], cfg["d_model"], cfg["vocab_size"]
-    embed = ("backbone.embeddings.weight", (V, d))
-    out = [Rule("embed.weight", [embed])]
-    for i in range(len(cfg["pattern"])):
-        hf, ours = f"backbone.layers.{i}.", f"blocks.{i}."
-        out += [Rule(ours + "norm1.weight", [(hf + "norm.weight", (d,))]),
-                *mixer_rules(hf + "mixer.", ours + "mixer.", m, d)]
-    out += [Rule("norm.weight", [("backbone.norm_f.weight", (d,))]),
-            Rule("head.weight", [embed if tied else ("lm_head.weight", (V, d))])]
-    return out
+    return backbone_rules(cfg, tied, mixer_rules)
 
 
 def prepare(hf, tensors):
-    """The HF tensors as the rules read them: zero conv biases for a checkpoint without them, the
-    embeddings under their current name (transformers' load hook renames 'backbone.embedding.weight');
-    -> the tensors transformers ignores (a tied lm_head)."""
-    if "backbone.embedding.weight" in tensors:
-        tensors["backbone.embeddings.weight"] = tensors.pop("backbone.embedding.weight")
-    if not hf.flag("use_conv_bias", True):
-        zero_biases(tensors, [f"backbone.layers.{i}.mixer.conv1d.weight" for i in range(hf.count("num_hidden_layers"))])
+    """hf_mamba.backbone_tensors; -> the tensors transformers ignores (a tied lm_head)."""
+    backbone_tensors(hf, tensors)
     return {"lm_head.weight"} if hf.flag("tie_word_embeddings", False) else set()
