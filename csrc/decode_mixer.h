@@ -49,7 +49,7 @@ static inline dec_matrix hr_dec_offset(dec_matrix m, size_t offset) {
  *   int hr_<name>_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos);
  *   size_t hr_<name>_step_scratch(const dec_layer *layer, int B, int D);  (floats of scratch it needs)
  * A kind missing here is refused by name when a decoder is built (hr_decode_kind returns -1). */
-#define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix) X(hyena) X(zamba)
+#define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix) X(hyena) X(zamba) X(hymba)
 
 #define HR_DECODE_DECLARE(name)                                                                 \
     int hr_##name##_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos); \
@@ -74,4 +74,7 @@ int hr_dec_mlp(int mlp_kind, dec_matrix fc_w, const float *fc_b, dec_matrix proj
  * cache of the attention record `layer` advanced; scratch as hr_attention_step's. */
 int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, float *scratch, int B, int Din,
                              const int *pos);
+/* The Mamba step up to its gated output (csrc/mamba_step.c): h (B,D) -> y ⊙ SiLU(z) (B,Din), conv and ssm of
+ * the Mamba record `layer` advanced; scratch as hr_mamba_step's. */
+int hr_mamba_gated_step(const dec_layer *layer, const float *h, float *gated, float *scratch, int B, int D);
 #endif

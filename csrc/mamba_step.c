@@ -28,8 +28,9 @@ size_t hr_mamba_step_scratch(const dec_layer *layer, int B, int D) {
     return (size_t)B * (6 * c[MB_DIN] + 2 * (c[MB_R] + 2 * c[MB_N]) + 1);
 }
 
-/* h (B,D) -> Mamba output (B,D) over h, advancing conv and ssm */
-int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
+/* h (B,D) -> gated (B,Din) = y ⊙ SiLU(z), the Mamba output before out_proj, advancing conv and ssm; scratch:
+ * hr_mamba_step_scratch's. Shared with Hymba's step (csrc/hymba_step.c), whose SSM heads are this. */
+int hr_mamba_gated_step(const dec_layer *layer, const float *h, float *gated, float *scratch, int B, int D) {
     const int *c = layer->ints;
     const float *const *w = layer->w;
     int Din = c[MB_DIN], N = c[MB_N], R = c[MB_R], W = c[MB_W], E = R + 2 * N;
@@ -37,7 +38,6 @@ int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     float *xz = scratch, *x_in = xz + (size_t)B * 2 * Din, *z = x_in + (size_t)B * Din, *x_conv = z + (size_t)B * Din,
           *x = x_conv + (size_t)B * Din, *dbc = x + (size_t)B * Din, *dt = dbc + (size_t)B * E,
           *Bm = dt + (size_t)B * R, *Cm = Bm + (size_t)B * N;
-    (void)pos;
     int st = hr_dec_linear(h, hr_dec_w(layer, MB_IN_W), NULL, xz, B, D, 2 * Din);
     if (st != HR_OK) return st;
     hr_dec_cols(x_in, xz, B, 2 * Din, 0, Din);
@@ -62,7 +62,15 @@ int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D
     hr_softplus_forward(delta, delta, (long)B * Din);
     st = hr_selective_scan_forward(x, delta, w[MB_A], Bm, Cm, w[MB_D], ssm, y, ssm, B, 1, Din, N);
     if (st != HR_OK) return st;
-    float *gated = x;
     hr_silu_gate_forward(y, z, gated, (long)B * Din);
-    return hr_dec_linear(gated, hr_dec_w(layer, MB_OUT_W), NULL, h, B, Din, D);
+    return HR_OK;
+}
+
+/* h (B,D) -> Mamba output (B,D) over h, advancing conv and ssm */
+int hr_mamba_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos) {
+    int Din = layer->ints[MB_DIN];
+    float *gated = scratch + (size_t)B * 5 * Din; /* the dead x of hr_mamba_gated_step's scratch */
+    (void)pos;
+    int st = hr_mamba_gated_step(layer, h, gated, scratch, B, D);
+    return st != HR_OK ? st : hr_dec_linear(gated, hr_dec_w(layer, MB_OUT_W), NULL, h, B, Din, D);
 }
