@@ -151,7 +151,8 @@ PAPER_SHAPES = {
                   moe=dict(n_experts=16, top_k=2, period=2, offset=1)),
     # Hymba-1.5B-Base: 32 layers, hidden 1,600, 25 heads and 5 kv heads (head 64; value heads 128 = Din/H),
     # Mamba expand 2, d_state 16, conv 4, dt_rank 100; global layers 0, 15, 31, window 1,024, KV shared in
-    # the groups the mixer's rule gives; 128 meta tokens; SwiGLU MLP 5,504 without biases; RMSNorm eps 1e-6
+    # the groups the mixer's rule gives; 128 meta tokens; SwiGLU MLP 5,504 without biases; RMSNorm eps 1e-6.
+    # 1.574 B parameters with hybridref's untied head, 1.523 B with the 1.5B's tied embeddings (vocab 32,001)
     "hymba": dict(d_model=1600, pattern="Y" * 32, mlp_kind="swiglu", mlp_bias=False, mlp_hidden=5504, norm_eps=1e-6,
                   meta_tokens=128, mixers={"Y": dict(n_heads=25, n_kv_heads=5, window=1024, norm_eps=1e-6)}),
 }
