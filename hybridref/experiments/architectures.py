@@ -25,7 +25,7 @@ import numpy as np
 from ..data.shakespeare import load_text
 from ..models.char_lm import PRESETS
 from ..optim import AdamW
-from .memory import PeakRSS, decoder_state_bytes, optimizer_bytes, param_bytes, saved_bytes
+from .memory import PeakRSS, batch_saved_bytes, decoder_state_bytes, optimizer_bytes, param_bytes
 from .plot import pyplot, save
 from .report import markdown_table, mib, number
 from .timing import median_step_s
@@ -92,9 +92,7 @@ def measure(cell, quick):
         _, train_ids, val_ids = load_shakespeare(data_dir)
     model = out["model"]
     x, _ = get_batch(train_ids, settings["batch_size"], settings["block_size"], np.random.default_rng(0))
-    model.forward(x)
-    kept = saved_bytes(model)
-    model.clear_saved()
+    kept = batch_saved_bytes(model, x)
     return dict(params=out["params"], steps=out["steps"], train_time_s=out["train_time_s"],
                 tokens_per_s=out["tokens_per_s"], val_loss=out["final_val_loss_full"],
                 equal_steps=settings["equal_steps"], val_loss_at_equal_steps=out["val_loss_full_at"].get(

@@ -119,6 +119,14 @@ def saved_bytes(model):
     return _buffer_bytes([m._saved for m in model.modules()])
 
 
+def batch_saved_bytes(model, ids):
+    """saved_bytes after a forward over the batch `ids` (B,T); the saved arrays are released after."""
+    model.forward(ids)
+    kept = saved_bytes(model)
+    model.clear_saved()
+    return kept
+
+
 def decoder_state_bytes(decoder):
     """Bytes of the states a decoder holds (KV caches, recurrent states, Hyena's input history and filter),
     from its arrays as allocated."""

@@ -13,7 +13,7 @@ import numpy as np
 from ..models.char_lm import CharLM
 from ..optim import AdamW
 from .architectures import _quick_corpus
-from .memory import PeakRSS, decoder_state_bytes, optimizer_bytes, param_bytes, saved_bytes
+from .memory import PeakRSS, batch_saved_bytes, decoder_state_bytes, optimizer_bytes, param_bytes
 
 MIXER_NAMES = dict(A="attention", M="mamba", S="mamba2", G="gla", R="retnet", L="rglru", H="hyena", W="rwkv7")
 
@@ -73,9 +73,7 @@ def measure_shakespeare(config, settings, quick, seed=0):
         _, train_ids, _ = load_shakespeare(data_dir)
     model = out["model"]
     x, _ = get_batch(train_ids, settings["batch_size"], settings["block_size"], np.random.default_rng(0))
-    model.forward(x)
-    kept = saved_bytes(model)
-    model.clear_saved()
+    kept = batch_saved_bytes(model, x)
     return dict(params=out["params"], steps=out["steps"], train_cpu_s=out["train_time_s"],
                 cpu_s_per_step=out["train_time_s"] / out["steps"], tokens_per_s=out["tokens_per_s"],
                 val_loss=out["final_val_loss_full"], train_peak_rss_bytes=peak.bytes, param_bytes=param_bytes(model),
