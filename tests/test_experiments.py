@@ -158,6 +158,19 @@ def test_time_cap_skips_the_cell():
     assert (status, result, peak) == ("skipped", {}, None) and reason.startswith("time cap")
 
 
+def test_a_cell_that_ends_without_a_word(tmp_path):
+    """A cell's process that exits without sending a result is recorded as such, with its exit code, not as
+    past the time cap: here a script without a main guard, whose cell process (spawn) runs it again and
+    fails while starting."""
+    import subprocess
+    script = tmp_path / "no_main_guard.py"
+    script.write_text("from hybridref.experiments.runner import measure_cell\n"
+                      "print(measure_cell('scaling', dict(kind='mixer', model='attention', T=32), True, 1, 600, "
+                      "2 ** 34)[:2])\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert "('skipped', 'its process ended without a result (exit code 1)')" in out.stdout
+
+
 def test_cell_errors(monkeypatch):
     """An expected error in a cell's process is a UserError in the runner, anything else a RuntimeError with
     the cell's traceback."""

@@ -122,17 +122,19 @@ def measure_cell(name, cell, quick, threads, time_cap, memory_cap):
     start = time.perf_counter()
     proc.start()
     send.close()
+    timed_out = False
     try:
-        message = receive.recv() if receive.poll(time_cap) else None
+        timed_out = not receive.poll(time_cap)  # poll returns early at the end of the pipe too
+        message = None if timed_out else receive.recv()
     except EOFError:  # the process ended without a word: killed (the kernel's OOM killer) or crashed in C
         message = None
     finally:
         receive.close()
     wall = time.perf_counter() - start
     if message is None:
-        timed_out = proc.is_alive()
-        proc.kill()
-        proc.join()
+        if timed_out:
+            proc.kill()
+        proc.join()  # without the kill: a process that closed its end is exiting, with its own exit code
         reason = (f"time cap: stopped after {time_cap:.0f} s" if timed_out
                   else f"its process ended without a result (exit code {proc.exitcode})")
         return "skipped", reason, {}, None, wall
