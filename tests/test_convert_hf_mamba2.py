@@ -1,11 +1,12 @@
 """hybridref convert for Mamba2ForCausalLM (hybridref/convert/hf_mamba2.py): tiny random transformers
 models (n_groups 2 of 4 heads each, odd width, chunk_size 4 so that transformers' own chunked scan
 crosses chunk boundaries), tied and untied, with and without conv biases, an epsilon off its default;
-logits on the NumPy and C backends and greedy decoding with the C decoder equal to transformers' own
-(tolerance: tests/hf_check.py); the round trip back; the configs refused by name."""
+logits on the NumPy and C backends, the C decoder's logits at every step and its greedy tokens equal to
+transformers' own (tolerance: tests/hf_check.py); the round trip back; the configs refused by name."""
 import pytest
 
-from hf_check import check_greedy, check_logits, check_round_trip, convert_variants, ids_of, randomize, refused
+from hf_check import (check_decoder_steps, check_greedy, check_logits, check_round_trip, convert_variants, ids_of,
+                      randomize, refused)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -36,6 +37,14 @@ def converted(tmp_path_factory):
 def test_logits_match_transformers(converted, variant, npb, cb, rng):
     model, _, ckpt = converted[variant]
     print(variant, check_logits(model, ckpt, (npb, cb), ids_of(rng, V, (2, T)), torch))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_decoder_steps_match_transformers(converted, variant, cb, rng):
+    """The C decoder's logits after a prefill of 3 tokens and at each of 14 steps (its gated norm at
+    layer_norm_epsilon) equal transformers' forward over the whole sequence at those positions."""
+    model, _, ckpt = converted[variant]
+    check_decoder_steps(model, ckpt, cb, ids_of(rng, V, (2, 17)), 3, torch)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
