@@ -8,17 +8,22 @@ Models, random weights (speed does not depend on them), built directly from hybr
   llama-110m   a Llama-style attention model of similar size: d_model 768, 12 attention blocks (12 heads,
                RoPE), SwiGLU MLPs of 2,048 without biases, vocabulary 32,000, RMSNorm
 
+hybridref runs its decoder with float32 weights and with weights="bf16" (the Linear matrices and the
+embedding in bfloat16, widened to float32 in the GEMV; norms, biases, conv taps, A, D float32).
+
 Each figure: a prompt of 8 tokens prefilled, then --tokens greedy tokens timed (hybridref: one
 Decoder.generate call, the C token loop). GB/s = the bytes a token reads (every weight once, except the
 embedding, of which one row; plus the KV cache rows of the attention layers at the mean position) ×
-tokens/s. The bandwidth bound: a read-only streaming pass (numpy.max over a 1 GiB float32 buffer, split
+tokens/s; for bf16 runs the 2-D matrices count 2 bytes an element (llama.cpp's bf16 GGUF below holds
+the same tensors in bf16 as hybridref's bf16 decoder: embedding, head, in/x/dt/out projections). The bandwidth bound: a read-only streaming pass (numpy.max over a 1 GiB float32 buffer, split
 over the threads; far larger than the 32 MiB L3), the best of three passes in the same round.
 
 Peers, on the mamba-130m shape (same weights, converted in memory):
   transformers   MambaForCausalLM(config) .generate with its cache (torch CPU, torch.set_num_threads);
                  its per-token time is (time of 1 + tokens new tokens − time of 1) / tokens
   llamacpp       llama.cpp through llama-cpp-python, the model written as GGUF f32 and bf16 (the gguf
-                 package's writer, tensor names of llama.cpp's Mamba), one llama_eval call per token (n_ctx 64, no sampling)
+                 package's writer, tensor names of llama.cpp's Mamba; bf16: the 2-D weights but the conv
+                 taps and A), one llama_eval call per token (n_ctx 64, no sampling)
 
 Cases are interleaved within each round (the machine is shared); the median over rounds is reported
 with the load average.
@@ -41,9 +46,12 @@ LLAMA = dict(vocab_size=32000, d_model=768, pattern="A" * 12, mlp_hidden=2048, m
              mixers={"A": dict(n_heads=12)})
 
 
-def bytes_per_token(model, tokens):
-    """Bytes one decode step reads: the weights (one embedding row) and the KV cache at the mean position."""
-    params = sum(p.data.nbytes for p in model.params()) - model.embed.weight.data.nbytes + 4 * model.embed.d
+def bytes_per_token(model, tokens, bf16):
+    """Bytes one decode step reads: the weights (one embedding row), the matrices of the bf16 decoder at 2
+    bytes an element when `bf16`, and the KV cache at the mean position."""
+    matrices = {id(w) for w in model.decoder(1, 1, weights="bf16").matrices} if bf16 else set()
+    params = sum(p.data.size * (2 if id(p.data) in matrices else 4) for p in model.params())
+    params += (model.embed.d - model.embed.weight.data.size) * (2 if bf16 else 4)  # one row of the embedding
     kv = sum(2 * 4 * b.mixer.n_kv_heads * b.mixer.head_dim * (len(PROMPT) + tokens / 2)
              for b in model.blocks if b.mixer.mixer_name == "attention")
     return params + kv
@@ -66,8 +74,8 @@ def bandwidth(threads, gib=1):
     return best
 
 
-def hybridref_rate(model, tokens):
-    dec = model.decoder(1, len(PROMPT) + tokens)
+def hybridref_rate(model, tokens, weights):
+    dec = model.decoder(1, len(PROMPT) + tokens, weights=weights)
     logits = dec.prefill(PROMPT[None])
     t0 = time.perf_counter()
     dec.generate(logits, tokens, seed=0, temperature=0)
@@ -189,7 +197,9 @@ def main():
     models = {"mamba-130m": CharLM(**MAMBA).to(be), "llama-110m": CharLM(**LLAMA).to(be)}
     runs, notes = {}, []
     for name, model in models.items():
-        runs[f"hybridref f32 {name}"] = (lambda m: lambda t, n: (be.set_threads(t), hybridref_rate(m, n))[1])(model)
+        for weights in ("f32", "bf16"):
+            runs[f"hybridref {weights} {name}"] = (lambda m, w: lambda t, n: (be.set_threads(t),
+                                                                            hybridref_rate(m, n, w))[1])(model, weights)
     mamba = models["mamba-130m"]
     tmp = tempfile.mkdtemp(prefix="bench_decode_large_")
     for peer in args.peers:
@@ -220,7 +230,7 @@ def main():
     print("| read bandwidth bound | " + " | ".join(f"{bw[t]:.1f} GB/s" for t in args.threads) + " |")
     for name in runs:
         model = models["llama-110m" if "llama-110m" in name else "mamba-130m"]
-        per = bytes_per_token(model, args.tokens) / (2 if "bf16" in name else 1)  # bf16: the 2-D weights' half
+        per = bytes_per_token(model, args.tokens, "bf16" in name)
         cells = []
         for t in args.threads:
             r = np.median(results[(name, t)])
