@@ -462,8 +462,11 @@ def shakespeare(backend, threads, arch, pattern, d_model, moe, steps, time_budge
 @click.option("--weights", type=click.Choice(["f32", "bf16"]), default="f32", show_default=True,
               help="The C decoder's weight matrices: bf16 stores them in bfloat16 (half the bytes a token reads; "
                    "float32 arithmetic on the rounded weights).")
+@click.option("--stop-id", "stop_ids", type=click.IntRange(min=0), multiple=True, metavar="ID",
+              help="A converted model's end-of-sequence token id (repeatable; its config.json's eos_token_id): "
+                   "generation ends after printing it.")
 def generate(backend, threads, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed,
-             weights):
+             weights, stop_ids):
     """Stream text sampled from a checkpointed character LM, or tokens from a converted model."""
     from .generate import load_model, stream
 
@@ -474,10 +477,13 @@ def generate(backend, threads, checkpoint, prompt, prompt_ids, max_new_tokens, t
     model, vocab = load_model(checkpoint, be, need_vocab=False)
     if vocab is None:
         return _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p,
-                                seed, weights)
+                                seed, weights, stop_ids)
     if prompt_ids is not None:
         raise click.BadParameter(f"{checkpoint} is a character LM: give its prompt as text (--prompt)",
                                  param_hint="--prompt-ids")
+    if stop_ids:
+        raise click.BadParameter(f"{checkpoint} is a character LM, which has no end-of-sequence token: --stop-id "
+                                 f"is for models converted from Hugging Face", param_hint="--stop-id")
     text = stream(model, vocab, prompt, max_new_tokens, temperature, top_k, top_p, seed, weights)
     click.echo(prompt, nl=False)
     for ch in text:
@@ -485,7 +491,8 @@ def generate(backend, threads, checkpoint, prompt, prompt_ids, max_new_tokens, t
     click.echo()
 
 
-def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, weights):
+def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, weights,
+                     stop_ids):
     """A model whose tokens are ids (converted from Hugging Face): --prompt-ids in, ids out (comma-separated,
     the prompt's first); or a text prompt through its tokenizer, text out (the decoded ids so far, each
     step printing what they add, as a token may be part of a character or a word)."""
@@ -497,7 +504,7 @@ def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temp
     if prompt_ids is not None:
         ids = parse_ids(prompt_ids, model.vocab_size)
         click.echo(",".join(map(str, ids)), nl=False)
-        for token in stream_ids(model, ids, max_new_tokens, temperature, top_k, top_p, seed, weights):
+        for token in stream_ids(model, ids, max_new_tokens, temperature, top_k, top_p, seed, weights, stop_ids):
             click.echo(f",{token}", nl=False)
         click.echo()
         return
@@ -509,7 +516,7 @@ def _generate_tokens(model, checkpoint, prompt, prompt_ids, max_new_tokens, temp
     shown = tokenizer.decode(ids)
     click.echo(prompt, nl=False)
     for token in stream_ids(model, np.array(ids, dtype=np.int64), max_new_tokens, temperature, top_k, top_p, seed,
-                            weights):
+                            weights, stop_ids):
         ids.append(token)
         text = tokenizer.decode(ids)
         click.echo(text[len(shown):], nl=False)

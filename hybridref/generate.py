@@ -118,31 +118,40 @@ def parse_ids(text, vocab_size):
     return np.array(ids, dtype=np.int64)
 
 
-def stream_ids(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0, weights="f32"):
-    """An iterator over max_new_tokens token ids sampled after the prompt `ids` (int64, (T,), T >= 1),
-    each drawn when it is asked for; the sizes are checked, and the prompt prefilled, before it is
-    returned. Generation runs the whole count: it does not stop at an end-of-sequence token."""
+def stream_ids(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0, weights="f32",
+               stop_ids=()):
+    """An iterator over up to max_new_tokens token ids sampled after the prompt `ids` (int64, (T,), T >= 1),
+    each drawn when it is asked for; it ends after yielding one of `stop_ids` (an end-of-sequence token:
+    transformers' generate also keeps it). The sizes are checked, and the prompt prefilled, before it is
+    returned."""
     if len(ids) == 0:
         raise UserError("the prompt must hold at least one token")
+    bad = sorted(i for i in stop_ids if not 0 <= i < model.vocab_size)
+    if bad:
+        raise UserError(f"stop ids {bad[:5]} are not token ids of this model (0 to {model.vocab_size - 1})")
     check_decode_size(model, len(ids) + max_new_tokens)
     dec = model.decoder(1, len(ids) + max_new_tokens, weights=weights)
     sampling = dict(seed=seed, temperature=temperature, top_k=top_k or 0, top_p=1.0 if top_p is None else top_p)
     check_sampling(seed, temperature, sampling["top_k"], sampling["top_p"])
     logits = dec.prefill(ids[None, :])
-    return _draw(dec, logits, max_new_tokens, sampling)
+    return _draw(dec, logits, max_new_tokens, sampling, frozenset(stop_ids))
 
 
 CHUNK = 256  # the most tokens of one decoder call: its fixed cost (~10 µs) shared by many tokens
 
 
-def _draw(dec, logits, count, sampling):
+def _draw(dec, logits, count, sampling, stop=frozenset()):
     """The tokens of the decoder's token loop in chunks of 1, 2, 4, ... CHUNK tokens: the first shows at
-    once, later ones share a call."""
+    once, later ones share a call. After a token of `stop` the rest of its chunk is dropped: the chunks
+    double from 1, so at most as many tokens as were kept were drawn past it."""
     done, n = 0, 1
     while done < count:
         n = min(n, count - done)
         tokens, logits = dec.generate(logits, n, final=done + n == count, **sampling)
-        yield from tokens[0].tolist()
+        for token in tokens[0].tolist():
+            yield token
+            if token in stop:
+                return
         done += n
         n = min(2 * n, CHUNK)
 

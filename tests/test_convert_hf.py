@@ -123,6 +123,25 @@ def test_generate_command_prints_token_ids(converted):
     assert bad.exit_code == 1 and "[97] are not token ids of this model (0 to 96)" in bad.output
 
 
+def test_generate_stops_after_a_stop_id(converted):
+    """--stop-id ends the output after the first such token, as transformers' eos_token_id does (checked on
+    the greedy continuation's 4th token, first seen there); an id beyond the vocabulary is refused."""
+    model, _, ckpt = converted["llama"]
+    with torch.no_grad():
+        full = model.generate(torch.tensor([[1, 2, 3]]), do_sample=False, max_new_tokens=12)[0, 3:].tolist()
+    stop = next(t for i, t in enumerate(full) if i >= 3 and t not in full[:i])
+    with torch.no_grad():
+        want = model.generate(torch.tensor([[1, 2, 3]]), do_sample=False, max_new_tokens=12,
+                              eos_token_id=stop, pad_token_id=0)[0].tolist()
+    args = ["generate", "--checkpoint", ckpt, "--prompt-ids", "1,2,3", "--max-new-tokens", "12", "--temperature",
+            "0", "--backend", "c"]
+    out = CliRunner().invoke(main, args + ["--stop-id", str(stop)])
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == ",".join(map(str, want)) and want[-1] == stop and len(want) < 15
+    bad = CliRunner().invoke(main, args + ["--stop-id", "97"])
+    assert bad.exit_code == 1 and "stop ids [97] are not token ids of this model (0 to 96)" in bad.output
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_round_trip_to_transformers(converted, variant, tmp_path, rng):
     """--to-hf writes a folder transformers loads, whose logits are the original model's (the same float32
