@@ -1,6 +1,7 @@
 """Where the time of one decode step goes, per token, for the ~1.2 M-parameter presets on one thread:
 
     python benchmarks/profile_decode.py [--archs hybrid transformer mamba] [--contexts 64 4096] [--tokens 2000]
+                                        [--weights f32 bf16]
 
 Rows (µs per token, each measured on its own, all at the same context):
   C <part>        the parts of the C token loop (hr_generate: decoder step and sampling), timed inside C
@@ -20,7 +21,8 @@ Sampling is temperature 1, top-k 20, top-p 0.9 throughout.
 
 The token loop is timed in calls of BLOCK = 16 tokens after which the decoder is rewound (as
 benchmarks/bench_decode.py), so every step runs at the context asked for; `generate` runs its tokens past
-the context (+--tokens). The machine is shared: every figure is the median of --rounds rounds,
+the context (+--tokens). --weights: the decoder's weight matrices (f32, or bf16: half the bytes a token
+reads), each a column of its own. The machine is shared: every figure is the median of --rounds rounds,
 interleaved, and the load average is printed with the table.
 """
 import argparse
@@ -59,12 +61,12 @@ def _per_token(dec, run, tokens):
     return elapsed / (tokens // BLOCK * BLOCK)
 
 
-def profile(arch, ctx, tokens):
-    """{row: µs per token} for one preset at one context."""
+def profile(arch, ctx, weights, tokens):
+    """{row: µs per token} for one preset at one context with the decoder's `weights`."""
     be = get_backend("c")
     model = CharLM.preset(arch, V).to(be)
     lib, ffi = be.lib, be.ffi
-    dec = model.decoder(1, ctx + BLOCK + 1)
+    dec = model.decoder(1, ctx + BLOCK + 1, weights=weights)
     logits = dec.prefill(np.random.default_rng(0).integers(0, V, (1, ctx)))
     loop = lambda: dec.generate(logits, BLOCK, final=False, **SAMPLING)  # noqa: E731
     off = _per_token(dec, loop, tokens)
@@ -92,7 +94,7 @@ def profile(arch, ctx, tokens):
         sample(logits, positions, **SAMPLING)
     out["before: NumPy sampling"] = (time.perf_counter() - t0) / tokens
     prompt = np.random.default_rng(1).integers(0, V, ctx)
-    text = stream_ids(model, prompt, tokens, **SAMPLING)
+    text = stream_ids(model, prompt, tokens, **SAMPLING, weights=weights)
     t0 = time.perf_counter()
     for _ in text:
         pass
@@ -106,9 +108,10 @@ def main():
     ap.add_argument("--contexts", nargs="+", type=int, default=[64, 4096])
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--weights", nargs="+", choices=["f32", "bf16"], default=["f32"])
     args = ap.parse_args()
     get_backend("c").set_threads(1)
-    cases = [(a, c) for a in args.archs for c in args.contexts]
+    cases = [(a, c, w) for a in args.archs for c in args.contexts for w in args.weights]
     results = {case: [] for case in cases}
     for _ in range(args.rounds):
         for case in cases:
@@ -116,7 +119,8 @@ def main():
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min, 2 cores); "
           f"median of {args.rounds} rounds, {args.tokens} tokens each, 1 thread, µs per token")
     rows = list(results[cases[0]][0])
-    print("| part | " + " | ".join(f"{a} ctx {c}" for a, c in cases) + " |")
+    print("| part | " + " | ".join(f"{a} ctx {c}" + (f" {w}" if len(args.weights) > 1 else "")
+                                    for a, c, w in cases) + " |")
     print("| --- |" + " ---: |" * len(cases))
     for row in rows:
         print(f"| {row} | " + " | ".join(f"{np.median([r[row] for r in results[case]]):.1f}" for case in cases) + " |")
