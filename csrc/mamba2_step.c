@@ -1,13 +1,13 @@
 /* Decode step of the Mamba-2 mixer (SSD): one token per stream through in_proj, the conv over xBC,
  * the SSD recurrence at T = 1 (the linear_attention kernel, updating the state in place), the gated
- * grouped RMSNorm and out_proj. It touches only the fixed-size state, so its cost does not depend on
+ * grouped RMSNorm (or the gate alone: Falcon-H1's mixer without mamba_rms_norm) and out_proj. It touches only the fixed-size state, so its cost does not depend on
  * the position.
  *
  * Record (backends/c/mamba2_step.py), with C = Din + 2GN conv channels, P = Din / H:
  *   ints   [Din, N, G, H, W = conv width]
  *   floats [norm eps]
  *   w      [in_proj w (2Din+2GN+H, D), conv w (C, W), conv b (C), dt_bias (H), A = −exp(A_log) (H), D (H),
- *           norm w (Din), out_proj w (D, Din)]
+ *           norm w (Din; NULL: y ⊙ SiLU(z) with no norm), out_proj w (D, Din)]
  *   state  [conv (B, W−1, C): the last W−1 conv inputs, ssm (B, H, N, P): the SSM state] */
 #include "common.h"
 #include "activations.h"
@@ -76,9 +76,9 @@ int hr_mamba2_step(const dec_layer *layer, float *h, float *scratch, int B, int 
             for (int p = 0; p < P; p++) yr[p] += dh * xr[p];
         }
     /* RMSNorm(y ⊙ SiLU(z)) within each group of gs channels: (B, Din) is B·G contiguous rows of gs */
-    float *gated = v, *normed = xbc_act; /* reuse: v and xbc_act are dead from here on */
+    float *gated = v, *normed = w[M2_NORM_W] ? xbc_act : gated; /* reuse: v and xbc_act are dead from here on */
     hr_silu_gate_forward(y, z, gated, (long)B * Din);
-    for (int r = 0; r < B * G; r++)
+    for (int r = 0; w[M2_NORM_W] && r < B * G; r++)
         hr_rmsnorm_forward(gated + (size_t)r * gs, w[M2_NORM_W] + (size_t)(r % G) * gs, normed + (size_t)r * gs,
                            rstd, 1, gs, layer->floats[M2_EPS]);
     return hr_dec_linear(normed, hr_dec_w(layer, M2_OUT_W), NULL, h, B, Din, D);

@@ -77,6 +77,24 @@ class GatedGroupRMSNorm(Module):
         return self._norm(self.be.silu_gate_forward(x, z))[0]
 
 
+class SiluGate(Module):
+    """The gated norm's place without the norm (Falcon-H1's mamba_rms_norm false, layers/falcon_h1.py):
+
+        y = x ⊙ SiLU(z)         x, z (M,d) -> y (M,d); no parameters"""
+
+    def forward(self, x, z):
+        self.save(x, z)
+        return self.be.silu_gate_forward(x, z)
+
+    def backward(self, dy):
+        """dy (M,d) -> dx, dz (M,d)."""
+        x, z = self.saved()
+        return self.be.silu_gate_backward(dy, x, z)
+
+    def step(self, x, z):
+        return self.be.silu_gate_forward(x, z)
+
+
 @register_mixer("S", "mamba2")
 class Mamba2(Mixer):
     # The mixer holds ~6·D² + 2·G·N·D weights (in_proj D×(2Din+2GN+H), out_proj Din×D): 117.9 K at
