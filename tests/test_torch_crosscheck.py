@@ -33,6 +33,7 @@ EXTRA_OPTIONS = [
     ("M", dict(d_state=3, d_conv=2, expand=1, dt_rank=5)),
     ("M", dict(directions=2)),  # Vision Mamba (tests/torch_ref/mamba.py; the cross scan: test_scan_directions.py)
     ("S", dict(norm_eps=1e-2)),  # transformers' Mamba2 gives the gated norm its layer_norm_epsilon
+    ("F", dict(gate_norm=True, norm_eps=1e-2)),  # Falcon-H1's mamba_rms_norm true
 ]
 
 

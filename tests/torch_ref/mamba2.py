@@ -44,7 +44,10 @@ def _split_xbc(xbc, opts, din):
 
 
 def _out(p, y, z, opts):
-    """RMSNormGated (norm_before_gate=False, group size Din/G, eps norm_eps), then out_proj: y, z (...,Din)."""
+    """RMSNormGated (norm_before_gate=False, group size Din/G, eps norm_eps), then out_proj: y, z (...,Din).
+    Without a norm.weight (Falcon-H1's mamba_rms_norm false, tests/torch_ref/falcon_h1.py) the gate alone."""
+    if "norm.weight" not in p:
+        return (y * F.silu(z)) @ p["out_proj.weight"].T
     g = (y * F.silu(z)).unflatten(-1, (opts["ngroups"], -1))
     g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + opts["norm_eps"])
     return (g.flatten(-2) * p["norm.weight"]) @ p["out_proj.weight"].T
