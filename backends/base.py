@@ -90,13 +90,15 @@ SEQUENCE_MIXING_OPS = {
     # (query head h reads kv head h // (H/Hk)). Query i stands at key position
     # i + q_offset (q_offset >= 0; 0 with Tq = Tk is ordinary self-attention).
     # window None: keys j <= i + q_offset; window W: keys i+q_offset-W <= j <= i+q_offset
-    # (W+1 keys, recurrentgemma convention). Returns o (B,Tq,H,P) and lse (B,H,Tq), the
+    # (W+1 keys, recurrentgemma convention); sinks S: keys j < S (the block's first S) are visible to
+    # every query i + q_offset >= j whatever the window (attention sinks, Hymba's meta tokens).
+    # Returns o (B,Tq,H,P) and lse (B,H,Tq), the
     # log-sum-exp of each score row (o = 0, lse = -inf for a query that sees no key),
     # which is all the backward keeps: it recomputes probabilities in tiles. The backward
     # takes o and lse of the whole key set, so a query block's gradients against
     # several key blocks add up (the MPI backend's ring).
-    "attention_forward": "attention_forward(q, k, v, window=None, q_offset=0) -> (o, lse)",
-    "attention_backward": "attention_backward(do, q, k, v, o, lse, window=None, q_offset=0) -> (dq, dk, dv)",
+    "attention_forward": "attention_forward(q, k, v, window=None, q_offset=0, sinks=0) -> (o, lse)",
+    "attention_backward": "attention_backward(do, q, k, v, o, lse, window=None, q_offset=0, sinks=0) -> (dq, dk, dv)",
     # depthwise causal conv: y[b,t,c] = bias[c] + Σ_{j<W} w[c,j] x̃[b, t-(W-1)+j, c],
     # x̃ = concat(prefix, x) along time; prefix (B,W-1,C) holds the tokens before
     # x (zeros when None). x (B,T,C), w (C,W), bias (C,) or None -> y (B,T,C)

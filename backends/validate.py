@@ -118,7 +118,8 @@ class Choice:
 
 
 _EPS = Float(lo=0, lo_open=True)  # a norm's ε: 1/√(mean + ε) must stay finite for a zero row
-_ATTENTION = dict(window=Int(hi=None, none=True), q_offset=Int())  # the window is clamped to the sequence
+# the window is clamped to the sequence, the sinks to the key block
+_ATTENTION = dict(window=Int(hi=None, none=True), q_offset=Int(), sinks=Int(hi=None))
 # a position or row offset: the kernels add an index (< 2**62) to it in C long arithmetic
 _OFFSET = Int(lo=0, hi=2**62 - 1)
 _ROPE = dict(offset=_OFFSET, base=Float(lo=0, lo_open=True))

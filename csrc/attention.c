@@ -20,6 +20,10 @@
  * its block pairs (merged through lse). A query that sees no key of the block gets o = 0 and
  * lse = -inf; the backward takes the lse of the whole key set, so per-block gradients add up to
  * the whole, and gives a query whose lse is -inf (no key at all) zero gradients.
+ *
+ * Sinks: the first `sinks` keys of the block stay visible to every later query whatever the window
+ * (StreamingLLM's attention sinks, Hymba's meta tokens). A query tile then reads two spans of keys,
+ * the sinks and its window (attn_key_spans), through the same tile loop.
  */
 #include "common.h"
 #include "simd.h"
@@ -30,7 +34,7 @@
 #define ATTN_BMAX HR_MAX(ATTN_BR, ATTN_BC)
 
 typedef struct {
-    int Tq, Tk, H, Hk, P, window, off; /* off = q_offset */
+    int Tq, Tk, H, Hk, P, window, off, sinks; /* off = q_offset; sinks: keys 0..sinks-1 always visible */
     float scale;
     size_t qstride, kstride; /* floats between consecutive positions of one head */
 } attn_dims;
@@ -49,8 +53,9 @@ static inline size_t attn_lse_at(const attn_dims *d, int b, int h, int t) {
     return ((size_t)b * d->H + h) * d->Tq + t;
 }
 
-/* Query i sees keys first_key(i) <= j <= last_key(i); key j is seen by queries
- * first_query(j) <= i <= last_query(j). Either range may be empty. */
+/* Query i (at key position i + off) sees key j iff j <= i + off and (no window, or i + off - j <= window,
+ * or j < sinks). Its window is first_key(i) <= j <= last_key(i) (the sinks come on top: attn_key_spans);
+ * key j is seen by queries first_query(j) <= i <= last_query(j). Either range may be empty. */
 static inline long attn_first_key(const attn_dims *d, long i) {
     return d->window < 0 ? 0 : HR_MAX(0, i + d->off - d->window);
 }
@@ -60,7 +65,26 @@ static inline long attn_last_key(const attn_dims *d, long i) { return HR_MIN((lo
 static inline long attn_first_query(const attn_dims *d, long j) { return HR_MAX(0, j - d->off); }
 
 static inline long attn_last_query(const attn_dims *d, long j) {
-    return d->window < 0 ? (long)d->Tq - 1 : HR_MIN((long)d->Tq - 1, j - d->off + d->window);
+    return d->window < 0 || j < d->sinks ? (long)d->Tq - 1 : HR_MIN((long)d->Tq - 1, j - d->off + d->window);
+}
+
+/* The keys the queries i0..i1 read, as spans lo[s] <= j <= hi[s] (at most two; -> their count): the
+ * sinks 0..sinks-1 (causal), then the window first_key(i0)..last_key(i1); one span 0..last_key(i1) when
+ * the sinks reach the window. */
+static int attn_key_spans(const attn_dims *d, long i0, long i1, long lo[2], long hi[2]) {
+    long first = attn_first_key(d, i0), last = attn_last_key(d, i1);
+    int n = 0;
+    if (d->sinks > 0 && first > d->sinks) {
+        lo[n] = 0;
+        hi[n++] = HR_MIN((long)d->sinks - 1, last);
+    } else if (d->sinks > 0) {
+        first = 0;
+    }
+    if (first <= last) {
+        lo[n] = first;
+        hi[n++] = last;
+    }
+    return n;
 }
 
 /* ---- tile products ---------------------------------------------------------------------- */
@@ -162,9 +186,10 @@ static void attn_gemm(int m, int n, int kd, const float *A, size_t ars, size_t a
 
 /* ---- vector rows (n a multiple of 16) ------------------------------------------------- */
 
-/* s[c] = -inf for the columns outside [lo, hi] (invisible query-key pairs). */
-static void attn_mask(float *s, int n, long lo, long hi) {
-    for (long c = 0; c < HR_MIN(lo, (long)n); c++) s[c] = -INFINITY;
+/* s[c] = -inf for the columns outside [lo, hi] (invisible query-key pairs), except the columns c < keep
+ * (sink keys), which only hi bounds. */
+static void attn_mask(float *s, int n, long lo, long hi, long keep) {
+    for (long c = HR_MAX(keep, 0L); c < HR_MIN(lo, (long)n); c++) s[c] = -INFINITY;
     for (long c = HR_MAX(hi + 1, 0L); c < n; c++) s[c] = -INFINITY;
 }
 
@@ -237,29 +262,32 @@ static void attn_forward_tile(const attn_dims *d, const float *q, const float *k
         l[r] = 0.0f;
     }
     attn_zero_panel(Ot, P, ATTN_BR, n);
-    int jlast = (int)attn_last_key(d, i0 + rows - 1);
-    for (int j0 = (int)attn_first_key(d, i0); j0 <= jlast; j0 += ATTN_BC) {
-        int cols = HR_MIN(ATTN_BC, jlast - j0 + 1);
-        size_t kat = attn_kv_at(d, b, j0, g);
-        attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
-        for (int r = 0; r < n; r++) mx[r] = -INFINITY;
-        for (int c = 0; c < cols; c++) {
-            float *s = St + (size_t)c * ATTN_BR;
-            attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0);
-            attn_max_into(mx, s, n);
+    long lo[2], hi[2];
+    int spans = attn_key_spans(d, i0, i0 + rows - 1, lo, hi);
+    for (int sp = 0; sp < spans; sp++) {
+        for (int j0 = (int)lo[sp]; j0 <= hi[sp]; j0 += ATTN_BC) {
+            int cols = HR_MIN(ATTN_BC, (int)hi[sp] - j0 + 1);
+            size_t kat = attn_kv_at(d, b, j0, g);
+            attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
+            for (int r = 0; r < n; r++) mx[r] = -INFINITY;
+            for (int c = 0; c < cols; c++) {
+                float *s = St + (size_t)c * ATTN_BR;
+                attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0, 0);
+                attn_max_into(mx, s, n);
+            }
+            for (int r = 0; r < n; r++) {
+                float m_new = HR_MAX(m[r], mx[r]);
+                /* a query that has seen no key yet (sliding window) keeps l = 0, O = 0 */
+                shift[r] = m_new == -INFINITY ? 0.0f : m_new;
+                corr[r] = hr_expf(m[r] - shift[r]);
+                l[r] *= corr[r];
+                m[r] = m_new;
+            }
+            for (int c = 0; c < cols; c++) attn_exp_cols(St + (size_t)c * ATTN_BR, shift, l, n);
+            for (int p = 0; p < P; p++)
+                for (int r = 0; r < n; r++) Ot[(size_t)p * ATTN_BR + r] *= corr[r];
+            attn_gemm(P, n, cols, v + kat, 1, d->kstride, St, ATTN_BR, Ot, ATTN_BR, 1);
         }
-        for (int r = 0; r < n; r++) {
-            float m_new = HR_MAX(m[r], mx[r]);
-            /* a query that has seen no key yet (sliding window) keeps l = 0, O = 0 */
-            shift[r] = m_new == -INFINITY ? 0.0f : m_new;
-            corr[r] = hr_expf(m[r] - shift[r]);
-            l[r] *= corr[r];
-            m[r] = m_new;
-        }
-        for (int c = 0; c < cols; c++) attn_exp_cols(St + (size_t)c * ATTN_BR, shift, l, n);
-        for (int p = 0; p < P; p++)
-            for (int r = 0; r < n; r++) Ot[(size_t)p * ATTN_BR + r] *= corr[r];
-        attn_gemm(P, n, cols, v + kat, 1, d->kstride, St, ATTN_BR, Ot, ATTN_BR, 1);
     }
     for (int r = 0; r < rows; r++) {
         /* no visible key in this block (l = 0): o = 0, lse = -inf (the identity of the lse merge);
@@ -270,15 +298,15 @@ static void attn_forward_tile(const attn_dims *d, const float *q, const float *k
     }
 }
 
-static attn_dims attn_make_dims(int Tq, int Tk, int H, int Hk, int P, int window, int q_offset) {
-    attn_dims d = {Tq, Tk, H, Hk, P, window, q_offset, 1.0f / sqrtf((float)P), (size_t)H * P, (size_t)Hk * P};
+static attn_dims attn_make_dims(int Tq, int Tk, int H, int Hk, int P, int window, int q_offset, int sinks) {
+    attn_dims d = {Tq, Tk, H, Hk, P, window, q_offset, sinks, 1.0f / sqrtf((float)P), (size_t)H * P, (size_t)Hk * P};
     return d;
 }
 
-/* q (B,Tq,H,P), k, v (B,Tk,Hk,P) -> o (B,Tq,H,P), lse (B,H,Tq); window < 0: none */
+/* q (B,Tq,H,P), k, v (B,Tk,Hk,P) -> o (B,Tq,H,P), lse (B,H,Tq); window < 0: none; sinks >= 0 */
 int hr_attention_forward(const float *q, const float *k, const float *v, float *o, float *lse, int B, int Tq,
-                         int Tk, int H, int Hk, int P, int window, int q_offset) {
-    attn_dims d = attn_make_dims(Tq, Tk, H, Hk, P, window, q_offset);
+                         int Tk, int H, int Hk, int P, int window, int q_offset, int sinks) {
+    attn_dims d = attn_make_dims(Tq, Tk, H, Hk, P, window, q_offset, sinks);
     int nthreads = hr_num_threads(), qtiles = (Tq + ATTN_BR - 1) / ATTN_BR;
     size_t per = attn_forward_scratch(P);
     float *scratch = hr_alloc(sizeof(float) * per * nthreads);
@@ -326,7 +354,8 @@ static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q
     attn_load_transposed(Vt, ATTN_BC, v + kat, d->kstride, cols, P, 1.0f);
     attn_zero_panel(dKt, P, ATTN_BC, n);
     attn_zero_panel(dVt, P, ATTN_BC, n);
-    int ilast = (int)attn_last_query(d, j0 + cols - 1);
+    /* the tile's last key sees the furthest query, unless a sink among its keys sees them all */
+    int ilast = (int)HR_MAX(attn_last_query(d, j0), attn_last_query(d, j0 + cols - 1));
     for (int h = g * G; h < (g + 1) * G; h++) {
         for (int i0 = (int)attn_first_query(d, j0); i0 <= ilast; i0 += ATTN_BR) {
             int rows = HR_MIN(ATTN_BR, ilast - i0 + 1);
@@ -336,7 +365,7 @@ static void attn_dkdv_tile(const attn_dims *d, const float *dout, const float *q
             for (int r = 0; r < rows; r++) {
                 long i = i0 + r;
                 float *s = S + (size_t)r * ATTN_BC;
-                attn_mask(s, n, attn_first_key(d, i) - j0, i + d->off - j0);
+                attn_mask(s, n, attn_first_key(d, i) - j0, i + d->off - j0, (long)d->sinks - j0);
                 attn_exp_row(s, n, attn_lse_shift(lse[attn_lse_at(d, b, h, (int)i)]));
                 delta[r] = attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P);
                 attn_dscores(dS + (size_t)r * ATTN_BC, s, delta + r, 0, n);
@@ -367,19 +396,22 @@ static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, 
         delta[r] = r < rows ? attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P) : 0.0f;
     }
     attn_zero_panel(dQt, P, ATTN_BR, n);
-    int jlast = (int)attn_last_key(d, i0 + rows - 1);
-    for (int j0 = (int)attn_first_key(d, i0); j0 <= jlast; j0 += ATTN_BC) {
-        int cols = HR_MIN(ATTN_BC, jlast - j0 + 1);
-        size_t kat = attn_kv_at(d, b, j0, g);
-        attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
-        attn_gemm(cols, n, P, v + kat, d->kstride, 1, dOt, ATTN_BR, dSt, ATTN_BR, 0);
-        for (int c = 0; c < cols; c++) {
-            float *s = St + (size_t)c * ATTN_BR;
-            attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0);
-            attn_exp_cols(s, lse_t, NULL, n);
-            attn_dscores(dSt + (size_t)c * ATTN_BR, s, delta, 1, n);
+    long lo[2], hi[2];
+    int spans = attn_key_spans(d, i0, i0 + rows - 1, lo, hi);
+    for (int sp = 0; sp < spans; sp++) {
+        for (int j0 = (int)lo[sp]; j0 <= hi[sp]; j0 += ATTN_BC) {
+            int cols = HR_MIN(ATTN_BC, (int)hi[sp] - j0 + 1);
+            size_t kat = attn_kv_at(d, b, j0, g);
+            attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
+            attn_gemm(cols, n, P, v + kat, d->kstride, 1, dOt, ATTN_BR, dSt, ATTN_BR, 0);
+            for (int c = 0; c < cols; c++) {
+                float *s = St + (size_t)c * ATTN_BR;
+                attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0, 0);
+                attn_exp_cols(s, lse_t, NULL, n);
+                attn_dscores(dSt + (size_t)c * ATTN_BR, s, delta, 1, n);
+            }
+            attn_gemm(P, n, cols, k + kat, 1, d->kstride, dSt, ATTN_BR, dQt, ATTN_BR, 1);
         }
-        attn_gemm(P, n, cols, k + kat, 1, d->kstride, dSt, ATTN_BR, dQt, ATTN_BR, 1);
     }
     for (int r = 0; r < rows; r++)
         for (int p = 0; p < P; p++) dq[qat + r * d->qstride + p] = d->scale * dQt[(size_t)p * ATTN_BR + r];
@@ -388,8 +420,8 @@ static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, 
 /* dout, q, o (B,Tq,H,P), k, v (B,Tk,Hk,P), lse (B,H,Tq) -> dq (B,Tq,H,P), dk, dv (B,Tk,Hk,P) */
 int hr_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *o,
                           const float *lse, float *dq, float *dk, float *dv, int B, int Tq, int Tk, int H, int Hk,
-                          int P, int window, int q_offset) {
-    attn_dims d = attn_make_dims(Tq, Tk, H, Hk, P, window, q_offset);
+                          int P, int window, int q_offset, int sinks) {
+    attn_dims d = attn_make_dims(Tq, Tk, H, Hk, P, window, q_offset, sinks);
     int nthreads = hr_num_threads(), qtiles = (Tq + ATTN_BR - 1) / ATTN_BR, ktiles = (Tk + ATTN_BC - 1) / ATTN_BC;
     size_t per = attn_backward_scratch(P);
     float *scratch = hr_alloc(sizeof(float) * per * nthreads);

@@ -205,15 +205,16 @@ def _qkv(d):
     B, Tq, Tk, Hk, G, P = d.small(1), d.size(1), d.size(1), d.small(1), d.small(1), d.size(1)
     window = d.pick([None, None, 0, 1, d.int(0, Tk + 2), 2**64])
     q_offset = d.pick([0, 0, d.int(0, Tk + 3)])
+    sinks = d.pick([0, 0, d.int(0, Tk + 2)])
     return dict(q=d.normal(B, Tq, Hk * G, P), k=d.normal(B, Tk, Hk, P), v=d.normal(B, Tk, Hk, P), window=window,
-                q_offset=q_offset)
+                q_offset=q_offset, sinks=sinks)
 
 
 def _attention_backward(d):
     a = _qkv(d)
     o, lse = _oracle(*_np.attention_forward(*map(_f64, a.values())))
     return dict(do=d.normal(*a["q"].shape), q=a["q"], k=a["k"], v=a["v"], o=o, lse=lse, window=a["window"],
-                q_offset=a["q_offset"])
+                q_offset=a["q_offset"], sinks=a["sinks"])
 
 
 def _conv(d):

@@ -79,16 +79,18 @@ def check_ops(be, rng):
             assert np.array_equal(gather_seq(be, be.permute_positions(part(x), order)), x[:, order]), "permute"
         assert be.sequence_length(hi - lo) == T
 
-        # attention: full causal and a window shorter than a slice (far blocks are skipped)
+        # attention: full causal and a window shorter than a slice (far blocks are skipped), and with
+        # sinks (process 0's first 2 positions, sent to every process): beside a window that reaches
+        # process 0's other keys and beside one that does not
         q, k, v, do = f32(2, T, 4, 5), f32(2, T, 2, 5), f32(2, T, 2, 5), f32(2, T, 4, 5)
-        for window in (None, 3):
-            o_ref, lse_ref = ref.attention_forward(q, k, v, window)
-            g_ref = ref.attention_backward(do, q, k, v, o_ref, lse_ref, window)
+        for window, sinks in ((None, 0), (3, 0), (3, 2), (1, 2)):
+            o_ref, lse_ref = ref.attention_forward(q, k, v, window, 0, sinks)
+            g_ref = ref.attention_backward(do, q, k, v, o_ref, lse_ref, window, 0, sinks)
             ql, kl, vl = part(q), part(k), part(v)
-            o, lse = be.attention_forward(ql, kl, vl, window)
-            close(f"attention T={T} window={window} o", gather_seq(be, o), o_ref)
+            o, lse = be.attention_forward(ql, kl, vl, window, 0, sinks)
+            close(f"attention T={T} window={window} sinks={sinks} o", gather_seq(be, o), o_ref)
             close("attention lse", gather_seq(be, lse, axis=2), lse_ref)
-            g = be.attention_backward(part(do), ql, kl, vl, o, lse, window)
+            g = be.attention_backward(part(do), ql, kl, vl, o, lse, window, 0, sinks)
             for name, got, want in zip(("dq", "dk", "dv"), g, g_ref):
                 close(f"attention {name}", gather_seq(be, got), want)
 

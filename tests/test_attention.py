@@ -13,16 +13,18 @@ def make_qkv(rng, B, T, H, Hk, P, dtype=np.float32):
     return q.astype(dtype), k.astype(dtype), v.astype(dtype)
 
 
-def brute_row(q, k, v, b, h, i, window, do_row=None, q_offset=0):
+def brute_row(q, k, v, b, h, i, window, do_row=None, q_offset=0, sinks=0):
     """Query row i of head h straight from the definition, in float64: a softmax over the
-    visible keys written out. Returns o_i, lse_i and, given do_row = dO_i, this row's
-    gradient terms (dq_i, dk and dv over the visible keys, their index range)."""
+    visible keys written out (the window's, and the sinks 0..sinks-1). Returns o_i, lse_i and,
+    given do_row = dO_i, this row's gradient terms (dq_i, dk and dv over the visible keys, their
+    indices)."""
     P, G = q.shape[3], q.shape[2] // k.shape[2]
     pos = i + q_offset
     lo, hi = (0 if window is None else max(0, pos - window)), min(pos, k.shape[1] - 1)
-    if lo > hi:
+    keys = [j for j in range(hi + 1) if j >= lo or j < sinks]
+    if not keys:
         return np.zeros(P), -math.inf
-    qi, kj, vj = (x.astype(np.float64) for x in (q[b, i, h], k[b, lo:hi + 1, h // G], v[b, lo:hi + 1, h // G]))
+    qi, kj, vj = (x.astype(np.float64) for x in (q[b, i, h], k[b, keys, h // G], v[b, keys, h // G]))
     s = np.array([qi @ kj[j] for j in range(len(kj))]) / math.sqrt(P)
     m = s.max()
     z = sum(math.exp(x - m) for x in s)
@@ -32,8 +34,7 @@ def brute_row(q, k, v, b, h, i, window, do_row=None, q_offset=0):
         return o, m + math.log(z)
     dp = vj @ do_row
     ds = p * (dp - p @ dp)
-    return o, m + math.log(z), (ds @ kj / math.sqrt(P), np.outer(ds, qi) / math.sqrt(P), np.outer(p, do_row),
-                                slice(lo, hi + 1))
+    return o, m + math.log(z), (ds @ kj / math.sqrt(P), np.outer(ds, qi) / math.sqrt(P), np.outer(p, do_row), keys)
 
 
 # (B, T, H, Hk, P, window): full causal, sliding window, grouped-query, multi-query
@@ -331,3 +332,111 @@ def test_attention_blocks_add_up(npb, cb, rng, window):
         # sums of <= 4 float32 block contributions against one tiled pass
         for got, want in ((dq, dq_full), (dk, dk_full), (dv, dv_full)):
             assert rel_err(got, want) < 1e-6
+
+
+# ---- attention sinks: the block's first keys visible to every later query ----------------
+
+# (B, Tq, Tk, H, Hk, P, window, q_offset, sinks): self-attention with sinks behind the window, GQA with the
+# sinks reaching the window, a later query block whose window misses the sinks, and sinks past the block
+SINK_GRAD_CASES = [(1, 9, 9, 2, 2, 3, 2, 0, 3), (2, 8, 8, 4, 2, 3, 3, 0, 4), (1, 4, 6, 2, 1, 3, 2, 6, 2),
+                   (1, 5, 3, 2, 1, 2, 1, 0, 7)]
+
+
+@pytest.mark.parametrize("B,Tq,Tk,H,Hk,P,window,q_offset,sinks", SINK_GRAD_CASES,
+                         ids=["self", "gqa-reach", "later-block", "sinks>Tk"])
+def test_attention_sinks_gradcheck(npb, rng, B, Tq, Tk, H, Hk, P, window, q_offset, sinks):
+    q = rng.standard_normal((B, Tq, H, P))
+    k, v = rng.standard_normal((B, Tk, Hk, P)), rng.standard_normal((B, Tk, Hk, P))
+    w = rng.standard_normal(q.shape)
+    loss = lambda: float((npb.attention_forward(q, k, v, window, q_offset, sinks)[0] * w).sum())
+    o, lse = npb.attention_forward(q, k, v, window, q_offset, sinks)
+    dq, dk, dv = npb.attention_backward(w, q, k, v, o, lse, window, q_offset, sinks)
+    check_grads(loss, {"q": q, "k": k, "v": v}, {"q": dq, "k": dk, "v": dv})
+
+
+@pytest.mark.parametrize("Tq,Tk,window,q_offset,sinks", [(9, 9, 2, 0, 3), (9, 6, 1, 4, 2), (5, 4, 0, 6, 1)],
+                         ids=["self", "offset", "sinks-only-rows"])
+def test_attention_sinks_match_definition(npb, cb, rng, Tq, Tk, window, q_offset, sinks):
+    """Every row against brute_row: the window's keys and the sinks, rows past the window seeing only sinks."""
+    q = rng.standard_normal((2, Tq, 4, 5))
+    k, v = rng.standard_normal((2, Tk, 2, 5)), rng.standard_normal((2, Tk, 2, 5))
+    o, lse = npb.attention_forward(q, k, v, window, q_offset, sinks)
+    o32, lse32 = cb.attention_forward(*(x.astype(np.float32) for x in (q, k, v)), window, q_offset, sinks)
+    for b in range(2):
+        for h in range(4):
+            for i in range(Tq):
+                o_i, lse_i = brute_row(q, k, v, b, h, i, window, q_offset=q_offset, sinks=sinks)
+                np.testing.assert_allclose(o[b, i, h], o_i, rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(lse[b, h, i], lse_i, rtol=1e-12)
+                # as test_attention_offset_matches_definition
+                np.testing.assert_allclose(o32[b, i, h], o_i, rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(lse32[b, h, i], lse_i, rtol=1e-5, atol=1e-6)
+
+
+# Tiles: sinks within one tile, sinks spanning two tiles (70) with the window far behind, rows past every
+# key of a block seeing only its sinks, sinks up to the window (one span), and Tk < Tq.
+SINK_PARITY_CASES = [(2, 130, 130, 4, 2, 13, 17, 0, 16), (1, 200, 200, 3, 1, 37, 40, 0, 70),
+                     (1, 90, 130, 2, 1, 13, 40, 100, 5), (1, 150, 150, 2, 2, 16, 64, 0, 90),
+                     (1, 130, 67, 3, 1, 13, 10, 0, 3)]
+
+
+@pytest.mark.parametrize("B,Tq,Tk,H,Hk,P,window,q_offset,sinks", SINK_PARITY_CASES,
+                         ids=["S16-W17", "S70-W40", "offset-S5", "S90-W64", "Tk<Tq"])
+def test_attention_sinks_c_matches_numpy(npb, cb, rng, B, Tq, Tk, H, Hk, P, window, q_offset, sinks):
+    q = rng.standard_normal((B, Tq, H, P)).astype(np.float32)
+    k, v = (rng.standard_normal((B, Tk, Hk, P)).astype(np.float32) for _ in range(2))
+    do = rng.standard_normal(q.shape).astype(np.float32)
+    args = (window, q_offset, sinks)
+    o_ref, lse_ref = npb.attention_forward(*(x.astype(np.float64) for x in (q, k, v)), *args)
+    o, lse = cb.attention_forward(q, k, v, *args)
+    # as test_attention_c_matches_numpy (every row sees a key: the sinks)
+    assert rel_err(o, o_ref) < 1e-6
+    assert rel_err(lse, lse_ref) < 1e-6
+    grads_ref = npb.attention_backward(*(x.astype(np.float64) for x in (do, q, k, v, o, lse)), *args)
+    grads = cb.attention_backward(do, q, k, v, o, lse, *args)
+    for name, got, want in zip(("dq", "dk", "dv"), grads, grads_ref):
+        assert rel_err(got, want) < 1e-6, name
+
+
+def test_attention_sinks_over_a_gapped_key_block(npb, cb, rng):
+    """A prefill from a decode state: queries at positions p0.. against the cached sinks 0..S-1, then the
+    window's keys p0-W.. and their own; with q_offset = S + W (the keys' distances kept) this is the
+    whole sequence's attention for those rows, and the gradients of the keys they read."""
+    B, T, H, Hk, P, W, S, p0 = 2, 90, 4, 2, 13, 20, 6, 60
+    q, k, v = make_qkv(rng, B, T, H, Hk, P)
+    do = np.zeros(q.shape, np.float32)
+    do[:, p0:] = rng.standard_normal(do[:, p0:].shape)
+    keys = np.r_[0:S, p0 - W:T]
+    for be in (npb, cb):
+        o_full, lse_full = be.attention_forward(q, k, v, W, 0, S)
+        dq_full, dk_full, dv_full = be.attention_backward(do, q, k, v, o_full, lse_full, W, 0, S)
+        kg, vg = k[:, keys].copy(), v[:, keys].copy()
+        o, lse = be.attention_forward(q[:, p0:].copy(), kg, vg, W, S + W, S)
+        # the same sums in another tiling: the parity tolerance
+        assert rel_err(o, o_full[:, p0:]) < 1e-6 and rel_err(lse, lse_full[..., p0:]) < 1e-6
+        dq, dk, dv = be.attention_backward(do[:, p0:].copy(), q[:, p0:].copy(), kg, vg, o, lse, W, S + W, S)
+        assert rel_err(dq, dq_full[:, p0:]) < 1e-6
+        assert rel_err(dk, dk_full[:, keys]) < 1e-6 and rel_err(dv, dv_full[:, keys]) < 1e-6
+
+
+def test_attention_sinks_limits(npb, cb, rng):
+    """sinks 0 is the plain window (the same kernel path, bit for bit); sinks >= Tk or no window: every key is
+    seen causally, as without a window; a negative or non-int count is a clear error."""
+    q, k, v = make_qkv(rng, 2, 70, 4, 2, 13)
+    do = rng.standard_normal(q.shape).astype(np.float32)
+    for be in (npb, cb):
+        o, lse = be.attention_forward(q, k, v, 9)
+        for a, b in zip((o, lse) + be.attention_backward(do, q, k, v, o, lse, 9),
+                        be.attention_forward(q, k, v, 9, 0, 0) + be.attention_backward(do, q, k, v, o, lse, 9, 0, 0)):
+            np.testing.assert_array_equal(a, b)
+        o, lse = be.attention_forward(q, k, v)
+        full = (o, lse) + be.attention_backward(do, q, k, v, o, lse)
+        for window, sinks in ((9, 70), (9, 2**40), (None, 5)):
+            o_s, lse_s = be.attention_forward(q, k, v, window, 0, sinks)
+            for a, b in zip(full, (o_s, lse_s) + be.attention_backward(do, q, k, v, o, lse, window, 0, sinks)):
+                np.testing.assert_array_equal(a, b)
+        for sinks in (-1, 2.0, None):
+            with pytest.raises(ValueError, match="attention_forward: sinks must be an int >= 0"):
+                be.attention_forward(q, k, v, 9, 0, sinks)
+            with pytest.raises(ValueError, match="attention_backward: sinks must be an int >= 0"):
+                be.attention_backward(do, q, k, v, o, lse, 9, 0, sinks)

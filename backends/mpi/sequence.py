@@ -24,7 +24,7 @@ import importlib
 from ..base import (SEQUENCE_FORMS, SEQUENCE_MIXING_OPS, Halo, KVPassing, Offset, Refused, SequenceMean,
                     StatePassing, form_ops)
 
-TAG_HALO, TAG_DHALO, TAG_STATE, TAG_DSTATE, TAG_KV, TAG_DKV = range(1, 7)
+TAG_HALO, TAG_DHALO, TAG_STATE, TAG_DSTATE, TAG_KV, TAG_DKV, TAG_SINK, TAG_DSINK = range(1, 9)
 
 MECHANISMS = {StatePassing: "state_passing", Halo: "halo", KVPassing: "kv_passing", Offset: "offsets",
               SequenceMean: "pool"}
