@@ -25,13 +25,14 @@ import numpy as np
 from ..checkpoint import save_checkpoint
 from ..errors import UserError
 from ..models.char_lm import CharLM
-from . import hf_bamba, hf_jamba, hf_llama, hf_mamba, hf_mamba2, hf_recurrentgemma
+from . import hf_bamba, hf_falcon_h1, hf_jamba, hf_llama, hf_mamba, hf_mamba2, hf_recurrentgemma
 from .hf_config import HFConfig
 from .hf_files import read_config, read_weights, write_checkpoint
 from .hf_rules import export_params, import_params
 from .tokenizer import FILE as TOKENIZER, copy_tokenizer, tokenizer_beside
 
-ARCHITECTURES = {m.MODEL_TYPE: m for m in (hf_mamba, hf_mamba2, hf_llama, hf_jamba, hf_recurrentgemma, hf_bamba)}
+ARCHITECTURES = {m.MODEL_TYPE: m for m in (hf_mamba, hf_mamba2, hf_llama, hf_jamba, hf_recurrentgemma, hf_bamba,
+                                            hf_falcon_h1)}
 SUPPORTED = ", ".join(f"{m.ARCH} (model_type {t!r})" for t, m in ARCHITECTURES.items())
 # transformers architectures whose hybridref counterpart computes another function: refused with the reason
 NOT_CONVERTED = {
