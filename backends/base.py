@@ -173,8 +173,9 @@ SEQUENCE_MIXING_OPS = {
     # one new query per stream against a KV cache: q (B,H,P), k_cache, v_cache (B,Hk,L,P) holding the
     # key of position j in row j % L (a ring of the last L positions; rows 0..length−1 when length <= L);
     # the query is at position length−1; window W: keys length−1−W .. length−1, all of which must still
-    # be in the cache (at most L keys read) -> o (B,H,P), the attention_forward output row of that query
-    "attention_decode": "attention_decode(q, k_cache, v_cache, length, window=None) -> o",
+    # be in the cache (at most L keys read) -> o (B,H,P), the attention_forward output row of that query;
+    # with sinks S and a window, keys 0..S−1 too, kept in rows 0..S−1, the ring in the other L−S rows
+    "attention_decode": "attention_decode(q, k_cache, v_cache, length, window=None, sinks=0) -> o",
 }
 
 import ast

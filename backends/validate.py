@@ -143,7 +143,7 @@ SCALARS = {
     "rope_forward": _ROPE,
     "rope_backward": _ROPE,
     # length <= the cache size is checked by the op, which knows it
-    "attention_decode": dict(length=Int(lo=1), window=Int(hi=None, none=True)),
+    "attention_decode": dict(length=Int(lo=1), window=Int(hi=None, none=True), sinks=Int(hi=None)),
     "linear_attention_forward": dict(scale=Float(), chunk=Int(lo=1),
                                      mode=Choice(("chunk", "parallel", "recurrent"))),
     "linear_attention_backward": dict(scale=Float(), chunk=Int(lo=1)),

@@ -8,7 +8,11 @@
  *   state [k cache (B,Hk,L,P), v cache (B,Hk,L,P)]
  * Position p lives in row p % L. The step writes k, v at row pos % L and attends over positions
  * 0..pos: without a window L = max_len and its cost grows linearly with the position; with a window
- * the cache is a ring of L = min(max_len, window + 1) rows, and memory and cost are constant. */
+ * the cache is a ring of L = min(max_len, window + 1) rows, and memory and cost are constant.
+ *
+ * hr_attention_decode also reads caches with sinks S (attention sinks, Hymba's meta tokens: positions
+ * 0..S-1, visible to every query whatever the window): rows 0..S-1 hold them for good and the other
+ * L - S rows are the ring of the later positions (hr_attention_cache_row). */
 #include <string.h>
 #include "common.h"
 #include "simd.h"
@@ -21,16 +25,32 @@ enum { AT_ROPE_BASE };                                  /* floats */
 enum { AT_QKV_W, AT_OUT_W, AT_OUT_B };                  /* weights */
 enum { AT_K_CACHE, AT_V_CACHE };                        /* state */
 
-/* One (b, h) of attention_decode over n keys of a ring kb, vb (L rows of P) from row r0: scores into s
- * (n floats), softmax, o = Σ_j p_j v_j. The keys read are at most two runs of consecutive rows (r0 to the
- * ring's end, then from row 0), each walked linearly. */
-static void attend_one(const float *qr, const float *kb, const float *vb, float *orow, float *s, int r0, int n, int L,
-                       int P) {
+/* Row of position p in a cache of L rows with S sinks: p for a sink (p < S), else S + (p - S) % (L - S), the
+ * ring of the other rows (p % L when S = 0). */
+long hr_attention_cache_row(long p, int L, int S) { return p < S ? p : S + (p - S) % (L - S); }
+
+/* The keys a query at position len - 1 reads: the sinks 0..s-1 (with a window: the window hides them) and
+ * positions j0..len-1; -> their count s + len - j0. */
+static int decode_keys(int len, int window, int S, int *s, int *j0) {
+    *s = window < 0 ? 0 : HR_MIN(S, len);
+    *j0 = window < 0 ? 0 : HR_MAX(*s, len - 1 - window);
+    return *s + len - *j0;
+}
+
+/* One (b, h) of attention_decode over the keys of a query at position len - 1 in the cache kb, vb (L rows of
+ * P, S sinks): scores into s, softmax, o = Σ_j p_j v_j. The keys read are at most three runs of consecutive
+ * rows, each walked linearly: the sinks (rows 0..s-1), then the ring from row(j0) to its end and from its
+ * first row S on. */
+static void attend_one(const float *qr, const float *kb, const float *vb, float *orow, float *s, int len, int window,
+                       int L, int S, int P) {
     float scale = 1.0f / sqrtf((float)P), mx = -INFINITY;
-    int first = HR_MIN(n, L - r0);                                   /* keys in the first run */
-    const int run_n[2] = {first, n - first};
-    const float *run_k[2] = {kb + (size_t)r0 * P, kb}, *run_v[2] = {vb + (size_t)r0 * P, vb};
-    for (int r = 0, j = 0; r < 2; r++)
+    int s_n, j0, n = decode_keys(len, window, S, &s_n, &j0);
+    int r0 = j0 < len ? (int)hr_attention_cache_row(j0, L, S) : 0;  /* (no ring key: a cache of sinks only) */
+    int first = HR_MIN(len - j0, L - r0);                            /* ring keys before the ring wraps */
+    const int run_n[3] = {s_n, first, len - j0 - first};
+    const float *run_k[3] = {kb, kb + (size_t)r0 * P, kb + (size_t)S * P};
+    const float *run_v[3] = {vb, vb + (size_t)r0 * P, vb + (size_t)S * P};
+    for (int r = 0, j = 0; r < 3; r++)
         for (int i = 0; i < run_n[r]; i++, j++) {
             const float *kr = run_k[r] + (size_t)i * P;
             hr_vec acc = hr_vzero();
@@ -47,7 +67,7 @@ static void attend_one(const float *qr, const float *kb, const float *vb, float 
     hr_vec inv = hr_vset1(1.0f / hr_vhsum(sum));
     for (int p = 0; p < P; p += HR_VW) {
         hr_vec acc = hr_vzero();
-        for (int r = 0, j = 0; r < 2; r++)
+        for (int r = 0, j = 0; r < 3; r++)
             for (int i = 0; i < run_n[r]; i++, j++)
                 acc = hr_vfma(hr_vset1(s[j]), hr_vload(run_v[r] + (size_t)i * P + p, P - p), acc);
         hr_vstore(orow + p, hr_vmul(acc, inv), P - p);
@@ -55,33 +75,32 @@ static void attend_one(const float *qr, const float *kb, const float *vb, float 
 }
 
 /* hr_attention_decode with stream b's query at its own position qpos[b · stride] (stride 0: one position for
- * all streams), so its keys are positions j0..qpos (length qpos + 1) */
+ * all streams), so its keys are among positions 0..qpos (length qpos + 1) */
 static int attention_decode_streams(const float *q, const float *k, const float *v, float *o, int B, int H, int Hk,
-                                    int P, int L, const int *qpos, int stride, int window) {
-    int group = H / Hk, most = 0;
-    for (int b = 0; b < B; b++) most = HR_MAX(most, window < 0 ? qpos[b * stride] + 1 : HR_MIN(qpos[b * stride], window) + 1);
+                                    int P, int L, const int *qpos, int stride, int window, int S) {
+    int group = H / Hk, most = 0, s_n, j0;
+    for (int b = 0; b < B; b++) most = HR_MAX(most, decode_keys(qpos[b * stride] + 1, window, S, &s_n, &j0));
     float *scores = hr_alloc((size_t)B * H * most * sizeof(float));
     if (!scores) return HR_ENOMEM;
     #pragma omp parallel for schedule(static) if ((long)B * H * most * P > 32768)
     for (long task = 0; task < (long)B * H; task++) {
         long b = task / H, h = task % H;
-        int len = qpos[b * stride] + 1, j0 = window < 0 ? 0 : HR_MAX(0, len - 1 - window);
         size_t kv = ((size_t)b * Hk + h / group) * L * P;
-        attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * most, j0 % L,
-                   len - j0, L, P);
+        attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * most,
+                   qpos[b * stride] + 1, window, L, S, P);
     }
     free(scores);
     return HR_OK;
 }
 
-/* o[b,h] = Σ_j softmax_j(q[b,h]·k[b,g,j]/√P) v[b,g,j], g = h / (H/Hk), keys j0 <= j < length,
- * j0 = max(0, length-1-window) (0 when window < 0), key j in row j % L (length - j0 <= L: checked
- * by the wrapper)
+/* o[b,h] = Σ_j softmax_j(q[b,h]·k[b,g,j]/√P) v[b,g,j], g = h / (H/Hk), over the keys j < length with
+ * j >= length-1-window or j < sinks (every j when window < 0); key j in row hr_attention_cache_row(j, L,
+ * sinks) (the ring holds the window's keys: checked by the wrapper)
  * q (B,H,P), k, v (B,Hk,L,P) -> o (B,H,P) */
 int hr_attention_decode(const float *q, const float *k, const float *v, float *o, int B, int H, int Hk, int P, int L,
-                        int length, int window) {
+                        int length, int window, int sinks) {
     int qpos = length - 1;
-    return attention_decode_streams(q, k, v, o, B, H, Hk, P, L, &qpos, 0, window);
+    return attention_decode_streams(q, k, v, o, B, H, Hk, P, L, &qpos, 0, window, sinks);
 }
 
 /* scratch: qkv (B, (H+2Hk)P), then q (B,HP), k, v (B,HkP), o (B,HP) */
@@ -130,7 +149,7 @@ int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, f
             memcpy(kc + row, k + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
             memcpy(vc + row, v + ((size_t)b * Hk + g) * P, (size_t)P * sizeof(float));
         }
-    return attention_decode_streams(q, kc, vc, o, B, H, Hk, P, L, pos, 1, c[AT_WINDOW]);
+    return attention_decode_streams(q, kc, vc, o, B, H, Hk, P, L, pos, 1, c[AT_WINDOW], 0);
 }
 
 /* h (B,D), stream b at position pos[b] -> attention output (B,D) over h: the heads' outputs o, then o W_outᵀ + b_out */

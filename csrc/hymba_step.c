@@ -6,14 +6,15 @@
  *
  * Record (backends/c/hymba_step.py): the Mamba record first (csrc/mamba_step.c, its in_proj the x, z rows
  * of W_in, its out_proj W_out), so the SSM heads are hr_mamba_gated_step on the same record:
- *   ints   [Din, N, R, W, bcdt, | H, Hk, P, e, window (-1), rope, L, own_kv]
+ *   ints   [Din, N, R, W, bcdt, | H, Hk, P, e, window (-1), rope, L, own_kv, sinks S]
  *   floats [bcdt eps, | rope base, norm eps]
  *   w      [Mamba's 12, | W_qkv (the q, k, v rows of W_in: (H+Hk+e·Hk)P, or HP for a consumer), w_a, w_m]
  *   state  [conv, ssm, | k cache (B,Hk,L,P), v cache (B,e·Hk,L,P)]
  * A consumer of shared keys and values (own_kv 0) has only q rows and its record holds its producer's
  * cache buffers, which the producer's step, earlier in the same step, has advanced: it only reads them.
  * Value chunk c of kv head g is cache head c·Hk + g, so each chunk is a contiguous (Hk,L,P) cache per
- * stream for hr_attention_decode. */
+ * stream for hr_attention_decode. The model's S meta tokens are the window layers' sinks: cache rows
+ * 0..S-1 keep them, the other rows are the window's ring (hr_attention_cache_row). */
 #include <string.h>
 #include "common.h"
 #include "norms.h"
@@ -21,7 +22,7 @@
 #include "attention_step.h"
 #include "decode_mixer.h"
 
-enum { HY_H = 5, HY_HK, HY_P, HY_E, HY_WINDOW, HY_ROPE, HY_L, HY_OWN_KV }; /* ints, after Mamba's */
+enum { HY_H = 5, HY_HK, HY_P, HY_E, HY_WINDOW, HY_ROPE, HY_L, HY_OWN_KV, HY_SINKS }; /* ints, after Mamba's */
 enum { HY_ROPE_BASE = 1, HY_EPS };                                       /* floats */
 enum { HY_OUT_W = 8, HY_QKV_W = 12, HY_NORM_A, HY_NORM_M };  /* weights (HY_OUT_W: Mamba's out_proj slot) */
 enum { HY_K_CACHE = 2, HY_V_CACHE };                                     /* state */
@@ -39,8 +40,8 @@ size_t hr_hymba_step_scratch(const dec_layer *layer, int B, int D) {
            (size_t)B * (hymba_qkv_width(c) + c[HY_H] * c[HY_E] * c[HY_P] + c[0] + 1) + (size_t)c[HY_H] * c[HY_P];
 }
 
-/* proj (B, qkv width) of stream positions pos -> a (B, H, e·P): RoPE on q (and k), k and v written at row
- * pos[b] % L of the own cache, then per stream and value chunk attention over its pos[b] + 1 keys */
+/* proj (B, qkv width) of stream positions pos -> a (B, H, e·P): RoPE on q (and k), k and v written at pos[b]'s
+ * row of the own cache, then per stream and value chunk attention over the keys of its pos[b] + 1 */
 static int hymba_attend(const dec_layer *layer, float *proj, float *a, float *o, int B, const int *pos) {
     const int *c = layer->ints;
     int H = c[HY_H], Hk = c[HY_HK], P = c[HY_P], e = c[HY_E], L = c[HY_L], width = hymba_qkv_width(c), st = HR_OK;
@@ -53,7 +54,7 @@ static int hymba_attend(const dec_layer *layer, float *proj, float *a, float *o,
             if (st == HR_OK && c[HY_OWN_KV]) st = hr_rope_forward(k, k, 1, 1, Hk, P, pos[b], base);
             if (st != HR_OK) break;
         }
-        size_t row = (size_t)(pos[b] % L) * P;
+        size_t row = (size_t)hr_attention_cache_row(pos[b], L, c[HY_SINKS]) * P;
         if (c[HY_OWN_KV])
             for (int g = 0; g < Hk; g++) {
                 memcpy(kc + ((size_t)b * Hk + g) * L * P + row, k + (size_t)g * P, (size_t)P * sizeof(float));
@@ -63,7 +64,7 @@ static int hymba_attend(const dec_layer *layer, float *proj, float *a, float *o,
             }
         for (int ch = 0; ch < e && st == HR_OK; ch++) {
             st = hr_attention_decode(q, kc + (size_t)b * Hk * L * P, vc + ((size_t)b * e + ch) * Hk * L * P, o, 1, H, Hk,
-                                     P, L, pos[b] + 1, c[HY_WINDOW]);
+                                     P, L, pos[b] + 1, c[HY_WINDOW], c[HY_SINKS]);
             for (int h = 0; h < H; h++)
                 memcpy(a + ((size_t)b * H + h) * e * P + (size_t)ch * P, o + (size_t)h * P, (size_t)P * sizeof(float));
         }

@@ -416,7 +416,7 @@ def _moe_dispatch_backward(d):
 def _attention_decode(d):
     B, H_k, G, P, L = d.small(1), d.small(1), d.small(1), d.size(1), d.size(1)
     return dict(q=d.normal(B, H_k * G, P), k_cache=d.normal(B, H_k, L, P), v_cache=d.normal(B, H_k, L, P),
-                length=d.int(1, L), window=d.pick([None, 0, d.int(0, L + 1), 2**64]))
+                length=d.int(1, L), window=d.pick([None, 0, d.int(0, L + 1), 2**64]), sinks=d.pick([0, 0, d.int(0, L)]))
 
 
 EXAMPLES = {

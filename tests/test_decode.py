@@ -129,6 +129,33 @@ def test_attention_decode_matches_last_row_of_attention(npb, cb, rng, B, H, Hk, 
                           cb.attention_decode(qn, kc, vc, length, window))
 
 
+# (B, H, Hk, P, sinks S, window W, length): the cache is S sink rows and a ring of W + 1; queries before the
+# sinks end, within the first window, and several windows past it (the ring wrapped many times), W = 0
+SINK_DECODE_CASES = [(2, 4, 2, 13, 3, 5, 2), (1, 3, 1, 37, 4, 6, 9), (2, 4, 1, 16, 5, 7, 61), (1, 2, 2, 9, 2, 0, 23)]
+
+
+@pytest.mark.parametrize("B,H,Hk,P,S,W,length", SINK_DECODE_CASES, ids=["in-sinks", "first-window", "far", "w0"])
+def test_attention_decode_with_sinks_matches_last_row(npb, cb, rng, B, H, Hk, P, S, W, length):
+    """The sinks' rows keep positions 0..S-1 while the ring after them keeps the window's: the query's row of
+    attention_forward with the same sinks and window."""
+    from hybridref.backends.numpy.attention_step import cache_rows
+    q, k, v = (rng.standard_normal((B, length, h, P)).astype(np.float32) for h in (H, Hk, Hk))
+    o_full, _ = npb.attention_forward(q, k, v, W, 0, S)
+    L = S + W + 1
+    kc, vc = np.zeros((B, Hk, L, P), np.float32), np.zeros((B, Hk, L, P), np.float32)
+    for j in range(length):  # every position written in turn at its row
+        row = int(cache_rows(j, L, S))
+        kc[:, :, row], vc[:, :, row] = k[:, j], v[:, j]
+    qn = np.ascontiguousarray(q[:, -1])
+    ref = npb.attention_decode(qn, kc, vc, length, W, S)
+    assert rel_err(ref, o_full[:, -1]) < 1e-6  # as test_attention_decode_matches_last_row_of_attention
+    assert rel_err(cb.attention_decode(qn, kc, vc, length, W, S), ref) < 1e-6
+    for be in (npb, cb) if length > S + W else ():  # one row short of the ring: the window's first key is gone
+        with pytest.raises(ValueError, match=rf"reads {S + W + 1} keys \(window {W}, {S} sinks\) but "
+                                             rf"the cache holds {L - 1} rows, {S} of them for the sinks"):
+            be.attention_decode(qn, kc[:, :, :-1].copy(), vc[:, :, :-1].copy(), length, W, S)
+
+
 def test_attention_decode_rejects_bad_input(npb, cb):
     q, kc = np.zeros((2, 4, 8), np.float32), np.zeros((2, 2, 16, 8), np.float32)
     with pytest.raises(ValueError, match=r"attention_decode: length must be an int .*got 0"):

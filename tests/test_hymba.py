@@ -1,7 +1,8 @@
 """Hymba (hybridref/layers/hymba.py, the CharLM option meta_tokens, the zoo preset "hymba") beyond the
 conformance suite, which checks the mixer on its own and in two-layer stacks, where every layer is
 global and computes its own keys: here stacks of six, with local layers, a key/value pair shared between
-consecutive layers and meta tokens.
+consecutive layers and meta tokens, which the local layers' queries all see (attention sinks; the mask
+itself against PyTorch in tests/test_zoo_torch.py).
 
 Tolerances: float64 finite differences as tests/test_mixer_conformance.py (helpers.check_model_grads);
 decoding against the parallel forward in float32 1e-5 (each position through the same ops in another
@@ -105,6 +106,40 @@ def test_decode_streams_at_their_own_positions(cb):
         model.clear_saved()
         assert rel_err(logits[b], ref[0, -2]) < 1e-5
         assert rel_err(logits2[b], ref[0, -1]) < 1e-5
+
+
+def test_local_cache_holds_the_meta_tokens_and_a_ring(npb):
+    """A local layer's cache: the S meta tokens' rows and the window's ring of W + 1, the global layers' the
+    whole context; the decoder's state bytes count them (3 more rows in each of the 5 caching layers)."""
+    model = small(meta_tokens=3, window=2).to(npb)
+    states = model.init_state(2, 40)
+    assert [s["k"].shape[2] if "k" in s else None for s in states] == [43, 3 + 3, 43, 3 + 3, None, 43]
+    assert [b.mixer.role for b in model.blocks][1] == "window 2 + 3 meta"
+    row = (1 * 6 + 2 * 6) * 4  # float32 k (1 kv head of 6) and v (2 chunks of 6) of one position
+    assert decode_state_bytes(small(3), 40) - decode_state_bytes(small(0), 40) == 5 * 3 * row
+
+
+def test_decode_far_past_the_window(npb, cb):
+    """40 tokens after 3 meta tokens through window-2 layers (the rings wrap 13 times): prefill + steps on
+    both decoders, and the C decoder's streams at their own positions, as the parallel forward (1e-5, as
+    above)."""
+    model = small(meta_tokens=3, window=2)
+    rng = np.random.default_rng(6)
+    ids = rng.integers(0, V, (2, 40))
+    full = model.to(npb).forward(ids)
+    model.clear_saved()
+    for be in (npb, cb):
+        model.to(be)
+        for prompt in (1, 23):
+            assert rel_err(decode_all(model, ids, prompt), full[:, prompt - 1:]) < 1e-5, (be.name, prompt)
+    dec = model.to(cb).decoder(2, 40)
+    logits = [dec.prefill_streams([ids[0, :4], ids[1, :19]])]
+    for t in range(15):
+        logits.append(dec.step(np.array([ids[0, 4 + t], ids[1, 19 + t]])))
+    for b, first in ((0, 4), (1, 19)):
+        ref = model.forward(ids[b:b + 1, :first + 15])
+        model.clear_saved()
+        assert rel_err(np.stack([x[b] for x in logits]), ref[0, first - 1:]) < 1e-5, b
 
 
 def test_consumer_alone_is_a_clear_error(npb):

@@ -1,11 +1,12 @@
 """Wrapper of csrc/attention_step.c: attention of one new query over a KV cache (the op
 `attention_decode`), and the attention mixer's record for the C decoder."""
+from ..numpy.attention_step import check_cache
 from . import checks
 from .checks import empty_f32 as empty
 from .decode import DecodeRecord
 
 
-def attention_decode(be, q, k_cache, v_cache, length, window=None):
+def attention_decode(be, q, k_cache, v_cache, length, window=None, sinks=0):
     op = "attention_decode"
     checks.check_array(op, "q", q, ndim=3)
     checks.check_array(op, "k_cache", k_cache, ndim=4)
@@ -19,16 +20,12 @@ def attention_decode(be, q, k_cache, v_cache, length, window=None):
     if H % Hk:
         raise ValueError(f"{op}: query heads H={H} (q {q.shape}) must be a multiple of kv heads Hk={Hk} "
                          f"(k_cache {k_cache.shape})")
-    length = checks.check_int(op, "length", length, 1)
-    window = checks.check_int(op, "window", window, 0, None, allow_none=True)
+    length, window, sinks = checks.check_scalars(op, length=length, window=window, sinks=sinks)
+    _, held = check_cache(op, length, window, sinks, L)
     w = -1 if window is None else min(window, length)  # a window past the first position is none
-    n = length if window is None else min(length, w + 1)  # keys read: positions length−n .. length−1
-    if n > L:
-        raise ValueError(f"{op}: the query at position {length - 1} reads {n} keys (window {window}) but the "
-                         f"cache holds {L} rows (k_cache {k_cache.shape}); position j is row j % L")
     o = empty(q.shape)
     be.raise_status(op, be.lib.hr_attention_decode(be.f32(q), be.f32(k_cache), be.f32(v_cache), be.f32(o),
-                                                   B, H, Hk, P, L, length, w))
+                                                   B, H, Hk, P, L, length, w, min(held, L)))
     return o
 
 

@@ -5,7 +5,8 @@ from .mamba_step import decode_record as mamba_record
 
 
 def decode_record(mixer, state, max_len, shared):
-    """ints [Mamba's 5, H, Hk, P, e, window or −1, rope, L, own_kv]; floats [bcdt eps, rope base, norm eps];
+    """ints [Mamba's 5, H, Hk, P, e, window or −1, rope, L, own_kv, sinks (the model's meta tokens)]; floats
+    [bcdt eps, rope base, norm eps];
     weights [Mamba's 12 (in_proj: W_in's x, z rows; out_proj: W_out), W_qkv (W_in's q, k, v rows), norm_a w,
     norm_m w]; state [conv, ssm, k cache, v cache].
 
@@ -25,7 +26,8 @@ def decode_record(mixer, state, max_len, shared):
     L = cache[0].shape[2]
     window = -1 if mixer.window is None else int(min(mixer.window, L))
     rope = mixer.rope_base is not None
-    rec.ints += [mixer.n_heads, mixer.n_kv_heads, mixer.head_dim, mixer.expand, window, int(rope), L, int(own)]
+    rec.ints += [mixer.n_heads, mixer.n_kv_heads, mixer.head_dim, mixer.expand, window, int(rope), L, int(own),
+                 mixer.sinks]
     rec.floats += [mixer.rope_base if rope else 0.0, mixer.norm_a.eps]
     rec.weights += [W_in[:W_in.shape[0] - 2 * din], mixer.norm_a.weight.data, mixer.norm_m.weight.data]
     rec.states += cache

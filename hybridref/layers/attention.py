@@ -20,6 +20,7 @@ tokens against its max_len). `forward(x, state)` (prefill) appends the T tokens 
 """
 import numpy as np
 
+from ..backends.numpy.attention_step import cache_rows, decode_keys
 from .linear import Linear
 from .mixer import Mixer
 from .registry import register_mixer
@@ -105,34 +106,40 @@ class CausalSelfAttention(Mixer):
         return {"k": np.zeros(shape, dtype), "v": np.zeros(shape, dtype), "length": 0}
 
     @classmethod
-    def extend_cache(cls, state, k, v, window):
+    def extend_cache(cls, state, k, v, window, sinks=0):
         """A prefill's keys and values k, v (B,T,Hk,·) appended to the cache `state`; -> (the cached keys
         its queries see, then k; the same for v; n_prev, how many cached ones: all `length`, or the last
-        `window`)."""
+        `window` and, before them, the sinks 0..sinks−1 a window would hide). The queries then stand at
+        q_offset n_prev: with sinks cut out of a longer gap, the window's keys keep their distances, and
+        attention_forward's `sinks` are the first keys."""
         L0 = state["length"]
-        n_prev = L0 if window is None else min(L0, window)
-        prev = np.arange(L0 - n_prev, L0) % state["k"].shape[2]
-        k_prev, v_prev = state["k"][:, :, prev].transpose(0, 2, 1, 3), state["v"][:, :, prev].transpose(0, 2, 1, 3)
-        cls._append(state, k, v, L0)
+        prev = decode_keys(L0 + 1, window, sinks)[:-1]  # those of a query at position L0, less its own
+        n_prev = len(prev)
+        rows = cache_rows(prev, state["k"].shape[2], sinks)
+        k_prev, v_prev = state["k"][:, :, rows].transpose(0, 2, 1, 3), state["v"][:, :, rows].transpose(0, 2, 1, 3)
+        cls._append(state, k, v, L0, sinks)
         if n_prev:
             k = np.ascontiguousarray(np.concatenate([k_prev, k], axis=1))
             v = np.ascontiguousarray(np.concatenate([v_prev, v], axis=1))
         return k, v, n_prev
 
     @staticmethod
-    def _append(state, k, v, L0):
-        """Write k, v (B,T,Hk,P) of positions L0.. into their rows p % L (the last L of them when T > L)."""
+    def _append(state, k, v, L0, sinks=0):
+        """Write k, v (B,T,Hk,P) of positions L0.. into their rows (cache_rows: p % L without sinks): the
+        sinks and the last L − sinks of the others, those a ring keeps."""
         L, T = state["k"].shape[2], k.shape[1]
-        keep = min(T, L)
-        rows = np.arange(L0 + T - keep, L0 + T) % L
-        state["k"][:, :, rows] = k[:, T - keep:].transpose(0, 2, 1, 3)
-        state["v"][:, :, rows] = v[:, T - keep:].transpose(0, 2, 1, 3)
+        pos = np.arange(L0, L0 + T)
+        keep = (pos < sinks) | (pos >= L0 + T - (L - sinks))
+        rows = cache_rows(pos[keep], L, sinks)
+        state["k"][:, :, rows] = k[:, keep].transpose(0, 2, 1, 3)
+        state["v"][:, :, rows] = v[:, keep].transpose(0, 2, 1, 3)
         state["length"] = L0 + T
 
-    def _check_room(self, state, n):
-        """Without a window the cache holds the whole context: max_len tokens. A ring has no limit."""
+    def _check_room(self, state, n, sinks=0):
+        """Without a window the cache holds the whole context: max_len tokens. A ring has no limit (one of
+        L <= sinks rows has no ring: its L tokens are sinks)."""
         max_len = state["k"].shape[2]
-        if self.window is None and state["length"] + n > max_len:
+        if (self.window is None or max_len <= sinks) and state["length"] + n > max_len:
             raise ValueError(f"attention: the KV cache holds {max_len} tokens (max_len) and has {state['length']}; "
                              f"{n} more do not fit — decode with a larger max_len")
 

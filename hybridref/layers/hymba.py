@@ -4,7 +4,8 @@ models"; NVlabs/hymba, nvidia/Hymba-1.5B-Base modeling_hymba.py, HymbaBlock): at
 
     q, k, v, x, z = split(u W_inᵀ)          u (B,T,D) -> q (B,T,H,P), k (B,T,Hk,P), v (B,T,Hk,e·P),
                                              x, z (B,T,Din); P = D/H, Din = e·D (e = expand)
-    a   = attention(RoPE(q), RoPE(k), v)     (B,T,H·e·P) = (B,T,Din): causal, keys i−W..i in a local layer
+    a   = attention(RoPE(q), RoPE(k), v)     (B,T,H·e·P) = (B,T,Din): causal; in a local layer keys i−W..i
+                                             and the S meta tokens 0..S−1 (Hymba's SWA mask: attention sinks)
     m   = ssm(x) ⊙ SiLU(z)                   Mamba's branch from the conv on (mamba.py), RMSNorms on Δ, B, C
     out = ½ (norm_a(a) + norm_m(m)) W_outᵀ   norm_a, norm_m: RMSNorm(Din) with learned weights (the β scales)
 
@@ -25,8 +26,14 @@ by build_blocks), as Hymba-1.5B's global_attn_idx [0, 15, 31] and kv_reuse_group
   producer's keys and values: the side input "hymba_kv<producer index>" (side.py) in a forward and
   the producer's KV cache in decoding (the consumers' decode state holds no cache).
 
-Decoding: the state is attention's KV cache (k (B,Hk,L,P), v (B,e·Hk,L,P), `length`; a ring of W+1 rows
-in a local layer) for a layer that computes k and v, Mamba's conv and ssm states, and `length`.
+The model's meta tokens (CharLM's meta_tokens, S of them, positions 0..S−1) stay visible to every query
+of a local layer, as Hymba's mask keeps them (kv_idx < num_memory_tokens beside the window, its flex
+attention mask; its decode cache keeps them before the window's keys): the model sets them with
+`set_sinks(S)` and they are attention_forward's `sinks`.
+
+Decoding: the state is attention's KV cache (k (B,Hk,L,P), v (B,e·Hk,L,P), `length`; in a local layer the
+S meta tokens' rows, then a ring of W+1 rows) for a layer that computes k and v, Mamba's conv and ssm
+states, and `length`.
 """
 import numpy as np
 
@@ -69,6 +76,7 @@ class Hymba(Mamba):
     mlp_ratio = 0.0  # the mixer holds ~7·D² weights; Hymba's own blocks have an MLP, the preset sets its width
     test_options = dict(n_heads=2, n_kv_heads=1, d_state=4, dt_rank=2)
     test_variants = ()
+    sinks = 0  # the model's meta tokens, visible to every query of a local layer (set_sinks)
 
     def __init__(self, d, rng, n_heads=4, n_kv_heads=None, d_state=16, d_conv=4, expand=2, dt_rank=None,
                  window=None, kv_share=True, rope_base=10000.0, norm_eps=1e-5, out_std=None):
@@ -107,10 +115,19 @@ class Hymba(Mamba):
             self.in_proj = Linear(self.d_model, len(keep), bias=False)
             self.in_proj.weight = Param(rows[keep])
 
+    def set_sinks(self, n):
+        """The model prepends n meta tokens (positions 0..n−1): a local layer's queries all see them."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"hymba: the meta tokens' count must be an int >= 0, got {n!r}")
+        self.sinks = n
+
     @property
     def role(self):
-        """This layer's role, for `hybridref describe`: "global", "window W", and "kv of I" for a consumer."""
+        """This layer's role, for `hybridref describe`: "global", "window W" (with " + S meta" when its
+        queries also see S meta tokens), and "kv of I" for a consumer."""
         role = "global" if self.window is None else f"window {self.window}"
+        if self.window is not None and self.sinks:
+            role += f" + {self.sinks} meta"
         return role if self.kv_from is None else f"{role}, kv of {self.kv_from}"
 
     def _width(self, with_kv):
@@ -167,8 +184,8 @@ class Hymba(Mamba):
         if self.kv_from is None:
             k = self._rope(k, L0)
             if state is not None:
-                CausalSelfAttention._check_room(self, state, T)
-                k, v, n_prev = CausalSelfAttention.extend_cache(state, k, v, self.window)
+                CausalSelfAttention._check_room(self, state, T, self.sinks)
+                k, v, n_prev = CausalSelfAttention.extend_cache(state, k, v, self.window, self.sinks)
             if self.kv_consumers:
                 self._side(side).put(self.kv_key, (k, v, n_prev))
         else:
@@ -196,7 +213,8 @@ class Hymba(Mamba):
         B, T, H, P = q.shape
         o = np.empty((B, T, H, self.expand * P), q.dtype)
         for c in range(self.expand):
-            o[..., c * P:(c + 1) * P], lse = self.be.attention_forward(q, k, self._chunk(v, c), self.window, n_prev)
+            o[..., c * P:(c + 1) * P], lse = self.be.attention_forward(q, k, self._chunk(v, c), self.window, n_prev,
+                                                                       self.sinks)
         return o, lse
 
     def backward(self, dout):
@@ -212,7 +230,7 @@ class Hymba(Mamba):
         for c in range(self.expand):
             dqc, dkc, dv[:, :, c * Hk:(c + 1) * Hk] = self.be.attention_backward(
                 np.ascontiguousarray(do[..., c * P:(c + 1) * P]), q, k, self._chunk(v, c),
-                np.ascontiguousarray(o[..., c * P:(c + 1) * P]), lse, self.window, n_prev)
+                np.ascontiguousarray(o[..., c * P:(c + 1) * P]), lse, self.window, n_prev, self.sinks)
             dq += dqc
             dk += dkc
         if self.kv_from is not None:  # the keys and values are the producer's: their gradient goes there
@@ -235,10 +253,11 @@ class Hymba(Mamba):
     # -- decoding -------------------------------------------------------------------
     def init_state(self, batch, max_len, dtype=np.float32):
         """Mamba's conv and ssm states, `length`, and for a layer that computes keys and values its KV
-        cache: k (B,Hk,L,P), v (B,e·Hk,L,P), L = max_len or a local layer's ring of min(max_len, W+1)."""
+        cache: k (B,Hk,L,P), v (B,e·Hk,L,P), L = max_len, or in a local layer min(max_len, S + W + 1): the S
+        meta tokens' rows and the window's ring."""
         state = {**super().init_state(batch, max_len, dtype), "length": 0}
         if self.kv_from is None:
-            rows = max_len if self.window is None else min(max_len, self.window + 1)
+            rows = max_len if self.window is None else min(max_len, self.sinks + self.window + 1)
             Hk, P = self.n_kv_heads, self.head_dim
             state["k"] = np.zeros((batch, Hk, rows, P), dtype)
             state["v"] = np.zeros((batch, self.expand * Hk, rows, P), dtype)
@@ -253,8 +272,8 @@ class Hymba(Mamba):
         pos = state["length"]
         q = self._rope(q, pos)
         if self.kv_from is None:
-            CausalSelfAttention._check_room(self, state, 1)
-            CausalSelfAttention._append(state, self._rope(k, pos), v, pos)
+            CausalSelfAttention._check_room(self, state, 1, self.sinks)
+            CausalSelfAttention._append(state, self._rope(k, pos), v, pos, self.sinks)
             cache = state
             if self.kv_consumers:
                 self._side(side).put(self.kv_key, state)
@@ -263,7 +282,8 @@ class Hymba(Mamba):
             state["length"] = pos + 1
         Hk, q0 = self.n_kv_heads, np.ascontiguousarray(q[:, 0])
         o = np.concatenate([self.be.attention_decode(q0, cache["k"], np.ascontiguousarray(
-            cache["v"][:, c * Hk:(c + 1) * Hk]), pos + 1, self.window) for c in range(self.expand)], axis=-1)
+            cache["v"][:, c * Hk:(c + 1) * Hk]), pos + 1, self.window, self.sinks)
+            for c in range(self.expand)], axis=-1)
         m = self.be.silu_gate_forward(self.scan_step(x_in[:, 0], state), z[:, 0])
         mix = self.norm_a.step(o.reshape(B, -1)) + self.norm_m.step(m)
         return self.out_proj.step(mix * np.asarray(0.5, mix.dtype))

@@ -173,6 +173,9 @@ class CharLM(Module):
         self.meta_tokens = cfg["meta_tokens"]
         if self.meta_tokens:  # drawn last, so a model without them draws what it always did
             self.meta = Param(rng.normal(0.0, 0.02, (self.meta_tokens, d_model)), decay=False)
+        for block in self.blocks:  # Hymba's local layers keep the meta tokens visible to every query
+            if hasattr(block.mixer, "set_sinks"):
+                block.mixer.set_sinks(self.meta_tokens)
 
     @staticmethod
     def normalize_config(config, strict=True):

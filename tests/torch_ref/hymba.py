@@ -4,14 +4,16 @@ HymbaBlock with attn_only_wo_proj), from the formulas:
     [q | k | v | x | z] = u W_inᵀ                q (H heads of P = D/H), k (Hk heads of P), v (Hk heads of
                                                  Din/H), x, z (Din); a consumer of shared keys: [q | x | z]
     q, k = RoPE(q), RoPE(k)
-    a    = softmax(q kᵀ/√P, causal; i − j <= window in a local layer) v      (B,T,Din)
+    a    = softmax(q kᵀ/√P, causal; i − j <= window or j < S in a local layer) v      (B,T,Din)
     m    = Mamba's selective scan of x (conv, SiLU, RMSNorms on dt, B, C: mamba_inner_layernorms) ⊙ SiLU(z)
     out  = ((RMSNorm(a) ⊙ norm_a.weight + RMSNorm(m) ⊙ norm_m.weight) / 2) W_outᵀ
 
 The layer's place among the model's hymba layers, side["depth"] = (index, count) (tests/torch_ref/models.py;
 (0, 1) on its own), decides as Hymba's config does: global attention (no window) in the first, middle and
-last layer (global_attn_idx), the window elsewhere. A layer whose W_in has no k, v rows reuses the keys
-and values of the last layer that computed them (Hymba's kv_last_layer), side["hymba_kv"].
+last layer (global_attn_idx), the window elsewhere, beside which the model's S meta tokens, side["meta_tokens"]
+(positions 0..S−1), stay visible to every query (Hymba's register mask kv_idx < num_memory_tokens, or-ed with
+the window's). A layer whose W_in has no k, v rows reuses the keys and values of the last layer that computed
+them (Hymba's kv_last_layer), side["hymba_kv"].
 
 opts: n_heads, n_kv_heads, d_state, dt_rank, window, rope_base, norm_eps (the others are init-only).
 """
@@ -58,13 +60,13 @@ def _project(p, u, opts, pos0):
     return q, k, v, parts[-2], parts[-1]
 
 
-def _attend(q, k, v, window, pos0):
+def _attend(q, k, v, window, pos0, meta_tokens):
     """q (B,H,Tq,P) at positions pos0.., k, v of positions 0.. -> (B,Tq,H·Pv)."""
     H, Hk = q.shape[1], k.shape[1]
     k, v = k.repeat_interleave(H // Hk, 1), v.repeat_interleave(H // Hk, 1)
     i = torch.arange(pos0, pos0 + q.shape[2])[:, None]
     j = torch.arange(k.shape[2])[None, :]
-    allowed = (j <= i) & ((i - j <= window) if window is not None else True)
+    allowed = (j <= i) & (((i - j <= window) | (j < meta_tokens)) if window is not None else True)
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
     return o.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
@@ -85,7 +87,7 @@ def forward(p, u, opts, side=None):
         k, v = side["hymba_kv"]
     else:
         side["hymba_kv"] = (k, v)
-    a = _attend(q, k, v, _window(opts, side), 0)
+    a = _attend(q, k, v, _window(opts, side), 0, side.get("meta_tokens", 0))
     m = mamba._ssm(p, _ssm_opts(opts), x) * F.silu(z)
     return _mix(p, opts, a, m)
 
@@ -113,7 +115,7 @@ def step(p, u_t, state, opts, pos, side=None):
         state["k"][:, :, pos:pos + 1], state["v"][:, :, pos:pos + 1] = k, v
         k_all, v_all = state["k"][:, :, :pos + 1], state["v"][:, :, :pos + 1]
         side["hymba_kv"] = (k_all, v_all)
-    a = _attend(q, k_all, v_all, _window(opts, side), pos)[:, 0]
+    a = _attend(q, k_all, v_all, _window(opts, side), pos, side.get("meta_tokens", 0))[:, 0]
     window = torch.cat([state["conv"], x[:, 0, :, None]], dim=-1)  # Mamba's step from the conv on
     xc = F.silu((window * p["conv_weight"]).sum(-1) + p["conv_bias"])
     state["conv"].copy_(window[..., 1:])

@@ -119,7 +119,7 @@ def char_lm_forward(p, ids, config, aux=None):
     M = p["meta"].shape[0] if "meta" in p else 0
     if M:
         x = torch.cat([p["meta"].expand(x.shape[0], M, x.shape[2]), x], dim=1)
-    side = {"embed": x}
+    side = {"embed": x, "meta_tokens": M}  # Hymba's local layers keep the meta tokens visible
     for (b, pm, mod, opts, depth), c in zip(layers(p, config), config["pattern"]):
         side["depth"] = depth
         h = x + with_side(mod.forward, pm, norm(x, b, "norm1.", config["norm"]), opts, side=side)
