@@ -99,8 +99,9 @@ nvidia/Hymba-1.5B-Base's modeling_hymba.py): every layer is the hybrid-head mixe
 branch RMS-normed with its learned scale, averaged, one out_proj) followed by a SwiGLU MLP without biases;
 learned meta tokens prepended to every sequence (the CharLM option meta_tokens: the loss and logits are
 the real tokens'; the decoders prefill them once when their states are made); full attention in the
-first, middle and last layer (0, 2, 5) and sliding-window attention in the others (1, 3, 4), of which
-the consecutive pair (3, 4) shares one key/value set (layer 4 has no k, v projections and reads layer
+first, middle and last layer (0, 2, 5) and sliding-window attention in the others (1, 3, 4), whose
+queries also see the meta tokens whatever the window (Hymba's SWA mask: kv_idx < num_memory_tokens or-ed
+with the window; attention sinks), of which the consecutive pair (3, 4) shares one key/value set (layer 4 has no k, v projections and reads layer
 3's keys, values and KV cache). 4 heads and 1 key/value head (1.5B: 25 and 5), value heads Din/H wide.
 
 Deviations at the tiny scale, and why:
@@ -112,11 +113,6 @@ Deviations at the tiny scale, and why:
   the context): each is one more position that every sequence pays for in every layer;
 - MLP width 140 (1.1·D; 1.5B: 5,504 = 3.4·D) so the preset has the others' size: the mixer holds most
   of the weights (W_in is 5.75·D × D at these head counts, W_out 2·D × D);
-- meta tokens are ordinary leading positions for the sliding window: a local layer's query sees them
-  while they are within its window, where Hymba's SWA mask keeps them visible to every query (its
-  register mask kv_idx < num_memory_tokens). Keeping every attention one contiguous causal (windowed)
-  key set is what lets the existing attention op, MPI sequence mode's K/V passing and the decoder's KV
-  ring run it unchanged; the global layers (3 of 6) see the meta tokens from every position;
 - plain RoPE (base 10,000) where 1.5B scales it (its rope_type "ntk"); the head is untied.
 """
 
