@@ -23,7 +23,7 @@
  *
  * Sinks: the first `sinks` keys of the block stay visible to every later query whatever the window
  * (StreamingLLM's attention sinks, Hymba's meta tokens). A query tile then reads two spans of keys,
- * the sinks and its window (attn_key_spans), through the same tile loop.
+ * the sinks and its window (attn_key_spans), through the same tile loop (attn_next_tile).
  */
 #include "common.h"
 #include "simd.h"
@@ -85,6 +85,30 @@ static int attn_key_spans(const attn_dims *d, long i0, long i1, long lo[2], long
         hi[n++] = last;
     }
     return n;
+}
+
+/* The key tiles of a query tile, span after span, at most ATTN_BC keys each:
+ *     for (attn_tiles t = attn_key_tiles(d, i0, rows); attn_next_tile(&t);)  keys t.j0 .. t.j0 + t.cols - 1 */
+typedef struct {
+    long lo[2], hi[2]; /* the spans (attn_key_spans) */
+    int n, sp, j0, cols; /* their count, the current one, the current tile */
+} attn_tiles;
+
+static attn_tiles attn_key_tiles(const attn_dims *d, int i0, int rows) {
+    attn_tiles t;
+    t.n = attn_key_spans(d, i0, i0 + rows - 1, t.lo, t.hi);
+    t.sp = t.cols = 0;
+    t.j0 = t.n ? (int)t.lo[0] : 0;
+    return t;
+}
+
+/* Step to the next tile (the first on the first call); 0 when every span is done. Spans are never empty. */
+static int attn_next_tile(attn_tiles *t) {
+    t->j0 += t->cols;
+    if (t->sp < t->n && t->j0 > t->hi[t->sp] && ++t->sp < t->n) t->j0 = (int)t->lo[t->sp];
+    if (t->sp >= t->n) return 0;
+    t->cols = HR_MIN(ATTN_BC, (int)t->hi[t->sp] - t->j0 + 1);
+    return 1;
 }
 
 /* ---- tile products ---------------------------------------------------------------------- */
@@ -262,32 +286,28 @@ static void attn_forward_tile(const attn_dims *d, const float *q, const float *k
         l[r] = 0.0f;
     }
     attn_zero_panel(Ot, P, ATTN_BR, n);
-    long lo[2], hi[2];
-    int spans = attn_key_spans(d, i0, i0 + rows - 1, lo, hi);
-    for (int sp = 0; sp < spans; sp++) {
-        for (int j0 = (int)lo[sp]; j0 <= hi[sp]; j0 += ATTN_BC) {
-            int cols = HR_MIN(ATTN_BC, (int)hi[sp] - j0 + 1);
-            size_t kat = attn_kv_at(d, b, j0, g);
-            attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
-            for (int r = 0; r < n; r++) mx[r] = -INFINITY;
-            for (int c = 0; c < cols; c++) {
-                float *s = St + (size_t)c * ATTN_BR;
-                attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0, 0);
-                attn_max_into(mx, s, n);
-            }
-            for (int r = 0; r < n; r++) {
-                float m_new = HR_MAX(m[r], mx[r]);
-                /* a query that has seen no key yet (sliding window) keeps l = 0, O = 0 */
-                shift[r] = m_new == -INFINITY ? 0.0f : m_new;
-                corr[r] = hr_expf(m[r] - shift[r]);
-                l[r] *= corr[r];
-                m[r] = m_new;
-            }
-            for (int c = 0; c < cols; c++) attn_exp_cols(St + (size_t)c * ATTN_BR, shift, l, n);
-            for (int p = 0; p < P; p++)
-                for (int r = 0; r < n; r++) Ot[(size_t)p * ATTN_BR + r] *= corr[r];
-            attn_gemm(P, n, cols, v + kat, 1, d->kstride, St, ATTN_BR, Ot, ATTN_BR, 1);
+    for (attn_tiles t = attn_key_tiles(d, i0, rows); attn_next_tile(&t);) {
+        int j0 = t.j0, cols = t.cols;
+        size_t kat = attn_kv_at(d, b, j0, g);
+        attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
+        for (int r = 0; r < n; r++) mx[r] = -INFINITY;
+        for (int c = 0; c < cols; c++) {
+            float *s = St + (size_t)c * ATTN_BR;
+            attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0, 0);
+            attn_max_into(mx, s, n);
         }
+        for (int r = 0; r < n; r++) {
+            float m_new = HR_MAX(m[r], mx[r]);
+            /* a query that has seen no key yet (sliding window) keeps l = 0, O = 0 */
+            shift[r] = m_new == -INFINITY ? 0.0f : m_new;
+            corr[r] = hr_expf(m[r] - shift[r]);
+            l[r] *= corr[r];
+            m[r] = m_new;
+        }
+        for (int c = 0; c < cols; c++) attn_exp_cols(St + (size_t)c * ATTN_BR, shift, l, n);
+        for (int p = 0; p < P; p++)
+            for (int r = 0; r < n; r++) Ot[(size_t)p * ATTN_BR + r] *= corr[r];
+        attn_gemm(P, n, cols, v + kat, 1, d->kstride, St, ATTN_BR, Ot, ATTN_BR, 1);
     }
     for (int r = 0; r < rows; r++) {
         /* no visible key in this block (l = 0): o = 0, lse = -inf (the identity of the lse merge);
@@ -396,22 +416,18 @@ static void attn_dq_tile(const attn_dims *d, const float *dout, const float *q, 
         delta[r] = r < rows ? attn_delta(dout + qat + r * d->qstride, o + qat + r * d->qstride, P) : 0.0f;
     }
     attn_zero_panel(dQt, P, ATTN_BR, n);
-    long lo[2], hi[2];
-    int spans = attn_key_spans(d, i0, i0 + rows - 1, lo, hi);
-    for (int sp = 0; sp < spans; sp++) {
-        for (int j0 = (int)lo[sp]; j0 <= hi[sp]; j0 += ATTN_BC) {
-            int cols = HR_MIN(ATTN_BC, (int)hi[sp] - j0 + 1);
-            size_t kat = attn_kv_at(d, b, j0, g);
-            attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
-            attn_gemm(cols, n, P, v + kat, d->kstride, 1, dOt, ATTN_BR, dSt, ATTN_BR, 0);
-            for (int c = 0; c < cols; c++) {
-                float *s = St + (size_t)c * ATTN_BR;
-                attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0, 0);
-                attn_exp_cols(s, lse_t, NULL, n);
-                attn_dscores(dSt + (size_t)c * ATTN_BR, s, delta, 1, n);
-            }
-            attn_gemm(P, n, cols, k + kat, 1, d->kstride, dSt, ATTN_BR, dQt, ATTN_BR, 1);
+    for (attn_tiles t = attn_key_tiles(d, i0, rows); attn_next_tile(&t);) {
+        int j0 = t.j0, cols = t.cols;
+        size_t kat = attn_kv_at(d, b, j0, g);
+        attn_gemm(cols, n, P, k + kat, d->kstride, 1, Qt, ATTN_BR, St, ATTN_BR, 0);
+        attn_gemm(cols, n, P, v + kat, d->kstride, 1, dOt, ATTN_BR, dSt, ATTN_BR, 0);
+        for (int c = 0; c < cols; c++) {
+            float *s = St + (size_t)c * ATTN_BR;
+            attn_mask(s, n, attn_first_query(d, j0 + c) - i0, attn_last_query(d, j0 + c) - i0, 0);
+            attn_exp_cols(s, lse_t, NULL, n);
+            attn_dscores(dSt + (size_t)c * ATTN_BR, s, delta, 1, n);
         }
+        attn_gemm(P, n, cols, k + kat, 1, d->kstride, dSt, ATTN_BR, dQt, ATTN_BR, 1);
     }
     for (int r = 0; r < rows; r++)
         for (int p = 0; p < P; p++) dq[qat + r * d->qstride + p] = d->scale * dQt[(size_t)p * ATTN_BR + r];

@@ -77,35 +77,37 @@ def test_c_matches_numpy_training_step(npb, cb):
         assert rel_err(out[1][1][name], grad) < 1e-4, name
 
 
-@pytest.mark.parametrize("meta_tokens", [0, 3])
-def test_decode_equals_parallel_forward(npb, cb, meta_tokens):
+@pytest.mark.parametrize("meta_tokens,T,prompts", [(0, 12, (1, 5)), (3, 12, (1, 5)), (3, 40, (1, 23))],
+                         ids=["no-meta", "meta", "meta-40"])
+def test_decode_equals_parallel_forward(npb, cb, meta_tokens, T, prompts):
     """Prefill + steps through the windows' rings, the shared cache and after the meta tokens, on the
-    NumPy decoder and the one-call C decoder."""
+    NumPy decoder and the one-call C decoder; at 40 tokens the window-2 rings wrap 13 times while the
+    local layers' queries still see the meta tokens."""
     model = small(meta_tokens)
-    ids = np.random.default_rng(2).integers(0, V, (2, 12))
+    ids = np.random.default_rng(2).integers(0, V, (2, T))
     full = model.to(npb).forward(ids)
     model.clear_saved()
     for be in (npb, cb):
         model.to(be)
-        for prompt in (1, 5):
+        for prompt in prompts:
             assert rel_err(decode_all(model, ids, prompt), full[:, prompt - 1:]) < 1e-5, (be.name, prompt)
 
 
-def test_decode_streams_at_their_own_positions(cb):
-    """The C decoder's streams prefilled with prompts of different lengths: each stream's logits are
-    those of its own sequence's forward (the meta tokens' positions counted)."""
+@pytest.mark.parametrize("lengths,steps", [((2, 5), 1), ((4, 19), 15)], ids=["short", "far-past-the-window"])
+def test_decode_streams_at_their_own_positions(cb, lengths, steps):
+    """The C decoder's streams prefilled with prompts of different lengths, then `steps` steps: each stream's
+    logits are those of its own sequence's forward (the meta tokens' positions counted; from 19 tokens, 15
+    steps pass the window-2 rings many times while the local layers' queries still see the meta tokens)."""
     model = small().to(cb)
-    rng = np.random.default_rng(3)
-    prompts = [rng.integers(0, V, n) for n in (2, 5)]
-    dec = model.decoder(2, 9)
-    logits = dec.prefill_streams(prompts)
-    nxt = rng.integers(0, V, 2)
-    logits2 = dec.step(nxt)
-    for b, p in enumerate(prompts):
-        ref = model.forward(np.concatenate([p, nxt[b:b + 1]])[None])
+    ids = np.random.default_rng(3).integers(0, V, (2, max(lengths) + steps))
+    dec = model.decoder(2, ids.shape[1])
+    logits = [dec.prefill_streams([ids[b, :n] for b, n in enumerate(lengths)])]
+    for t in range(steps):
+        logits.append(dec.step(np.array([ids[b, n + t] for b, n in enumerate(lengths)])))
+    for b, n in enumerate(lengths):
+        ref = model.forward(ids[b:b + 1, :n + steps])
         model.clear_saved()
-        assert rel_err(logits[b], ref[0, -2]) < 1e-5
-        assert rel_err(logits2[b], ref[0, -1]) < 1e-5
+        assert rel_err(np.stack([x[b] for x in logits]), ref[0, n - 1:]) < 1e-5, b
 
 
 def test_local_cache_holds_the_meta_tokens_and_a_ring(npb):
@@ -117,29 +119,6 @@ def test_local_cache_holds_the_meta_tokens_and_a_ring(npb):
     assert [b.mixer.role for b in model.blocks][1] == "window 2 + 3 meta"
     row = (1 * 6 + 2 * 6) * 4  # float32 k (1 kv head of 6) and v (2 chunks of 6) of one position
     assert decode_state_bytes(small(3), 40) - decode_state_bytes(small(0), 40) == 5 * 3 * row
-
-
-def test_decode_far_past_the_window(npb, cb):
-    """40 tokens after 3 meta tokens through window-2 layers (the rings wrap 13 times): prefill + steps on
-    both decoders, and the C decoder's streams at their own positions, as the parallel forward (1e-5, as
-    above)."""
-    model = small(meta_tokens=3, window=2)
-    rng = np.random.default_rng(6)
-    ids = rng.integers(0, V, (2, 40))
-    full = model.to(npb).forward(ids)
-    model.clear_saved()
-    for be in (npb, cb):
-        model.to(be)
-        for prompt in (1, 23):
-            assert rel_err(decode_all(model, ids, prompt), full[:, prompt - 1:]) < 1e-5, (be.name, prompt)
-    dec = model.to(cb).decoder(2, 40)
-    logits = [dec.prefill_streams([ids[0, :4], ids[1, :19]])]
-    for t in range(15):
-        logits.append(dec.step(np.array([ids[0, 4 + t], ids[1, 19 + t]])))
-    for b, first in ((0, 4), (1, 19)):
-        ref = model.forward(ids[b:b + 1, :first + 15])
-        model.clear_saved()
-        assert rel_err(np.stack([x[b] for x in logits]), ref[0, first - 1:]) < 1e-5, b
 
 
 def test_consumer_alone_is_a_clear_error(npb):
