@@ -37,6 +37,9 @@ POSITION_WISE_OPS = {
     # tanh approximation: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))), any shape
     "gelu_forward": "gelu_forward(x) -> y",
     "gelu_backward": "gelu_backward(dy, x) -> dx",
+    # exact GELU: x Φ(x), Φ(x) = ½ erfc(−x/√2) the standard normal CDF (torch's GELU), any shape
+    "gelu_erf_forward": "gelu_erf_forward(x) -> y",
+    "gelu_erf_backward": "gelu_erf_backward(dy, x) -> dx",
     # x σ(x), any shape
     "silu_forward": "silu_forward(x) -> y",
     "silu_backward": "silu_backward(dy, x) -> dx",

@@ -2,6 +2,7 @@
  * 16 floats (AVX-512), 8 floats (AVX2+FMA) or one float (portable build). The
  * last n % HR_VW elements go through masked loads and stores, so every element
  * takes the same arithmetic. */
+#include <math.h>
 #include "common.h"
 #include "simd.h"
 #include "activations.h"
@@ -91,6 +92,30 @@ void hr_gelu_backward(const float *dy, const float *x, float *dx, long n) {
     for (long i = 0; i < n; i += HR_VW) {
         int r = (int)HR_MIN(HR_VW, n - i);
         hr_vstore(dx + i, hr_vmul(hr_vload(dy + i, r), act_gelu_grad(hr_vload(x + i, r))), r);
+    }
+}
+
+/* Exact GELU, y = x Φ(x) with Φ(x) = ½ erfc(−x/√2) (torch's GELU; transformers' hidden_act "gelu"), and
+ * dy/dx = Φ(x) + x φ(x), φ(x) = e^{−x²/2}/√(2π). One element at a time through libm's erfcf (simd.h has
+ * no vector erf; this MLP kind is for converted models, not the hot path of training). erfc rather than
+ * 1 + erf keeps Φ's relative precision in the left tail; φ is exactly 0 past |x| = 40, where x is
+ * clamped so that x φ(x) stays 0 (no inf · 0) up to ±inf. */
+static inline float act_phi(float x) {
+    return 0.5f * erfcf(-x * 0.70710678118654752f);
+}
+
+/* x (n) -> y (n) */
+void hr_gelu_erf_forward(const float *x, float *y, long n) {
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) y[i] = x[i] * act_phi(x[i]);
+}
+
+/* dy, x (n) -> dx (n) */
+void hr_gelu_erf_backward(const float *dy, const float *x, float *dx, long n) {
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) {
+        float xc = HR_MIN(HR_MAX(x[i], -40.0f), 40.0f);
+        dx[i] = dy[i] * (act_phi(x[i]) + xc * expf(-0.5f * xc * xc) * 0.39894228040143268f);
     }
 }
 

@@ -7,14 +7,15 @@
  *         buffer (B,D) that receives each step's token embeddings, the side input "embed" of Zamba's
  *         shared block; -1: none), wtypes (where in cfg the element type of each weight of w starts, one
  *         int per pointer: DEC_F32, or DEC_BF16 for the matrices of the `weights="bf16"` option)], then per layer
- *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU),
+ *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU,
+ *         MLP_GATED_GELU_ERF),
  *         where its mixer's ints, floats, weights and states start in cfg, fcfg, w and state, where the
  *         record of its mixture-of-experts MLP starts in cfg (-1: a dense MLP; the mlp kind is then
  *         its experts' kind, csrc/moe_step.c)]
  *   fcfg  floats: [norm eps, logit soft cap c (0: none; else logits c·tanh(z/c), hybridref/layers/softcap.py)],
  *         then the mixers' floats
  *   w     weight pointers: DEC_GLOBAL_W = [embed (V,D), norm w, norm b, head w (V,D), head b], then per
- *         layer DEC_BLOCK_W = [norm1 w, norm1 b, norm2 w, norm2 b, fc w, fc b, proj w, proj b] followed
+ *         layer DEC_BLOCK_W = [norm1 w (NULL: no norm1, the mixer reads x itself), norm1 b, norm2 w, norm2 b, fc w, fc b, proj w, proj b] followed
  *         by its mixer's weights. Absent biases are NULL. A gated MLP's (GeGLU, SwiGLU) fc is
  *         (2·hidden, D), rows [W_gate; W_up] (hybridref/layers/mlp.py).
  *   state the mixers' state buffers.
@@ -47,7 +48,7 @@ enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE, L_MOE };      
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
 enum { B_NORM1_W, B_NORM1_B, B_NORM2_W, B_NORM2_B, B_FC_W, B_FC_B, B_PROJ_W, B_PROJ_B, DEC_BLOCK_W };
 enum { NORM_RMS, NORM_LAYER };
-enum { MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU };  /* the MLP kinds of hybridref/layers/mlp.py */
+enum { MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU, MLP_GATED_GELU_ERF };  /* the MLP kinds of hybridref/layers/mlp.py */
 
 typedef struct {
     const char *name;
@@ -166,7 +167,7 @@ static void dec_add(float *x, const float *y, size_t n) {
 }
 
 static int dec_gated(int mlp_kind) {
-    return mlp_kind == MLP_GATED_GELU || mlp_kind == MLP_SWIGLU;
+    return mlp_kind == MLP_GATED_GELU || mlp_kind == MLP_SWIGLU || mlp_kind == MLP_GATED_GELU_ERF;
 }
 
 /* The width of an MLP's fc output: hidden, or 2·hidden (gate and up) for a gated MLP. */
@@ -177,7 +178,8 @@ static size_t dec_fc_width(int mlp_kind, int hidden) {
 /* h (B,D) -> MLP(h) (B,D) over h; fc, act: scratch of B·dec_fc_width floats each.
  *   MLP_GELU:       proj(GELU(fc h))
  *   MLP_GATED_GELU: proj(GELU(gate) ⊙ up), [gate | up] = fc h
- *   MLP_SWIGLU:     proj(SiLU(gate) ⊙ up), [gate | up] = fc h */
+ *   MLP_SWIGLU:     proj(SiLU(gate) ⊙ up), [gate | up] = fc h
+ *   MLP_GATED_GELU_ERF: proj(x Φ(x) at gate ⊙ up), the exact GELU (Zamba's MLP) */
 int hr_dec_mlp(int mlp_kind, dec_matrix fc_w, const float *fc_b, dec_matrix proj_w, const float *proj_b, float *h,
                float *fc, float *act, int B, int D, int hidden) {
     int width = (int)dec_fc_width(mlp_kind, hidden);
@@ -186,6 +188,7 @@ int hr_dec_mlp(int mlp_kind, dec_matrix fc_w, const float *fc_b, dec_matrix proj
     if (dec_gated(mlp_kind)) {
         hr_dec_cols(act, fc, B, width, 0, hidden);
         if (mlp_kind == MLP_SWIGLU) hr_silu_forward(act, act, (long)B * hidden);
+        else if (mlp_kind == MLP_GATED_GELU_ERF) hr_gelu_erf_forward(act, act, (long)B * hidden);
         else hr_gelu_forward(act, act, (long)B * hidden);
         for (int b = 0; b < B; b++)
             for (int j = 0; j < hidden; j++) act[(size_t)b * hidden + j] *= fc[(size_t)b * width + hidden + j];
@@ -217,7 +220,7 @@ static size_t dec_scratch_floats(const int *cfg, const float *fcfg, const float 
     return (size_t)B * D + (size_t)B * HR_MAX(D, V) + 2 * (size_t)B * mlp + 2 * (size_t)B + mixer;
 }
 
-/* ids (B,) -> logits (B,V): x = embed[ids]; per block x += mixer(norm1 x), x += MLP(norm2 x);
+/* ids (B,) -> logits (B,V): x = embed[ids]; per block x += mixer(norm1 x) (mixer(x) without norm1), x += MLP(norm2 x);
  * logits = head(norm x), soft-capped when fcfg[1] > 0. Stream b's states advance from position pos[b] to
  * pos[b] + 1. x: dec_scratch_floats; *t: the profile's clock. */
 static int dec_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids,
@@ -241,7 +244,8 @@ static int dec_step(const int *cfg, const float *fcfg, const float *const *w, fl
         const int *lc = cfg + DEC_HEADER + l * DEC_LAYER_INTS;
         const float *const *bw = w + lc[L_W];
         dec_layer layer = dec_layer_at(cfg, fcfg, w, state, l);
-        dec_norm(norm, x, bw[B_NORM1_W], bw[B_NORM1_B], h, mean, rstd, B, D, eps);
+        if (bw[B_NORM1_W]) dec_norm(norm, x, bw[B_NORM1_W], bw[B_NORM1_B], h, mean, rstd, B, D, eps);
+        else memcpy(h, x, n * sizeof(float)); /* no norm1: the mixer reads the residual stream (Zamba's hybrid layer) */
         dec_lap(DEC_PROF_NORM, t);
         st = DEC_KINDS[lc[L_KIND]].step(&layer, h, scratch, B, D, pos);
         if (st != HR_OK) break;

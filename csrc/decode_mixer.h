@@ -49,7 +49,7 @@ static inline dec_matrix hr_dec_offset(dec_matrix m, size_t offset) {
  *   int hr_<name>_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos);
  *   size_t hr_<name>_step_scratch(const dec_layer *layer, int B, int D);  (floats of scratch it needs)
  * A kind missing here is refused by name when a decoder is built (hr_decode_kind returns -1). */
-#define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix) X(hyena) X(zamba) X(hymba) X(falcon_h1)
+#define HR_DECODE_KINDS(X) X(attention) X(mamba) X(retnet) X(gla) X(mamba2) X(rglru) X(rwkv7) X(rwkv7_cmix) X(hyena) X(zamba) X(hymba) X(falcon_h1) X(zamba_hybrid)
 
 #define HR_DECODE_DECLARE(name)                                                                 \
     int hr_##name##_step(const dec_layer *layer, float *h, float *scratch, int B, int D, const int *pos); \

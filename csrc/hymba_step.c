@@ -6,7 +6,7 @@
  *
  * Record (backends/c/hymba_step.py): the Mamba record first (csrc/mamba_step.c, its in_proj the x, z rows
  * of W_in, its out_proj W_out), so the SSM heads are hr_mamba_gated_step on the same record:
- *   ints   [Din, N, R, W, bcdt, | H, Hk, P, e, window (-1), rope, L, own_kv, sinks S]
+ *   ints   [Din, N, R, W, bcdt, mamba heads (1), | H, Hk, P, e, window (-1), rope, L, own_kv, sinks S]
  *   floats [bcdt eps, | rope base, norm eps]
  *   w      [Mamba's 12, | W_qkv (the q, k, v rows of W_in: (H+Hk+e·Hk)P, or HP for a consumer), w_a, w_m]
  *   state  [conv, ssm, | k cache (B,Hk,L,P), v cache (B,e·Hk,L,P)]
@@ -22,7 +22,7 @@
 #include "attention_step.h"
 #include "decode_mixer.h"
 
-enum { HY_H = 5, HY_HK, HY_P, HY_E, HY_WINDOW, HY_ROPE, HY_L, HY_OWN_KV, HY_SINKS }; /* ints, after Mamba's */
+enum { HY_H = 6, HY_HK, HY_P, HY_E, HY_WINDOW, HY_ROPE, HY_L, HY_OWN_KV, HY_SINKS }; /* ints, after Mamba's */
 enum { HY_ROPE_BASE = 1, HY_EPS };                                       /* floats */
 enum { HY_OUT_W = 8, HY_QKV_W = 12, HY_NORM_A, HY_NORM_M };  /* weights (HY_OUT_W: Mamba's out_proj slot) */
 enum { HY_K_CACHE = 2, HY_V_CACHE };                                     /* state */

@@ -103,7 +103,7 @@ def layer_table(model, context):
         role = getattr(block.mixer, "role", "")  # what a mixer whose layers differ by depth says of this one (Hymba)
         rows.append(dict(index=i, letter=letter, kind=block.mixer.mixer_name, role=role, mixer_params=mixer_own,
                          shared_params=mixer_shared, mlp=mlp_text, mlp_params=mlp_own,
-                         norms=count(block.norm1)[0] + (count(block.norm2)[0] if block.norm2 else 0),
+                         norms=sum(count(n)[0] for n in (block.norm1, block.norm2) if n),
                          state=_shapes(state) if state is not None else f"past the context limit {limit}"))
     return rows
 

@@ -3,7 +3,7 @@ import pytest
 
 from helpers import check_grads, rel_err
 
-UNARY = ("gelu", "silu", "softplus")
+UNARY = ("gelu", "gelu_erf", "silu", "softplus")
 # Finite inputs far into both tails, plus the softplus threshold at 20 from both sides.
 EXTREME = np.concatenate([np.linspace(-100, 100, 201), [-1e4, 1e4, -60.5, 60.5, 19.99, 20.01]]).astype(np.float32)
 

@@ -26,6 +26,14 @@ def gelu_backward(be, dy, x):
     return _unary_backward(be, "gelu_backward", dy, x)
 
 
+def gelu_erf_forward(be, x):
+    return _unary(be, "gelu_erf_forward", x)
+
+
+def gelu_erf_backward(be, dy, x):
+    return _unary_backward(be, "gelu_erf_backward", dy, x)
+
+
 def silu_forward(be, x):
     return _unary(be, "silu_forward", x)
 

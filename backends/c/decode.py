@@ -31,7 +31,8 @@ WEIGHTS = {"f32": 0, "bf16": 1}
 # embedding, by rows): what weights="bf16" stores in bfloat16
 _MATRIX_MODULES = (Linear, GroupedLinear, BlockDiagonalLinear, Embedding)
 NONFINITE = 2  # HR_ENONFINITE of csrc/common.h: sampling met a non-finite logit
-_MLP_KINDS = {"gelu": 0, "gated_gelu": 1, "swiglu": 2}  # MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU: hybridref/layers/mlp.py
+# MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU, MLP_GATED_GELU_ERF: hybridref/layers/mlp.py
+_MLP_KINDS = {"gelu": 0, "gated_gelu": 1, "swiglu": 2, "gated_gelu_erf": 3}
 
 
 def _moe_ints(mlp, kind, w_at):
@@ -182,7 +183,8 @@ class Decoder:
                            len(head) + _LAYER_INTS * len(blocks) + len(mixer_ints), len(floats), len(weights),
                            len(states), len(head) + _LAYER_INTS * len(blocks) + len(mixer_ints) + len(rec.ints)
                            if moe else -1]
-            weights += [blk.norm1.weight.data, bias(blk.norm1)]
+            # no norm1 (a mixer reading the residual stream itself, block.py): NULL, and C copies x
+            weights += [blk.norm1.weight.data, bias(blk.norm1)] if blk.norm1 else [None, None]
             if mlp is None or moe:  # no MLP, or its experts' weights in the MoE record
                 dense = [None] * 4
             else:

@@ -5,7 +5,7 @@ from .mamba_step import decode_record as mamba_record
 
 
 def decode_record(mixer, state, max_len, shared):
-    """ints [Mamba's 5, H, Hk, P, e, window or −1, rope, L, own_kv, sinks (the model's meta tokens)]; floats
+    """ints [Mamba's 6, H, Hk, P, e, window or −1, rope, L, own_kv, sinks (the model's meta tokens)]; floats
     [bcdt eps, rope base, norm eps];
     weights [Mamba's 12 (in_proj: W_in's x, z rows; out_proj: W_out), W_qkv (W_in's q, k, v rows), norm_a w,
     norm_m w]; state [conv, ssm, k cache, v cache].

@@ -6,6 +6,8 @@ import numpy as np
 GELU_C = math.sqrt(2 / math.pi)  # a Python float, so float32 inputs stay float32
 GELU_A = 0.044715
 SOFTPLUS_THRESHOLD = 20.0
+INV_SQRT_2 = 1 / math.sqrt(2)
+INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
 def _sigmoid(x):
@@ -26,6 +28,27 @@ def gelu_backward(dy, x):
     t = np.tanh(GELU_C * (x + GELU_A * x ** 3))
     xc = np.clip(x, -10, 10)
     return dy * (0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * xc * xc))
+
+
+def gelu_erf_forward(x):
+    """y = x Φ(x), Φ(x) = ½ erfc(−x/√2)  (the exact GELU: torch's GELU, transformers' hidden_act "gelu").
+    erfc, not 1 + erf, so that Φ keeps its relative precision in the left tail."""
+    return x * _phi(x)
+
+
+def gelu_erf_backward(dy, x):
+    """dx = dy (Φ(x) + x φ(x)),  φ(x) = e^{−x²/2}/√(2π). φ is exactly 0 beyond |x| = 40, so x is clipped
+    there in the second term: nothing changes for a finite x, and x = ±inf gets the limits 1 and 0."""
+    xc = np.clip(x, -40, 40)
+    return dy * (_phi(x) + xc * np.exp(-0.5 * xc * xc) * INV_SQRT_2PI)
+
+
+def _phi(x):
+    """Φ(x) = ½ erfc(−x/√2), the standard normal CDF, in x's dtype (NumPy has no erfc: math.erfc per element)."""
+    return (0.5 * _erfc(-x * INV_SQRT_2)).astype(np.asarray(x).dtype, copy=False)
+
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def silu_forward(x):

@@ -25,26 +25,21 @@ import numpy as np
 from ..checkpoint import save_checkpoint
 from ..errors import UserError
 from ..models.char_lm import CharLM
-from . import hf_bamba, hf_falcon_h1, hf_jamba, hf_llama, hf_mamba, hf_mamba2, hf_recurrentgemma
+from . import hf_bamba, hf_falcon_h1, hf_jamba, hf_llama, hf_mamba, hf_mamba2, hf_recurrentgemma, hf_zamba
 from .hf_config import HFConfig
 from .hf_files import read_config, read_weights, write_checkpoint
 from .hf_rules import export_params, import_params
 from .tokenizer import FILE as TOKENIZER, copy_tokenizer, tokenizer_beside
 
 ARCHITECTURES = {m.MODEL_TYPE: m for m in (hf_mamba, hf_mamba2, hf_llama, hf_jamba, hf_recurrentgemma, hf_bamba,
-                                            hf_falcon_h1)}
+                                            hf_falcon_h1, hf_zamba)}
 SUPPORTED = ", ".join(f"{m.ARCH} (model_type {t!r})" for t, m in ARCHITECTURES.items())
 # transformers architectures whose hybridref counterpart computes another function: refused with the reason
 NOT_CONVERTED = {
-    "zamba": "hybridref's Zamba block (hybridref/layers/zamba.py, the zoo's 'zamba') is not transformers' "
-             "ZambaForCausalLM: transformers adds the shared block's output to the next Mamba layer's input only "
-             "(x + Mamba(RMSNorm(x + t))), hybridref adds it to the residual stream and RMS-normalizes the "
-             "block's input before the concatenation; its Mamba layers are multi-head (n_mamba_heads, 2 in "
-             "Zamba-7B) and its MLP's hidden_act 'gelu' is the exact erf GELU, neither of which hybridref has "
-             "(its GELU is the tanh form)",
-    "zamba2": "Zamba2 has Mamba-2 layers, num_mem_blocks alternating shared blocks with a LoRA per call "
-              "(adapter_rank) and the layout of Zamba's hybrid layers, which hybridref's Zamba block does not "
-              "follow (see model_type 'zamba')",
+    "zamba2": "Zamba2 has Mamba-2 layers (hybridref's 'S', which has no Zamba layout here), num_mem_blocks "
+              "alternating shared blocks (hybridref's Zamba layers share one) and a LoRA per call on the shared "
+              "block (adapter_rank), none of which hybridref's Zamba hybrid layer ('X', converted from model_type "
+              "'zamba') has",
 }
 
 

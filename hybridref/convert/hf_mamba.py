@@ -55,6 +55,8 @@ def unfit(cfg):
         return f"its pattern {cfg['pattern']!r} is not Mamba blocks only"
     if cfg["mlp_hidden"][LETTER] or cfg["norm"] != "rmsnorm":
         return "its Mamba blocks have an MLP or a norm other than RMSNorm"
+    if cfg["mixers"][LETTER]["mamba_heads"] != 1:
+        return "its Mamba blocks are multi-head (mamba_heads, Zamba's)"
     return None
 
 

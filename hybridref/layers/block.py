@@ -3,6 +3,9 @@
     h   = x + drop(mixer(norm₁(x)))
     out = h + drop(MLP(norm₂(h)))  (no MLP when its width is 0; drop: dropout while training)
 
+A mixer whose `pre_norm` is False (Zamba's hybrid layer, hybridref/layers/zamba.py) reads the residual
+stream x itself: its block has no norm₁ (the mixer normalises what it needs).
+
 The MLP's kind (`mlp_kind`: "gelu", "gated_gelu", "swiglu"; hybridref/layers/mlp.py), whether it has
 biases (`mlp_bias`) and the norms' epsilon (`norm_eps`) are model options, the same for every block.
 
@@ -32,7 +35,7 @@ class Block(Module):
         """moe: the model's MoE options (hybridref/layers/moe.py) when this block's MLP is a mixture of
         experts of kind mlp_kind, else None."""
         super().__init__()
-        self.norm1 = make_norm(norm, d, norm_eps)
+        self.norm1 = make_norm(norm, d, norm_eps) if mixer.pre_norm else None
         self.mixer = mixer
         self.drop1 = Dropout(dropout)
         self.norm2 = make_norm(norm, d, norm_eps) if mlp_hidden else None
@@ -41,19 +44,20 @@ class Block(Module):
         self.drop2 = Dropout(dropout) if mlp_hidden else None
 
     def forward(self, x, state=None, side=None):
-        h = x + self.drop1.forward(self.mixer.forward(self.norm1.forward(x), state, side))
+        h = x + self.drop1.forward(self.mixer.forward(self.norm1.forward(x) if self.norm1 else x, state, side))
         return h + self.drop2.forward(self.mlp.forward(self.norm2.forward(h))) if self.mlp else h
 
     def backward(self, dout):
         dh = dout + self.norm2.backward(self.mlp.backward(self.drop2.backward(dout))) if self.mlp else dout
-        return dh + self.norm1.backward(self.mixer.backward(self.drop1.backward(dh)))
+        du = self.mixer.backward(self.drop1.backward(dh))
+        return dh + (self.norm1.backward(du) if self.norm1 else du)
 
     def init_state(self, batch, max_len, dtype=np.float32):
         return self.mixer.init_state(batch, max_len, dtype)
 
     def step(self, x, state, side=None):
         """x (B,D) -> (B,D), one token per stream."""
-        h = x + self.mixer.step(self.norm1.step(x), state, side)
+        h = x + self.mixer.step(self.norm1.step(x) if self.norm1 else x, state, side)
         return h + self.mlp.step(self.norm2.step(h)) if self.mlp else h
 
 

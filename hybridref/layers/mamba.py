@@ -14,6 +14,20 @@ c_layernorm): RMSNorms with learned weights on dt, B and C after x_proj, which J
 adds to keep the scan's inputs at a stable scale in large models; the option's value is their eps
 (None: no norms, Mamba's own mixer).
 
+Multi-head (`mamba_heads` H > 1; Zamba, transformers' ZambaMambaMixer with n_mamba_heads): the Din
+channels after the conv are H heads of Dh = Din/H, and each head runs the lines from x_proj to the scan
+as a Mamba of its own on its channels, with its own x_proj (Dh -> R+2N), dt_proj (R -> Dh), A_log,
+D, and so its own dt, B and C:
+
+    dt_h,B_h,C_h = split(x_h x_projₕᵀ)          x_h (B,T,Dh) the channels h·Dh … (h+1)·Dh − 1 of x
+    y_h          = selective_scan(x_h, softplus(dt_projₕ(dt_h)), A_h, B_h, C_h, D_h)
+    y            = concat_h(y_h)                 then the gate and out_proj as above
+x_proj and dt_proj are block-diagonal (BlockDiagonalLinear, H blocks), A_log (Din,N) and D (Din,) hold
+the heads' rows in order, and the decode state keeps its layout (ssm (B,Din,N): head h's states are
+its channels' rows). The scan runs once per head: folding the heads into the batch axis would share
+A and D across them, folding them into the channels would share B and C, and the scan op takes
+neither per head. H = 1 is Mamba itself. Not with directions > 1 or bcdt_rms (no model has them).
+
 Decoding: the state is the conv input of the last d_conv−1 tokens, conv (B, d_conv−1, Din), and the
 scan state ssm (B, Din, N): a step costs the same at every position. `forward(u, state)` (prefill)
 advances it over the T tokens of u, `step(u_t, state)` by one token per stream.
@@ -56,6 +70,7 @@ from .mixer import Mixer
 from .module import Module, Param
 from .norm import RMSNorm
 from .registry import register_mixer
+from .rglru import BlockDiagonalLinear
 from .scan_directions import check_grid, from_scan, patch_grid, scan_directions, to_scan
 
 
@@ -63,18 +78,23 @@ class ScanParams(Module):
     """The parameters of one scan direction beyond the first (whose are the Mamba's own)."""
 
 
-def init_scan_params(p, rng, d, din, d_state, d_conv, dt_rank, dt_min, dt_max, dt_floor):
-    """Set one scan's parameters on p: conv_weight (Din, d_conv), conv_bias (Din,), x_proj, dt_proj,
-    A_log (Din, N), D (Din,), initialised as state-spaces/mamba does."""
+def init_scan_params(p, rng, d, din, d_state, d_conv, dt_rank, dt_min, dt_max, dt_floor, heads=1):
+    """Set one scan's parameters on p: conv_weight (Din, d_conv), conv_bias (Din,), x_proj, dt_proj
+    (block-diagonal over `heads` heads when heads > 1), A_log (Din, N), D (Din,), initialised as
+    state-spaces/mamba does."""
     bound = 1.0 / math.sqrt(d_conv)  # torch's Conv1d init for a depthwise kernel (fan_in = d_conv)
     p.conv_weight = Param(rng.uniform(-bound, bound, (din, d_conv)))
     p.conv_bias = Param(rng.uniform(-bound, bound, din), decay=False)
-    p.x_proj = Linear(din, dt_rank + 2 * d_state, bias=False, rng=rng)
-    p.dt_proj = Linear(dt_rank, din, bias=True, rng=rng)
+    if heads == 1:
+        p.x_proj = Linear(din, dt_rank + 2 * d_state, bias=False, rng=rng)
+        p.dt_proj = Linear(dt_rank, din, bias=True, rng=rng)
+    else:
+        p.x_proj = BlockDiagonalLinear(din, heads, rng, out_width=heads * (dt_rank + 2 * d_state), bias=False)
+        p.dt_proj = BlockDiagonalLinear(heads * dt_rank, heads, rng, out_width=din)
     # dt_proj: weight U(±R^-1/2); bias = softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max]
-    p.dt_proj.weight.data[...] = rng.uniform(-dt_rank ** -0.5, dt_rank ** -0.5, (din, dt_rank))
+    p.dt_proj.weight.data[...] = rng.uniform(-dt_rank ** -0.5, dt_rank ** -0.5, p.dt_proj.weight.shape)
     dt = np.exp(rng.uniform(math.log(dt_min), math.log(dt_max), din)).clip(min=dt_floor)
-    p.dt_proj.bias.data[...] = dt + np.log(-np.expm1(-dt))
+    p.dt_proj.bias.data[...] = (dt + np.log(-np.expm1(-dt))).reshape(p.dt_proj.bias.shape)
     p.A_log = Param(np.log(np.tile(np.arange(1, d_state + 1, dtype=np.float64), (din, 1))), decay=False)
     p.D = Param(np.ones(din), decay=False)
 
@@ -87,17 +107,26 @@ class Mamba(Mixer):
     # dt_rank would be 1, where RMSNorm(dt) is ±w and its weight's gradient a sum of ±ddt over every
     # position with heavy cancellation: float32 against float64 on one process 2.7e-6 relative (4.8e-7 at
     # dt_rank 4), and 2.5e-5 under mpiexec -n 3, past mpi_check's 1e-5
-    test_variants = (dict(directions=2), dict(directions=4), dict(bcdt_rms=1e-5, dt_rank=4))
+    test_variants = (dict(directions=2), dict(directions=4), dict(bcdt_rms=1e-5, dt_rank=4), dict(mamba_heads=2))
 
     def __init__(self, d, rng, d_state=16, d_conv=4, expand=2, dt_rank=None,
-                 dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, directions=1, grid=None, bcdt_rms=None, out_std=None):
+                 dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, directions=1, grid=None, bcdt_rms=None, mamba_heads=1,
+                 out_std=None):
+        """mamba_heads: the number of heads of the lines from x_proj to the scan (Zamba's n_mamba_heads; 1: Mamba)."""
         super().__init__(d)
         self.directions = scan_directions(directions)
         self.grid = check_grid(grid, directions)
         self.d_inner = din = expand * d
         self.d_state = d_state
         self.dt_rank = dt_rank or math.ceil(d / 16)
-        scan_init = (d, din, d_state, d_conv, self.dt_rank, dt_min, dt_max, dt_floor)
+        self.heads = mamba_heads
+        if not isinstance(mamba_heads, int) or mamba_heads < 1 or din % mamba_heads:
+            raise ValueError(f"mamba: mamba_heads must be a whole number >= 1 dividing d_inner = {din}, "
+                             f"got {mamba_heads!r}")
+        if mamba_heads > 1 and (directions != 1 or bcdt_rms is not None):
+            raise ValueError("mamba: mamba_heads > 1 (Zamba's multi-head Mamba) is implemented with directions=1 "
+                             "and without bcdt_rms only")
+        scan_init = (d, din, d_state, d_conv, self.dt_rank, dt_min, dt_max, dt_floor, mamba_heads)
         self.in_proj = Linear(d, 2 * din, bias=False, rng=rng)
         init_scan_params(self, rng, *scan_init)
         self.out_proj = Linear(din, d, bias=False, rng=rng, std=out_std)
@@ -174,20 +203,18 @@ class Mamba(Mixer):
     def scan_forward(self, direction, x_in, prefix=None, h0=None):
         """One direction, x_in (B,T,Din) in its scan order -> (y (B,T,Din), h_last): conv, SiLU, the
         projections and the selective scan, on the backend's time reversal for a backward direction."""
-        p, N, R = self.scan_params(direction), self.d_state, self.dt_rank
+        p = self.scan_params(direction)
         be = self.be.time_reversed() if direction.reverse else self.be
         x_conv = be.causal_conv1d_forward(x_in, p.conv_weight.data, p.conv_bias.data, prefix)
         x = self.be.silu_forward(x_conv)
-        dbc = p.x_proj.forward(x)
-        dt = np.ascontiguousarray(dbc[..., :R])
-        Bm, Cm = np.ascontiguousarray(dbc[..., R:R + N]), np.ascontiguousarray(dbc[..., R + N:])
+        dt, Bm, Cm = self.split_dbc(p.x_proj.forward(x))
         if self.bcdt_rms is not None:
             dt, Bm, Cm = p.dt_layernorm.forward(dt), p.b_layernorm.forward(Bm), p.c_layernorm.forward(Cm)
         dt_lin = p.dt_proj.forward(dt)
         delta = self.be.softplus_forward(dt_lin)
         A = -np.exp(p.A_log.data)
-        y, h_last = be.selective_scan_forward(x, delta, A, Bm, Cm, p.D.data, h0)
-        self.save(x_in, x_conv, x, dt_lin, delta, A, Bm, Cm, prefix, h0)
+        y, h_last, heads = self.scan_heads(be, x, delta, A, Bm, Cm, p.D.data, h0)
+        self.save(x_in, x_conv, dt_lin, A, heads, prefix)
         return y, h_last
 
     def scan_backward(self, direction, dy):
@@ -195,19 +222,67 @@ class Mamba(Mixer):
         direction's parameter gradients."""
         p = self.scan_params(direction)
         be = self.be.time_reversed() if direction.reverse else self.be
-        x_in, x_conv, x, dt_lin, delta, A, Bm, Cm, prefix, h0 = self.saved()
-        dx, ddelta, dA, dBm, dCm, dD, _ = be.selective_scan_backward(dy, x, delta, A, Bm, Cm, p.D.data, h0)
+        x_in, x_conv, dt_lin, A, heads, prefix = self.saved()
+        dx, ddelta, dA, dBm, dCm, dD = self.scan_heads_backward(be, dy, heads)
         p.A_log.grad += dA * A  # ∂A/∂A_log = −exp(A_log) = A
         p.D.grad += dD
         ddt = p.dt_proj.backward(self.be.softplus_backward(ddelta, dt_lin))
         if self.bcdt_rms is not None:
             ddt, dBm, dCm = p.dt_layernorm.backward(ddt), p.b_layernorm.backward(dBm), p.c_layernorm.backward(dCm)
-        dx = dx + p.x_proj.backward(np.concatenate([ddt, dBm, dCm], axis=-1))
+        dx = dx + p.x_proj.backward(self.join_dbc(ddt, dBm, dCm))
         dx_conv = self.be.silu_backward(dx, x_conv)
         dx_in, dw, db, _ = be.causal_conv1d_backward(dx_conv, x_in, p.conv_weight.data, True, prefix)
         p.conv_weight.grad += dw
         p.conv_bias.grad += db
         return dx_in
+
+    def split_dbc(self, dbc):
+        """x_proj's output (..., H·(R+2N)) -> dt (..., H·R), B, C (..., H, N) each (per head [dt_h | B_h | C_h];
+        with one head B, C are (..., N))."""
+        H, R, N = self.heads, self.dt_rank, self.d_state
+        per_head = dbc.reshape(*dbc.shape[:-1], H, R + 2 * N)
+        dt = np.ascontiguousarray(per_head[..., :R]).reshape(*dbc.shape[:-1], H * R)
+        Bm, Cm = (np.ascontiguousarray(per_head[..., i:i + N]) for i in (R, R + N))
+        return (dt, Bm[..., 0, :], Cm[..., 0, :]) if H == 1 else (dt, Bm, Cm)
+
+    def join_dbc(self, ddt, dBm, dCm):
+        """split_dbc's adjoint: the gradients of dt, B, C -> that of x_proj's output."""
+        H = self.heads
+        lead = ddt.shape[:-1]
+        dBm, dCm = dBm.reshape(*lead, H, -1), dCm.reshape(*lead, H, -1)
+        return np.concatenate([ddt.reshape(*lead, H, -1), dBm, dCm], axis=-1).reshape(*lead, -1)
+
+    def _head_slices(self, x, delta, A, Bm, Cm, D, h0):
+        """Per head: its channels of x, delta (B,T,Dh), A (Dh,N), its B, C (B,T,N), D (Dh,), h0 (B,Dh,N)."""
+        H, Dh = self.heads, self.d_inner // self.heads
+        for h in range(H):
+            c = slice(h * Dh, (h + 1) * Dh)
+            yield (np.ascontiguousarray(x[..., c]), np.ascontiguousarray(delta[..., c]), np.ascontiguousarray(A[c]),
+                   Bm if H == 1 else np.ascontiguousarray(Bm[..., h, :]),
+                   Cm if H == 1 else np.ascontiguousarray(Cm[..., h, :]), np.ascontiguousarray(D[c]),
+                   None if h0 is None else np.ascontiguousarray(h0[:, c]))
+
+    def scan_heads(self, be, x, delta, A, Bm, Cm, D, h0):
+        """The selective scan of each head on its channels: x, delta (B,T,Din), A (Din,N), B, C as split_dbc
+        gives them, D (Din,), h0 (B,Din,N) or None -> y (B,T,Din), h_last (B,Din,N), and the heads' scan
+        arguments, which scan_heads_backward takes (the very arrays: the MPI backend finds a forward by them)."""
+        heads = list(self._head_slices(x, delta, A, Bm, Cm, D, h0))
+        out = [be.selective_scan_forward(*args) for args in heads]
+        if len(out) == 1:
+            return (*out[0], heads)
+        return np.concatenate([y for y, _ in out], axis=-1), np.concatenate([h for _, h in out], axis=1), heads
+
+    def scan_heads_backward(self, be, dy, heads):
+        """scan_heads' backward from the heads' arguments it returned: -> dx, ddelta (B,T,Din), dA (Din,N), dB,
+        dC (as split_dbc gives B, C), dD (Din,)."""
+        H, Dh = self.heads, self.d_inner // self.heads
+        grads = [be.selective_scan_backward(np.ascontiguousarray(dy[..., h * Dh:(h + 1) * Dh]), *args)[:6]
+                 for h, args in enumerate(heads)]
+        if H == 1:
+            return grads[0]
+        dx, ddelta, dA, dBm, dCm, dD = zip(*grads)
+        cat = lambda parts: np.concatenate(parts, axis=-1)
+        return cat(dx), cat(ddelta), np.concatenate(dA), np.stack(dBm, axis=-2), np.stack(dCm, axis=-2), cat(dD)
 
     # -- decoding (directions=1) -----------------------------------------------
     def init_state(self, batch, max_len=None, dtype=np.float32):
@@ -250,17 +325,15 @@ class Mamba(Mixer):
 
     def scan_step(self, x_in, state):
         """The part of a step from the conv to the scan: x_in (B,Din) -> y (B,Din); updates state in place."""
-        N, R = self.d_state, self.dt_rank
         x_conv = self.be.causal_conv1d_forward(x_in[:, None], self.conv_weight.data, self.conv_bias.data,
                                                prefix=state["conv"] if state["conv"].shape[1] else None)
         self._fill_conv_state(state["conv"], x_in[:, None])
         x = self.be.silu_forward(x_conv[:, 0])
-        dbc = self.x_proj.step(x)
-        dt, Bm, Cm = (np.ascontiguousarray(dbc[:, i:j]) for i, j in ((0, R), (R, R + N), (R + N, R + 2 * N)))
+        dt, Bm, Cm = self.split_dbc(self.x_proj.step(x))
         if self.bcdt_rms is not None:
             dt, Bm, Cm = self.dt_layernorm.step(dt), self.b_layernorm.step(Bm), self.c_layernorm.step(Cm)
         delta = self.be.softplus_forward(self.dt_proj.step(dt))
-        y, h = self.be.selective_scan_forward(x[:, None], delta[:, None], -np.exp(self.A_log.data),
-                                              Bm[:, None], Cm[:, None], self.D.data, h0=state["ssm"])
+        y, h, _ = self.scan_heads(self.be, x[:, None], delta[:, None], -np.exp(self.A_log.data), Bm[:, None],
+                                  Cm[:, None], self.D.data, state["ssm"])
         state["ssm"][...] = h
         return y[:, 0]

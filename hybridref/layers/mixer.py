@@ -20,6 +20,8 @@ from .module import Module
 
 class Mixer(Module):
     causal = True  # output t reads positions <= t only (a property where an option decides it)
+    # the block normalises the mixer's input (norm₁); False: the mixer reads the residual stream itself (block.py)
+    pre_norm = True
 
     def __init__(self, d):
         super().__init__()

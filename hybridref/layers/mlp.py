@@ -5,7 +5,9 @@
                                                                              (GeGLU; Griffin's MLP block)
     "swiglu"      SwiGLU:    y = W_down (SiLU(W_gate x + b_gate) ⊙ (W_up x + b_up)) + b_down
                                                                              (Llama's MLP, without biases)
-GELU is the tanh approximation. The biases are optional (the model option `mlp_bias`; bias=False:
+    "gated_gelu_erf"         GatedMLP with the exact GELU x Φ(x) on the gate (Zamba's ZambaMLP, whose
+                             hidden_act "gelu" is torch's erf GELU)
+GELU is the tanh approximation, but in "gated_gelu_erf". The biases are optional (the model option `mlp_bias`; bias=False:
 every b above is absent, as in Llama). A new kind is a class here with the same constructor (d,
 hidden, rng, out_std, bias), forward/backward/step and a `kind` name, one entry of MLP_KINDS, and its
 branch of the C decoder's MLP (csrc/decode.c, laid out by backends/c/decode.py). A mixture of experts
@@ -84,7 +86,14 @@ class SwiGLU(GatedMLP):
     act = "silu"
 
 
-MLP_KINDS = {cls.kind: cls for cls in (MLP, GatedMLP, SwiGLU)}
+class GatedGeluErf(GatedMLP):
+    """GeGLU with the exact GELU x Φ(x) (Φ the standard normal CDF) on the gate, transformers' ACT2FN["gelu"]:
+    what converted Zamba models need to match exactly (the tanh form differs by up to ~5e-4 per unit)."""
+    kind = "gated_gelu_erf"
+    act = "gelu_erf"
+
+
+MLP_KINDS = {cls.kind: cls for cls in (MLP, GatedMLP, SwiGLU, GatedGeluErf)}
 
 
 def check_mlp_kind(kind):

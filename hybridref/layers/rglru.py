@@ -40,23 +40,27 @@ def rnn_param_init(rng, n, min_rad=0.9, max_rad=0.999, eps=1e-8):
 
 
 class BlockDiagonalLinear(Module):
-    """y = x W + b per block: x (..., H·P) split into H heads of P, y_h = x_h W_hᵀ + b_h, W (H,P,P)
-    ~ N(0, 1/P), b 0 (recurrentgemma's BlockDiagonalLinear). One linear op per head."""
+    """y = x W + b per block: x (..., H·P) split into H heads of P, y_h = x_h W_hᵀ + b_h, W (H,Q,P)
+    ~ N(0, 1/P), b (H,Q) 0 (recurrentgemma's BlockDiagonalLinear, Q = P); y (..., H·Q). One linear op
+    per head. out_width: H·Q (None: the input's width, square blocks); bias False: no b (the per-head
+    x_proj of Zamba's multi-head Mamba, hybridref/layers/mamba.py)."""
 
-    def __init__(self, width, n_blocks, rng):
+    def __init__(self, width, n_blocks, rng, out_width=None, bias=True):
         super().__init__()
         self.n_blocks, self.block = n_blocks, width // n_blocks
-        self.weight = Param(rng.normal(0.0, math.sqrt(1.0 / self.block), (n_blocks, self.block, self.block)))
-        self.bias = Param(np.zeros((n_blocks, self.block)), decay=False)
+        self.out_block = (out_width or width) // n_blocks
+        self.weight = Param(rng.normal(0.0, math.sqrt(1.0 / self.block), (n_blocks, self.out_block, self.block)))
+        self.bias = Param(np.zeros((n_blocks, self.out_block)), decay=False) if bias else None
 
-    def _heads(self, x):
-        x2 = x.reshape(-1, self.n_blocks * self.block)
-        return [np.ascontiguousarray(x2[:, h * self.block:(h + 1) * self.block]) for h in range(self.n_blocks)]
+    def _heads(self, x, block):
+        x2 = x.reshape(-1, self.n_blocks * block)
+        return [np.ascontiguousarray(x2[:, h * block:(h + 1) * block]) for h in range(self.n_blocks)]
 
     def _apply(self, x):
-        xs = self._heads(x)
-        ys = [self.be.linear_forward(xh, self.weight.data[h], self.bias.data[h]) for h, xh in enumerate(xs)]
-        return xs, np.concatenate(ys, axis=1).reshape(x.shape)
+        xs = self._heads(x, self.block)
+        ys = [self.be.linear_forward(xh, self.weight.data[h], None if self.bias is None else self.bias.data[h])
+              for h, xh in enumerate(xs)]
+        return xs, np.concatenate(ys, axis=1).reshape(*x.shape[:-1], self.n_blocks * self.out_block)
 
     def forward(self, x):
         xs, y = self._apply(x)
@@ -65,12 +69,13 @@ class BlockDiagonalLinear(Module):
 
     def backward(self, dy):
         xs, shape = self.saved()
-        dys = self._heads(dy)
+        dys = self._heads(dy, self.out_block)
         dx = []
         for h, (xh, dyh) in enumerate(zip(xs, dys)):
-            dxh, dw, db = self.be.linear_backward(dyh, xh, self.weight.data[h], True)
+            dxh, dw, db = self.be.linear_backward(dyh, xh, self.weight.data[h], self.bias is not None)
             self.weight.grad[h] += dw
-            self.bias.grad[h] += db
+            if self.bias is not None:
+                self.bias.grad[h] += db
             dx.append(dxh)
         return np.concatenate(dx, axis=1).reshape(shape)
 

@@ -21,20 +21,23 @@ because it is the pure form of the idea — one global block whose weights every
 needs nothing beyond the registered mixers; Zamba2's per-call LoRA would be a second weight-sharing
 pattern (shared base + per-call delta) on top of this one.
 
-Deviations from transformers' Zamba, and why (`hybridref convert --from-hf` refuses model_type "zamba" for
-them, hybridref/convert/__init__.py):
-- the call's output is added to the residual stream, a block of its own; transformers' ZambaHybridLayer
-  adds it to the input of the next Mamba layer only, x + Mamba(RMSNorm(x + out)), so it never reaches
-  the residual stream. Here the "Z" block is a mixer like any other (its own residual block, KV cache
-  and decode record); the transformers form would make the call and the Mamba layer after it one layer;
-- the block's own pre-norm (hybridref's Block: RMSNorm of the residual stream, per call) normalises
-  u before the concatenation; Zamba concatenates the raw residual stream. The 2D RMSNorm after it
-  is Zamba's input_layernorm;
+Two forms. "Z" (ZambaShared, the zoo's "zamba" preset) is a mixer like any other: its own pre-norm
+residual block, so the call's output is added to the residual stream. "X" (ZambaHybrid, below) is
+transformers' ZambaHybridLayer exactly: the call on the raw residual stream x, its output added to the input
+of the Mamba layer after it only, x + Mamba(RMSNorm(x + out)); `hybridref convert` maps ZambaForCausalLM's
+hybrid layers to it (hybridref/convert/hf_zamba.py). Where "Z" differs from transformers' Zamba, and the
+option or form that matches it:
+- the output reaches the residual stream ("Z"), not only the next Mamba's input: the form "X";
+- the block's own pre-norm normalises u before the concatenation; Zamba concatenates the raw residual
+  stream: the form "X" (whose block has no pre-norm, Mixer.pre_norm False). The 2D RMSNorm after the
+  concatenation is Zamba's input_layernorm;
 - the softmax scale is hybridref's 1/√P; Zamba's is 1/√(P/2). The two are the same model up to W_q
-  scaled by √2 (a conversion multiplies the query rows by √2);
-- the MLP has biases (hybridref's MLPs do by default) and W_call is initialised N(0, out_std²) as
-  every residual output projection here; Zamba's Mamba layers are multi-head (n_mamba_heads);
-- the MLP's GELU is hybridref's tanh approximation; ZambaConfig's hidden_act "gelu" is the exact erf form.
+  scaled by √2 (the conversion multiplies the query rows by √2);
+- the MLP has biases by default: the option mlp_bias=False (Zamba's have none); W_call is initialised
+  N(0, out_std²) as every residual output projection here;
+- the MLP's GELU is the tanh approximation by default: mlp_kind "gated_gelu_erf" is ZambaConfig's hidden_act
+  "gelu", the exact erf form;
+- Zamba's Mamba layers are multi-head (n_mamba_heads): the Mamba option mamba_heads (hybridref/layers/mamba.py).
 The embedding e is the side input "embed" (hybridref/layers/side.py); its gradient flows back
 through side.add_grad. Without side inputs (the mixer on its own, as the conformance suite builds
 it) u stands for e.
@@ -43,23 +46,29 @@ import numpy as np
 
 from .attention import CausalSelfAttention
 from .linear import Linear
+from .mamba import Mamba
 from .mixer import Mixer
 from .mlp import make_mlp
 from .module import Module
 from .norm import RMSNorm
 from .registry import register_mixer
 
+GATED_GELU_KINDS = ("gated_gelu", "gated_gelu_erf")
+
 
 class SharedAttentionMLP(Module):
     """The shared part: RMSNorm(2D), attention over 2D with output D, RMSNorm(D), gated GeLU MLP."""
 
-    def __init__(self, d, rng, n_heads, n_kv_heads, ffn_hidden, rope_base, out_std):
+    def __init__(self, d, rng, n_heads, n_kv_heads, ffn_hidden, rope_base, mlp_kind, mlp_bias, norm_eps, out_std):
         super().__init__()
-        self.norm_in = RMSNorm(2 * d)
+        if mlp_kind not in GATED_GELU_KINDS:
+            raise ValueError(f"zamba: mlp_kind must be one of {', '.join(GATED_GELU_KINDS)} (the shared block's "
+                             f"GeGLU, tanh or exact GELU), got {mlp_kind!r}")
+        self.norm_in = RMSNorm(2 * d, norm_eps)
         self.attn = CausalSelfAttention(2 * d, rng, n_heads=n_heads, n_kv_heads=n_kv_heads, rope_base=rope_base)
         self.attn.out = Linear(2 * d, d, bias=False, rng=rng, std=out_std)  # Zamba's o_proj: 2D -> D
-        self.norm_ff = RMSNorm(d)
-        self.mlp = make_mlp("gated_gelu", d, ffn_hidden, rng, out_std=out_std)
+        self.norm_ff = RMSNorm(d, norm_eps)
+        self.mlp = make_mlp(mlp_kind, d, ffn_hidden, rng, out_std=out_std, bias=mlp_bias)
 
     def forward(self, c, state=None):
         return self.mlp.forward(self.norm_ff.forward(self.attn.forward(self.norm_in.forward(c), state)))
@@ -75,14 +84,18 @@ class SharedAttentionMLP(Module):
 class ZambaShared(Mixer):
     mlp_ratio = 0.0  # the block's MLP is inside the shared part: "Z" blocks have none of their own
     test_options = dict(n_heads=2, ffn_hidden=10)
+    test_variants = (dict(mlp_kind="gated_gelu_erf", mlp_bias=False),)
 
-    def __init__(self, d, rng, n_heads=4, n_kv_heads=None, ffn_hidden=None, rope_base=None, out_std=None):
-        """ffn_hidden: the shared MLP's width (None: 4·D)."""
+    def __init__(self, d, rng, n_heads=4, n_kv_heads=None, ffn_hidden=None, rope_base=None, mlp_kind="gated_gelu",
+                 mlp_bias=True, norm_eps=1e-5, out_std=None):
+        """ffn_hidden: the shared MLP's width (None: 4·D); mlp_kind "gated_gelu" (tanh GELU) or "gated_gelu_erf"
+        (Zamba's exact GELU); mlp_bias: the MLP's biases (Zamba has none); norm_eps: the two RMSNorms' eps."""
         super().__init__(d)
         if (2 * d) % n_heads:
             raise ValueError(f"zamba: its attention runs over 2·d_model = {2 * d}, which n_heads {n_heads} "
                              f"does not divide")
-        self.shared = SharedAttentionMLP(d, rng, n_heads, n_kv_heads, ffn_hidden or 4 * d, rope_base, out_std)
+        self.shared = SharedAttentionMLP(d, rng, n_heads, n_kv_heads, ffn_hidden or 4 * d, rope_base, mlp_kind,
+                                         mlp_bias, norm_eps, out_std)
         self.call_out = Linear(d, d, bias=False, rng=rng, std=out_std)
 
     def share_from(self, first):
@@ -116,3 +129,52 @@ class ZambaShared(Mixer):
     def step(self, u, state, side=None):
         self.check_input(u, 2)
         return self.call_out.step(self.shared.step(np.concatenate([u, self._embed(u, side)], axis=-1), state))
+
+
+@register_mixer("X", "zamba_hybrid")
+class ZambaHybrid(Mixer):
+    """transformers' ZambaHybridLayer without the residual addition (its block adds u):
+
+        t   = "Z"(u, e)                          this call of the shared block, on the raw residual stream u
+        out = Mamba(RMSNorm(u + t))              the Mamba layer after it (mamba_heads: Zamba's n_mamba_heads)
+
+    so the block computes x + Mamba(RMSNorm(x + W_call·Shared(concat(x, e)))): the shared block's output reaches
+    the next Mamba layer's input only. The mixer reads u = x itself (pre_norm False: its block has no norm₁;
+    Zamba concatenates the unnormalised stream). The shared weights are one set for every "X" of a model
+    (share_from, as "Z"); the decode state is this call's KV cache and its Mamba's conv and ssm states, one dict.
+    Options: the "Z" block's, then the Mamba's (d_state, d_conv, expand, dt_rank, mamba_heads); norm_eps is
+    also the eps of the norm before the Mamba (Zamba's rms_norm_eps)."""
+    mlp_ratio = 0.0  # the MLP is inside the shared block
+    pre_norm = False
+    test_options = dict(n_heads=2, ffn_hidden=10, d_state=4, mamba_heads=2)
+
+    def __init__(self, d, rng, n_heads=4, n_kv_heads=None, ffn_hidden=None, rope_base=None, mlp_kind="gated_gelu",
+                 mlp_bias=True, norm_eps=1e-5, d_state=16, d_conv=4, expand=2, dt_rank=None, mamba_heads=1,
+                 out_std=None):
+        super().__init__(d)
+        self.call = ZambaShared(d, rng, n_heads, n_kv_heads, ffn_hidden, rope_base, mlp_kind, mlp_bias, norm_eps,
+                                out_std)
+        self.norm = RMSNorm(d, norm_eps)
+        self.mamba = Mamba(d, rng, d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank,
+                           mamba_heads=mamba_heads, out_std=out_std)
+
+    def share_from(self, first):
+        """Use `first`'s shared block (the model's first "X"), as ZambaShared.share_from."""
+        self.call.share_from(first.call)
+
+    def forward(self, u, state=None, side=None):
+        """u (B,T,D) the residual stream -> (B,T,D); with a decode `state` a prefill of the KV cache and Mamba."""
+        self.check_input(u)
+        return self.mamba.forward(self.norm.forward(u + self.call.forward(u, state, side)), state)
+
+    def backward(self, dy):
+        dv = self.norm.backward(self.mamba.backward(dy))  # the gradient of v = u + t
+        return dv + self.call.backward(dv)
+
+    def init_state(self, batch, max_len, dtype=np.float32):
+        """The call's KV cache (k, v, length) and the Mamba's conv and ssm, in one dict (distinct keys)."""
+        return {**self.call.init_state(batch, max_len, dtype), **self.mamba.init_state(batch, max_len, dtype)}
+
+    def step(self, u, state, side=None):
+        self.check_input(u, 2)
+        return self.mamba.step(self.norm.step(u + self.call.step(u, state, side)), state)

@@ -14,7 +14,8 @@ The parallel forward runs the scan as a Python loop over time (as selective_scan
 ssm (B,Din,N): a step costs the same at every position.
 
 opts: d_state (N), dt_rank (R; None: ⌈D/16⌉), and the init-only d_conv, expand, dt_min, dt_max,
-dt_floor (the weights' shapes carry d_conv and expand); bcdt_rms (Jamba, transformers' JambaMambaMixer):
+dt_floor (the weights' shapes carry d_conv and expand; a multi-head Mamba's, mamba_heads, its heads'
+x_proj (H, R+2N, Dh), dt_proj (H, Dh, R)); bcdt_rms (Jamba, transformers' JambaMambaMixer):
 dt, B, C = RMSNorm(dt), RMSNorm(B), RMSNorm(C) with eps bcdt_rms and weights dt_layernorm,
 b_layernorm, c_layernorm, before dt_proj and the scan.
 
@@ -46,19 +47,30 @@ def _in(p, u):
     return xz[..., :din], xz[..., din:]
 
 
+def _heads(p):
+    """x_proj (H, R+2N, Dh), dt_proj weight (H, Dh, R) and bias (H, Dh): a multi-head Mamba's (mamba_heads H,
+    Zamba's ZambaMambaMixer) as they are, a single-head one's as one head."""
+    W, Wdt, bdt = p["x_proj.weight"], p["dt_proj.weight"], p["dt_proj.bias"]
+    return (W, Wdt, bdt) if W.ndim == 3 else (W[None], Wdt[None], bdt[None])
+
+
 def _scan_step(p, opts, h, x):
     """One step of the selective scan for x (B,Din), the conv+SiLU output of one token:
-    -> (h_t (B,Din,N), y_t (B,Din)); out of place, so autograd can differentiate through it."""
+    -> (h_t (B,Din,N), y_t (B,Din)); out of place, so autograd can differentiate through it. With H heads
+    each head's channels (Din/H of them, in order) get their own dt, B and C from their own x_proj, dt_proj."""
     N, R = _sizes(p, opts)
-    dbc = x @ p["x_proj.weight"].T
+    Wx, Wdt, bdt = _heads(p)
+    H = Wx.shape[0]
+    dbc = torch.einsum("bhd,hed->bhe", x.reshape(x.shape[0], H, -1), Wx)  # (B,H,R+2N)
     dt, Bm, Cm = dbc[..., :R], dbc[..., R:R + N], dbc[..., R + N:R + 2 * N]
     if opts.get("bcdt_rms") is not None:  # Jamba's dt_layernorm, b_layernorm, c_layernorm
         dt, Bm, Cm = (t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + opts["bcdt_rms"]) * p[f"{n}_layernorm.weight"]
                       for t, n in ((dt, "dt"), (Bm, "b"), (Cm, "c")))
-    delta = F.softplus(dt @ p["dt_proj.weight"].T + p["dt_proj.bias"])
+    delta = F.softplus(torch.einsum("bhr,hdr->bhd", dt, Wdt) + bdt).reshape(x.shape)
+    Bc, Cc = (t.repeat_interleave(x.shape[1] // H, dim=1) for t in (Bm, Cm))  # (B,Din,N): each channel its head's
     A = -torch.exp(p["A_log"])
-    h = torch.exp(delta[..., None] * A) * h + delta[..., None] * Bm[:, None, :] * x[..., None]
-    return h, (h * Cm[:, None, :]).sum(-1) + p["D"] * x
+    h = torch.exp(delta[..., None] * A) * h + delta[..., None] * Bc * x[..., None]
+    return h, (h * Cc).sum(-1) + p["D"] * x
 
 
 def _ssm(p, opts, xs):

@@ -3,7 +3,7 @@ package (tests/torch_ref/<name>.py, found through the mixer registry by each let
 
 Both read hybridref's parameter dict (same names), so one set of weights runs on both:
 
-    block:  h = x + mixer(norm1(x));  out = h + MLP(norm2(h))     (no MLP when it has width 0)
+    block:  h = x + mixer(norm1(x));  out = h + MLP(norm2(h))     (no MLP when it has width 0; mixer(x) without norm1)
     MLP:    by config["mlp_kind"]: "gelu" proj(GELU_tanh(fc(x))), "gated_gelu" (GeGLU)
             proj(GELU_tanh(W_gate x + b_gate) ⊙ (W_up x + b_up)), fc's rows [W_gate; W_up], "swiglu"
             the same with SiLU; biases only where the model has them (mlp_bias)
@@ -48,6 +48,12 @@ def norm(x, p, prefix, which):
     return NORMS[which](x, p[prefix + "weight"], p.get(prefix + "bias"))
 
 
+def norm1(x, b, which):
+    """The block's pre-norm of x, or x itself when the block has none (a mixer with pre_norm False reads the
+    residual stream: Zamba's hybrid layer)."""
+    return norm(x, b, "norm1.", which) if "norm1.weight" in b else x
+
+
 def _linear(b, name, x):
     """x W_nameᵀ (+ b_name when the MLP has biases: mlp_bias)."""
     bias = b.get(f"{name}.bias")
@@ -63,12 +69,17 @@ def _gated_gelu_mlp(b, x):
     return _linear(b, "mlp.proj", F.gelu(gate, approximate="tanh") * up)
 
 
+def _gated_gelu_erf_mlp(b, x):
+    gate, up = _linear(b, "mlp.fc", x).chunk(2, dim=-1)
+    return _linear(b, "mlp.proj", F.gelu(gate) * up)
+
+
 def _swiglu_mlp(b, x):
     gate, up = _linear(b, "mlp.fc", x).chunk(2, dim=-1)
     return _linear(b, "mlp.proj", F.silu(gate) * up)
 
 
-MLPS = {"gelu": _gelu_mlp, "gated_gelu": _gated_gelu_mlp, "swiglu": _swiglu_mlp}
+MLPS = {"gelu": _gelu_mlp, "gated_gelu": _gated_gelu_mlp, "swiglu": _swiglu_mlp, "gated_gelu_erf": _gated_gelu_erf_mlp}
 
 
 def mlp(b, x, kind="gelu"):
@@ -122,7 +133,7 @@ def char_lm_forward(p, ids, config, aux=None):
     side = {"embed": x, "meta_tokens": M}  # Hymba's local layers keep the meta tokens visible
     for (b, pm, mod, opts, depth), c in zip(layers(p, config), config["pattern"]):
         side["depth"] = depth
-        h = x + with_side(mod.forward, pm, norm(x, b, "norm1.", config["norm"]), opts, side=side)
+        h = x + with_side(mod.forward, pm, norm1(x, b, config["norm"]), opts, side=side)
         x = mlp_residual(b, h, config, config["mlp_hidden"][c] > 0, aux)
     return norm(x[:, M:], p, "norm.", config["norm"]) @ p["head.weight"].T
 
@@ -152,7 +163,7 @@ class TorchCharLM:
         side = {"embed": x}
         for (b, pm, mod, opts, depth), st, c in zip(self.layers, state["layers"], cfg["pattern"]):
             side["depth"] = depth
-            h = x + with_side(mod.step, pm, norm(x, b, "norm1.", cfg["norm"]), st, opts, pos, side=side)
+            h = x + with_side(mod.step, pm, norm1(x, b, cfg["norm"]), st, opts, pos, side=side)
             x = mlp_residual(b, h, cfg, cfg["mlp_hidden"][c] > 0)
         state["pos"] = pos + 1
         return norm(x, self.p, "norm.", cfg["norm"]) @ self.p["head.weight"].T
@@ -164,7 +175,7 @@ def mnist_hybrid(p, tokens, config):
     x = tokens @ p["embed.weight"].T + p["embed.bias"] + p["pos"]
     side = {"embed": x}
     for b, pm, mod, opts, _ in layers(p, config):
-        h = x + with_side(mod.forward, pm, norm(x, b, "norm1.", config["norm"]), opts, side=side)
+        h = x + with_side(mod.forward, pm, norm1(x, b, config["norm"]), opts, side=side)
         x = mlp_residual(b, h, config, "mlp.fc.weight" in b)
     x = norm(x, p, "norm.", config["norm"]).mean(1)
     return x @ p["head.weight"].T + p["head.bias"]

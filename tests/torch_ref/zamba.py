@@ -6,22 +6,30 @@ ZambaAttentionDecoderLayer and ZambaHybridLayer compute it), from the formulas:
     o_i  = Σ_{j≤i} softmax_j(q_i·k_j/√P) v_j     (transformers' Zamba scales by 1/√(P/2): its W_q is
                                                   √2 times this one's)
     a    = concat_heads(o) W_oᵀ                  (B,T,D)
-    f    = W_down(GELU_tanh(W_gate n + b_gate) ⊙ (W_up n + b_up)) + b_down,  n = RMSNorm(a)
+    f    = W_down(GELU(W_gate n + b_gate) ⊙ (W_up n + b_up)) + b_down,  n = RMSNorm(a)
+                                                 (GELU: tanh form, or exact with mlp_kind "gated_gelu_erf";
+                                                  biases unless mlp_bias is false)
     out  = f W_callᵀ
 
 The shared parameters ("shared.…") are one set for every call: in a whole model only the first call's
 block holds them (hybridref counts a shared weight once), so the first call leaves them in the pass's
 side dict and the later calls read them there. On its own (side None) u stands for e.
 
-opts: n_heads, n_kv_heads (None: n_heads), rope_base (None: none), ffn_hidden.
+opts: n_heads, n_kv_heads (None: n_heads), rope_base (None: none), ffn_hidden, mlp_kind (default
+"gated_gelu"), norm_eps (the RMSNorms' eps, default 1e-5).
 """
 import torch
 import torch.nn.functional as F
 
 from .attention import _rope
-from .models import NORMS, mlp
+from .models import mlp
 
 SHARED = "zamba_shared"  # the side dict's entry holding the shared parameters
+
+
+def rmsnorm(x, w, opts):
+    """x / √(mean(x²) + eps) ⊙ w, eps the option norm_eps."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + opts.get("norm_eps", 1e-5)) * w
 
 
 def _shared(p, side):
@@ -36,7 +44,7 @@ def _shared(p, side):
 def _block(s, p, u, e, opts, pos0, cache=None):
     """u, e (B,T,D) at positions pos0.. -> (B,T,D); cache: {"k", "v"} to append to (decoding)."""
     B, T, D = u.shape
-    c = NORMS["rmsnorm"](torch.cat([u, e], dim=-1), s["norm_in.weight"], None)
+    c = rmsnorm(torch.cat([u, e], dim=-1), s["norm_in.weight"], opts)
     H = opts["n_heads"]
     Hk = opts.get("n_kv_heads") or H
     P = 2 * D // H
@@ -51,7 +59,7 @@ def _block(s, p, u, e, opts, pos0, cache=None):
     allowed = torch.arange(k.shape[2])[None, :] <= torch.arange(pos0, pos0 + T)[:, None]
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed).transpose(1, 2).reshape(B, T, -1)
     a = o @ s["attn.out.weight"].T
-    f = mlp(s, NORMS["rmsnorm"](a, s["norm_ff.weight"], None), "gated_gelu")
+    f = mlp(s, rmsnorm(a, s["norm_ff.weight"], opts), opts.get("mlp_kind", "gated_gelu"))
     return f @ p["call_out.weight"].T
 
 
