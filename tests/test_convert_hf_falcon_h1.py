@@ -2,7 +2,7 @@
 models (3 layers; attention of 4 query / 2 key-value heads with RoPE beside a Mamba-2 branch of 8 heads in
 2 groups with chunk_size 4; SwiGLU MLPs) with every μP multiplier away from 1: untied, tied with different
 embedding and lm_head multipliers (converted untied) and with equal ones, with and without the gated
-RMSNorm (mamba_rms_norm), conv and MLP biases. Logits on the NumPy and C backends, the C decoder's logits
+RMSNorm (mamba_rms_norm), conv and MLP biases, and with a head_dim and a mamba_d_ssm of their own. Logits on the NumPy and C backends, the C decoder's logits
 at every step and its greedy tokens equal to transformers' (tolerance: tests/hf_check.py); the round trip
 back (every multiplier 1); the configs refused by name."""
 import json
@@ -35,14 +35,16 @@ VARIANTS = {
     "tied-gate-norm-biases": dict(tie_word_embeddings=True, mamba_rms_norm=True, mamba_norm_before_gate=False,
                                   mamba_conv_bias=False, mlp_bias=True, **MULTIPLIERS),
     "tied-same-multipliers": dict(tie_word_embeddings=True, **{**MULTIPLIERS, "lm_head_multiplier": 1.7}),
+    # as Falcon-H1's checkpoints: heads not hidden_size / heads wide, mamba_d_ssm not mamba_expand · hidden_size
+    "head-dim-d-ssm": dict(head_dim=16, mamba_d_ssm=72, mamba_n_heads=6, **MULTIPLIERS),
 }
 
 
 def hf_model(**options):
+    sizes = dict(num_attention_heads=4, num_key_value_heads=2, mamba_d_ssm=2 * D, mamba_n_heads=8, mamba_n_groups=2,
+                 mamba_d_state=6, mamba_d_conv=3, mamba_expand=2, mamba_chunk_size=4)
     config = transformers.FalconH1Config(vocab_size=V, hidden_size=D, intermediate_size=80, num_hidden_layers=3,
-                                         num_attention_heads=4, num_key_value_heads=2, mamba_d_ssm=2 * D,
-                                         mamba_n_heads=8, mamba_n_groups=2, mamba_d_state=6, mamba_d_conv=3,
-                                         mamba_expand=2, mamba_chunk_size=4, **options)
+                                         **{**sizes, **options})
     return randomize(transformers.FalconH1ForCausalLM(config), torch)
 
 
@@ -89,6 +91,8 @@ def test_round_trip_to_transformers(converted, variant, tmp_path, rng):
     again = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
     assert type(again) is type(model)
     assert again.config.tie_word_embeddings == (variant == "tied-same-multipliers")
+    assert (again.config.head_dim, again.config.mamba_d_ssm) == (getattr(model.config, "head_dim", D // 4),
+                                                                 model.config.mamba_d_ssm)
     assert again.config.key_multiplier == 1.0 and again.config.ssm_multipliers == [1.0] * 5
     ids = ids_of(rng, V, (2, T))
     assert rel_err(hf_logits(again, ids, torch), hf_logits(model, ids, torch)) < ROUND_TRIP_TOL
@@ -126,8 +130,7 @@ REFUSED = {
     "projectors_bias": (lambda c: c.update(projectors_bias=True), r"'projectors_bias' = True is not supported"),
     "norm before gate": (lambda c: c.update(mamba_rms_norm=True, mamba_norm_before_gate=True),
                          r"'mamba_norm_before_gate' = True is not supported"),
-    "head_dim": (lambda c: c.update(head_dim=16), r"'head_dim' = 16 is not supported"),
-    "mamba_d_ssm": (lambda c: c.update(mamba_d_ssm=64, mamba_d_head=8), r"'mamba_d_ssm' = 64 is not supported"),
+    "mamba_d_ssm": (lambda c: c.update(mamba_d_ssm=100), r"'mamba_n_heads' = 8 is not supported .*mamba_d_ssm = 100"),
     "hidden_act": (lambda c: c.update(hidden_act="gelu"), r"'hidden_act' = 'gelu' is not supported"),
     "time_step_limit": (lambda c: c.update(time_step_limit=[0.0, 0.1]), r"'time_step_limit' = \[0.0, 0.1\]"),
     "ssm_multipliers": (lambda c: c.update(ssm_multipliers=[1.0, 1.0]), r"'ssm_multipliers' = \[1.0, 1.0\] is not"),
@@ -142,3 +145,20 @@ def test_unsupported_configs_are_refused_by_name(converted, case, tmp_path):
     edit, message = REFUSED[case]
     output = refused(converted["untied"][1], tmp_path, edit)
     assert re.search(message, output), output
+
+
+def test_other_architectures_refuse_the_wider_options(tmp_path):
+    """The attention option head_dim and the Mamba-2 option d_inner (which Falcon-H1's conversion sets) are
+    refused by the exports that write neither: Llama's and Mamba-2's."""
+    from hybridref.checkpoint import save_checkpoint
+    from hybridref.convert import to_hf
+    from hybridref.errors import UserError
+    from hybridref.models.char_lm import CharLM
+    cases = {"A": (dict(n_heads=2, head_dim=4), "its attention heads are 4 wide, not d_model / n_heads = 8"),
+             "S": (dict(d_state=4, headdim=4, d_inner=20), "its Mamba-2 mixers' d_inner is not expand · d_model")}
+    for letter, (options, message) in cases.items():
+        path = str(tmp_path / f"{letter}.safetensors")
+        save_checkpoint(path, CharLM(V, d_model=16, pattern=letter * 2, mixers={letter: options},
+                                     mlp_kind="swiglu", mlp_hidden=0 if letter == "S" else 24))
+        with pytest.raises(UserError, match=re.escape(message)):
+            to_hf(path, str(tmp_path / letter))

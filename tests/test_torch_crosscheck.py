@@ -34,6 +34,7 @@ EXTRA_OPTIONS = [
     ("M", dict(directions=2)),  # Vision Mamba (tests/torch_ref/mamba.py; the cross scan: test_scan_directions.py)
     ("S", dict(norm_eps=1e-2)),  # transformers' Mamba2 gives the gated norm its layer_norm_epsilon
     ("F", dict(gate_norm=True, norm_eps=1e-2)),  # Falcon-H1's mamba_rms_norm true
+    ("F", dict(head_dim=8, d_inner=30, headdim=5, ngroups=1)),  # heads of 8 (H·P ≠ D), Din ≠ expand·D
 ]
 
 

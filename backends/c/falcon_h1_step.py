@@ -1,5 +1,5 @@
-"""Falcon-H1's record for the C decoder (csrc/falcon_h1_step.c): the attention record
-(backends/c/attention_step.py) followed by the Mamba-2 record (backends/c/mamba2_step.py). Its kernels are
+"""Falcon-H1's record for the C decoder (csrc/falcon_h1_step.c): the Mamba-2 record
+(backends/c/mamba2_step.py) followed by the attention record (backends/c/attention_step.py). Its kernels are
 those two steps', so there is no op of its own here."""
 from .attention_step import decode_record as attention_record
 from .decode import DecodeRecord
@@ -7,10 +7,10 @@ from .mamba2_step import decode_record as mamba2_record
 
 
 def decode_record(mixer, state, max_len):
-    """ints [attention's 6, Mamba-2's 5]; floats [rope base, norm eps]; weights [attention's 3, Mamba-2's 8];
-    state [k cache, v cache, conv, ssm]: each branch's record over the one state dict."""
-    a, m = attention_record(mixer.attn, state, max_len), mamba2_record(mixer.mamba, state, max_len)
-    # the step finds the Mamba-2 part after these lengths (FH_AT_* of csrc/falcon_h1_step.c)
-    assert (len(a.ints), len(a.floats), len(a.weights), len(a.states)) == (6, 1, 3, 2)
-    return DecodeRecord(ints=a.ints + m.ints, floats=a.floats + m.floats, weights=a.weights + m.weights,
-                        states=a.states + m.states, on_step=a.on_step)
+    """ints [Mamba-2's 5, attention's]; floats [norm eps, rope base]; weights [Mamba-2's 8, attention's];
+    state [conv, ssm, k cache, v cache]: each branch's record over the one state dict."""
+    m, a = mamba2_record(mixer.mamba, state, max_len), attention_record(mixer.attn, state, max_len)
+    # the step finds the attention part after these lengths (FH_M2_* of csrc/falcon_h1_step.c)
+    assert (len(m.ints), len(m.floats), len(m.weights), len(m.states)) == (5, 1, 8, 2)
+    return DecodeRecord(ints=m.ints + a.ints, floats=m.floats + a.floats, weights=m.weights + a.weights,
+                        states=m.states + a.states, on_step=a.on_step)

@@ -28,7 +28,7 @@ indices outside the layers. mamba_chunk_size becomes the mixer's chunk (as hf_ma
 z_loss_coefficient only changes the training loss, num_logits_to_keep only what generate computes;
 max_position_embeddings bounds nothing in hybridref (its RoPE has no table).
 """
-from .hf_llama import attention_rules, attention_sizes, swiglu_rules
+from .hf_llama import attention_rules, attention_sizes, narrow_heads, swiglu_rules
 from .hf_mamba2 import check_dt_limit, mixer_rules
 from .hf_recurrentgemma import partial_rope
 from .hf_rules import Rule, zero_biases
@@ -93,7 +93,11 @@ def unfit(cfg):
         return "its blocks are not RMSNorm blocks with SwiGLU MLPs of one width"
     if "S" in letters and mixers["S"]["norm_eps"] != cfg["norm_eps"]:
         return "its Mamba-2 gated norms' epsilon is not its RMSNorms' (transformers has one rms_norm_eps)"
+    if "S" in letters and mixers["S"]["d_inner"] not in (None, mixers["S"]["expand"] * cfg["d_model"]):
+        return "its Mamba-2 mixers' d_inner is not mamba_expand · hidden_size"
     a = mixers.get("A")
+    if a is not None and (why := narrow_heads(a, cfg["d_model"])):
+        return why
     if a is not None and (a["window"] is not None or a["rope_base"] is None or a["out_bias"]):
         return "its attention has a window, no RoPE or an output bias"
     return None

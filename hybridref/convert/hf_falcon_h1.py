@@ -34,22 +34,21 @@ E·lm_head_multiplier; the converted model is then untied (the summary says so) 
 untied. The export writes every multiplier 1 (the weights carry them).
 
 Config: hidden_size, intermediate_size, num_hidden_layers, vocab_size, num_attention_heads,
-num_key_value_heads, rms_norm_eps (every RMSNorm's, the Mamba-2 gated norm's too), the RoPE base
-(hf_llama: rope_parameters.rope_theta), mamba_d_ssm (null: mamba_expand · hidden_size), mamba_n_heads,
+num_key_value_heads, head_dim (default hidden_size / num_attention_heads: the mixer's head_dim), rms_norm_eps (every RMSNorm's, the Mamba-2 gated norm's too), the RoPE base
+(hf_llama: rope_parameters.rope_theta), mamba_d_ssm (null: mamba_expand · hidden_size; the mixer's
+d_inner), mamba_n_heads,
 mamba_d_head ("auto" = mamba_d_ssm / mamba_n_heads), mamba_n_groups, mamba_d_state, mamba_d_conv,
 mamba_chunk_size (the mixer's chunk, as hf_mamba2), mamba_conv_bias (false: zero biases), mamba_rms_norm
 (the mixer's gate_norm), mlp_bias, tie_word_embeddings and the multipliers. Refused, by name:
 attention_bias, mamba_proj_bias or projectors_bias true (biases hybridref's attention and Mamba-2
 projections do not have); mamba_rms_norm true with mamba_norm_before_gate true (RMSNorm(y)·SiLU(z):
-hybridref's gated norm normalizes y·SiLU(z)); a head_dim other than hidden_size / num_attention_heads; a
-mamba_d_ssm other than mamba_expand · hidden_size (hybridref's Mamba-2 mixer is expand · d_model wide); a
-scaled or partial RoPE; hidden_act other than silu; a time_step_limit other than (0, ∞) (hf_mamba2);
+hybridref's gated norm normalizes y·SiLU(z)); a scaled or partial RoPE; hidden_act other than silu; a time_step_limit other than (0, ∞) (hf_mamba2);
 multipliers that are not positive numbers. num_logits_to_keep only changes what generate computes;
 max_position_embeddings bounds nothing in hybridref (its RoPE has no table).
 """
 import numpy as np
 
-from .hf_llama import _rope_base, attention_sizes, swiglu_rules
+from .hf_llama import _rope_base, swiglu_rules
 from .hf_mamba2 import check_dt_limit, mixer_rules
 from .hf_rules import Rule, zero_biases
 
@@ -64,9 +63,6 @@ def _mamba(hf, d):
     expand = hf.count("mamba_expand", 2)
     din = hf.config.get("mamba_d_ssm", 1024) if "mamba_d_ssm" in hf.config else 1024  # null: expand · hidden_size
     din = expand * d if din is None else hf.count("mamba_d_ssm")
-    if din != expand * d:
-        raise hf.refuse("mamba_d_ssm", din, f"mamba_d_ssm = mamba_expand · hidden_size = {expand * d} (hybridref's "
-                                            f"Mamba-2 mixer is expand · d_model wide)")
     heads = hf.count("mamba_n_heads", 128)
     headdim = din // heads if hf.get("mamba_d_head", "auto") == "auto" else hf.count("mamba_d_head")
     if heads * headdim != din:
@@ -84,7 +80,7 @@ def _mamba(hf, d):
                                                             "(norm_before_gate false), hybridref's gated norm")
     check_dt_limit(hf)
     return dict(d_state=hf.count("mamba_d_state", 256), d_conv=hf.count("mamba_d_conv", 4), expand=expand,
-                headdim=headdim, ngroups=groups, chunk=hf.count("mamba_chunk_size", 256), gate_norm=gate_norm,
+                d_inner=None if din == expand * d else din, headdim=headdim, ngroups=groups, chunk=hf.count("mamba_chunk_size", 256), gate_norm=gate_norm,
                 norm_eps=hf.number("rms_norm_eps", 1e-5))
 
 
@@ -107,12 +103,23 @@ def _tied(hf):
     return hf.flag("tie_word_embeddings", False) and m["embedding_multiplier"] == m["lm_head_multiplier"]
 
 
+def _heads(hf):
+    """(hidden_size, heads, key/value heads, head_dim): transformers' head_dim is hidden_size / heads unless
+    config.json gives one."""
+    d, H = hf.count("hidden_size"), hf.count("num_attention_heads")
+    Hk = hf.count("num_key_value_heads", H)
+    if H % Hk:
+        raise hf.refuse("num_attention_heads", H, f"a multiple of num_key_value_heads {Hk}")
+    return d, H, Hk, hf.count("head_dim", None if d % H else d // H)
+
+
 def config_from_hf(hf):
     """(hybridref CharLM config, tied) from a Falcon-H1 config.json (hf_config.HFConfig)."""
-    d, H, Hk = attention_sizes(hf)
+    d, H, Hk, P = _heads(hf)
     hf.require("attention_bias", False, [False], "q/k/v/o projections without biases")
     hf.require("hidden_act", "silu", ["silu"], "the SiLU of the Mamba-2 branch and of the SwiGLU MLP")
-    mixer = dict(n_heads=H, n_kv_heads=Hk, rope_base=_rope_base(hf), **_mamba(hf, d))
+    mixer = dict(n_heads=H, n_kv_heads=Hk, head_dim=None if H * P == d else P, rope_base=_rope_base(hf),
+                 **_mamba(hf, d))
     config = dict(vocab_size=hf.count("vocab_size"), d_model=d, pattern=LETTER * hf.count("num_hidden_layers"),
                   mixers={LETTER: mixer}, mlp_hidden={LETTER: hf.count("intermediate_size")}, mlp_kind="swiglu",
                   mlp_bias=hf.flag("mlp_bias", False), norm="rmsnorm", norm_eps=hf.number("rms_norm_eps", 1e-5))
@@ -137,11 +144,11 @@ def config_to_hf(cfg, tied):
     """The config.json of the FalconH1ForCausalLM a hybridref config (for which unfit() is None) describes;
     every multiplier 1 (the weights carry them)."""
     f, d = cfg["mixers"][LETTER], cfg["d_model"]
-    din = f["expand"] * d
+    din = f["d_inner"] or f["expand"] * d
     return dict(architectures=[ARCH], model_type=MODEL_TYPE, vocab_size=cfg["vocab_size"], hidden_size=d,
                 intermediate_size=cfg["mlp_hidden"][LETTER], num_hidden_layers=len(cfg["pattern"]),
                 num_attention_heads=f["n_heads"], num_key_value_heads=f["n_kv_heads"] or f["n_heads"],
-                head_dim=d // f["n_heads"], rope_parameters=dict(rope_type="default", rope_theta=f["rope_base"]),
+                head_dim=f["head_dim"] or d // f["n_heads"], rope_parameters=dict(rope_type="default", rope_theta=f["rope_base"]),
                 mamba_d_ssm=din, mamba_n_heads=din // f["headdim"], mamba_d_head=f["headdim"],
                 mamba_n_groups=f["ngroups"], mamba_d_state=f["d_state"], mamba_d_conv=f["d_conv"],
                 mamba_expand=f["expand"], mamba_chunk_size=f["chunk"], mamba_conv_bias=True, mamba_proj_bias=False,
@@ -155,7 +162,7 @@ def rules(cfg, tied):
     """The Rules (hf_rules) of every weight of the model `cfg` describes."""
     f, d, V, F = cfg["mixers"][LETTER], cfg["d_model"], cfg["vocab_size"], cfg["mlp_hidden"][LETTER]
     H, Hk = f["n_heads"], f["n_kv_heads"] or f["n_heads"]
-    P = d // H
+    P = f["head_dim"] or d // H
     embed = ("model.embed_tokens.weight", (V, d))
     out = [Rule("embed.weight", [embed])]
     for i in range(len(cfg["pattern"])):
@@ -178,8 +185,9 @@ def rules(cfg, tied):
 def _mup_vector(hf, m):
     """transformers' compute_mup_vector: ssm_multipliers over in_proj's row blocks [z, x, B, C, dt]."""
     d = hf.count("hidden_size")
-    din, gn = hf.count("mamba_expand", 2) * d, hf.count("mamba_n_groups", 1) * hf.count("mamba_d_state", 256)
-    sizes = [din, din, gn, gn, hf.count("mamba_n_heads", 128)]
+    o = _mamba(hf, d)
+    din, gn = o["d_inner"] or o["expand"] * d, o["ngroups"] * o["d_state"]
+    sizes = [din, din, gn, gn, din // o["headdim"]]
     return np.repeat(np.asarray(m["ssm_multipliers"], np.float32), sizes)
 
 

@@ -52,7 +52,7 @@ import math
 import numpy as np
 
 from ..errors import UserError
-from .hf_llama import attention_rules, attention_sizes, swiglu_rules
+from .hf_llama import attention_rules, attention_sizes, narrow_heads, swiglu_rules
 from .hf_mamba import mixer_rules
 from .hf_rules import Rule, zero_biases
 
@@ -123,6 +123,8 @@ def unfit(cfg):
     m, a, moe = cfg["mixers"].get(MAMBA), cfg["mixers"].get(ATTENTION), cfg["moe"]
     if m and (m["bcdt_rms"] != cfg["norm_eps"] or m["directions"] != 1):
         return "its Mamba mixers lack the dt/B/C RMSNorms of the model's eps (bcdt_rms) or scan several directions"
+    if a and (why := narrow_heads(a, cfg["d_model"])):
+        return why
     if a and (a["window"] is not None or a["rope_base"] is not None):
         return "its attention has a window or RoPE"
     if moe and (moe["normalize_top_k"] or moe["n_experts"] < 2):

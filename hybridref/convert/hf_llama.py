@@ -84,11 +84,21 @@ def config_from_hf(hf):
     return config, hf.flag("tie_word_embeddings", False)
 
 
+def narrow_heads(a, d):
+    """Why the attention options `a` of a model of width d do not have heads of d / n_heads, or None (the
+    converters of attention layers write no head_dim of another width)."""
+    if a["head_dim"] not in (None, d // a["n_heads"]):
+        return f"its attention heads are {a['head_dim']} wide, not d_model / n_heads = {d // a['n_heads']}"
+    return None
+
+
 def unfit(cfg):
     """Why the hybridref config cannot be a LlamaForCausalLM, or None when it can."""
     if set(cfg["pattern"]) != {LETTER}:
         return f"its pattern {cfg['pattern']!r} is not attention blocks only"
     a = cfg["mixers"][LETTER]
+    if why := narrow_heads(a, cfg["d_model"]):
+        return why
     if cfg["mlp_kind"] != "swiglu" or not cfg["mlp_hidden"][LETTER] or cfg["norm"] != "rmsnorm":
         return f"its attention blocks' MLP is {cfg['mlp_kind']!r} (width {cfg['mlp_hidden'][LETTER]}) with " \
                f"{cfg['norm']}, not a SwiGLU MLP with RMSNorm"

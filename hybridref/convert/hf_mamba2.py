@@ -82,6 +82,8 @@ def unfit(cfg):
         return f"its pattern {cfg['pattern']!r} is not Mamba-2 blocks only"
     if cfg["mlp_hidden"][LETTER] or cfg["norm"] != "rmsnorm":
         return "its Mamba-2 blocks have an MLP or a norm other than RMSNorm"
+    if cfg["mixers"][LETTER]["d_inner"] not in (None, cfg["mixers"][LETTER]["expand"] * cfg["d_model"]):
+        return "its Mamba-2 mixers' d_inner is not expand · d_model (transformers' intermediate size)"
     if cfg["mixers"][LETTER]["norm_eps"] != cfg["norm_eps"]:
         return (f"its gated norms' epsilon {cfg['mixers'][LETTER]['norm_eps']} is not its RMSNorms' "
                 f"{cfg['norm_eps']} (transformers has one layer_norm_epsilon)")
@@ -102,7 +104,7 @@ def config_to_hf(cfg, tied):
 def mixer_rules(mx, ours, m, d):
     """The Rules of one Mamba-2 mixer: HF names under `mx` ("backbone.layers.i.mixer."), ours under `ours`
     ("blocks.i.mixer."); m the mixer's options, d the model width (also Bamba's Mamba-2 layers, hf_bamba)."""
-    din, N, G, W = m["expand"] * d, m["d_state"], m["ngroups"], m["d_conv"]
+    din, N, G, W = m["d_inner"] or m["expand"] * d, m["d_state"], m["ngroups"], m["d_conv"]
     H, conv = din // m["headdim"], din + 2 * G * N
     return [Rule(ours + "in_proj.weight", [(mx + "in_proj.weight", (din + conv + H, d))]),
             Rule(ours + "conv_weight", [(mx + "conv1d.weight", (conv, 1, W))]),

@@ -57,7 +57,7 @@ import math
 
 import numpy as np
 
-from .hf_llama import attention_rules, attention_sizes, swiglu_rules
+from .hf_llama import attention_rules, attention_sizes, narrow_heads, swiglu_rules
 from .hf_rules import Rule
 
 ARCH, MODEL_TYPE = "RecurrentGemmaForCausalLM", "recurrent_gemma"
@@ -141,6 +141,8 @@ def unfit(cfg):
     if len(heads) != 1:
         return f"its RG-LRU gate blocks and attention heads differ ({sorted(heads)}): transformers has one count"
     a = mixers.get("A")
+    if a is not None and (why := narrow_heads(a, cfg["d_model"])):
+        return why
     if a is not None and (a["window"] is None or a["rope_base"] is None or not a["out_bias"]):
         return "its attention has no window, no RoPE or no output bias"
     return None

@@ -3,7 +3,10 @@ optional sliding window (Griffin's local attention).
 
     q, k, v = split(x W_qkvᵀ)             x (B,T,D) -> q (B,T,H,P), k, v (B,T,Hk,P)
     o_i = Σ_{j≤i} softmax_j(q_i·k_j/√P) v_j  (keys i−W ≤ j ≤ i with a window W)
-    y = concat_heads(o) W_oᵀ               -> (B,T,D)
+    y = concat_heads(o) W_oᵀ               (B,T,H·P) -> (B,T,D)
+
+P = D/H, or the option head_dim when the heads are not D/H wide (Falcon-H1's head_dim): W_qkv is then
+((H+2Hk)·P, D) and W_o (D, H·P).
 
 With rope_base set, q and k are rotated by their position (RoPE) before the scores; rope_base None:
 no positions (a model that adds learned positions to its input). rope_dims R < P rotates only the
@@ -32,15 +35,18 @@ class CausalSelfAttention(Mixer):
     test_options = dict(n_heads=2)
 
     def __init__(self, d, rng, n_heads=4, n_kv_heads=None, window=None, rope_base=10000.0, rope_dims=None,
-                 out_bias=False, out_std=None):
+                 out_bias=False, head_dim=None, out_std=None):
         super().__init__(d)
-        if d % n_heads:
+        if head_dim is not None and (isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim < 1):
+            raise ValueError(f"attention: head_dim must be a whole number >= 1 or None (d_model / n_heads), "
+                             f"got {head_dim!r}")
+        if head_dim is None and d % n_heads:
             raise ValueError(f"attention: d_model {d} is not divisible by n_heads {n_heads}")
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads or n_heads
         if n_heads % self.n_kv_heads:
             raise ValueError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
-        self.head_dim = d // n_heads
+        self.head_dim = d // n_heads if head_dim is None else head_dim
         self.window = window
         self.rope_base = rope_base
         self.rope_dims = self.head_dim if rope_dims is None else rope_dims
@@ -48,7 +54,7 @@ class CausalSelfAttention(Mixer):
             raise ValueError(f"attention: rope_dims {rope_dims} is not an even count from 2 to the head size "
                              f"{self.head_dim}")
         self.qkv = Linear(d, (n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=False, rng=rng)
-        self.out = Linear(d, d, bias=out_bias, rng=rng, std=out_std)
+        self.out = Linear(n_heads * self.head_dim, d, bias=out_bias, rng=rng, std=out_std)
 
     def _rope(self, x, pos0, op="rope_forward"):
         """x (B,T,H,P) at positions pos0.. with RoPE (op "rope_backward": its transpose) on the first rope_dims
@@ -86,7 +92,7 @@ class CausalSelfAttention(Mixer):
             k, v, n_prev = self.extend_cache(state, k, v, self.window)
         o, lse = self.be.attention_forward(q, k, v, self.window, n_prev)
         self.save(q, k, v, o, lse, L0, n_prev)
-        return self.out.forward(o.reshape(B, T, D))
+        return self.out.forward(o.reshape(B, T, -1))
 
     def backward(self, dy):
         q, k, v, o, lse, L0, n_prev = self.saved()
@@ -154,4 +160,4 @@ class CausalSelfAttention(Mixer):
         q, k = self._rope(q, pos), self._rope(k, pos)
         self._append(state, k, v, pos)
         o = self.be.attention_decode(np.ascontiguousarray(q[:, 0]), state["k"], state["v"], pos + 1, self.window)
-        return self.out.step(o.reshape(B, D))
+        return self.out.step(o.reshape(B, -1))

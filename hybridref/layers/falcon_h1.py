@@ -3,9 +3,10 @@ transformers' FalconH1DecoderLayer): attention heads and Mamba-2 (SSD) heads rea
 side, and their outputs add.
 
     a   = attention(u)      u (B,T,D) -> (B,T,D): q, k, v = split(u W_qkvᵀ), q (B,T,H,P), k, v (B,T,Hk,P),
-                            P = D/H; RoPE on q, k; o_i = Σ_{j≤i} softmax_j(q_i·k_j/√P) v_j; o (B,T,H·P) W_oᵀ
+                            P = head_dim (D/H by default); RoPE on q, k; o_i = Σ_{j≤i} softmax_j(q_i·k_j/√P) v_j; o (B,T,H·P) W_oᵀ
                             (attention.py)
-    m   = mamba2(u)         u (B,T,D) -> (B,T,D): z, xBC, dt = split(u W_inᵀ), Din = expand·D; x, B, C =
+    m   = mamba2(u)         u (B,T,D) -> (B,T,D): z, xBC, dt = split(u W_inᵀ), Din = d_inner
+                            (expand·D by default); x, B, C =
                             SiLU(conv1d(xBC)), x (B,T,Hm,Pm) with Hm = Din/headdim, B, C (B,T,G,N);
                             Δ = softplus(dt + dt_bias) (B,T,Hm); h_t = exp(Δ_t A) h_{t−1} + B_tᵀ(Δ_t x_t),
                             y_t = C_t h_t + D x_t (B,T,Hm,Pm); g = y ⊙ SiLU(z) (B,T,Din), then with gate_norm
@@ -44,19 +45,21 @@ class FalconH1(Mixer):
     # the suite's D = 12: 2 query heads of 6 sharing 1 key/value head; the Mamba-2 branch at Mamba-2's test
     # sizes (6 heads of 4 in 2 groups, chunk 8)
     test_options = dict(n_heads=2, n_kv_heads=1, d_state=4, headdim=4, ngroups=2, chunk=8)
-    test_variants = (dict(gate_norm=True),)
+    # Falcon-H1's checkpoints have heads and an SSM width of their own (head_dim · H ≠ D, mamba_d_ssm ≠ 2·D)
+    test_variants = (dict(gate_norm=True), dict(head_dim=4, d_inner=20, headdim=5, ngroups=1))
 
-    def __init__(self, d, rng, n_heads=4, n_kv_heads=None, rope_base=10000.0, d_state=64, d_conv=4, expand=2,
-                 headdim=64, ngroups=1, chunk=64, gate_norm=False, norm_eps=1e-5, out_std=None):
-        """n_heads, n_kv_heads, rope_base: the attention branch's (attention.py); d_state, d_conv, expand,
-        headdim, ngroups, chunk: the Mamba-2 branch's (mamba2.py); gate_norm: RMSNorm the gated SSM output
-        (Falcon-H1's mamba_rms_norm), with epsilon norm_eps."""
+    def __init__(self, d, rng, n_heads=4, n_kv_heads=None, head_dim=None, rope_base=10000.0, d_state=64, d_conv=4,
+                 expand=2, d_inner=None, headdim=64, ngroups=1, chunk=64, gate_norm=False, norm_eps=1e-5,
+                 out_std=None):
+        """n_heads, n_kv_heads, head_dim, rope_base: the attention branch's (attention.py); d_state, d_conv,
+        expand, d_inner, headdim, ngroups, chunk: the Mamba-2 branch's (mamba2.py); gate_norm: RMSNorm the
+        gated SSM output (Falcon-H1's mamba_rms_norm), with epsilon norm_eps."""
         super().__init__(d)
         if not isinstance(gate_norm, bool):
             raise ValueError(f"falcon_h1: gate_norm must be true or false, got {gate_norm!r}")
-        self.attn = CausalSelfAttention(d, rng, n_heads=n_heads, n_kv_heads=n_kv_heads, rope_base=rope_base,
-                                        out_std=out_std)
-        self.mamba = Mamba2(d, rng, d_state=d_state, d_conv=d_conv, expand=expand, headdim=headdim,
+        self.attn = CausalSelfAttention(d, rng, n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim,
+                                        rope_base=rope_base, out_std=out_std)
+        self.mamba = Mamba2(d, rng, d_state=d_state, d_conv=d_conv, expand=expand, d_inner=d_inner, headdim=headdim,
                             ngroups=ngroups, chunk=chunk, norm_eps=norm_eps, out_std=out_std)
         if not gate_norm:
             self.mamba.norm = SiluGate()

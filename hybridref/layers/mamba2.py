@@ -10,7 +10,7 @@
     out        = out_proj(RMSNorm_G(y ⊙ SiLU(z)))     the RMS taken within each of G groups of Din/G,
                                                epsilon norm_eps (1e-5, as mamba2.py's RMSNormGated)
 
-with Din = expand·D, H = Din/headdim heads of width P = headdim, G = ngroups, N = d_state.
+with Din = expand·D (or the option d_inner: Falcon-H1's mamba_d_ssm), H = Din/headdim heads of width P = headdim, G = ngroups, N = d_state.
 
 The recurrence is the shared op linear_attention (S_t = diag(exp(g_t)) S_{t−1} + k_tᵀ v_t,
 o_t = scale q_t S_t) with q = C, k = B, v = Δ·x, g = Δ·A (one log decay per head and step), scale 1
@@ -104,13 +104,17 @@ class Mamba2(Mixer):
     # that sequences of 11-19 tokens cross chunk boundaries, with a partial last chunk.
     test_options = dict(d_state=4, headdim=4, ngroups=2, chunk=8)
 
-    def __init__(self, d, rng, d_state=64, d_conv=4, expand=2, headdim=64, ngroups=1, chunk=64,
+    def __init__(self, d, rng, d_state=64, d_conv=4, expand=2, headdim=64, ngroups=1, chunk=64, d_inner=None,
                  dt_min=1e-3, dt_max=0.1, dt_floor=1e-4, A_init_min=1.0, A_init_max=16.0, norm_eps=1e-5,
                  out_std=None):
+        """d_inner: Din, when it is not expand·d_model (None: expand·d_model)."""
         super().__init__(d)
-        self.d_inner = din = expand * d
+        if d_inner is not None and (isinstance(d_inner, bool) or not isinstance(d_inner, int) or d_inner < 1):
+            raise ValueError(f"mamba2: d_inner must be a whole number >= 1 or None (expand·d_model), got {d_inner!r}")
+        self.d_inner = din = expand * d if d_inner is None else d_inner
         if din % headdim:
-            raise ValueError(f"mamba2: d_inner = expand·d_model = {din} is not divisible by headdim {headdim}")
+            what = "expand·d_model" if d_inner is None else "the option d_inner"
+            raise ValueError(f"mamba2: d_inner = {what} = {din} is not divisible by headdim {headdim}")
         self.n_heads, self.headdim = din // headdim, headdim
         if self.n_heads % ngroups:
             raise ValueError(f"mamba2: the {self.n_heads} heads (d_inner {din} / headdim {headdim}) do not "

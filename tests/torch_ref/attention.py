@@ -1,6 +1,6 @@
 """Causal softmax self-attention in PyTorch (Vaswani et al. 2017), from the formulas:
 
-    q, k, v = split(x W_qkvᵀ)                  q (B,H,T,P), k, v (B,Hk,T,P); P = D/H, GQA: Hk | H
+    q, k, v = split(x W_qkvᵀ)                  q (B,H,T,P), k, v (B,Hk,T,P); P = D/H or head_dim, GQA: Hk | H
     q, k    = RoPE(q), RoPE(k)                  when rope_base is not None (GPT-NeoX halves,
                                                 θ_m = base^(−2m/P), angles in float64)
     o_i     = Σ_j softmax_j(q_i·k_j/√P) v_j     key j allowed iff j ≤ i (and i − window ≤ j)
@@ -11,7 +11,7 @@ positions: a step writes its k, v at row `pos` and attends over rows 0..pos.
 
 opts: n_heads, n_kv_heads (None: n_heads), window (None: unbounded), rope_base (None: no RoPE),
 rope_dims (None: the whole head; R: RoPE over the first R dims of each head only, θ_m = base^(−2m/R)),
-out_bias (b_o: the parameter out.bias).
+out_bias (b_o: the parameter out.bias), head_dim (None: D/H; else W_o is (D, H·head_dim)).
 """
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ def _heads(p, opts):
     H = opts["n_heads"]
     Hk = opts.get("n_kv_heads") or H
     D = p["out.weight"].shape[0]
-    return H, Hk, D // H
+    return H, Hk, opts.get("head_dim") or D // H
 
 
 def _rope(x, pos0, base):
