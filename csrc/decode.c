@@ -15,8 +15,9 @@
  *   fcfg  floats: [norm eps, logit soft cap c (0: none; else logits c·tanh(z/c), hybridref/layers/softcap.py)],
  *         then the mixers' floats
  *   w     weight pointers: DEC_GLOBAL_W = [embed (V,D), norm w, norm b, head w (V,D), head b], then per
- *         layer DEC_BLOCK_W = [norm1 w (NULL: no norm1, the mixer reads x itself), norm1 b, norm2 w, norm2 b, fc w, fc b, proj w, proj b] followed
- *         by its mixer's weights. Absent biases are NULL. A gated MLP's (GeGLU, SwiGLU) fc is
+ *         layer DEC_BLOCK_W = [norm1 w, norm1 b, norm2 w, norm2 b, fc w, fc b, proj w, proj b] followed
+ *         by its mixer's weights. Absent biases are NULL; a NULL norm1 w: the block has no norm1 (its mixer
+ *         reads the residual stream x itself, Zamba's hybrid layer). A gated MLP's (GeGLU, SwiGLU) fc is
  *         (2·hidden, D), rows [W_gate; W_up] (hybridref/layers/mlp.py).
  *   state the mixers' state buffers.
  * A mixer's part of the arrays (its record) has whatever length its kind needs: the kind's step
@@ -220,7 +221,7 @@ static size_t dec_scratch_floats(const int *cfg, const float *fcfg, const float 
     return (size_t)B * D + (size_t)B * HR_MAX(D, V) + 2 * (size_t)B * mlp + 2 * (size_t)B + mixer;
 }
 
-/* ids (B,) -> logits (B,V): x = embed[ids]; per block x += mixer(norm1 x) (mixer(x) without norm1), x += MLP(norm2 x);
+/* ids (B,) -> logits (B,V): x = embed[ids]; per block x += mixer(norm1 x) (or mixer(x)), x += MLP(norm2 x);
  * logits = head(norm x), soft-capped when fcfg[1] > 0. Stream b's states advance from position pos[b] to
  * pos[b] + 1. x: dec_scratch_floats; *t: the profile's clock. */
 static int dec_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids,

@@ -67,6 +67,18 @@ def check_logits(model, ckpt, backends, ids, torch):
     return errors
 
 
+def edit_errors(model, ckpt, be, ids, edits, torch):
+    """{name: the relative error of the converted checkpoint's logits against transformers'} with each of
+    `edits` (functions of our model, a conversion mistake undone by hand) applied to a fresh load, and
+    "as converted" with none: how far the tolerance sits from each mistake."""
+    want, out = hf_logits(model, ids, torch), {}
+    for name, edit in [("as converted", lambda m: None)] + [(e.__name__, e) for e in edits]:
+        ours, _ = load_model(ckpt, be, need_vocab=False)
+        edit(ours)
+        out[name] = rel_err(ours.forward(ids), want)
+    return out
+
+
 def check_greedy(model, ckpt, cb, prompt, n, torch):
     """hybridref's C decoder (prefill + one C step per token) picks the tokens generate picks greedily
     with transformers' own cache."""

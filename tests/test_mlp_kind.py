@@ -1,5 +1,7 @@
-"""The MLP kind of a model (`mlp_kind`: "gelu", "gated_gelu"; hybridref/layers/mlp.py): gradients,
-C = NumPy, the C decoder's MLP branch, the torch reference model, configs written before the option."""
+"""The MLP kind of a model (`mlp_kind`: "gelu", "gated_gelu", "gated_gelu_erf", ...; hybridref/layers/mlp.py):
+gradients, C = NumPy, the C decoder's MLP branch, the torch reference model, configs written before the option."""
+import math
+
 import numpy as np
 import pytest
 
@@ -10,9 +12,10 @@ from hybridref.models.char_lm import CharLM
 V = 11
 
 
-def test_gated_mlp_gradients_float64(npb, rng):
+@pytest.mark.parametrize("kind", ["gated_gelu", "gated_gelu_erf"])
+def test_gated_mlp_gradients_float64(npb, rng, kind):
     """Central differences (helpers.check_layer_grads: float64, eps 1e-6) of the input and every parameter."""
-    mlp = make_mlp("gated_gelu", 6, 5, rng).to(npb).astype(np.float64)
+    mlp = make_mlp(kind, 6, 5, rng).to(npb).astype(np.float64)
     assert isinstance(mlp, GatedMLP) and mlp.fc.weight.shape == (10, 6)
     x, G = rng.standard_normal((2, 3, 4, 6))
     check_layer_grads(mlp, x, G, rng)
@@ -26,6 +29,16 @@ def test_gated_mlp_is_geglu(npb, rng):
     gelu = lambda z: 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
     want = (gelu(x @ W[:5].T + b[:5]) * (x @ W[5:].T + b[5:])) @ mlp.proj.weight.data.T + mlp.proj.bias.data
     assert rel_err(mlp.step(x), want) < 1e-14
+
+
+def test_gated_gelu_erf_is_the_exact_gelu(npb, rng):
+    """y = W_down(g Φ(g) ⊙ (W_up x)), g = W_gate x, Φ the normal CDF (torch's GELU; Zamba's MLP, no biases)."""
+    mlp = make_mlp("gated_gelu_erf", 6, 5, rng, bias=False).to(npb).astype(np.float64)
+    x = rng.standard_normal((4, 6)) * 2
+    W = mlp.fc.weight.data
+    phi = np.vectorize(lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2))))
+    g = x @ W[:5].T
+    assert rel_err(mlp.step(x), (g * phi(g) * (x @ W[5:].T)) @ mlp.proj.weight.data.T) < 1e-14
 
 
 @pytest.mark.parametrize("kind", list(MLP_KINDS))

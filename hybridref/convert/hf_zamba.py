@@ -27,7 +27,8 @@ the embeddings by default. In hybridref (hybridref/layers/zamba.py, mamba.py):
 j is the first hybrid layer: transformers ties the other layers' shared_transf to it and saves it once, as
 hybridref holds the shared weights once. It does so only when tie_word_embeddings is true: untied, each hybrid
 layer has a shared_transf of its own, so the import requires the copies to be equal (else it refuses the
-checkpoint) and the export writes the shared block under every hybrid layer. A Mamba's tensors, per head h of Dh = Din/H channels:
+checkpoint) and the export writes the shared block under every hybrid layer. A Mamba's tensors, per head h
+of Dh = Din/H channels:
     in_proj.weight (2Din, D), rows interleaved [x₀, z₀, x₁, z₁, …]   in_proj.weight rows [x; z] (to_ours/to_theirs)
     conv1d.weight (Din, 1, W), conv1d.bias                           conv_weight (Din, W), conv_bias
     x_proj_weight (H, R+2N, Dh), dt_proj_weight (H, Dh, R),          x_proj.weight, dt_proj.weight, dt_proj.bias
@@ -82,7 +83,8 @@ def config_from_hf(hf):
                                                   f"of num_key_value_heads {Hk}")
     hf.require("attention_hidden_size", 2 * d, [2 * d], f"2 · hidden_size = {2 * d}, Zamba's concatenation")
     hf.require("attention_head_dim", 2 * d // H, [2 * d // H], f"2 · hidden_size / num_attention_heads = {2 * d // H}")
-    act = hf.require("hidden_act", "gelu", list(ACTS), "the shared MLP's GELU, exact (gelu) or tanh (gelu_pytorch_tanh)")
+    act = hf.require("hidden_act", "gelu", list(ACTS),
+                     "the shared MLP's GELU, exact (gelu) or tanh (gelu_pytorch_tanh)")
     hf.require("hidden_mamba_act", "silu", ["silu"], "the SiLU of the Mamba layers")
     hf.require("mamba_proj_bias", False, [False], "Mamba's in_proj and out_proj without biases")
     hf.flag("mamba_conv_bias", True)  # without one, the conv bias is zeros (prepare)
@@ -157,7 +159,8 @@ def _shared_rules(st, ours, d, x):
     return [Rule(ours + "norm_in.weight", [(st + "input_layernorm.weight", (2 * d,))]), qkv,
             Rule(ours + "attn.out.weight", [(st + "self_attn.o_proj.weight", (d, 2 * d))]),
             Rule(ours + "norm_ff.weight", [(st + "pre_ff_layernorm.weight", (d,))]),
-            *swiglu_rules(st + "feed_forward.", ours + "mlp.", d, x["ffn_hidden"] or 4 * d, bias=False)]  # GeGLU's layout
+            # gate_proj, up_proj, down_proj: a SwiGLU's layout, here a GeGLU's
+            *swiglu_rules(st + "feed_forward.", ours + "mlp.", d, x["ffn_hidden"] or 4 * d, bias=False)]
 
 
 def rules(cfg, tied):
@@ -182,16 +185,14 @@ def rules(cfg, tied):
     return out
 
 
-def _mixers(cfg):
-    """(prefix of each Mamba's parameters, the first hybrid layer's shared block's qkv name)."""
-    pattern = cfg["pattern"]
-    mambas = [f"blocks.{i}.mixer." + ("" if c == MAMBA else "mamba.") for i, c in enumerate(pattern)]
-    return mambas, f"blocks.{pattern.index(HYBRID)}.mixer.call.shared.attn.qkv.weight"
+def _mamba_prefixes(cfg):
+    """Where each layer's Mamba parameters are: an "M" block's mixer, an "X" layer's mixer.mamba."""
+    return [f"blocks.{i}.mixer." + ("" if c == MAMBA else "mamba.") for i, c in enumerate(cfg["pattern"])]
 
 
 def _scale_q(cfg, params, factor):
     """params with the shared block's query rows of qkv multiplied by `factor`."""
-    _, qkv = _mixers(cfg)
+    qkv = f"blocks.{cfg['pattern'].index(HYBRID)}.mixer.call.shared.attn.qkv.weight"
     w = params[qkv].copy()
     w[:2 * cfg["d_model"]] *= np.asarray(factor, w.dtype)  # the H · P = 2D query rows
     return {**params, qkv: w}
@@ -200,7 +201,7 @@ def _scale_q(cfg, params, factor):
 def to_ours(cfg, params):
     """Zamba's interleaved in_proj rows [x₀, z₀, x₁, …] -> [x; z], and q × √2 (the softmax scale)."""
     out = dict(params)
-    for prefix in _mixers(cfg)[0]:
+    for prefix in _mamba_prefixes(cfg):
         w = out[prefix + "in_proj.weight"]
         out[prefix + "in_proj.weight"] = np.concatenate([w[0::2], w[1::2]])
     return _scale_q(cfg, out, Q_SCALE)
@@ -209,7 +210,7 @@ def to_ours(cfg, params):
 def to_theirs(cfg, params):
     """to_ours' inverse: in_proj rows [x; z] interleaved, q / √2."""
     out = dict(params)
-    for prefix in _mixers(cfg)[0]:
+    for prefix in _mamba_prefixes(cfg):
         w = out[prefix + "in_proj.weight"]
         both = np.empty_like(w)
         both[0::2], both[1::2] = np.split(w, 2)

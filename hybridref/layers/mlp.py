@@ -7,12 +7,13 @@
                                                                              (Llama's MLP, without biases)
     "gated_gelu_erf"         GatedMLP with the exact GELU x Φ(x) on the gate (Zamba's ZambaMLP, whose
                              hidden_act "gelu" is torch's erf GELU)
-GELU is the tanh approximation, but in "gated_gelu_erf". The biases are optional (the model option `mlp_bias`; bias=False:
-every b above is absent, as in Llama). A new kind is a class here with the same constructor (d,
-hidden, rng, out_std, bias), forward/backward/step and a `kind` name, one entry of MLP_KINDS, and its
-branch of the C decoder's MLP (csrc/decode.c, laid out by backends/c/decode.py). A mixture of experts
-of any kind whose layers are fc and proj is hybridref/layers/moe.py, chosen per block by the model
-option `moe`, not by mlp_kind (its experts are of the model's mlp_kind).
+GELU is the tanh approximation, but in "gated_gelu_erf". The biases are optional (the model option
+`mlp_bias`; bias=False: every b above is absent, as in Llama). A new kind is a class here with the
+same constructor (d, hidden, rng, out_std, bias), forward/backward/step and a `kind` name, one entry
+of MLP_KINDS, and its branch of the C decoder's MLP (csrc/decode.c, laid out by
+backends/c/decode.py). A mixture of experts of any kind whose layers are fc and proj is
+hybridref/layers/moe.py, chosen per block by the model option `moe`, not by mlp_kind (its experts
+are of the model's mlp_kind).
 """
 import numpy as np
 
