@@ -79,20 +79,20 @@ static inline hr_vec act_softplus(hr_vec x) {
 
 /* x (n) -> y (n) */
 void hr_gelu_forward(const float *x, float *y, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i += HR_VW) {
-        int r = (int)HR_MIN(HR_VW, n - i);
-        hr_vstore(y + i, act_gelu(hr_vload(x + i, r)), r);
-    }
+    HR_PARALLEL_FOR(n,
+        for (long i = 0; i < n; i += HR_VW) {
+            int r = (int)HR_MIN(HR_VW, n - i);
+            hr_vstore(y + i, act_gelu(hr_vload(x + i, r)), r);
+        });
 }
 
 /* dy, x (n) -> dx (n) */
 void hr_gelu_backward(const float *dy, const float *x, float *dx, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i += HR_VW) {
-        int r = (int)HR_MIN(HR_VW, n - i);
-        hr_vstore(dx + i, hr_vmul(hr_vload(dy + i, r), act_gelu_grad(hr_vload(x + i, r))), r);
-    }
+    HR_PARALLEL_FOR(n,
+        for (long i = 0; i < n; i += HR_VW) {
+            int r = (int)HR_MIN(HR_VW, n - i);
+            hr_vstore(dx + i, hr_vmul(hr_vload(dy + i, r), act_gelu_grad(hr_vload(x + i, r))), r);
+        });
 }
 
 /* Exact GELU, y = x Φ(x) with Φ(x) = ½ erfc(−x/√2) (torch's GELU; transformers' hidden_act "gelu"), and
@@ -121,61 +121,61 @@ void hr_gelu_erf_backward(const float *dy, const float *x, float *dx, long n) {
 
 /* x (n) -> y (n) */
 void hr_silu_forward(const float *x, float *y, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i += HR_VW) {
-        int r = (int)HR_MIN(HR_VW, n - i);
-        hr_vec xv = hr_vload(x + i, r), dsig;
-        hr_vstore(y + i, hr_vmul(xv, act_sigmoid(xv, &dsig)), r);
-    }
+    HR_PARALLEL_FOR(n,
+        for (long i = 0; i < n; i += HR_VW) {
+            int r = (int)HR_MIN(HR_VW, n - i);
+            hr_vec xv = hr_vload(x + i, r), dsig;
+            hr_vstore(y + i, hr_vmul(xv, act_sigmoid(xv, &dsig)), r);
+        });
 }
 
 /* dy, x (n) -> dx (n) */
 void hr_silu_backward(const float *dy, const float *x, float *dx, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i += HR_VW) {
-        int r = (int)HR_MIN(HR_VW, n - i);
-        hr_vstore(dx + i, hr_vmul(hr_vload(dy + i, r), act_silu_grad(hr_vload(x + i, r))), r);
-    }
+    HR_PARALLEL_FOR(n,
+        for (long i = 0; i < n; i += HR_VW) {
+            int r = (int)HR_MIN(HR_VW, n - i);
+            hr_vstore(dx + i, hr_vmul(hr_vload(dy + i, r), act_silu_grad(hr_vload(x + i, r))), r);
+        });
 }
 
 /* x, z (n) -> y = x z σ(z) (n) */
 void hr_silu_gate_forward(const float *x, const float *z, float *y, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i += HR_VW) {
-        int r = (int)HR_MIN(HR_VW, n - i);
-        hr_vec zv = hr_vload(z + i, r), dsig;
-        hr_vstore(y + i, hr_vmul(hr_vload(x + i, r), hr_vmul(zv, act_sigmoid(zv, &dsig))), r);
-    }
+    HR_PARALLEL_FOR(n,
+        for (long i = 0; i < n; i += HR_VW) {
+            int r = (int)HR_MIN(HR_VW, n - i);
+            hr_vec zv = hr_vload(z + i, r), dsig;
+            hr_vstore(y + i, hr_vmul(hr_vload(x + i, r), hr_vmul(zv, act_sigmoid(zv, &dsig))), r);
+        });
 }
 
 /* dy, x, z (n) -> dx = dy z σ(z), dz = dy x (σ(z) + z σ'(z)) (n) */
 void hr_silu_gate_backward(const float *dy, const float *x, const float *z, float *dx, float *dz, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i += HR_VW) {
-        int r = (int)HR_MIN(HR_VW, n - i);
-        hr_vec dyv = hr_vload(dy + i, r), zv = hr_vload(z + i, r), dsig;
-        hr_vec sig = act_sigmoid(zv, &dsig);
-        hr_vstore(dx + i, hr_vmul(dyv, hr_vmul(zv, sig)), r);
-        hr_vstore(dz + i, hr_vmul(hr_vmul(dyv, hr_vload(x + i, r)), hr_vfma(zv, dsig, sig)), r);
-    }
+    HR_PARALLEL_FOR(n,
+        for (long i = 0; i < n; i += HR_VW) {
+            int r = (int)HR_MIN(HR_VW, n - i);
+            hr_vec dyv = hr_vload(dy + i, r), zv = hr_vload(z + i, r), dsig;
+            hr_vec sig = act_sigmoid(zv, &dsig);
+            hr_vstore(dx + i, hr_vmul(dyv, hr_vmul(zv, sig)), r);
+            hr_vstore(dz + i, hr_vmul(hr_vmul(dyv, hr_vload(x + i, r)), hr_vfma(zv, dsig, sig)), r);
+        });
 }
 
 /* x (n) -> y (n) */
 void hr_softplus_forward(const float *x, float *y, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i += HR_VW) {
-        int r = (int)HR_MIN(HR_VW, n - i);
-        hr_vstore(y + i, act_softplus(hr_vload(x + i, r)), r);
-    }
+    HR_PARALLEL_FOR(n,
+        for (long i = 0; i < n; i += HR_VW) {
+            int r = (int)HR_MIN(HR_VW, n - i);
+            hr_vstore(y + i, act_softplus(hr_vload(x + i, r)), r);
+        });
 }
 
 /* dy, x (n) -> dx = dy σ(x), dy above the threshold (n) */
 void hr_softplus_backward(const float *dy, const float *x, float *dx, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i += HR_VW) {
-        int r = (int)HR_MIN(HR_VW, n - i);
-        hr_vec xv = hr_vload(x + i, r), dyv = hr_vload(dy + i, r), dsig;
-        hr_vec grad = hr_vgt_select(xv, hr_vset1(ACT_SOFTPLUS_THRESHOLD), hr_vset1(1.0f), act_sigmoid(xv, &dsig));
-        hr_vstore(dx + i, hr_vmul(dyv, grad), r);
-    }
+    HR_PARALLEL_FOR(n,
+        for (long i = 0; i < n; i += HR_VW) {
+            int r = (int)HR_MIN(HR_VW, n - i);
+            hr_vec xv = hr_vload(x + i, r), dyv = hr_vload(dy + i, r), dsig;
+            hr_vec grad = hr_vgt_select(xv, hr_vset1(ACT_SOFTPLUS_THRESHOLD), hr_vset1(1.0f), act_sigmoid(xv, &dsig));
+            hr_vstore(dx + i, hr_vmul(dyv, grad), r);
+        });
 }

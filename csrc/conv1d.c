@@ -32,20 +32,20 @@ int hr_causal_conv1d_forward(const float *x, const float *w, const float *bias, 
                              int B, int T, int C, int W) {
     float *wt = conv1d_transpose(w, C, W);
     if (!wt) return HR_ENOMEM;
-    #pragma omp parallel for schedule(static)
-    for (long r = 0; r < (long)B * T; r++) {
-        long b = r / T, t = r % T;
-        float *yr = y + (size_t)r * C;
-        for (int c = 0; c < C; c += HR_VW) {
-            int n = C - c;
-            hr_vec acc = bias ? hr_vload(bias + c, n) : hr_vzero();
-            for (int j = 0; j < W; j++) {
-                const float *xr = conv1d_xrow(x, prefix, b, t + j, T, C, W);
-                if (xr) acc = hr_vfma(hr_vload(wt + (size_t)j * C + c, n), hr_vload(xr + c, n), acc);
+    HR_PARALLEL_FOR((long)B * T * C * W,
+        for (long r = 0; r < (long)B * T; r++) {
+            long b = r / T, t = r % T;
+            float *yr = y + (size_t)r * C;
+            for (int c = 0; c < C; c += HR_VW) {
+                int n = C - c;
+                hr_vec acc = bias ? hr_vload(bias + c, n) : hr_vzero();
+                for (int j = 0; j < W; j++) {
+                    const float *xr = conv1d_xrow(x, prefix, b, t + j, T, C, W);
+                    if (xr) acc = hr_vfma(hr_vload(wt + (size_t)j * C + c, n), hr_vload(xr + c, n), acc);
+                }
+                hr_vstore(yr + c, acc, n);
             }
-            hr_vstore(yr + c, acc, n);
-        }
-    }
+        });
     free(wt);
     return HR_OK;
 }

@@ -8,8 +8,9 @@
 
 /* ids (M,), table (V,D) -> y (M,D), y[m] = table[ids[m]] */
 void hr_embedding_forward(const int64_t *ids, const float *table, float *y, int M, int D) {
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) memcpy(y + (size_t)m * D, table + (size_t)ids[m] * D, (size_t)D * sizeof(float));
+    HR_PARALLEL_FOR((long)M * D,
+        for (int m = 0; m < M; m++)
+            memcpy(y + (size_t)m * D, table + (size_t)ids[m] * D, (size_t)D * sizeof(float)););
 }
 
 /* dy (M,D), ids (M,) -> dtable (V,D), dtable[v] = Σ_{m: ids[m]=v} dy[m]

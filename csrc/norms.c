@@ -128,16 +128,16 @@ static void norm_backward(const float *dy, const float *x, const float *w, const
 /* x (M,D), w (D,), b (D,) -> y (M,D), mean (M,), rstd (M,) */
 void hr_layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, int M,
                           int D, float eps) {
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *xm = x + (size_t)m * D;
-        float mu = norm_sum(xm, D) / (float)D;
-        /* two passes (mean, then centred squares): no cancellation for rows with a large mean */
-        float r = 1.0f / sqrtf(norm_centred_sumsq(xm, mu, D) / (float)D + eps);
-        norm_apply(xm, w, b, mu, r, y + (size_t)m * D, D);
-        mean[m] = mu;
-        rstd[m] = r;
-    }
+    HR_PARALLEL_FOR((long)M * D,
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + (size_t)m * D;
+            float mu = norm_sum(xm, D) / (float)D;
+            /* two passes (mean, then centred squares): no cancellation for rows with a large mean */
+            float r = 1.0f / sqrtf(norm_centred_sumsq(xm, mu, D) / (float)D + eps);
+            norm_apply(xm, w, b, mu, r, y + (size_t)m * D, D);
+            mean[m] = mu;
+            rstd[m] = r;
+        });
 }
 
 /* dy, x (M,D), w (D,), mean, rstd (M,) -> dx (M,D), dw (D,), db (D,) */
@@ -148,13 +148,13 @@ void hr_layernorm_backward(const float *dy, const float *x, const float *w, cons
 
 /* x (M,D), w (D,) -> y (M,D), rstd (M,) */
 void hr_rmsnorm_forward(const float *x, const float *w, float *y, float *rstd, int M, int D, float eps) {
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *xm = x + (size_t)m * D;
-        float r = 1.0f / sqrtf(norm_centred_sumsq(xm, 0.0f, D) / (float)D + eps);
-        norm_apply(xm, w, NULL, 0.0f, r, y + (size_t)m * D, D);
-        rstd[m] = r;
-    }
+    HR_PARALLEL_FOR((long)M * D,
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + (size_t)m * D;
+            float r = 1.0f / sqrtf(norm_centred_sumsq(xm, 0.0f, D) / (float)D + eps);
+            norm_apply(xm, w, NULL, 0.0f, r, y + (size_t)m * D, D);
+            rstd[m] = r;
+        });
 }
 
 /* dy, x (M,D), w (D,), rstd (M,) -> dx (M,D), dw (D,) */

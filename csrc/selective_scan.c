@@ -1,3 +1,4 @@
+#include <string.h>
 #include "common.h"
 #include "simd.h"
 #include "selective_scan.h"
@@ -117,33 +118,35 @@ static void scan_step(const float *hprev, float *h, float *decay, const float *A
 int hr_selective_scan_forward(const float *x, const float *delta, const float *A, const float *Bm, const float *Cm,
                               const float *D, const float *h0, float *y, float *h_last, int B, int T, int Din, int N) {
     int NP = (N + HR_VW - 1) / HR_VW * HR_VW, ngroups = (Din + SCAN_GROUP - 1) / SCAN_GROUP;
-    int nthreads = hr_num_threads();
-    size_t per_thread = scan_line_up((size_t)SCAN_GROUP * NP);
-    float *Ap = hr_alloc((size_t)Din * NP * sizeof(float));
-    float *scratch = hr_alloc(per_thread * nthreads * sizeof(float));
-    if (!Ap || !scratch) {
+    /* N a multiple of the vector width (Mamba's 16 on every ISA): no pad lanes, so the states are stepped
+     * in place in h_last and A is read as it is. A one-token decode step is then a pass over the state
+     * alone, without the copies in and out of padded scratch that would cost as much as the step. */
+    int padded = NP != N;
+    size_t per_thread = padded ? scan_line_up((size_t)SCAN_GROUP * NP) : 0;
+    float *Ap = padded ? hr_alloc((size_t)Din * NP * sizeof(float)) : NULL;
+    float *scratch = padded ? hr_alloc(per_thread * hr_num_threads() * sizeof(float)) : NULL;
+    if (padded && (!Ap || !scratch)) {
         free(Ap);
         free(scratch);
         return HR_ENOMEM;
     }
-    scan_pad_rows(Ap, A, Din, N, NP);
-    #pragma omp parallel num_threads(nthreads)
-    {
-        float *h = scratch + per_thread * scan_thread();
-        #pragma omp for schedule(static)
+    if (padded) scan_pad_rows(Ap, A, Din, N, NP);
+    HR_PARALLEL_FOR((long)B * T * Din * N,
         for (long task = 0; task < (long)B * ngroups; task++) {
             long b = task / ngroups;
             int d0 = (int)(task % ngroups) * SCAN_GROUP, G = HR_MIN(SCAN_GROUP, Din - d0);
             size_t sd = (size_t)b * Din + d0; /* this group's first row of h0 / h_last */
-            scan_pad_rows(h, h0 ? h0 + sd * N : NULL, G, N, NP);
+            float *h = padded ? scratch + per_thread * scan_thread() : h_last + sd * N;
+            if (padded) scan_pad_rows(h, h0 ? h0 + sd * N : NULL, G, N, NP);
+            else if (!h0) memset(h, 0, (size_t)G * N * sizeof(float));
+            else if (h0 != h_last) memcpy(h, h0 + sd * N, (size_t)G * N * sizeof(float));
             for (int t = 0; t < T; t++) {
                 size_t bt = (size_t)b * T + t;
-                scan_step(h, h, NULL, Ap + (size_t)d0 * NP, Bm + bt * N, Cm + bt * N, x + bt * Din + d0,
-                          delta + bt * Din + d0, D + d0, y + bt * Din + d0, G, N, NP);
+                scan_step(h, h, NULL, (padded ? Ap : A) + (size_t)d0 * NP, Bm + bt * N, Cm + bt * N,
+                          x + bt * Din + d0, delta + bt * Din + d0, D + d0, y + bt * Din + d0, G, N, NP);
             }
-            scan_unpad_rows(h_last + sd * N, h, G, N, NP);
-        }
-    }
+            if (padded) scan_unpad_rows(h_last + sd * N, h, G, N, NP);
+        });
     free(Ap);
     free(scratch);
     return HR_OK;
