@@ -130,7 +130,7 @@ REFUSED = {
     "projectors_bias": (lambda c: c.update(projectors_bias=True), r"'projectors_bias' = True is not supported"),
     "norm before gate": (lambda c: c.update(mamba_rms_norm=True, mamba_norm_before_gate=True),
                          r"'mamba_norm_before_gate' = True is not supported"),
-    "mamba_d_ssm": (lambda c: c.update(mamba_d_ssm=100), r"'mamba_n_heads' = 8 is not supported .*mamba_d_ssm = 100"),
+    "mamba_d_ssm": (lambda c: c.update(mamba_d_ssm=100), r"'mamba_n_heads' = 8 is not supported .*Mamba-2 width 100"),
     "hidden_act": (lambda c: c.update(hidden_act="gelu"), r"'hidden_act' = 'gelu' is not supported"),
     "time_step_limit": (lambda c: c.update(time_step_limit=[0.0, 0.1]), r"'time_step_limit' = \[0.0, 0.1\]"),
     "ssm_multipliers": (lambda c: c.update(ssm_multipliers=[1.0, 1.0]), r"'ssm_multipliers' = \[1.0, 1.0\] is not"),

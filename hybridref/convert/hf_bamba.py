@@ -45,14 +45,16 @@ def _attention_layers(hf, n):
     return set(indices)
 
 
-def _mamba(hf, d):
-    """The Mamba-2 mixer options of a Bamba config."""
+def mamba2_options(hf, d, din=None):
+    """The Mamba-2 mixer options of a Bamba config (also Falcon-H1's, hf_falcon_h1, whose mixer is
+    BambaMixer's with the width din = mamba_d_ssm; None: mamba_expand · hidden_size)."""
     expand, heads = hf.count("mamba_expand", 2), hf.count("mamba_n_heads", 128)
+    din = expand * d if din is None else din
     headdim = hf.get("mamba_d_head", "auto")
-    headdim = expand * d // heads if headdim == "auto" else hf.count("mamba_d_head")
-    if heads * headdim != expand * d:
-        raise hf.refuse("mamba_n_heads", heads, f"mamba_n_heads · mamba_d_head = mamba_expand · hidden_size = "
-                                                f"{expand * d} (mamba_d_head {headdim})")
+    headdim = din // heads if headdim == "auto" else hf.count("mamba_d_head")
+    if heads * headdim != din:
+        raise hf.refuse("mamba_n_heads", heads, f"mamba_n_heads · mamba_d_head = the Mamba-2 width {din} "
+                                                f"(mamba_d_head {headdim})")
     groups = hf.count("mamba_n_groups", 1)
     if heads % groups:
         raise hf.refuse("mamba_n_groups", groups, f"a divisor of mamba_n_heads {heads}")
@@ -73,7 +75,7 @@ def config_from_hf(hf):
     attention = _attention_layers(hf, n)
     pattern = "".join("A" if i in attention else "S" for i in range(n))
     theta, rope_dims = partial_rope(hf, d // H)
-    mixers = {"S": _mamba(hf, d), "A": dict(n_heads=H, n_kv_heads=Hk, window=None, rope_base=theta,
+    mixers = {"S": mamba2_options(hf, d), "A": dict(n_heads=H, n_kv_heads=Hk, window=None, rope_base=theta,
                                             rope_dims=rope_dims)}
     mixers = {c: options for c, options in mixers.items() if c in pattern}
     F = hf.count("intermediate_size")

@@ -48,8 +48,9 @@ max_position_embeddings bounds nothing in hybridref (its RoPE has no table).
 """
 import numpy as np
 
+from .hf_bamba import mamba2_options
 from .hf_llama import _rope_base, swiglu_rules
-from .hf_mamba2 import check_dt_limit, mixer_rules
+from .hf_mamba2 import mixer_rules
 from .hf_rules import Rule, zero_biases
 
 ARCH, MODEL_TYPE = "FalconH1ForCausalLM", "falcon_h1"
@@ -59,29 +60,17 @@ MULTIPLIERS = ("embedding_multiplier", "lm_head_multiplier", "attention_in_multi
 
 
 def _mamba(hf, d):
-    """The Mamba-2 branch's options of a Falcon-H1 config."""
-    expand = hf.count("mamba_expand", 2)
+    """The Mamba-2 branch's options of a Falcon-H1 config: Bamba's (hf_bamba.mamba2_options) at the width
+    mamba_d_ssm, and the gated norm's presence."""
     din = hf.config.get("mamba_d_ssm", 1024) if "mamba_d_ssm" in hf.config else 1024  # null: expand · hidden_size
-    din = expand * d if din is None else hf.count("mamba_d_ssm")
-    heads = hf.count("mamba_n_heads", 128)
-    headdim = din // heads if hf.get("mamba_d_head", "auto") == "auto" else hf.count("mamba_d_head")
-    if heads * headdim != din:
-        raise hf.refuse("mamba_n_heads", heads, f"mamba_n_heads · mamba_d_head = mamba_d_ssm = {din} "
-                                                f"(mamba_d_head {headdim})")
-    groups = hf.count("mamba_n_groups", 1)
-    if heads % groups:
-        raise hf.refuse("mamba_n_groups", groups, f"a divisor of mamba_n_heads {heads}")
-    hf.require("mamba_proj_bias", False, [False], "in_proj without a bias, as hybridref's Mamba-2 mixer")
+    options = mamba2_options(hf, d, None if din is None else hf.count("mamba_d_ssm"))
     hf.require("projectors_bias", False, [False], "the Mamba-2 out_proj without a bias, as hybridref's mixer")
-    hf.flag("mamba_conv_bias", True)  # without one, the conv bias is zeros
     gate_norm = hf.flag("mamba_rms_norm", False)
     if gate_norm:
         hf.require("mamba_norm_before_gate", True, [False], "with mamba_rms_norm, the norm of y ⊙ SiLU(z) "
                                                             "(norm_before_gate false), hybridref's gated norm")
-    check_dt_limit(hf)
-    return dict(d_state=hf.count("mamba_d_state", 256), d_conv=hf.count("mamba_d_conv", 4), expand=expand,
-                d_inner=None if din == expand * d else din, headdim=headdim, ngroups=groups, chunk=hf.count("mamba_chunk_size", 256), gate_norm=gate_norm,
-                norm_eps=hf.number("rms_norm_eps", 1e-5))
+    expand = options["expand"]
+    return dict(options, d_inner=None if din in (None, expand * d) else din, gate_norm=gate_norm)
 
 
 def _multipliers(hf):
