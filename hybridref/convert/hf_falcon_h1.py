@@ -34,17 +34,18 @@ E·lm_head_multiplier; the converted model is then untied (the summary says so) 
 untied. The export writes every multiplier 1 (the weights carry them).
 
 Config: hidden_size, intermediate_size, num_hidden_layers, vocab_size, num_attention_heads,
-num_key_value_heads, head_dim (default hidden_size / num_attention_heads: the mixer's head_dim), rms_norm_eps (every RMSNorm's, the Mamba-2 gated norm's too), the RoPE base
-(hf_llama: rope_parameters.rope_theta), mamba_d_ssm (null: mamba_expand · hidden_size; the mixer's
-d_inner), mamba_n_heads,
-mamba_d_head ("auto" = mamba_d_ssm / mamba_n_heads), mamba_n_groups, mamba_d_state, mamba_d_conv,
-mamba_chunk_size (the mixer's chunk, as hf_mamba2), mamba_conv_bias (false: zero biases), mamba_rms_norm
-(the mixer's gate_norm), mlp_bias, tie_word_embeddings and the multipliers. Refused, by name:
-attention_bias, mamba_proj_bias or projectors_bias true (biases hybridref's attention and Mamba-2
+num_key_value_heads, head_dim (default hidden_size / num_attention_heads: the mixer's head_dim),
+rms_norm_eps (every RMSNorm's, the Mamba-2 gated norm's too), the RoPE base (hf_llama:
+rope_parameters.rope_theta), mamba_d_ssm (null: mamba_expand · hidden_size; the mixer's d_inner),
+mamba_n_heads, mamba_d_head ("auto" = mamba_d_ssm / mamba_n_heads), mamba_n_groups, mamba_d_state,
+mamba_d_conv, mamba_chunk_size (the mixer's chunk, as hf_mamba2), mamba_conv_bias (false: zero biases),
+mamba_rms_norm (the mixer's gate_norm), mlp_bias, tie_word_embeddings and the multipliers. Refused, by
+name: attention_bias, mamba_proj_bias or projectors_bias true (biases hybridref's attention and Mamba-2
 projections do not have); mamba_rms_norm true with mamba_norm_before_gate true (RMSNorm(y)·SiLU(z):
-hybridref's gated norm normalizes y·SiLU(z)); a scaled or partial RoPE; hidden_act other than silu; a time_step_limit other than (0, ∞) (hf_mamba2);
-multipliers that are not positive numbers. num_logits_to_keep only changes what generate computes;
-max_position_embeddings bounds nothing in hybridref (its RoPE has no table).
+hybridref's gated norm normalizes y·SiLU(z)); a scaled or partial RoPE; hidden_act other than silu; a
+time_step_limit other than (0, ∞) (hf_mamba2); multipliers that are not positive numbers.
+num_logits_to_keep only changes what generate computes; max_position_embeddings bounds nothing in
+hybridref (its RoPE has no table).
 """
 import numpy as np
 
