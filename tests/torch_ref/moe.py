@@ -6,8 +6,8 @@ sparse MoE block (MixtralSparseMoeBlock / JambaSparseMoeBlock with their TopKRou
     for each expert hit:      token_idx = rows routed to it (torch.where on the one-hot mask)
         out.index_add_(0, token_idx, expert(x[token_idx]) * w[token_idx, slot])
 
-with hybridref's expert MLP kinds (hybridref/layers/mlp.py: GELU with the tanh approximation, GeGLU,
-SwiGLU; fc rows [W_gate; W_up]) and weights in hybridref's stacked layout (fc (E,F,D), proj (E,D,H)).
+with hybridref's expert MLP kinds (hybridref/layers/mlp.py: GELU with the tanh approximation, GeGLU with
+the tanh or the exact GELU, SwiGLU; fc rows [W_gate; W_up]) and weights in hybridref's stacked layout (fc (E,F,D), proj (E,D,H)).
 It reads the parameters of a hybridref MoE layer by their names relative to the layer
 ("router.weight", "experts.fc.weight", ...), so one set of weights runs on both; autograd gives the
 gradients. Not a mixer (no decode state): tests/test_moe.py and benchmarks/bench_moe.py call it.
@@ -31,7 +31,8 @@ def expert_mlp(kind, x, fc_w, fc_b, proj_w, proj_b):
         a = F.gelu(h, approximate="tanh")
     else:
         gate, up = h.chunk(2, dim=-1)
-        a = (F.gelu(gate, approximate="tanh") if kind == "gated_gelu" else F.silu(gate)) * up
+        act = dict(gated_gelu=lambda g: F.gelu(g, approximate="tanh"), gated_gelu_erf=F.gelu, swiglu=F.silu)[kind]
+        a = act(gate) * up
     return F.linear(a, proj_w, proj_b)
 
 
