@@ -79,7 +79,7 @@ static inline hr_vec act_softplus(hr_vec x) {
 
 /* x (n) -> y (n) */
 void hr_gelu_forward(const float *x, float *y, long n) {
-    HR_PARALLEL_FOR(n,
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
         for (long i = 0; i < n; i += HR_VW) {
             int r = (int)HR_MIN(HR_VW, n - i);
             hr_vstore(y + i, act_gelu(hr_vload(x + i, r)), r);
@@ -88,7 +88,7 @@ void hr_gelu_forward(const float *x, float *y, long n) {
 
 /* dy, x (n) -> dx (n) */
 void hr_gelu_backward(const float *dy, const float *x, float *dx, long n) {
-    HR_PARALLEL_FOR(n,
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
         for (long i = 0; i < n; i += HR_VW) {
             int r = (int)HR_MIN(HR_VW, n - i);
             hr_vstore(dx + i, hr_vmul(hr_vload(dy + i, r), act_gelu_grad(hr_vload(x + i, r))), r);
@@ -106,22 +106,22 @@ static inline float act_phi(float x) {
 
 /* x (n) -> y (n) */
 void hr_gelu_erf_forward(const float *x, float *y, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) y[i] = x[i] * act_phi(x[i]);
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
+        for (long i = 0; i < n; i++) y[i] = x[i] * act_phi(x[i]););
 }
 
 /* dy, x (n) -> dx (n) */
 void hr_gelu_erf_backward(const float *dy, const float *x, float *dx, long n) {
-    #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        float xc = HR_MIN(HR_MAX(x[i], -40.0f), 40.0f);
-        dx[i] = dy[i] * (act_phi(x[i]) + xc * expf(-0.5f * xc * xc) * 0.39894228040143268f);
-    }
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
+        for (long i = 0; i < n; i++) {
+            float xc = HR_MIN(HR_MAX(x[i], -40.0f), 40.0f);
+            dx[i] = dy[i] * (act_phi(x[i]) + xc * expf(-0.5f * xc * xc) * 0.39894228040143268f);
+        });
 }
 
 /* x (n) -> y (n) */
 void hr_silu_forward(const float *x, float *y, long n) {
-    HR_PARALLEL_FOR(n,
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
         for (long i = 0; i < n; i += HR_VW) {
             int r = (int)HR_MIN(HR_VW, n - i);
             hr_vec xv = hr_vload(x + i, r), dsig;
@@ -131,7 +131,7 @@ void hr_silu_forward(const float *x, float *y, long n) {
 
 /* dy, x (n) -> dx (n) */
 void hr_silu_backward(const float *dy, const float *x, float *dx, long n) {
-    HR_PARALLEL_FOR(n,
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
         for (long i = 0; i < n; i += HR_VW) {
             int r = (int)HR_MIN(HR_VW, n - i);
             hr_vstore(dx + i, hr_vmul(hr_vload(dy + i, r), act_silu_grad(hr_vload(x + i, r))), r);
@@ -140,7 +140,7 @@ void hr_silu_backward(const float *dy, const float *x, float *dx, long n) {
 
 /* x, z (n) -> y = x z σ(z) (n) */
 void hr_silu_gate_forward(const float *x, const float *z, float *y, long n) {
-    HR_PARALLEL_FOR(n,
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
         for (long i = 0; i < n; i += HR_VW) {
             int r = (int)HR_MIN(HR_VW, n - i);
             hr_vec zv = hr_vload(z + i, r), dsig;
@@ -150,7 +150,7 @@ void hr_silu_gate_forward(const float *x, const float *z, float *y, long n) {
 
 /* dy, x, z (n) -> dx = dy z σ(z), dz = dy x (σ(z) + z σ'(z)) (n) */
 void hr_silu_gate_backward(const float *dy, const float *x, const float *z, float *dx, float *dz, long n) {
-    HR_PARALLEL_FOR(n,
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
         for (long i = 0; i < n; i += HR_VW) {
             int r = (int)HR_MIN(HR_VW, n - i);
             hr_vec dyv = hr_vload(dy + i, r), zv = hr_vload(z + i, r), dsig;
@@ -162,7 +162,7 @@ void hr_silu_gate_backward(const float *dy, const float *x, const float *z, floa
 
 /* x (n) -> y (n) */
 void hr_softplus_forward(const float *x, float *y, long n) {
-    HR_PARALLEL_FOR(n,
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
         for (long i = 0; i < n; i += HR_VW) {
             int r = (int)HR_MIN(HR_VW, n - i);
             hr_vstore(y + i, act_softplus(hr_vload(x + i, r)), r);
@@ -171,7 +171,7 @@ void hr_softplus_forward(const float *x, float *y, long n) {
 
 /* dy, x (n) -> dx = dy σ(x), dy above the threshold (n) */
 void hr_softplus_backward(const float *dy, const float *x, float *dx, long n) {
-    HR_PARALLEL_FOR(n,
+    HR_PARALLEL_FOR(n >= HR_PARALLEL_MIN,
         for (long i = 0; i < n; i += HR_VW) {
             int r = (int)HR_MIN(HR_VW, n - i);
             hr_vec xv = hr_vload(x + i, r), dyv = hr_vload(dy + i, r), dsig;

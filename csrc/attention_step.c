@@ -82,13 +82,13 @@ static int attention_decode_streams(const float *q, const float *k, const float 
     for (int b = 0; b < B; b++) most = HR_MAX(most, decode_keys(qpos[b * stride] + 1, window, S, &s_n, &j0));
     float *scores = hr_alloc((size_t)B * H * most * sizeof(float));
     if (!scores) return HR_ENOMEM;
-    #pragma omp parallel for schedule(static) if ((long)B * H * most * P > 32768)
-    for (long task = 0; task < (long)B * H; task++) {
-        long b = task / H, h = task % H;
-        size_t kv = ((size_t)b * Hk + h / group) * L * P;
-        attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * most,
-                   qpos[b * stride] + 1, window, L, S, P);
-    }
+    HR_PARALLEL_FOR((long)B * H * most * P > 32768,
+        for (long task = 0; task < (long)B * H; task++) {
+            long b = task / H, h = task % H;
+            size_t kv = ((size_t)b * Hk + h / group) * L * P;
+            attend_one(q + (size_t)task * P, k + kv, v + kv, o + (size_t)task * P, scores + (size_t)task * most,
+                       qpos[b * stride] + 1, window, L, S, P);
+        });
     free(scores);
     return HR_OK;
 }

@@ -43,25 +43,26 @@ static inline int hr_num_threads(void) {
 #endif
 }
 
-/* HR_PARALLEL_FOR(work, for-statement): the loop shared by the OpenMP team (schedule static) when it is
- * `work` >= HR_PARALLEL_MIN elements long and more than one thread is allowed; otherwise the same loop
- * run plainly, outside any parallel region. Entering a region costs ~0.3 µs of CPU and a futex syscall even
- * for a team of one, and an `if` clause does not avoid it (libgomp still builds the team): a one-token
- * decode step calls ~70 small kernels, so that was ~20 µs of a ~140 µs step on the 1.2 M presets
- * (benchmarks/profile_decode.py). Below HR_PARALLEL_MIN elements a second thread does not pay for its
- * wake-up. The loop's iterations must be independent (each writes its own outputs), as for `omp for`. */
+/* HR_PARALLEL_FOR(worth, for-statement): the loop shared by the OpenMP team (schedule static) when `worth`
+ * holds (typically: its work is at least HR_PARALLEL_MIN elements) and more than one thread is allowed;
+ * otherwise the same loop run plainly, outside any parallel region. Entering a region costs ~0.3 µs of
+ * CPU and a futex syscall even for a team of one, and an `if` clause does not avoid it (libgomp still
+ * builds the team): a one-token decode step calls ~70 small kernels, so that was ~20 µs of a ~140 µs
+ * step on the 1.2 M presets (benchmarks/profile_decode.py). Below HR_PARALLEL_MIN elements a second
+ * thread does not pay for its wake-up. The loop's iterations must be independent (each writes its own
+ * outputs), as for `omp for`. */
 #define HR_PARALLEL_MIN 16384
 #ifdef _OPENMP
-#define HR_PARALLEL_FOR(work, ...)                                                      \
+#define HR_PARALLEL_FOR(worth, ...)                                                     \
     do {                                                                                \
-        if ((long)(work) >= HR_PARALLEL_MIN && omp_get_max_threads() > 1) {             \
+        if ((worth) && omp_get_max_threads() > 1) {                                     \
             _Pragma("omp parallel for schedule(static)") __VA_ARGS__                    \
         } else {                                                                        \
             __VA_ARGS__                                                                 \
         }                                                                               \
     } while (0)
 #else
-#define HR_PARALLEL_FOR(work, ...) do { __VA_ARGS__ } while (0)
+#define HR_PARALLEL_FOR(worth, ...) do { __VA_ARGS__ } while (0)
 #endif
 
 /* [begin, end) of part `i` of `n` equal parts of `total`: a fixed split, so a

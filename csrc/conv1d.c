@@ -32,7 +32,7 @@ int hr_causal_conv1d_forward(const float *x, const float *w, const float *bias, 
                              int B, int T, int C, int W) {
     float *wt = conv1d_transpose(w, C, W);
     if (!wt) return HR_ENOMEM;
-    HR_PARALLEL_FOR((long)B * T * C * W,
+    HR_PARALLEL_FOR((long)B * T * C * W >= HR_PARALLEL_MIN,
         for (long r = 0; r < (long)B * T; r++) {
             long b = r / T, t = r % T;
             float *yr = y + (size_t)r * C;

@@ -151,7 +151,7 @@ static inline __attribute__((always_inline)) void dec_gemv_block(const float *x,
 static inline __attribute__((always_inline)) void dec_gemv(const float *x, const void *w, int dtype, const float *b,
                                                           float *y, int M, int K, int N) {
     int blocks = (N + DEC_GEMV_ROWS - 1) / DEC_GEMV_ROWS;
-    HR_PARALLEL_FOR((long)N * K, for (int blk = 0; blk < blocks; blk++) dec_gemv_block(x, w, dtype, b, y, M, K, N, blk););
+    HR_PARALLEL_FOR((long)N * K >= HR_PARALLEL_MIN, for (int blk = 0; blk < blocks; blk++) dec_gemv_block(x, w, dtype, b, y, M, K, N, blk););
 }
 
 int hr_dec_linear(const float *x, dec_matrix w, const float *b, float *y, int M, int K, int N) {

@@ -8,7 +8,7 @@
 
 /* ids (M,), table (V,D) -> y (M,D), y[m] = table[ids[m]] */
 void hr_embedding_forward(const int64_t *ids, const float *table, float *y, int M, int D) {
-    HR_PARALLEL_FOR((long)M * D,
+    HR_PARALLEL_FOR((long)M * D >= HR_PARALLEL_MIN,
         for (int m = 0; m < M; m++)
             memcpy(y + (size_t)m * D, table + (size_t)ids[m] * D, (size_t)D * sizeof(float)););
 }

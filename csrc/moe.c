@@ -85,20 +85,20 @@ int hr_moe_route_forward(const float *logits, int64_t *experts, float *weights, 
  * z-loss term z_scale lse[m] p is outside the softmax's backward, as ∂lse/∂logits = p. */
 void hr_moe_route_backward(const float *dweights, const int64_t *experts, const float *probs, const float *lse,
                            const float *aux_dprobs, float z_scale, float *dlogits, int M, int E, int k, int normalize) {
-    #pragma omp parallel for schedule(static) if (M > MOE_ROWS_PER_THREAD)
-    for (long m = 0; m < M; m++) {
-        const float *p = probs + m * E, *dw = dweights + m * k;
-        const int64_t *ex = experts + m * k;
-        float *g = dlogits + m * E;
-        double S = 0.0, dot_w = 0.0, dot_g = 0.0;
-        for (int j = 0; j < k; j++) S += p[ex[j]];
-        for (int j = 0; j < k; j++) dot_w += (double)dw[j] * p[ex[j]] / S;
-        for (int e = 0; e < E; e++) g[e] = aux_dprobs[e];
-        for (int j = 0; j < k; j++) g[ex[j]] += normalize ? (float)((dw[j] - dot_w) / S) : dw[j];
-        for (int e = 0; e < E; e++) dot_g += (double)p[e] * g[e];
-        const double shift = dot_g - (double)z_scale * lse[m];
-        for (int e = 0; e < E; e++) g[e] = p[e] * (float)(g[e] - shift);
-    }
+    HR_PARALLEL_FOR(M > MOE_ROWS_PER_THREAD,
+        for (long m = 0; m < M; m++) {
+            const float *p = probs + m * E, *dw = dweights + m * k;
+            const int64_t *ex = experts + m * k;
+            float *g = dlogits + m * E;
+            double S = 0.0, dot_w = 0.0, dot_g = 0.0;
+            for (int j = 0; j < k; j++) S += p[ex[j]];
+            for (int j = 0; j < k; j++) dot_w += (double)dw[j] * p[ex[j]] / S;
+            for (int e = 0; e < E; e++) g[e] = aux_dprobs[e];
+            for (int j = 0; j < k; j++) g[ex[j]] += normalize ? (float)((dw[j] - dot_w) / S) : dw[j];
+            for (int e = 0; e < E; e++) dot_g += (double)p[e] * g[e];
+            const double shift = dot_g - (double)z_scale * lse[m];
+            for (int e = 0; e < E; e++) g[e] = p[e] * (float)(g[e] - shift);
+        });
 }
 
 /* Counting sort of the M·k (token, choice) pairs by expert, stable (token order within an expert):
@@ -115,22 +115,22 @@ int hr_moe_dispatch_forward(const float *x, const int64_t *experts, float *xs, i
     memcpy(cursor, offsets, (size_t)E * sizeof(int64_t));
     for (long i = 0; i < pairs; i++) slot_pos[i] = cursor[experts[i]]++;
     free(cursor);
-    #pragma omp parallel for schedule(static) if (pairs * D > (1L << 16))
-    for (long i = 0; i < pairs; i++) memcpy(xs + slot_pos[i] * D, x + (i / k) * D, (size_t)D * sizeof(float));
+    HR_PARALLEL_FOR(pairs * D > (1L << 16),
+        for (long i = 0; i < pairs; i++) memcpy(xs + slot_pos[i] * D, x + (i / k) * D, (size_t)D * sizeof(float)););
     return HR_OK;
 }
 
 /* dx[m] = Σ_j dxs[slot_pos[m,j]], j in order: dxs (M·k,D) -> dx (M,D) */
 void hr_moe_dispatch_backward(const float *dxs, const int64_t *slot_pos, float *dx, int M, int D, int k) {
-    #pragma omp parallel for schedule(static) if ((long)M * k * D > (1L << 16))
-    for (long m = 0; m < M; m++) {
-        float *out = dx + m * D;
-        HR_VLOOP(d, n, D, {
-            hr_vec acc = hr_vzero();
-            for (int j = 0; j < k; j++) acc = hr_vadd(acc, hr_vload(dxs + slot_pos[m * k + j] * D + d, n));
-            hr_vstore(out + d, acc, n);
+    HR_PARALLEL_FOR((long)M * k * D > (1L << 16),
+        for (long m = 0; m < M; m++) {
+            float *out = dx + m * D;
+            HR_VLOOP(d, n, D, {
+                hr_vec acc = hr_vzero();
+                for (int j = 0; j < k; j++) acc = hr_vadd(acc, hr_vload(dxs + slot_pos[m * k + j] * D + d, n));
+                hr_vstore(out + d, acc, n);
+            });
         });
-    }
 }
 
 /* ys[r] = xs[r] w[e]ᵀ + b[e] for offsets[e] <= r < offsets[e+1]: one GEMM per expert on its rows.
@@ -165,35 +165,35 @@ int hr_moe_expert_linear_backward(const float *dys, const float *xs, const int64
 /* y[m] = Σ_j weights[m,j] ys[slot_pos[m,j]], j in order: ys (M·k,D) -> y (M,D) */
 void hr_moe_combine_forward(const float *ys, const int64_t *slot_pos, const float *weights, float *y, int M, int D,
                             int k) {
-    #pragma omp parallel for schedule(static) if ((long)M * k * D > (1L << 16))
-    for (long m = 0; m < M; m++) {
-        float *out = y + m * D;
-        HR_VLOOP(d, n, D, {
-            hr_vec acc = hr_vzero();
-            for (int j = 0; j < k; j++)
-                acc = hr_vfma(hr_vset1(weights[m * k + j]), hr_vload(ys + slot_pos[m * k + j] * D + d, n), acc);
-            hr_vstore(out + d, acc, n);
+    HR_PARALLEL_FOR((long)M * k * D > (1L << 16),
+        for (long m = 0; m < M; m++) {
+            float *out = y + m * D;
+            HR_VLOOP(d, n, D, {
+                hr_vec acc = hr_vzero();
+                for (int j = 0; j < k; j++)
+                    acc = hr_vfma(hr_vset1(weights[m * k + j]), hr_vload(ys + slot_pos[m * k + j] * D + d, n), acc);
+                hr_vstore(out + d, acc, n);
+            });
         });
-    }
 }
 
 /* dys[slot_pos[m,j]] = weights[m,j] dy[m], dweights[m,j] = dy[m] · ys[slot_pos[m,j]]
  * (slot_pos a permutation of 0..M·k−1, so every row of dys is written once) */
 void hr_moe_combine_backward(const float *dy, const float *ys, const int64_t *slot_pos, const float *weights,
                              float *dys, float *dweights, int M, int D, int k) {
-    #pragma omp parallel for schedule(static) if ((long)M * k * D > (1L << 16))
-    for (long m = 0; m < M; m++) {
-        const float *g = dy + m * D;
-        for (int j = 0; j < k; j++) {
-            const long r = slot_pos[m * k + j];
-            const hr_vec wv = hr_vset1(weights[m * k + j]);
-            hr_vec dot = hr_vzero();
-            HR_VLOOP(d, n, D, {
-                hr_vec gv = hr_vload(g + d, n);
-                hr_vstore(dys + r * D + d, hr_vmul(wv, gv), n);
-                dot = hr_vfma(gv, hr_vload(ys + r * D + d, n), dot);
-            });
-            dweights[m * k + j] = hr_vhsum(dot);
-        }
-    }
+    HR_PARALLEL_FOR((long)M * k * D > (1L << 16),
+        for (long m = 0; m < M; m++) {
+            const float *g = dy + m * D;
+            for (int j = 0; j < k; j++) {
+                const long r = slot_pos[m * k + j];
+                const hr_vec wv = hr_vset1(weights[m * k + j]);
+                hr_vec dot = hr_vzero();
+                HR_VLOOP(d, n, D, {
+                    hr_vec gv = hr_vload(g + d, n);
+                    hr_vstore(dys + r * D + d, hr_vmul(wv, gv), n);
+                    dot = hr_vfma(gv, hr_vload(ys + r * D + d, n), dot);
+                });
+                dweights[m * k + j] = hr_vhsum(dot);
+            }
+        });
 }

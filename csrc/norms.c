@@ -128,7 +128,7 @@ static void norm_backward(const float *dy, const float *x, const float *w, const
 /* x (M,D), w (D,), b (D,) -> y (M,D), mean (M,), rstd (M,) */
 void hr_layernorm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, int M,
                           int D, float eps) {
-    HR_PARALLEL_FOR((long)M * D,
+    HR_PARALLEL_FOR((long)M * D >= HR_PARALLEL_MIN,
         for (int m = 0; m < M; m++) {
             const float *xm = x + (size_t)m * D;
             float mu = norm_sum(xm, D) / (float)D;
@@ -148,7 +148,7 @@ void hr_layernorm_backward(const float *dy, const float *x, const float *w, cons
 
 /* x (M,D), w (D,) -> y (M,D), rstd (M,) */
 void hr_rmsnorm_forward(const float *x, const float *w, float *y, float *rstd, int M, int D, float eps) {
-    HR_PARALLEL_FOR((long)M * D,
+    HR_PARALLEL_FOR((long)M * D >= HR_PARALLEL_MIN,
         for (int m = 0; m < M; m++) {
             const float *xm = x + (size_t)m * D;
             float r = 1.0f / sqrtf(norm_centred_sumsq(xm, 0.0f, D) / (float)D + eps);

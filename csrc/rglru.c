@@ -45,20 +45,20 @@ int hr_rglru_gate_forward(const float *x, const float *gx, const float *ga, cons
     if (!consts) return HR_ENOMEM;
     rg_channel_consts(a_param, C, consts);
     long rows = (long)B * T, tasks = (rows + RG_ROWS - 1) / RG_ROWS;
-    #pragma omp parallel for schedule(static) if (rows * C > 32768)
-    for (long task = 0; task < tasks; task++)
-        for (long row = task * RG_ROWS; row < HR_MIN(rows, (task + 1) * RG_ROWS); row++) {
-            int first = rg_first(time_offset, row, T);
-            for (int j = 0; j < C; j += HR_VW) {
-                size_t o = (size_t)row * C + j;
-                int n = C - j;
-                hr_vec r = rg_sigmoid(hr_vload(ga + o, n)), i = rg_sigmoid(hr_vload(gx + o, n));
-                hr_vec av = hr_vexp(hr_vmul(hr_vload(consts + j, n), r));
-                hr_vec m = first ? hr_vset1(1.0f) : hr_vsqrt(hr_vfnma(av, av, hr_vset1(1.0f)));
-                hr_vstore(a + o, av, n);
-                hr_vstore(xn + o, hr_vmul(hr_vmul(m, i), hr_vload(x + o, n)), n);
-            }
-        }
+    HR_PARALLEL_FOR(rows * C > 32768,
+        for (long task = 0; task < tasks; task++)
+            for (long row = task * RG_ROWS; row < HR_MIN(rows, (task + 1) * RG_ROWS); row++) {
+                int first = rg_first(time_offset, row, T);
+                for (int j = 0; j < C; j += HR_VW) {
+                    size_t o = (size_t)row * C + j;
+                    int n = C - j;
+                    hr_vec r = rg_sigmoid(hr_vload(ga + o, n)), i = rg_sigmoid(hr_vload(gx + o, n));
+                    hr_vec av = hr_vexp(hr_vmul(hr_vload(consts + j, n), r));
+                    hr_vec m = first ? hr_vset1(1.0f) : hr_vsqrt(hr_vfnma(av, av, hr_vset1(1.0f)));
+                    hr_vstore(a + o, av, n);
+                    hr_vstore(xn + o, hr_vmul(hr_vmul(m, i), hr_vload(x + o, n)), n);
+                }
+            });
     free(consts);
     return HR_OK;
 }
@@ -74,37 +74,37 @@ int hr_rglru_gate_backward(const float *da, const float *dxn, const float *x, co
     if (!consts) return HR_ENOMEM;
     float *partial = consts + 2 * (size_t)C; /* (tasks, C): Σ over a task's rows of ∂a a r */
     rg_channel_consts(a_param, C, consts);
-    #pragma omp parallel for schedule(static) if (rows * C > 32768)
-    for (long task = 0; task < tasks; task++) {
-        float *acc = partial + (size_t)task * C;
-        for (int j = 0; j < C; j++) acc[j] = 0.0f;
-        for (long row = task * RG_ROWS; row < HR_MIN(rows, (task + 1) * RG_ROWS); row++) {
-            int first = rg_first(time_offset, row, T);
-            for (int j = 0; j < C; j += HR_VW) {
-                size_t o = (size_t)row * C + j;
-                int n = C - j;
-                hr_vec one = hr_vset1(1.0f), r = rg_sigmoid(hr_vload(ga + o, n)), i = rg_sigmoid(hr_vload(gx + o, n)),
-                       xv = hr_vload(x + o, n), g = hr_vload(dxn + o, n), ncs = hr_vload(consts + j, n);
-                hr_vec av = hr_vexp(hr_vmul(ncs, r)), y = hr_vfnma(av, av, one);
-                hr_vec m = first ? one : hr_vsqrt(y), gi = hr_vmul(g, i), dA = hr_vload(da + o, n);
-                if (!first) {
-                    hr_vec y4 = hr_vmax(hr_vmul(hr_vset1(4.0f), y), hr_vset1(RG_SQRT_GRAD_FLOOR));
-                    dA = hr_vfnma(hr_vmul(hr_vadd(av, av), hr_vmul(gi, xv)), hr_vdiv(one, hr_vsqrt(y4)), dA);
+    HR_PARALLEL_FOR(rows * C > 32768,
+        for (long task = 0; task < tasks; task++) {
+            float *acc = partial + (size_t)task * C;
+            for (int j = 0; j < C; j++) acc[j] = 0.0f;
+            for (long row = task * RG_ROWS; row < HR_MIN(rows, (task + 1) * RG_ROWS); row++) {
+                int first = rg_first(time_offset, row, T);
+                for (int j = 0; j < C; j += HR_VW) {
+                    size_t o = (size_t)row * C + j;
+                    int n = C - j;
+                    hr_vec one = hr_vset1(1.0f), r = rg_sigmoid(hr_vload(ga + o, n)), i = rg_sigmoid(hr_vload(gx + o, n)),
+                           xv = hr_vload(x + o, n), g = hr_vload(dxn + o, n), ncs = hr_vload(consts + j, n);
+                    hr_vec av = hr_vexp(hr_vmul(ncs, r)), y = hr_vfnma(av, av, one);
+                    hr_vec m = first ? one : hr_vsqrt(y), gi = hr_vmul(g, i), dA = hr_vload(da + o, n);
+                    if (!first) {
+                        hr_vec y4 = hr_vmax(hr_vmul(hr_vset1(4.0f), y), hr_vset1(RG_SQRT_GRAD_FLOOR));
+                        dA = hr_vfnma(hr_vmul(hr_vadd(av, av), hr_vmul(gi, xv)), hr_vdiv(one, hr_vsqrt(y4)), dA);
+                    }
+                    hr_vec dlog = hr_vmul(dA, av);
+                    hr_vstore(dx + o, hr_vmul(gi, m), n);
+                    hr_vstore(dgx + o, hr_vmul(hr_vmul(hr_vmul(gi, xv), m), hr_vsub(one, i)), n);
+                    hr_vstore(dga + o, hr_vmul(hr_vmul(dlog, ncs), hr_vmul(r, hr_vsub(one, r))), n);
+                    hr_vstore(acc + j, hr_vfma(dlog, r, hr_vload(acc + j, n)), n);
                 }
-                hr_vec dlog = hr_vmul(dA, av);
-                hr_vstore(dx + o, hr_vmul(gi, m), n);
-                hr_vstore(dgx + o, hr_vmul(hr_vmul(hr_vmul(gi, xv), m), hr_vsub(one, i)), n);
-                hr_vstore(dga + o, hr_vmul(hr_vmul(dlog, ncs), hr_vmul(r, hr_vsub(one, r))), n);
-                hr_vstore(acc + j, hr_vfma(dlog, r, hr_vload(acc + j, n)), n);
             }
-        }
-    }
-    #pragma omp parallel for schedule(static) if ((long)tasks * C > 32768)
-    for (int j = 0; j < C; j++) {
-        float sum = 0.0f;
-        for (long task = 0; task < tasks; task++) sum += partial[(size_t)task * C + j];
-        da_param[j] = -RG_C * sum * consts[C + j];
-    }
+        });
+    HR_PARALLEL_FOR((long)tasks * C > 32768,
+        for (int j = 0; j < C; j++) {
+            float sum = 0.0f;
+            for (long task = 0; task < tasks; task++) sum += partial[(size_t)task * C + j];
+            da_param[j] = -RG_C * sum * consts[C + j];
+        });
     free(consts);
     return HR_OK;
 }

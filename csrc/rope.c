@@ -28,22 +28,22 @@ static int rope_apply(const float *x, float *y, int B, int T, int H, int P, long
     int half = P / 2;
     float *tab = rope_table(T, P, offset, base, sign);
     if (!tab) return HR_ENOMEM;
-    #pragma omp parallel for schedule(static) if ((long)B * T * H * P > 32768)
-    for (long r = 0; r < (long)B * T; r++) {
-        long t = r % T;
-        const float *c = tab + (size_t)t * half, *s = tab + (size_t)(T + t) * half;
-        for (int h = 0; h < H; h++) {
-            const float *xr = x + ((size_t)r * H + h) * P;
-            float *yr = y + ((size_t)r * H + h) * P;
-            for (int i = 0; i < half; i += HR_VW) {
-                int n = half - i;
-                hr_vec x1 = hr_vload(xr + i, n), x2 = hr_vload(xr + half + i, n);
-                hr_vec cv = hr_vload(c + i, n), sv = hr_vload(s + i, n);
-                hr_vstore(yr + i, hr_vfnma(x2, sv, hr_vmul(x1, cv)), n);
-                hr_vstore(yr + half + i, hr_vfma(x1, sv, hr_vmul(x2, cv)), n);
+    HR_PARALLEL_FOR((long)B * T * H * P > 32768,
+        for (long r = 0; r < (long)B * T; r++) {
+            long t = r % T;
+            const float *c = tab + (size_t)t * half, *s = tab + (size_t)(T + t) * half;
+            for (int h = 0; h < H; h++) {
+                const float *xr = x + ((size_t)r * H + h) * P;
+                float *yr = y + ((size_t)r * H + h) * P;
+                for (int i = 0; i < half; i += HR_VW) {
+                    int n = half - i;
+                    hr_vec x1 = hr_vload(xr + i, n), x2 = hr_vload(xr + half + i, n);
+                    hr_vec cv = hr_vload(c + i, n), sv = hr_vload(s + i, n);
+                    hr_vstore(yr + i, hr_vfnma(x2, sv, hr_vmul(x1, cv)), n);
+                    hr_vstore(yr + half + i, hr_vfma(x1, sv, hr_vmul(x2, cv)), n);
+                }
             }
-        }
-    }
+        });
     free(tab);
     return HR_OK;
 }

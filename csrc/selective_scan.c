@@ -131,7 +131,7 @@ int hr_selective_scan_forward(const float *x, const float *delta, const float *A
         return HR_ENOMEM;
     }
     if (padded) scan_pad_rows(Ap, A, Din, N, NP);
-    HR_PARALLEL_FOR((long)B * T * Din * N,
+    HR_PARALLEL_FOR((long)B * T * Din * N >= HR_PARALLEL_MIN,
         for (long task = 0; task < (long)B * ngroups; task++) {
             long b = task / ngroups;
             int d0 = (int)(task % ngroups) * SCAN_GROUP, G = HR_MIN(SCAN_GROUP, Din - d0);

@@ -15,18 +15,18 @@ static inline const float *ts_previous(const float *x, const float *prefix, long
 /* x (B,T,C), mu (M,C), prefix (B,1,C) or NULL -> y (B,T,M,C) */
 void hr_token_shift_forward(const float *x, const float *mu, const float *prefix, float *y, int B, int T, int C,
                             int M) {
-    #pragma omp parallel for schedule(static)
-    for (long row = 0; row < (long)B * T; row++) {
-        long b = row / T;
-        int t = (int)(row % T);
-        const float *xt = x + (size_t)row * C, *xp = ts_previous(x, prefix, b, t, T, C);
-        float *yt = y + (size_t)row * M * C;
-        for (int c = 0; c < C; c += HR_VW) {
-            hr_vec xc = hr_vload(xt + c, C - c), xx = hr_vsub(xp ? hr_vload(xp + c, C - c) : hr_vzero(), xc);
-            for (int m = 0; m < M; m++)
-                hr_vstore(yt + (size_t)m * C + c, hr_vfma(xx, hr_vload(mu + (size_t)m * C + c, C - c), xc), C - c);
-        }
-    }
+    HR_PARALLEL_FOR((long)B * T * C * M >= HR_PARALLEL_MIN,
+        for (long row = 0; row < (long)B * T; row++) {
+            long b = row / T;
+            int t = (int)(row % T);
+            const float *xt = x + (size_t)row * C, *xp = ts_previous(x, prefix, b, t, T, C);
+            float *yt = y + (size_t)row * M * C;
+            for (int c = 0; c < C; c += HR_VW) {
+                hr_vec xc = hr_vload(xt + c, C - c), xx = hr_vsub(xp ? hr_vload(xp + c, C - c) : hr_vzero(), xc);
+                for (int m = 0; m < M; m++)
+                    hr_vstore(yt + (size_t)m * C + c, hr_vfma(xx, hr_vload(mu + (size_t)m * C + c, C - c), xc), C - c);
+            }
+        });
 }
 
 /* dx_t = Σ_m dy_{t,m} ⊙ (1 − mu_m) + Σ_m dy_{t+1,m} ⊙ mu_m;  dmu_m = Σ_{b,t} dy_{t,m} ⊙ (x_{t-1} − x_t);
