@@ -431,6 +431,8 @@ EXAMPLES = {
     "rmsnorm_backward": _rmsnorm_backward,
     "gelu_forward": _unary,
     "gelu_backward": _unary_backward,
+    "gelu_erf_forward": _unary,
+    "gelu_erf_backward": _unary_backward,
     "silu_forward": _unary,
     "silu_backward": _unary_backward,
     "silu_gate_forward": _silu_gate_forward,
@@ -478,7 +480,7 @@ EXAMPLES = {
 
 IN_PLACE = {"adamw_step": ("param", "m", "v")}  # the arguments an op writes, which are its results
 # Ops whose only array argument may have any shape: an added axis is a valid call, not a bad one.
-ANY_SHAPE = {"gelu_forward", "silu_forward", "softplus_forward", "sum_squares", "dropout"}
+ANY_SHAPE = {"gelu_forward", "gelu_erf_forward", "silu_forward", "softplus_forward", "sum_squares", "dropout"}
 
 
 def call(be, op, args, copy=True):

@@ -56,7 +56,7 @@ def test_evaluate_refuses_a_split_the_model_has_not(mnist_checkpoint, tmp_path):
     ({"d_model": 10 ** 6}, ["d_model 1000000", "the checkpoint holds"]),  # not allocated: refused by its size
     ({"mixers": {"M": {"d_state": 10 ** 9}, "A": {}}}, ["d_state", "more than 4096"]),
     ({"width": 3}, ["MnistHybrid has no option ['width']"]),
-    ({"pattern": "MX"}, ["unknown mixer letters ['X']"]),
+    ({"pattern": "MQ"}, ["unknown mixer letters ['Q']"]),
 ])
 def test_evaluate_refuses_an_mnist_config_that_does_not_fit_its_weights(mnist_checkpoint, tmp_path, damage, words):
     tensors, metadata = read_safetensors_file(mnist_checkpoint)

@@ -69,6 +69,6 @@ def test_training_is_deterministic(cb):
 
 def test_bad_pattern_and_patch_are_refused():
     with pytest.raises(ValueError, match="unknown mixer letters"):
-        MnistHybrid(pattern="MXA")
+        MnistHybrid(pattern="MQA")
     with pytest.raises(ValueError, match="must divide 28"):
         MnistHybrid(patch=5)

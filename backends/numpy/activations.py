@@ -45,7 +45,7 @@ def gelu_erf_backward(dy, x):
 
 def _phi(x):
     """Φ(x) = ½ erfc(−x/√2), the standard normal CDF, in x's dtype (NumPy has no erfc: math.erfc per element)."""
-    return (0.5 * _erfc(-x * INV_SQRT_2)).astype(np.asarray(x).dtype, copy=False)
+    return np.asarray(0.5 * _erfc(-x * INV_SQRT_2), dtype=np.asarray(x).dtype)  # frompyfunc gives a float at 0-d
 
 
 _erfc = np.frompyfunc(math.erfc, 1, 1)
