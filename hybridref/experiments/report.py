@@ -38,8 +38,10 @@ def run_conditions(name, out, records):
         f"--out {out}`",
         "",
         f"Machine: {m['cores']} cores, {m['cpu']}, C kernels built for {m['isa']}; {first['threads']} OpenMP "
-        f"thread(s) per cell, one cell at a time. Measured {dates[0]} to {dates[-1]}; 1-minute load average "
-        f"{min(loads):.2f} to {max(loads):.2f} at the end of the cells (the machine is shared: timings are noisy).",
+        f"thread(s) per cell, each cell a fresh process (a runner runs its cells one after another; runners given "
+        f"different --only subsets may run side by side into one folder). Measured {dates[0]} to {dates[-1]}; "
+        f"1-minute load average {min(loads):.2f} to {max(loads):.2f} at the end of the cells (the machine is "
+        f"shared: timings are noisy).",
         "",
         "Memory: the peak resident set is measured, Linux's VmHWM of the cell's own process (a fresh process per "
         "cell), reset to the current resident set before each phase (/proc/self/clear_refs), so it includes the "
