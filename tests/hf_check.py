@@ -8,6 +8,7 @@ in float32 from the same float32 weights in different orders; the differences me
 import math
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from helpers import rel_err
@@ -50,6 +51,41 @@ def convert_variants(root, variants, build):
         from_hf(str(root / name), ckpt)
         out[name] = model, root / name, ckpt
     return out
+
+
+def conversion_tests(tag, variants, build, vocab, T, torch, decoder_steps=True):
+    """The checks every converter's test module runs on each of its variants, for the module to bind to
+    these names (pytest collects them there):
+        converted, test_logits_match_transformers, test_decoder_steps_match_transformers,
+        test_greedy_decoding_matches_generate = conversion_tests(...)
+    converted: the module's fixture, convert_variants of build under a folder named tag; then, per
+    variant, logits on the NumPy backend and each C build against transformers' (ids (2, T)), the C
+    decoder's logits after a prefill of 3 tokens and at each of 14 steps against transformers' forward
+    over the whole sequence (None when decoder_steps is False: the module checks its steps its own way),
+    and the C decoder's 16 greedy tokens against transformers' generate with its cache."""
+    @pytest.fixture(scope="module", name="converted")
+    def converted(tmp_path_factory):
+        return convert_variants(tmp_path_factory.mktemp(tag), variants, build)
+
+    each = pytest.mark.parametrize("variant", list(variants))
+
+    @each
+    def test_logits_match_transformers(converted, variant, npb, cb, rng):
+        model, _, ckpt = converted[variant]
+        print(variant, check_logits(model, ckpt, (npb, cb), ids_of(rng, vocab, (2, T)), torch))
+
+    @each
+    def test_decoder_steps_match_transformers(converted, variant, cb, rng):
+        model, _, ckpt = converted[variant]
+        check_decoder_steps(model, ckpt, cb, ids_of(rng, vocab, (2, 17)), 3, torch)
+
+    @each
+    def test_greedy_decoding_matches_generate(converted, variant, cb, rng):
+        model, _, ckpt = converted[variant]
+        check_greedy(model, ckpt, cb, ids_of(rng, vocab, 5), 16, torch)
+
+    return (converted, test_logits_match_transformers, test_decoder_steps_match_transformers if decoder_steps else None,
+            test_greedy_decoding_matches_generate)
 
 
 def hf_logits(model, ids, torch):

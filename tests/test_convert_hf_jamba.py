@@ -13,8 +13,8 @@ import re
 import numpy as np
 import pytest
 
-from hf_check import (check_greedy, check_logits, check_round_trip, convert_variants, edit_errors, hf_logits, ids_of,
-                      randomize, refused)
+from hf_check import (check_logits, check_round_trip, conversion_tests, edit_errors, hf_logits, ids_of, randomize,
+                      refused)
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
@@ -51,24 +51,9 @@ def jamba_model(**options):
                      and name.endswith("bias"))
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """{variant: (transformers model, its folder, the converted checkpoint)}"""
-    return convert_variants(tmp_path_factory.mktemp("hf_jamba"), VARIANTS, jamba_model)
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_logits_match_transformers(converted, variant, npb, cb, rng):
-    model, _, ckpt = converted[variant]
-    print(variant, check_logits(model, ckpt, (npb, cb), ids_of(rng, V, (2, T)), torch))
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_greedy_decoding_matches_generate(converted, variant, cb, rng):
-    """The C decoder against generate with transformers' hybrid cache (Mamba's conv/SSM states and the
-    attention layers' KV cache together)."""
-    model, _, ckpt = converted[variant]
-    check_greedy(model, ckpt, cb, ids_of(rng, V, 5), 16, torch)
+(converted, test_logits_match_transformers, _,
+ test_greedy_decoding_matches_generate) = conversion_tests("hf_jamba", VARIANTS, jamba_model, V, T, torch,
+                                                          decoder_steps=False)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

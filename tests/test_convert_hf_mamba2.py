@@ -5,8 +5,7 @@ logits on the NumPy and C backends, the C decoder's logits at every step and its
 transformers' own (tolerance: tests/hf_check.py); the round trip back; the configs refused by name."""
 import pytest
 
-from hf_check import (check_decoder_steps, check_greedy, check_logits, check_round_trip, convert_variants, ids_of,
-                      randomize, refused)
+from hf_check import (check_round_trip, conversion_tests, ids_of, randomize, refused)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -27,30 +26,8 @@ def hf_model(**options):
     return randomize(transformers.Mamba2ForCausalLM(config), torch)
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """{variant: (transformers model, its folder, the converted checkpoint)}"""
-    return convert_variants(tmp_path_factory.mktemp("hf_mamba2"), VARIANTS, hf_model)
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_logits_match_transformers(converted, variant, npb, cb, rng):
-    model, _, ckpt = converted[variant]
-    print(variant, check_logits(model, ckpt, (npb, cb), ids_of(rng, V, (2, T)), torch))
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_decoder_steps_match_transformers(converted, variant, cb, rng):
-    """The C decoder's logits after a prefill of 3 tokens and at each of 14 steps (its gated norm at
-    layer_norm_epsilon) equal transformers' forward over the whole sequence at those positions."""
-    model, _, ckpt = converted[variant]
-    check_decoder_steps(model, ckpt, cb, ids_of(rng, V, (2, 17)), 3, torch)
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_greedy_decoding_matches_generate(converted, variant, cb, rng):
-    model, _, ckpt = converted[variant]
-    check_greedy(model, ckpt, cb, ids_of(rng, V, 5), 16, torch)
+(converted, test_logits_match_transformers, test_decoder_steps_match_transformers,
+ test_greedy_decoding_matches_generate) = conversion_tests("hf_mamba2", VARIANTS, hf_model, V, T, torch)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from hf_check import (LOGITS_TOL, check_decoder_steps, check_greedy, check_logits, check_round_trip, convert_variants,
-                      hf_logits, ids_of, randomize, refused)
+from hf_check import (LOGITS_TOL, check_round_trip, conversion_tests, hf_logits, ids_of, randomize, refused)
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
@@ -36,30 +35,8 @@ def hf_model(**options):
     return randomize(model, torch, special=lambda name, p: "recurrent_param" in name)
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """{variant: (transformers model, its folder, the converted checkpoint)}"""
-    return convert_variants(tmp_path_factory.mktemp("hf_recurrentgemma"), VARIANTS, hf_model)
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_logits_match_transformers(converted, variant, npb, cb, rng):
-    model, _, ckpt = converted[variant]
-    print(variant, check_logits(model, ckpt, (npb, cb), ids_of(rng, V, (2, T)), torch))
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_decoder_steps_match_transformers(converted, variant, cb, rng):
-    """The C decoder's logits after a prefill of 3 tokens and at each of 14 steps (past the window and the
-    conv width) equal transformers' forward over the whole sequence at those positions."""
-    model, _, ckpt = converted[variant]
-    check_decoder_steps(model, ckpt, cb, ids_of(rng, V, (2, 17)), 3, torch)
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_greedy_decoding_matches_generate(converted, variant, cb, rng):
-    model, _, ckpt = converted[variant]
-    check_greedy(model, ckpt, cb, ids_of(rng, V, 5), 16, torch)
+(converted, test_logits_match_transformers, test_decoder_steps_match_transformers,
+ test_greedy_decoding_matches_generate) = conversion_tests("hf_recurrentgemma", VARIANTS, hf_model, V, T, torch)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -13,8 +13,8 @@ import re
 import numpy as np
 import pytest
 
-from hf_check import (LOGITS_TOL, check_decoder_steps, check_greedy, check_logits, check_round_trip, convert_variants,
-                      edit_errors, ids_of, randomize, refused)
+from hf_check import (LOGITS_TOL, check_decoder_steps, check_round_trip, conversion_tests, edit_errors, ids_of,
+                      randomize, refused)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -48,6 +48,11 @@ def zamba_model(**options):
     return model
 
 
+(converted, test_logits_match_transformers, _,
+ test_greedy_decoding_matches_generate) = conversion_tests("hf_zamba", VARIANTS, zamba_model, V, T, torch,
+                                                          decoder_steps=False)
+
+
 def share_blocks(model):
     """Untied embeddings leave transformers' hybrid layers with a shared_transf each (it ties them only with
     tie_word_embeddings): give them the first one's weights, which is what a Zamba is."""
@@ -57,31 +62,11 @@ def share_blocks(model):
             layer.shared_transf.load_state_dict(hybrid[0].shared_transf.state_dict())
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """{variant: (transformers model, its folder, the converted checkpoint)}"""
-    return convert_variants(tmp_path_factory.mktemp("hf_zamba"), VARIANTS, zamba_model)
-
-
 def test_layer_types(converted):
     """The hybrid layers are "X" (the shared block's call fused with the Mamba after it), the others "M"."""
     patterns = {name: load_model(ckpt, None, need_vocab=False)[0].config["pattern"]
                 for name, (_, _, ckpt) in converted.items()}
     assert patterns == {"zamba": "MXMXX", "zamba-default-types": "MMXMXM", "zamba-one-head": "XMX"}
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_logits_match_transformers(converted, variant, npb, cb, rng):
-    model, _, ckpt = converted[variant]
-    print(variant, check_logits(model, ckpt, (npb, cb), ids_of(rng, V, (2, T)), torch))
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_greedy_decoding_matches_generate(converted, variant, cb, rng):
-    """The C decoder against generate with transformers' hybrid cache (each hybrid layer's KV cache, every
-    layer's Mamba conv/SSM states)."""
-    model, _, ckpt = converted[variant]
-    check_greedy(model, ckpt, cb, ids_of(rng, V, 5), 16, torch)
 
 
 def test_decoder_steps_match_the_forward(converted, cb, rng):
