@@ -45,12 +45,11 @@ static inline int hr_num_threads(void) {
 
 /* HR_PARALLEL_FOR(worth, for-statement): the loop shared by the OpenMP team (schedule static) when `worth`
  * holds (typically: its work is at least HR_PARALLEL_MIN elements) and more than one thread is allowed;
- * otherwise the same loop run plainly, outside any parallel region. Entering a region costs ~0.3 µs of
- * CPU and a futex syscall even for a team of one, and an `if` clause does not avoid it (libgomp still
- * builds the team): a one-token decode step calls ~70 small kernels, so that was ~20 µs of a ~140 µs
- * step on the 1.2 M presets (benchmarks/profile_decode.py). Below HR_PARALLEL_MIN elements a second
- * thread does not pay for its wake-up. The loop's iterations must be independent (each writes its own
- * outputs), as for `omp for`. */
+ * otherwise the same loop run plainly, outside any parallel region. libgomp builds a team and makes a
+ * futex syscall for every region, even a team of one, and an `if` clause does not avoid it; a one-token
+ * decode step calls ~70 small kernels (benchmarks/profile_decode.py: the 13 norms of a step took 5.8 µs
+ * in regions, 0.8 µs without). Below HR_PARALLEL_MIN elements a second thread does not pay for its
+ * wake-up. The loop's iterations must be independent (each writes its own outputs), as for `omp for`. */
 #define HR_PARALLEL_MIN 16384
 #ifdef _OPENMP
 #define HR_PARALLEL_FOR(worth, ...)                                                     \

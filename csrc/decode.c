@@ -43,7 +43,8 @@
 #include "decode.h"
 #include "moe_step.h"
 
-enum { DEC_HEADER = 6, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16, DEC_GEMV_ROWS = 4 };
+enum { DEC_HEADER = 6, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16, DEC_GEMV_ROWS = 4,
+       DEC_GEMV_CACHED_BYTES = 1 << 18 };
 enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED, H_WTYPES };                       /* cfg header */
 enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE, L_MOE };        /* per-layer ints */
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
@@ -104,28 +105,18 @@ static inline hr_vec dec_wload(const void *w, int dtype, size_t n, int K, int k,
 
 /* y[m, n0:n0+R] = x[m] · w[n0:n0+R]ᵀ + b for R consecutive weight rows: R·2 independent FMA chains, so the
  * core overlaps the rows' loads, FMAs and horizontal sums instead of waiting on one row's chain. Each row's
- * sum is formed in the same order at every R: over blocks of 2·HR_VW columns, one accumulator takes the
- * block's first half and the other its second half, or, for bfloat16 weights, the even- and the
- * odd-indexed columns (hr_vload_bf16_pairs widens a block that way without a lane shuffle; x is split the
- * same way, once per block for the R rows); the tail past the last block goes to the first. */
+ * sum is formed in the same order at every R (two accumulators over alternate vectors, then their sum),
+ * so a bfloat16 matrix gives the float32 result of its widened values, bit for bit. */
 static inline __attribute__((always_inline)) void dec_gemv_rows(const float *xr, const void *w, int dtype,
                                                                const float *b, float *yr, int K, int n0, int R) {
     hr_vec acc0[DEC_GEMV_ROWS], acc1[DEC_GEMV_ROWS];
     for (int r = 0; r < R; r++) acc0[r] = acc1[r] = hr_vzero();
     int k = 0;
     for (; k + 2 * HR_VW <= K; k += 2 * HR_VW) {
-        hr_vec x0, x1, w0, w1;
-        if (dtype == DEC_BF16) hr_vload_pairs(xr + k, &x0, &x1);
-        else x0 = hr_vload(xr + k, HR_VW), x1 = hr_vload(xr + k + HR_VW, HR_VW);
+        hr_vec x0 = hr_vload(xr + k, HR_VW), x1 = hr_vload(xr + k + HR_VW, HR_VW);
         for (int r = 0; r < R; r++) {
-            if (dtype == DEC_BF16) {
-                hr_vload_bf16_pairs((const uint16_t *)w + (size_t)(n0 + r) * K + k, &w0, &w1);
-            } else {
-                w0 = dec_wload(w, dtype, n0 + r, K, k, HR_VW);
-                w1 = dec_wload(w, dtype, n0 + r, K, k + HR_VW, HR_VW);
-            }
-            acc0[r] = hr_vfma(w0, x0, acc0[r]);
-            acc1[r] = hr_vfma(w1, x1, acc1[r]);
+            acc0[r] = hr_vfma(dec_wload(w, dtype, n0 + r, K, k, HR_VW), x0, acc0[r]);
+            acc1[r] = hr_vfma(dec_wload(w, dtype, n0 + r, K, k + HR_VW, HR_VW), x1, acc1[r]);
         }
     }
     for (; k < K; k += HR_VW) {
@@ -135,23 +126,32 @@ static inline __attribute__((always_inline)) void dec_gemv_rows(const float *xr,
     for (int r = 0; r < R; r++) yr[n0 + r] = hr_vhsum(hr_vadd(acc0[r], acc1[r])) + (b ? b[n0 + r] : 0.0f);
 }
 
-/* Block blk of DEC_GEMV_ROWS weight rows for the M rows of x (the tail block holds the rest) */
+/* Rows n0 .. n0+R-1 of w for the M rows of x, R a constant where it is one (so dec_gemv_rows unrolls) */
 static inline __attribute__((always_inline)) void dec_gemv_block(const float *x, const void *w, int dtype,
-                                                                const float *b, float *y, int M, int K, int N, int blk) {
-    int n0 = blk * DEC_GEMV_ROWS, R = HR_MIN(DEC_GEMV_ROWS, N - n0);
+                                                                const float *b, float *y, int M, int K, int N, int n0,
+                                                                int R) {
     for (int m = 0; m < M; m++) {
-        if (R == DEC_GEMV_ROWS) dec_gemv_rows(x + (size_t)m * K, w, dtype, b, y + (size_t)m * N, K, n0, DEC_GEMV_ROWS);
-        else dec_gemv_rows(x + (size_t)m * K, w, dtype, b, y + (size_t)m * N, K, n0, R);
+        const float *xr = x + (size_t)m * K;
+        float *yr = y + (size_t)m * N;
+        if (R == DEC_GEMV_ROWS) dec_gemv_rows(xr, w, dtype, b, yr, K, n0, DEC_GEMV_ROWS);
+        else if (R == 1) dec_gemv_rows(xr, w, dtype, b, yr, K, n0, 1);
+        else dec_gemv_rows(xr, w, dtype, b, yr, K, n0, R);
     }
 }
 
-/* The GEMV y = x wᵀ + b of hr_dec_linear, each block of DEC_GEMV_ROWS weight rows read once for the M rows
- * of x. Always inlined with a constant dtype, so each element type gets its own loop without a branch in
- * it. */
+/* The GEMV y = x wᵀ + b of hr_dec_linear, each block of weight rows read once for the M rows of x. Always
+ * inlined with a constant dtype, so each element type gets its own loop without a branch in it. Blocks of
+ * DEC_GEMV_ROWS rows walk that many row streams side by side, which pays while the matrix comes from the
+ * caches (the 1.2 M presets' matrices, at most 256 KiB); a larger matrix is read one row after another:
+ * from DRAM the interleaved streams defeat the prefetcher (the 130 M shapes of
+ * benchmarks/bench_decode_large.py ran at about half speed with them). */
 static inline __attribute__((always_inline)) void dec_gemv(const float *x, const void *w, int dtype, const float *b,
                                                           float *y, int M, int K, int N) {
-    int blocks = (N + DEC_GEMV_ROWS - 1) / DEC_GEMV_ROWS;
-    HR_PARALLEL_FOR((long)N * K >= HR_PARALLEL_MIN, for (int blk = 0; blk < blocks; blk++) dec_gemv_block(x, w, dtype, b, y, M, K, N, blk););
+    size_t bytes = (size_t)N * K * (dtype == DEC_BF16 ? 2 : 4);
+    int R = bytes > DEC_GEMV_CACHED_BYTES ? 1 : DEC_GEMV_ROWS, blocks = (N + R - 1) / R;
+    HR_PARALLEL_FOR((long)N * K >= HR_PARALLEL_MIN,
+        for (int blk = 0; blk < blocks; blk++) dec_gemv_block(x, w, dtype, b, y, M, K, N, blk * R,
+                                                              HR_MIN(R, N - blk * R)););
 }
 
 int hr_dec_linear(const float *x, dec_matrix w, const float *b, float *y, int M, int K, int N) {

@@ -32,21 +32,6 @@ static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
     __m256i h = n >= HR_VW ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(hr_vlanes(n), p);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-/* 2·HR_VW floats from p split into the even- and the odd-indexed ones, in order */
-static inline void hr_vload_pairs(const float *p, hr_vec *even, hr_vec *odd) {
-    __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + 16);
-    __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    *even = _mm512_permutex2var_ps(a, ie, b);
-    *odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b);
-}
-/* 2·HR_VW bfloat16 from p, widened and split as hr_vload_pairs: a 32-bit word holds an even-indexed value
- * in its low half (shifted up) and an odd-indexed one in its high half (low half masked off), so one load
- * and one integer operation give each vector, with no widening shuffle */
-static inline void hr_vload_bf16_pairs(const uint16_t *p, hr_vec *even, hr_vec *odd) {
-    __m512i v = _mm512_loadu_si512(p);
-    *even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-    *odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
-}
 static inline void hr_vstore(float *p, hr_vec v, int n) {
     if (n >= HR_VW) _mm512_storeu_ps(p, v);
     else _mm512_mask_storeu_ps(p, hr_vlanes(n), v);
@@ -95,18 +80,6 @@ static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
     }
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-static inline void hr_vload_pairs(const float *p, hr_vec *even, hr_vec *odd) {
-    __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8); /* in-lane shuffles, then the 64-bit halves in order */
-    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
-                                                   _MM_SHUFFLE(3, 1, 2, 0)));
-    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))),
-                                                  _MM_SHUFFLE(3, 1, 2, 0)));
-}
-static inline void hr_vload_bf16_pairs(const uint16_t *p, hr_vec *even, hr_vec *odd) {
-    __m256i v = _mm256_loadu_si256((const __m256i *)p);
-    *even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-    *odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)));
-}
 static inline void hr_vstore(float *p, hr_vec v, int n) {
     if (n >= HR_VW) _mm256_storeu_ps(p, v);
     else _mm256_maskstore_ps(p, hr_vlanes(n), v);
@@ -138,14 +111,6 @@ static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
     union { uint32_t u; float f; } v = {(uint32_t)*p << 16};
     (void)n;
     return v.f;
-}
-static inline void hr_vload_pairs(const float *p, hr_vec *even, hr_vec *odd) {
-    *even = p[0];
-    *odd = p[1];
-}
-static inline void hr_vload_bf16_pairs(const uint16_t *p, hr_vec *even, hr_vec *odd) {
-    *even = hr_vload_bf16(p, 1);
-    *odd = hr_vload_bf16(p + 1, 1);
 }
 static inline void hr_vstore(float *p, hr_vec v, int n) { (void)n; *p = v; }
 static inline hr_vec hr_vset1(float a) { return a; }
