@@ -6,6 +6,7 @@ Tolerance of the logits: 1e-4 relative (norm-wise), as tests/test_convert_hf.py:
 in float32 from the same float32 weights in different orders; the differences measured are ~1e-6.
 """
 import math
+import re
 
 import numpy as np
 import pytest
@@ -86,6 +87,19 @@ def conversion_tests(tag, variants, build, vocab, T, torch, decoder_steps=True):
 
     return (converted, test_logits_match_transformers, test_decoder_steps_match_transformers if decoder_steps else None,
             test_greedy_decoding_matches_generate)
+
+
+def refusal_test(cases, variant):
+    """The test that each of `cases` ({name: (edit of config.json, regex of the message)}) applied to the
+    converted `variant`'s folder is refused with a message naming what is unsupported; for the module to
+    bind as test_unsupported_configs_are_refused_by_name (its `converted` fixture is conversion_tests')."""
+    @pytest.mark.parametrize("case", list(cases))
+    def test_unsupported_configs_are_refused_by_name(converted, case, tmp_path):
+        edit, message = cases[case]
+        output = refused(converted[variant][1], tmp_path, edit)
+        assert re.search(message, output), output
+
+    return test_unsupported_configs_are_refused_by_name
 
 
 def hf_logits(model, ids, torch):

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from click.testing import CliRunner
-from hf_check import (LOGITS_TOL, conversion_tests, hf_logits, ids_of, randomize, refused)
+from hf_check import (LOGITS_TOL, conversion_tests, hf_logits, ids_of, randomize, refusal_test)
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
@@ -117,11 +117,7 @@ REFUSED = {
 }
 
 
-@pytest.mark.parametrize("case", REFUSED)
-def test_unsupported_configs_are_refused_by_name(converted, case, tmp_path):
-    edit, message = REFUSED[case]
-    output = refused(converted["untied"][1], tmp_path, edit)
-    assert re.search(message, output), output
+test_unsupported_configs_are_refused_by_name = refusal_test(REFUSED, "untied")
 
 
 def test_other_architectures_refuse_the_wider_options(tmp_path):

@@ -5,7 +5,7 @@ logits on the NumPy and C backends, the C decoder's logits at every step and its
 transformers' own (tolerance: tests/hf_check.py); the round trip back; the configs refused by name."""
 import pytest
 
-from hf_check import (check_round_trip, conversion_tests, ids_of, randomize, refused)
+from hf_check import (check_round_trip, conversion_tests, ids_of, randomize, refusal_test)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -61,12 +61,7 @@ REFUSED = {
 }
 
 
-@pytest.mark.parametrize("case", REFUSED)
-def test_unsupported_configs_are_refused_by_name(converted, case, tmp_path):
-    import re
-    edit, message = REFUSED[case]
-    output = refused(converted["untied"][1], tmp_path, edit)
-    assert re.search(message, output), output
+test_unsupported_configs_are_refused_by_name = refusal_test(REFUSED, "untied")
 
 
 def test_default_time_step_limit_is_accepted_as_saved(converted, tmp_path):

@@ -4,11 +4,9 @@ attention with a window of 5 keys passed within the 11-token test sequences and 
 lru_width unlike hidden_size, a soft cap close to the logits' size so that the cap matters), tied and
 untied; logits on the NumPy and C backends, the C decoder's logits at every step and its greedy tokens
 equal to transformers' (tolerance: tests/hf_check.py); the round trip back; the configs refused by name."""
-import re
-
 import pytest
 
-from hf_check import (LOGITS_TOL, check_round_trip, conversion_tests, hf_logits, ids_of, randomize, refused)
+from hf_check import (LOGITS_TOL, check_round_trip, conversion_tests, hf_logits, ids_of, randomize, refusal_test)
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
@@ -91,8 +89,4 @@ REFUSED = {
 }
 
 
-@pytest.mark.parametrize("case", REFUSED)
-def test_unsupported_configs_are_refused_by_name(converted, case, tmp_path):
-    edit, message = REFUSED[case]
-    output = refused(converted["tied"][1], tmp_path, edit)
-    assert re.search(message, output), output
+test_unsupported_configs_are_refused_by_name = refusal_test(REFUSED, "tied")
