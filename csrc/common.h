@@ -27,6 +27,7 @@
 #define HR_OK 0
 #define HR_ENOMEM 1
 #define HR_ENONFINITE 2 /* sampling met a non-finite logit (sample.c) */
+#define HR_ELAYOUT 3    /* the decoder met a weight matrix that is not in its panel layout (decode_mixer.h) */
 
 static inline void *hr_alloc(size_t bytes) {
     void *p = NULL;

@@ -26,9 +26,10 @@
  * one) crosses layers in a step.
  *
  * Every piece reuses the training kernels (norms, activations, embedding, and in the mixers conv1d,
- * the scan at T = 1, rope); the products of a few rows by a weight matrix are a GEMV that reads each
- * weight row once for all streams (hr_gemm would pack the whole matrix per call), switching to
- * hr_gemm from DEC_GEMM_ROWS streams. */
+ * the scan at T = 1, rope). The weight matrices are stored in the decoder's panel layout
+ * (decode_mixer.h), built once with the decoder: the products of a few rows by a matrix are a GEMV that
+ * streams each panel once for all streams, and from DEC_GEMM_ROWS streams hr_gemm_panels reads the
+ * panels in place (no packing per step). */
 #include <string.h>
 #include <time.h>
 #include "common.h"
@@ -36,15 +37,14 @@
 #include "activations.h"
 #include "conv1d.h"
 #include "embedding.h"
-#include "linear.h"
+#include "gemm.h"
 #include "norms.h"
 #include "decode_mixer.h"
 #include "sample.h"
 #include "decode.h"
 #include "moe_step.h"
 
-enum { DEC_HEADER = 6, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16, DEC_GEMV_ROWS = 4,
-       DEC_GEMV_CACHED_BYTES = 1 << 18 };
+enum { DEC_HEADER = 6, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
 enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED, H_WTYPES };                       /* cfg header */
 enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE, L_MOE };        /* per-layer ints */
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
@@ -96,74 +96,80 @@ int hr_decode_kind(const char *name) {
     return -1;
 }
 
-/* n live weights of row n of w from column k on, as float32: a bfloat16 weight is widened exactly (a 16-bit
- * shift), so the products below are float32 FMAs on the weights' values either way */
-static inline hr_vec dec_wload(const void *w, int dtype, size_t n, int K, int k, int live) {
-    if (dtype == DEC_BF16) return hr_vload_bf16((const uint16_t *)w + n * K + k, live);
-    return hr_vload((const float *)w + n * K + k, live);
-}
-
-/* y[m, n0:n0+R] = x[m] · w[n0:n0+R]ᵀ + b for R consecutive weight rows: R·2 independent FMA chains, so the
- * core overlaps the rows' loads, FMAs and horizontal sums instead of waiting on one row's chain. Each row's
- * sum is formed in the same order at every R (two accumulators over alternate vectors, then their sum),
- * so a bfloat16 matrix gives the float32 result of its widened values, bit for bit. */
-static inline __attribute__((always_inline)) void dec_gemv_rows(const float *xr, const void *w, int dtype,
-                                                               const float *b, float *yr, int K, int n0, int R) {
-    hr_vec acc0[DEC_GEMV_ROWS], acc1[DEC_GEMV_ROWS];
-    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = hr_vzero();
-    int k = 0;
-    for (; k + 2 * HR_VW <= K; k += 2 * HR_VW) {
-        hr_vec x0 = hr_vload(xr + k, HR_VW), x1 = hr_vload(xr + k + HR_VW, HR_VW);
-        for (int r = 0; r < R; r++) {
-            acc0[r] = hr_vfma(dec_wload(w, dtype, n0 + r, K, k, HR_VW), x0, acc0[r]);
-            acc1[r] = hr_vfma(dec_wload(w, dtype, n0 + r, K, k + HR_VW, HR_VW), x1, acc1[r]);
+/* yr[0:live] = xr · panel + b for one panel (K, NV·HR_VW) of a matrix in panel layout (decode_mixer.h): per
+ * k, one broadcast of xr[k] and NV FMAs, each into its own accumulator (8 independent chains in a full panel,
+ * enough to keep both FMA pipes busy), the panel read front to back. A bfloat16 panel row widens with two
+ * bit operations per pair of vectors, so its sums are the float32 ones of the rounded weights. */
+static inline __attribute__((always_inline)) void dec_gemv_panel(const float *xr, const void *panel, int bf16,
+                                                                const float *b, float *yr, int K, int live, int NV) {
+    hr_vec acc[DEC_PANEL / HR_VW];
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) acc[v] = hr_vzero();
+    for (int k = 0; k < K; k++) {
+        hr_vec xk = hr_vset1(xr[k]);
+        if (bf16) {
+            const uint16_t *row = (const uint16_t *)panel + (size_t)k * NV * HR_VW;
+            #pragma GCC unroll 4
+            for (int v = 0; v < NV; v += 2) {
+                hr_vec lo, hi;
+                hr_vload_bf16_pair(row + v * HR_VW, &lo, &hi);
+                acc[v] = hr_vfma(lo, xk, acc[v]);
+                acc[v + 1] = hr_vfma(hi, xk, acc[v + 1]);
+            }
+        } else {
+            const float *row = (const float *)panel + (size_t)k * NV * HR_VW;
+            #pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) acc[v] = hr_vfma(hr_vload(row + v * HR_VW, HR_VW), xk, acc[v]);
         }
     }
-    for (; k < K; k += HR_VW) {
-        hr_vec x0 = hr_vload(xr + k, K - k);
-        for (int r = 0; r < R; r++) acc0[r] = hr_vfma(dec_wload(w, dtype, n0 + r, K, k, K - k), x0, acc0[r]);
-    }
-    for (int r = 0; r < R; r++) yr[n0 + r] = hr_vhsum(hr_vadd(acc0[r], acc1[r])) + (b ? b[n0 + r] : 0.0f);
-}
-
-/* Rows n0 .. n0+R-1 of w for the M rows of x, R a constant where it is one (so dec_gemv_rows unrolls) */
-static inline __attribute__((always_inline)) void dec_gemv_block(const float *x, const void *w, int dtype,
-                                                                const float *b, float *y, int M, int K, int N, int n0,
-                                                                int R) {
-    for (int m = 0; m < M; m++) {
-        const float *xr = x + (size_t)m * K;
-        float *yr = y + (size_t)m * N;
-        if (R == DEC_GEMV_ROWS) dec_gemv_rows(xr, w, dtype, b, yr, K, n0, DEC_GEMV_ROWS);
-        else if (R == 1) dec_gemv_rows(xr, w, dtype, b, yr, K, n0, 1);
-        else dec_gemv_rows(xr, w, dtype, b, yr, K, n0, R);
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        int n = HR_MIN(HR_VW, live - v * HR_VW);
+        if (n <= 0) break;
+        hr_vstore(yr + v * HR_VW, b ? hr_vadd(acc[v], hr_vload(b + v * HR_VW, n)) : acc[v], n);
     }
 }
 
-/* The GEMV y = x wᵀ + b of hr_dec_linear, each block of weight rows read once for the M rows of x. Always
- * inlined with a constant dtype, so each element type gets its own loop without a branch in it. Blocks of
- * DEC_GEMV_ROWS rows walk that many row streams side by side, which pays while the matrix comes from the
- * caches (the 1.2 M presets' matrices, at most 256 KiB); a larger matrix is read one row after another:
- * from DRAM the interleaved streams defeat the prefetcher (the 130 M shapes of
- * benchmarks/bench_decode_large.py ran at about half speed with them). */
-static inline __attribute__((always_inline)) void dec_gemv(const float *x, const void *w, int dtype, const float *b,
+/* The GEMV y = x wᵀ + b of hr_dec_linear over the panels of w, each panel read for the M rows of x in turn
+ * (a panel of K ≤ 512 rows is at most 256 KiB, so the later rows find it in L2). Always inlined with a
+ * constant element type, so each type gets its own loops without a branch in them; the panel's width
+ * (a whole panel, or a narrower last one: an even number of vectors) is a constant in each call below. */
+static inline __attribute__((always_inline)) void dec_gemv(const float *x, const void *w, int bf16, const float *b,
                                                           float *y, int M, int K, int N) {
-    size_t bytes = (size_t)N * K * (dtype == DEC_BF16 ? 2 : 4);
-    int R = bytes > DEC_GEMV_CACHED_BYTES ? 1 : DEC_GEMV_ROWS, blocks = (N + R - 1) / R;
+    int panels = (N + DEC_PANEL - 1) / DEC_PANEL;
+    size_t esize = bf16 ? sizeof(uint16_t) : sizeof(float);
     HR_PARALLEL_FOR((long)N * K >= HR_PARALLEL_MIN,
-        for (int blk = 0; blk < blocks; blk++) dec_gemv_block(x, w, dtype, b, y, M, K, N, blk * R,
-                                                              HR_MIN(R, N - blk * R)););
+        for (int p = 0; p < panels; p++) {
+            int n0 = p * DEC_PANEL, live = HR_MIN(DEC_PANEL, N - n0);
+            int nv = (int)(hr_dec_panel_elems(live, 1) / HR_VW);
+            const char *panel = (const char *)w + (size_t)n0 * K * esize;
+            for (int m = 0; m < M; m++) {
+                const float *xr = x + (size_t)m * K, *bp = b ? b + n0 : NULL;
+                float *yr = y + (size_t)m * N + n0;
+                if (nv == 8) dec_gemv_panel(xr, panel, bf16, bp, yr, K, live, 8);
+                else if (nv == 6) dec_gemv_panel(xr, panel, bf16, bp, yr, K, live, 6);
+                else if (nv == 4) dec_gemv_panel(xr, panel, bf16, bp, yr, K, live, 4);
+                else dec_gemv_panel(xr, panel, bf16, bp, yr, K, live, 2);
+            }
+        });
+}
+
+int hr_dec_panel_width(int *unit) {
+    *unit = DEC_PANEL_UNIT;
+    return DEC_PANEL;
 }
 
 int hr_dec_linear(const float *x, dec_matrix w, const float *b, float *y, int M, int K, int N) {
-    if (w.dtype == DEC_BF16) dec_gemv(x, w.data, DEC_BF16, b, y, M, K, N);  /* no bfloat16 GEMM: the GEMV at any M */
-    else if (M >= DEC_GEMM_ROWS) return hr_linear_forward(x, w.data, b, y, M, K, N);
-    else dec_gemv(x, w.data, DEC_F32, b, y, M, K, N);
+    if (!(w.dtype & DEC_PANELS)) return HR_ELAYOUT;
+    if (w.dtype & DEC_BF16) dec_gemv(x, w.data, 1, b, y, M, K, N);  /* no bfloat16 GEMM: the GEMV at any M */
+    else if (M >= DEC_GEMM_ROWS) return hr_gemm_panels(M, N, K, x, K, w.data, DEC_PANEL, DEC_PANEL_UNIT, b, y, N);
+    else dec_gemv(x, w.data, 0, b, y, M, K, N);
     return HR_OK;
 }
 
 /* x (B,D) = table[ids]: a float32 table's rows copied (hr_embedding_forward), a bfloat16 table's widened */
 static void dec_embed(const int64_t *ids, dec_matrix table, float *x, int B, int D) {
-    if (table.dtype != DEC_BF16) {
+    if (!(table.dtype & DEC_BF16)) {
         hr_embedding_forward(ids, table.data, x, B, D);
         return;
     }

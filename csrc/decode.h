@@ -1,6 +1,6 @@
 /* One token for B streams, stream b at position pos[b], through a whole language model described by
  * cfg / fcfg / w / state (see decode.c), advancing the per-layer states; ids (B,) -> logits (B,V).
- * Return HR_OK or HR_ENOMEM. */
+ * Return HR_OK, HR_ENOMEM or HR_ELAYOUT (a weight matrix not in panel layout). */
 int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, float *const *state, const int64_t *ids, float *logits, int B, const int *pos);
 /* The index of the mixer kind `name` in the decoder's table (the kind an hr_decode_step record gives), or -1. */
 int hr_decode_kind(const char *name);
@@ -14,3 +14,6 @@ int hr_decode_profile(double *seconds);
 int hr_generate(const int *cfg, const float *fcfg, const float *const *w, float *const *state, float *logits, int B,
                 const int *pos, int n, int final, double temperature, int top_k, double top_p, uint64_t seed,
                 int64_t *tokens);
+/* The width of the decoder's weight panels in this build (decode_mixer.h: DEC_PANEL columns, 8 vectors);
+ * *unit: what the width of a matrix's last panel is rounded up to (DEC_PANEL_UNIT). */
+int hr_dec_panel_width(int *unit);

@@ -8,13 +8,33 @@
 #ifndef HR_DECODE_MIXER_H
 #define HR_DECODE_MIXER_H
 #include "common.h"
+#include "simd.h"
 
-/* The element type of a weight matrix: the decoder's `weights` option (backends/c/decode.py) stores the
- * matrices of its Linear layers and its embedding in bfloat16 (DEC_BF16: the top 16 bits of a float32,
- * rounded to nearest even) to halve the bytes a step reads; every other weight is float32. */
-enum { DEC_F32, DEC_BF16 };
+/* The element type and layout of a weight pointer (backends/c/decode.py sets one per pointer): DEC_BF16
+ * marks bfloat16 elements (the top 16 bits of a float32, rounded to nearest even: the decoder's
+ * `weights="bf16"` option, which halves the bytes a step reads), DEC_PANELS a matrix in the panel layout
+ * below; a pointer with neither flag is plain float32 (norm weights, biases, conv taps, states' inputs).
+ *
+ * The panel layout of a weight matrix w (N,K), in which the decoder stores every matrix it multiplies:
+ * column panels of P = DEC_PANEL output rows, panel p = w[p·P : (p+1)·P]ᵀ as a (K, width) row-major block,
+ * the panels one after another; every panel is P wide but the last, whose width is its rows rounded up to
+ * DEC_PANEL_UNIT (zero past row N), so that a matrix of few rows (Mamba's x_proj, a small head) is not
+ * padded to a whole panel. A matrix takes hr_dec_panel_elems(N, K) elements. A GEMV (hr_dec_linear) then reads each panel once, front to
+ * back (one stream the prefetcher follows, from the caches or from DRAM), into P/HR_VW vector
+ * accumulators with no horizontal sum; a GEMM (hr_gemm_panels) reads it in place, without packing. Each
+ * output's sum runs over k in order. A stacked matrix (G,N,K) is G such matrices one after another
+ * (hr_dec_block). In bfloat16 each group of 2·HR_VW columns of a panel row is stored interleaved, column
+ * j at 2j and column HR_VW + j at 2j + 1, so that one load and two bit operations widen it
+ * (hr_vload_bf16_pair); the sums are those of the float32 panels of the rounded weights, bit for bit. */
+enum { DEC_F32 = 0, DEC_BF16 = 1, DEC_PANELS = 2 };
+#define DEC_PANEL (8 * HR_VW)
+#define DEC_PANEL_UNIT (HR_VW > 4 ? 2 * HR_VW : 8) /* the GEMM's tile width (hr_gemm_panels checks) */
 
-/* A weight matrix (N,K), row-major, of element type `dtype`, as the GEMV hr_dec_linear reads it. */
+static inline size_t hr_dec_panel_elems(int N, int K) {
+    return (size_t)((N + DEC_PANEL_UNIT - 1) / DEC_PANEL_UNIT * DEC_PANEL_UNIT) * K;
+}
+
+/* A weight matrix (N,K) of type `dtype` (DEC_F32 or DEC_BF16, with DEC_PANELS), as hr_dec_linear reads it. */
 typedef struct {
     const void *data;
     int dtype;
@@ -39,9 +59,10 @@ static inline dec_matrix hr_dec_w(const dec_layer *layer, int i) {
     return hr_dec_slot(layer->w, layer->wtype, i);
 }
 
-/* m from its element `offset` on (the rows of one block or expert of a stacked matrix) */
-static inline dec_matrix hr_dec_offset(dec_matrix m, size_t offset) {
-    m.data = (const char *)m.data + offset * (m.dtype == DEC_BF16 ? sizeof(uint16_t) : sizeof(float));
+/* block g of a stacked matrix m (G,N,K) in panel layout: the matrix (N,K) of one head, block or expert */
+static inline dec_matrix hr_dec_block(dec_matrix m, int g, int N, int K) {
+    size_t elems = (size_t)g * hr_dec_panel_elems(N, K);
+    m.data = (const char *)m.data + elems * (m.dtype & DEC_BF16 ? sizeof(uint16_t) : sizeof(float));
     return m;
 }
 
@@ -57,8 +78,9 @@ static inline dec_matrix hr_dec_offset(dec_matrix m, size_t offset) {
 HR_DECODE_KINDS(HR_DECODE_DECLARE)
 #undef HR_DECODE_DECLARE
 
-/* y = x wᵀ + b: x (M,K), w (N,K) float32 or bfloat16, b (N,) or NULL -> y (M,N), in float32; a GEMV below
- * DEC_GEMM_ROWS rows of float32 weights (hr_gemm from there), at every M for bfloat16 weights. */
+/* y = x wᵀ + b: x (M,K), w (N,K) float32 or bfloat16 in panel layout, b (N,) or NULL -> y (M,N), in float32;
+ * a GEMV below DEC_GEMM_ROWS rows of float32 weights (hr_gemm_panels from there), at every M for bfloat16
+ * weights. HR_ELAYOUT when w is not in panel layout. */
 int hr_dec_linear(const float *x, dec_matrix w, const float *b, float *y, int M, int K, int N);
 /* One token of a depthwise causal conv whose state `conv` (B, W−1, C) holds the previous W−1 inputs:
  * y = conv1d(concat(conv, x)) for x (B, C) -> y (B, C), then conv <- its last W−1 rows (x appended). */

@@ -40,7 +40,7 @@ static int mb_head_step(const dec_layer *layer, const float *x, float *y, float 
     float *ssm = layer->state[MB_SSM];
     float *dbc = work, *dt = dbc + (size_t)B * E, *Bm = dt + (size_t)B * R, *Cm = Bm + (size_t)B * N,
           *rstd = Cm + (size_t)B * N, *delta = rstd + B;
-    int st = hr_dec_linear(x, hr_dec_offset(hr_dec_w(layer, MB_XPROJ_W), (size_t)h * E * Dh), NULL, dbc, B, Dh, E);
+    int st = hr_dec_linear(x, hr_dec_block(hr_dec_w(layer, MB_XPROJ_W), h, E, Dh), NULL, dbc, B, Dh, E);
     if (st != HR_OK) return st;
     hr_dec_cols(dt, dbc, B, E, 0, R); /* dbc = [dt | B | C] */
     hr_dec_cols(Bm, dbc, B, E, R, N);
@@ -51,7 +51,7 @@ static int mb_head_step(const dec_layer *layer, const float *x, float *y, float 
         hr_rmsnorm_forward(Bm, w[MB_B_NORM_W], Bm, rstd, B, N, eps);
         hr_rmsnorm_forward(Cm, w[MB_C_NORM_W], Cm, rstd, B, N, eps);
     }
-    st = hr_dec_linear(dt, hr_dec_offset(hr_dec_w(layer, MB_DTPROJ_W), (size_t)h * Dh * R), w[MB_DTPROJ_B] + h * Dh,
+    st = hr_dec_linear(dt, hr_dec_block(hr_dec_w(layer, MB_DTPROJ_W), h, Dh, R), w[MB_DTPROJ_B] + h * Dh,
                        delta, B, R, Dh);
     if (st != HR_OK) return st;
     hr_softplus_forward(delta, delta, (long)B * Dh);

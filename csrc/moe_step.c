@@ -39,8 +39,8 @@ int hr_moe_step(const int *rec, const float *const *w, const int *wtype, float *
     for (int e = 0; e < E && st == HR_OK; e++) {
         const int n = (int)(offsets[e + 1] - offsets[e]);
         if (n == 0) continue;
-        dec_matrix fc_w = hr_dec_offset(hr_dec_slot(mw, mt, MS_FC_W), (size_t)e * F * D);
-        dec_matrix proj_w = hr_dec_offset(hr_dec_slot(mw, mt, MS_PROJ_W), (size_t)e * D * hidden);
+        dec_matrix fc_w = hr_dec_block(hr_dec_slot(mw, mt, MS_FC_W), e, F, D);
+        dec_matrix proj_w = hr_dec_block(hr_dec_slot(mw, mt, MS_PROJ_W), e, D, hidden);
         const float *fc_b = mw[MS_FC_B] ? mw[MS_FC_B] + (size_t)e * F : NULL;
         const float *proj_b = mw[MS_PROJ_B] ? mw[MS_PROJ_B] + (size_t)e * D : NULL;
         st = hr_dec_mlp(rec[MS_KIND], fc_w, fc_b, proj_w, proj_b, xs + offsets[e] * D, fc, act, n, D, hidden);

@@ -33,7 +33,7 @@ static int rs_block_diagonal(const float *x, dec_matrix w, const float *b, float
     int P = C / H;
     for (int hd = 0; hd < H; hd++) {
         hr_dec_cols(bin, x, B, C, hd * P, P);
-        int st = hr_dec_linear(bin, hr_dec_offset(w, (size_t)hd * P * P), b + (size_t)hd * P, bout, B, P, P);
+        int st = hr_dec_linear(bin, hr_dec_block(w, hd, P, P), b + (size_t)hd * P, bout, B, P, P);
         if (st != HR_OK) return st;
         for (int r = 0; r < B; r++)
             memcpy(g + (size_t)r * C + (size_t)hd * P, bout + (size_t)r * P, (size_t)P * sizeof(float));

@@ -32,6 +32,14 @@ static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
     __m256i h = n >= HR_VW ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(hr_vlanes(n), p);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
+/* 2·HR_VW bfloat16 stored interleaved (column j at 2j, column HR_VW + j at 2j + 1: the decoder's bfloat16
+ * panels, decode_mixer.h) -> *lo = columns 0 .. HR_VW−1 and *hi = columns HR_VW .. 2·HR_VW−1, widened
+ * exactly: an even element is the low half of its 32-bit lane (shifted up), an odd one the high half (kept) */
+static inline void hr_vload_bf16_pair(const uint16_t *p, hr_vec *lo, hr_vec *hi) {
+    __m512i v = _mm512_loadu_si512((const void *)p);
+    *lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    *hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
 static inline void hr_vstore(float *p, hr_vec v, int n) {
     if (n >= HR_VW) _mm512_storeu_ps(p, v);
     else _mm512_mask_storeu_ps(p, hr_vlanes(n), v);
@@ -80,6 +88,14 @@ static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
     }
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+/* 2·HR_VW bfloat16 stored interleaved (column j at 2j, column HR_VW + j at 2j + 1: the decoder's bfloat16
+ * panels, decode_mixer.h) -> *lo = columns 0 .. HR_VW−1 and *hi = columns HR_VW .. 2·HR_VW−1, widened
+ * exactly: an even element is the low half of its 32-bit lane (shifted up), an odd one the high half (kept) */
+static inline void hr_vload_bf16_pair(const uint16_t *p, hr_vec *lo, hr_vec *hi) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    *lo = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    *hi = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)));
+}
 static inline void hr_vstore(float *p, hr_vec v, int n) {
     if (n >= HR_VW) _mm256_storeu_ps(p, v);
     else _mm256_maskstore_ps(p, hr_vlanes(n), v);
@@ -111,6 +127,13 @@ static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
     union { uint32_t u; float f; } v = {(uint32_t)*p << 16};
     (void)n;
     return v.f;
+}
+/* 2·HR_VW bfloat16 stored interleaved (column j at 2j, column HR_VW + j at 2j + 1: the decoder's bfloat16
+ * panels, decode_mixer.h) -> *lo = columns 0 .. HR_VW−1 and *hi = columns HR_VW .. 2·HR_VW−1, widened
+ * exactly: an even element is the low half of its 32-bit lane (shifted up), an odd one the high half (kept) */
+static inline void hr_vload_bf16_pair(const uint16_t *p, hr_vec *lo, hr_vec *hi) {
+    *lo = hr_vload_bf16(p, 1);
+    *hi = hr_vload_bf16(p + 1, 1);
 }
 static inline void hr_vstore(float *p, hr_vec v, int n) { (void)n; *p = v; }
 static inline hr_vec hr_vset1(float a) { return a; }

@@ -13,6 +13,9 @@ from hybridref.limits import OVERSUBSCRIPTION, usable_cores
 from ..base import Backend, collect_ops, package_modules
 from . import decode, library
 
+# HR_ELAYOUT of csrc/common.h: the decoder met a weight matrix not in its panel layout
+LAYOUT = 3
+
 
 class CBackend(Backend):
     name = "c"
@@ -51,6 +54,10 @@ class CBackend(Backend):
         return self.ffi.NULL if arr is None else self.f32(arr)
 
     def raise_status(self, op, status):
+        if status == LAYOUT:
+            raise RuntimeError(f"{op}: a weight matrix reached the decoder's GEMV without its panel layout (status "
+                               f"{status}): its record must list it among the weights of a Linear layer "
+                               f"(backends/c/decode.py, _MATRIX_MODULES)")
         if status != 0:
             raise MemoryError(f"{op}: the C kernel could not allocate its scratch memory (status {status})")
 

@@ -21,14 +21,17 @@ from hybridref.layers.rglru import BlockDiagonalLinear
 from ..numpy.decode import Decoder as Reference
 from . import checks
 from .bfloat16 import to_bfloat16
+from .panels import to_panels
 
 # must match csrc/decode.c
 _HEADER, _LAYER_INTS, _BLOCK_W = 6, 8, 8
 _H_EMBED, _H_WTYPES = 4, 5  # header slots
-# the element types of the decoder's weights (DEC_F32, DEC_BF16 of csrc/decode_mixer.h), by `weights` option
+# the element types of the decoder's weights (DEC_F32, DEC_BF16 of csrc/decode_mixer.h), by `weights` option,
+# and the flag of a matrix in panel layout (DEC_PANELS)
 WEIGHTS = {"f32": 0, "bf16": 1}
+_PANELS = 2
 # the modules whose weight is a matrix the C steps read only through the GEMV hr_dec_linear (or, the
-# embedding, by rows): what weights="bf16" stores in bfloat16
+# embedding, by rows): what the decoder stores in panel layout, and weights="bf16" in bfloat16
 _MATRIX_MODULES = (Linear, GroupedLinear, BlockDiagonalLinear, Embedding)
 NONFINITE = 2  # HR_ENONFINITE of csrc/common.h: sampling met a non-finite logit
 # MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU, MLP_GATED_GELU_ERF: hybridref/layers/mlp.py
@@ -86,16 +89,18 @@ def _record_of(be, mixer, state, max_len, index, shared):
 class Decoder:
     """The streaming decoder of backends/numpy/decode.py, with each step one C call (hr_decode_step).
 
-    Weights are read in place, so updating them in place (training, load_state_dict) is seen by the
-    decoder, except what a mixer's record derives from them (Mamba's A = −exp(A_log)). The prefill is
-    the model's parallel forward on the C kernels.
+    The matrices of the model's Linear layers (every projection, the MLPs, the head; Mamba's x_proj and
+    dt_proj, RWKV-7's low-rank maps, the RG-LRU gates, MoE experts and router) are copied here into the
+    panel layout of csrc/decode_mixer.h (backends/c/panels.py), which the step's GEMV streams front to
+    back and its GEMM reads without packing; so later updates of those weights are not seen: build a new
+    decoder after training or load_state_dict. The other weights (the embedding table, norm weights,
+    biases, conv taps) are read in place, except what a mixer's record derives from them (Mamba's
+    A = −exp(A_log)). The prefill is the model's parallel forward on the C kernels.
 
-    weights="bf16" stores the matrices of the model's Linear layers (every projection, the MLPs, the
-    head; Mamba's x_proj and dt_proj, RWKV-7's low-rank maps, the RG-LRU gates, MoE experts and router)
-    and the embedding as bfloat16 copies, rounded to nearest even (backends/c/bfloat16.py): a step reads
-    half the bytes, and its arithmetic stays float32 on the rounded weights. Norm weights, biases, conv
-    taps, Mamba's A and D and the like stay float32. The copies are made here, so later updates of the
-    model's weights are not seen. The prefill (the parallel forward) runs the float32 weights."""
+    weights="bf16" stores those matrices and the embedding as bfloat16 copies, rounded to nearest even
+    (backends/c/bfloat16.py): a step reads half the bytes, and its arithmetic stays float32 on the
+    rounded weights. Norm weights, biases, conv taps, Mamba's A and D and the like stay float32. The
+    prefill (the parallel forward) runs the float32 weights."""
 
     def __init__(self, be, model, batch, max_len, weights="f32"):
         if weights not in WEIGHTS:
@@ -111,19 +116,24 @@ class Decoder:
         self._cfg = np.ascontiguousarray(cfg + wtypes, dtype=np.int32)
         self._fcfg = np.ascontiguousarray(floats, dtype=np.float32)
         self._w = be.ffi.new("float *[]", len(weights))
-        stored = {}  # id of a float32 matrix -> its bfloat16 copy: a matrix in several records is copied once
-        self.matrices = []  # the model's float32 arrays the decoder reads as bfloat16 copies
+        unit = be.ffi.new("int *")
+        width = be.lib.hr_dec_panel_width(unit)
+        stored = {}  # (id of a float32 array, its layout) -> the copy C reads: a matrix in several records is copied once
+        self.matrices = []  # the model's float32 arrays the decoder reads as copies (in panel layout, or bf16 rows)
         for i, (arr, wtype) in enumerate(zip(weights, wtypes)):
             if arr is None:
                 self._w[i] = be.ffi.NULL
-            elif wtype == WEIGHTS["bf16"]:
-                if id(arr) not in stored:
-                    checks.check_array("decoder", "a model weight", arr)
-                    stored[id(arr)] = self._kept(to_bfloat16(arr), np.uint16)
-                    self.matrices.append(arr)
-                self._w[i] = be.ffi.cast("float *", be.ffi.from_buffer(stored[id(arr)]))
-            else:
+            elif wtype == WEIGHTS["f32"]:
                 self._w[i] = be.f32(self._kept(arr))
+            else:
+                key = (id(arr), wtype)
+                if key not in stored:
+                    checks.check_array("decoder", "a model weight", arr)
+                    bf16 = bool(wtype & WEIGHTS["bf16"])
+                    copy = to_panels(arr, width, unit[0], bf16) if wtype & _PANELS else to_bfloat16(arr)
+                    stored[key] = self._kept(copy, np.uint16 if bf16 else np.float32)
+                    self.matrices.append(arr)
+                self._w[i] = be.ffi.cast("float *", be.ffi.from_buffer(stored[key]))
         self._state = be.ffi.new("float *[]", max(1, len(states)))
         for i, arr in enumerate(states):
             self._state[i] = be.f32(self._kept(arr))
@@ -146,13 +156,19 @@ class Decoder:
         return arr
 
     def _matrix_types(self, model, weights):
-        """The element type of each weight pointer (WEIGHTS): bfloat16 for the weight matrices of
-        _MATRIX_MODULES under the "bf16" option, float32 for everything else."""
-        if self.weights == "f32":
-            return [WEIGHTS["f32"]] * len(weights)
+        """The element type and layout of each weight pointer (WEIGHTS, _PANELS): the weight matrices of
+        _MATRIX_MODULES in panel layout (the embedding table, slot 0, by rows), in bfloat16 under the
+        "bf16" option; float32 read in place for everything else."""
         matrices = {id(m.weight.data) for m in model.modules() if isinstance(m, _MATRIX_MODULES)}
-        return [WEIGHTS[self.weights] if arr is not None and id(arr) in matrices else WEIGHTS["f32"]
-                for arr in weights]
+
+        def is_matrix(arr):  # such a weight, or rows of one (a view: Hymba's split in_proj)
+            while arr is not None and id(arr) not in matrices:
+                arr = arr.base
+            return arr is not None
+
+        element = WEIGHTS[self.weights]
+        return [WEIGHTS["f32"] if arr is None or not is_matrix(arr) else element if i == 0 else element | _PANELS
+                for i, arr in enumerate(weights)]
 
     def _describe(self, model, layer_states, max_len):
         """(cfg ints, floats, weight arrays, state arrays, on_step callbacks) in csrc/decode.c's layout."""
