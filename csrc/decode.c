@@ -27,9 +27,8 @@
  *
  * Every piece reuses the training kernels (norms, activations, embedding, and in the mixers conv1d,
  * the scan at T = 1, rope). The weight matrices are stored in the decoder's panel layout
- * (decode_mixer.h), built once with the decoder: the products of a few rows by a matrix are a GEMV that
- * streams each panel once for all streams, and from DEC_GEMM_ROWS streams hr_gemm_panels reads the
- * panels in place (no packing per step). */
+ * (decode_mixer.h), built once with the decoder: the product of the streams' rows by a matrix streams
+ * each panel front to back, DEC_GEMV_ROWS rows at a time, without packing anything per step. */
 #include <string.h>
 #include <time.h>
 #include "common.h"
@@ -37,14 +36,16 @@
 #include "activations.h"
 #include "conv1d.h"
 #include "embedding.h"
-#include "gemm.h"
 #include "norms.h"
 #include "decode_mixer.h"
 #include "sample.h"
 #include "decode.h"
 #include "moe_step.h"
 
-enum { DEC_HEADER = 6, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5, DEC_GEMM_ROWS = 16 };
+enum { DEC_HEADER = 6, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5 };
+/* rows of x per pass over a panel: 3 · 8 accumulators fill AVX-512's 32 registers with the loaded weights
+ * and broadcasts; AVX2's 16 hold one row's 8 */
+#define DEC_GEMV_ROWS (HR_VW == 16 ? 3 : 1)
 enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED, H_WTYPES };                       /* cfg header */
 enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE, L_MOE };        /* per-layer ints */
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
@@ -96,61 +97,82 @@ int hr_decode_kind(const char *name) {
     return -1;
 }
 
-/* yr[0:live] = xr · panel + b for one panel (K, NV·HR_VW) of a matrix in panel layout (decode_mixer.h): per
- * k, one broadcast of xr[k] and NV FMAs, each into its own accumulator (8 independent chains in a full panel,
- * enough to keep both FMA pipes busy), the panel read front to back. A bfloat16 panel row widens with two
- * bit operations per pair of vectors, so its sums are the float32 ones of the rounded weights. */
-static inline __attribute__((always_inline)) void dec_gemv_panel(const float *xr, const void *panel, int bf16,
-                                                                const float *b, float *yr, int K, int live, int NV) {
-    hr_vec acc[DEC_PANEL / HR_VW];
-    #pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) acc[v] = hr_vzero();
+/* y[r, 0:live] = x[r] · panel + b for R rows of x (row stride K) and one panel (K, NV·HR_VW) of a matrix in
+ * panel layout (decode_mixer.h), y's rows N apart: per k, the panel row is loaded once (a bfloat16 one
+ * widened with two bit operations per pair of vectors) and FMAed into R·NV accumulators, one per output
+ * vector. NV = 8 gives 8 independent chains per row, enough to keep both FMA pipes busy at R = 1; R rows
+ * share each load, so a batch reads a panel M/R times. Each output's sum runs over k in order at every R,
+ * so a stream's products do not depend on the batch it is in, and a bfloat16 matrix gives the float32
+ * sums of its rounded weights, bit for bit. */
+static inline __attribute__((always_inline)) void dec_gemv_panel(const float *x, const void *panel, int bf16,
+                                                                const float *b, float *y, int K, int N, int live,
+                                                                int R, int NV) {
+    hr_vec acc[DEC_GEMV_ROWS][DEC_PANEL / HR_VW];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[r][v] = hr_vzero();
+    }
     for (int k = 0; k < K; k++) {
-        hr_vec xk = hr_vset1(xr[k]);
-        if (bf16) {
-            const uint16_t *row = (const uint16_t *)panel + (size_t)k * NV * HR_VW;
-            #pragma GCC unroll 4
-            for (int v = 0; v < NV; v += 2) {
-                hr_vec lo, hi;
-                hr_vload_bf16_pair(row + v * HR_VW, &lo, &hi);
-                acc[v] = hr_vfma(lo, xk, acc[v]);
-                acc[v + 1] = hr_vfma(hi, xk, acc[v + 1]);
+        hr_vec xk[DEC_GEMV_ROWS];
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) xk[r] = hr_vset1(x[(size_t)r * K + k]);
+        #pragma GCC unroll 4
+        for (int v = 0; v < NV; v += 2) {
+            hr_vec w0, w1;
+            if (bf16) {
+                hr_vload_bf16_pair((const uint16_t *)panel + ((size_t)k * NV + v) * HR_VW, &w0, &w1);
+            } else {
+                const float *row = (const float *)panel + ((size_t)k * NV + v) * HR_VW;
+                w0 = hr_vload(row, HR_VW);
+                w1 = hr_vload(row + HR_VW, HR_VW);
             }
-        } else {
-            const float *row = (const float *)panel + (size_t)k * NV * HR_VW;
-            #pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) acc[v] = hr_vfma(hr_vload(row + v * HR_VW, HR_VW), xk, acc[v]);
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                acc[r][v] = hr_vfma(w0, xk[r], acc[r][v]);
+                acc[r][v + 1] = hr_vfma(w1, xk[r], acc[r][v + 1]);
+            }
         }
     }
-    #pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) {
-        int n = HR_MIN(HR_VW, live - v * HR_VW);
-        if (n <= 0) break;
-        hr_vstore(yr + v * HR_VW, b ? hr_vadd(acc[v], hr_vload(b + v * HR_VW, n)) : acc[v], n);
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            int n = HR_MIN(HR_VW, live - v * HR_VW);
+            if (n <= 0) break;
+            hr_vstore(y + (size_t)r * N + v * HR_VW, b ? hr_vadd(acc[r][v], hr_vload(b + v * HR_VW, n)) : acc[r][v], n);
+        }
     }
 }
 
-/* The GEMV y = x wᵀ + b of hr_dec_linear over the panels of w, each panel read for the M rows of x in turn
- * (a panel of K ≤ 512 rows is at most 256 KiB, so the later rows find it in L2). Always inlined with a
- * constant element type, so each type gets its own loops without a branch in them; the panel's width
- * (a whole panel, or a narrower last one: an even number of vectors) is a constant in each call below. */
+/* One panel's products for R rows, the panel's width (a whole panel, or a narrower last one: an even
+ * number of vectors) made a constant, so that the accumulators stay in registers */
+static inline __attribute__((always_inline)) void dec_gemv_rows(const float *x, const void *panel, int bf16,
+                                                               const float *b, float *y, int K, int N, int live,
+                                                               int R) {
+    int nv = (int)(hr_dec_panel_elems(live, 1) / HR_VW);
+    if (nv == 8) dec_gemv_panel(x, panel, bf16, b, y, K, N, live, R, 8);
+    else if (nv == 6) dec_gemv_panel(x, panel, bf16, b, y, K, N, live, R, 6);
+    else if (nv == 4) dec_gemv_panel(x, panel, bf16, b, y, K, N, live, R, 4);
+    else dec_gemv_panel(x, panel, bf16, b, y, K, N, live, R, 2);
+}
+
+/* y = x wᵀ + b of hr_dec_linear over the panels of w: the rows of x in groups of DEC_GEMV_ROWS, each
+ * (panel, group) a task, panel-major so that a thread's tasks share their panels. Always inlined with a
+ * constant element type, so each type gets its own loops without a branch in them. */
 static inline __attribute__((always_inline)) void dec_gemv(const float *x, const void *w, int bf16, const float *b,
                                                           float *y, int M, int K, int N) {
-    int panels = (N + DEC_PANEL - 1) / DEC_PANEL;
+    int panels = (N + DEC_PANEL - 1) / DEC_PANEL, groups = (M + DEC_GEMV_ROWS - 1) / DEC_GEMV_ROWS;
     size_t esize = bf16 ? sizeof(uint16_t) : sizeof(float);
-    HR_PARALLEL_FOR((long)N * K >= HR_PARALLEL_MIN,
-        for (int p = 0; p < panels; p++) {
-            int n0 = p * DEC_PANEL, live = HR_MIN(DEC_PANEL, N - n0);
-            int nv = (int)(hr_dec_panel_elems(live, 1) / HR_VW);
+    HR_PARALLEL_FOR((long)M * N * K >= HR_PARALLEL_MIN * 4,
+        for (int task = 0; task < panels * groups; task++) {
+            int p = task / groups, m = task % groups * DEC_GEMV_ROWS, n0 = p * DEC_PANEL;
+            int live = HR_MIN(DEC_PANEL, N - n0), rows = HR_MIN(DEC_GEMV_ROWS, M - m);
             const char *panel = (const char *)w + (size_t)n0 * K * esize;
-            for (int m = 0; m < M; m++) {
-                const float *xr = x + (size_t)m * K, *bp = b ? b + n0 : NULL;
-                float *yr = y + (size_t)m * N + n0;
-                if (nv == 8) dec_gemv_panel(xr, panel, bf16, bp, yr, K, live, 8);
-                else if (nv == 6) dec_gemv_panel(xr, panel, bf16, bp, yr, K, live, 6);
-                else if (nv == 4) dec_gemv_panel(xr, panel, bf16, bp, yr, K, live, 4);
-                else dec_gemv_panel(xr, panel, bf16, bp, yr, K, live, 2);
-            }
+            const float *xm = x + (size_t)m * K, *bp = b ? b + n0 : NULL;
+            float *ym = y + (size_t)m * N + n0;
+            if (rows == DEC_GEMV_ROWS) dec_gemv_rows(xm, panel, bf16, bp, ym, K, N, live, DEC_GEMV_ROWS);
+            else for (int r = 0; r < rows; r++) dec_gemv_rows(xm + (size_t)r * K, panel, bf16, bp, ym + (size_t)r * N, K, N, live, 1);
         });
 }
 
@@ -161,8 +183,7 @@ int hr_dec_panel_width(int *unit) {
 
 int hr_dec_linear(const float *x, dec_matrix w, const float *b, float *y, int M, int K, int N) {
     if (!(w.dtype & DEC_PANELS)) return HR_ELAYOUT;
-    if (w.dtype & DEC_BF16) dec_gemv(x, w.data, 1, b, y, M, K, N);  /* no bfloat16 GEMM: the GEMV at any M */
-    else if (M >= DEC_GEMM_ROWS) return hr_gemm_panels(M, N, K, x, K, w.data, DEC_PANEL, DEC_PANEL_UNIT, b, y, N);
+    if (w.dtype & DEC_BF16) dec_gemv(x, w.data, 1, b, y, M, K, N);
     else dec_gemv(x, w.data, 0, b, y, M, K, N);
     return HR_OK;
 }

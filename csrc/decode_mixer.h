@@ -21,14 +21,14 @@
  * DEC_PANEL_UNIT (zero past row N), so that a matrix of few rows (Mamba's x_proj, a small head) is not
  * padded to a whole panel. A matrix takes hr_dec_panel_elems(N, K) elements. A GEMV (hr_dec_linear) then reads each panel once, front to
  * back (one stream the prefetcher follows, from the caches or from DRAM), into P/HR_VW vector
- * accumulators with no horizontal sum; a GEMM (hr_gemm_panels) reads it in place, without packing. Each
- * output's sum runs over k in order. A stacked matrix (G,N,K) is G such matrices one after another
+ * accumulators per row of x with no horizontal sum, and several rows share each load. Each output's sum
+ * runs over k in order. A stacked matrix (G,N,K) is G such matrices one after another
  * (hr_dec_block). In bfloat16 each group of 2·HR_VW columns of a panel row is stored interleaved, column
  * j at 2j and column HR_VW + j at 2j + 1, so that one load and two bit operations widen it
  * (hr_vload_bf16_pair); the sums are those of the float32 panels of the rounded weights, bit for bit. */
 enum { DEC_F32 = 0, DEC_BF16 = 1, DEC_PANELS = 2 };
 #define DEC_PANEL (8 * HR_VW)
-#define DEC_PANEL_UNIT (HR_VW > 4 ? 2 * HR_VW : 8) /* the GEMM's tile width (hr_gemm_panels checks) */
+#define DEC_PANEL_UNIT (2 * HR_VW) /* a pair of vectors: the bfloat16 interleave's group */
 
 static inline size_t hr_dec_panel_elems(int N, int K) {
     return (size_t)((N + DEC_PANEL_UNIT - 1) / DEC_PANEL_UNIT * DEC_PANEL_UNIT) * K;
@@ -78,9 +78,8 @@ static inline dec_matrix hr_dec_block(dec_matrix m, int g, int N, int K) {
 HR_DECODE_KINDS(HR_DECODE_DECLARE)
 #undef HR_DECODE_DECLARE
 
-/* y = x wᵀ + b: x (M,K), w (N,K) float32 or bfloat16 in panel layout, b (N,) or NULL -> y (M,N), in float32;
- * a GEMV below DEC_GEMM_ROWS rows of float32 weights (hr_gemm_panels from there), at every M for bfloat16
- * weights. HR_ELAYOUT when w is not in panel layout. */
+/* y = x wᵀ + b: x (M,K), w (N,K) float32 or bfloat16 in panel layout, b (N,) or NULL -> y (M,N), in float32,
+ * each row of y summed in the same order at every M. HR_ELAYOUT when w is not in panel layout. */
 int hr_dec_linear(const float *x, dec_matrix w, const float *b, float *y, int M, int K, int N);
 /* One token of a depthwise causal conv whose state `conv` (B, W−1, C) holds the previous W−1 inputs:
  * y = conv1d(concat(conv, x)) for x (B, C) -> y (B, C), then conv <- its last W−1 rows (x appended). */

@@ -243,11 +243,12 @@ static inline int hr_gemm_team_size(void) {
 #endif
 }
 
-/* The GEMM of hr_gemm and hr_gemm_panels: as hr_gemm, and when panel > 0, op(B) (K,N) is stored as in
- * hr_gemm_panels (trans_b and ldb unused), panel p (K, width) at B + p·K·panel with width = panel but for
- * the last, whose columns are rounded up to `unit`, a multiple of NR: every NR-wide tile is read in place. */
-static int hr_gemm_run(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                       int panel, int unit, const float *bias, float beta, float *C, int ldc) {
+/* C (M,N) = op(A) (M,K) op(B) (K,N) + bias (N,) + beta C
+ * op(A) = A (M,K) with row stride lda, or Aᵀ for A (K,M) when trans_a;
+ * op(B) = B (K,N) with row stride ldb, or Bᵀ for B (N,K) when trans_b;
+ * bias, added to every row, may be NULL; beta == 0 overwrites C without reading it. */
+int hr_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+            const float *bias, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return HR_OK;
     if (K <= 0) {
         for (long i = 0; i < M; i++)
@@ -261,7 +262,7 @@ static int hr_gemm_run(int trans_a, int trans_b, int M, int N, int K, const floa
      * its FMAs, where a packing pass would stall on them, and there is nothing to
      * share, so no barrier. Only a transposed B (and edge panels) must be packed. */
     const int a_in_place = lda <= HR_GEMM_INPLACE_LD;
-    const int b_in_place = panel > 0 || (!trans_b && ldb <= HR_GEMM_INPLACE_LD);
+    const int b_in_place = !trans_b && ldb <= HR_GEMM_INPLACE_LD;
     const long nc_max = HR_MIN(((long)N + HR_GEMM_NR - 1) / HR_GEMM_NR * HR_GEMM_NR, HR_GEMM_NC);
     /* Depth of a rank-kc step: as deep as the L2 budget for the slices the step
      * keeps re-reading allows (the B block, and all of Aᵀ's rows when read in
@@ -287,7 +288,7 @@ static int hr_gemm_run(int trans_a, int trans_b, int M, int N, int K, const floa
             const long np = (nc + HR_GEMM_NR - 1) / HR_GEMM_NR;
             const int nr_last = (int)(nc - (np - 1) * HR_GEMM_NR);
             /* Shape-only, so every thread agrees on whether to wait for the packing. */
-            const int shared_b = !b_in_place || (!panel && nr_last != HR_GEMM_NR && nr_last != HR_GEMM_NR / 2);
+            const int shared_b = !b_in_place || (nr_last != HR_GEMM_NR && nr_last != HR_GEMM_NR / 2);
             int tm = 1, tn = 1;
             hr_gemm_grid(mp, np, nth, &tm, &tn);
             long i_lo = 0, i_hi = 0, j_lo = 0, j_hi = 0;
@@ -332,12 +333,9 @@ static int hr_gemm_run(int trans_a, int trans_b, int M, int N, int K, const floa
                         const long j0 = jc + p * HR_GEMM_NR;
                         const int nr = (int)HR_MIN(nc - p * HR_GEMM_NR, HR_GEMM_NR);
                         const int nv = nr <= HR_GEMM_NR / 2 ? 1 : 2;
-                        const int b_here = panel || (b_in_place && nr == nv * HR_GEMM_VL);
-                        /* a panel's width: `panel`, or the last one's columns rounded up to `unit` */
-                        const long pw = panel ? HR_MIN(panel, ((long)N - j0 / panel * panel + unit - 1) / unit * unit) : 0;
-                        const float *b = panel  ? B + (j0 / panel) * (long)K * panel + pc * pw + j0 % panel
-                                         : b_here ? B + pc * ldb + j0 : bpack + p * kc * HR_GEMM_NR;
-                        hr_gemm_micro(nv, a_kmajor, kc, a, a_ld, b, panel ? pw : b_here ? ldb : nv * HR_GEMM_VL,
+                        const int b_here = b_in_place && nr == nv * HR_GEMM_VL;
+                        const float *b = b_here ? B + pc * ldb + j0 : bpack + p * kc * HR_GEMM_NR;
+                        hr_gemm_micro(nv, a_kmajor, kc, a, a_ld, b, b_here ? ldb : nv * HR_GEMM_VL,
                                       bias_pc ? bias_pc + j0 : NULL, beta_pc, C + i0 * ldc + j0, ldc, mr, nr);
                     }
                 }
@@ -350,19 +348,4 @@ static int hr_gemm_run(int trans_a, int trans_b, int M, int N, int K, const floa
     }
     free(bpack);
     return HR_OK;
-}
-
-/* C (M,N) = op(A) (M,K) op(B) (K,N) + bias (N,) + beta C
- * op(A) = A (M,K) with row stride lda, or Aᵀ for A (K,M) when trans_a;
- * op(B) = B (K,N) with row stride ldb, or Bᵀ for B (N,K) when trans_b;
- * bias, added to every row, may be NULL; beta == 0 overwrites C without reading it. */
-int hr_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-            const float *bias, float beta, float *C, int ldc) {
-    return hr_gemm_run(trans_a, trans_b, M, N, K, A, lda, B, ldb, 0, 0, bias, beta, C, ldc);
-}
-
-int hr_gemm_panels(int M, int N, int K, const float *A, int lda, const float *B, int panel, int unit,
-                   const float *bias, float *C, int ldc) {
-    if (unit <= 0 || unit % HR_GEMM_NR || panel % unit) return HR_ELAYOUT;
-    return hr_gemm_run(0, 0, M, N, K, A, lda, B, 0, panel, unit, bias, 0.0f, C, ldc);
 }

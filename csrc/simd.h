@@ -37,6 +37,7 @@ static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
  * exactly: an even element is the low half of its 32-bit lane (shifted up), an odd one the high half (kept) */
 static inline void hr_vload_bf16_pair(const uint16_t *p, hr_vec *lo, hr_vec *hi) {
     __m512i v = _mm512_loadu_si512((const void *)p);
+    __asm__("" : "+v"(v)); /* one load for both halves: else the compiler folds it into each operation */
     *lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
     *hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
 }
@@ -93,6 +94,7 @@ static inline hr_vec hr_vload_bf16(const uint16_t *p, int n) {
  * exactly: an even element is the low half of its 32-bit lane (shifted up), an odd one the high half (kept) */
 static inline void hr_vload_bf16_pair(const uint16_t *p, hr_vec *lo, hr_vec *hi) {
     __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    __asm__("" : "+x"(v)); /* one load for both halves: else the compiler folds it into each operation */
     *lo = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
     *hi = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)));
 }

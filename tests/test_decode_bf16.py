@@ -113,8 +113,9 @@ def test_greedy_tokens_agree_where_the_margin_exceeds_the_error(cb):
 
 
 def test_streams_read_the_same_matrices_and_decode_as_alone(cb):
-    """bfloat16 products are the GEMV at every batch size, so at 4 and at 17 streams (where float32 switches
-    to hr_gemm) each stream's logits equal its own decode alone, bit for bit."""
+    """A product's rows are summed in the same order at every batch size, so at 4 and at 17 streams (rows
+    in groups of three and alone, csrc/decode.c) each stream's logits equal its own decode alone, bit for
+    bit."""
     model = CharLM.preset("hybrid", 65).to(cb)
     for B in (4, 17):
         ids = np.random.default_rng(B).integers(0, 65, (B, 5))

@@ -355,7 +355,7 @@ def test_training_adds_the_aux_loss_and_reports_it(npb):
 def test_decode_equals_forward(npb, cb, kind):
     """The C one-call decoder (csrc/moe_step.c) and the NumPy decoder step MoE MLPs (router, top-k, k
     experts per stream) as the parallel forward computes them, within 1e-4 (float32 through 4 blocks;
-    measured ~1e-7); 17 streams take the decoder's GEMM path, 3 its GEMV path."""
+    measured ~1e-7), at 3 and 17 streams."""
     from tests.helpers import decode_all
     for be in (npb, cb):
         for batch, bias in ((3, True), (17, False)):
