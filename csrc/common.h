@@ -50,12 +50,14 @@ static inline int hr_num_threads(void) {
  * futex syscall for every region, even a team of one, and an `if` clause does not avoid it; a one-token
  * decode step calls ~70 small kernels (benchmarks/profile_decode.py: the 13 norms of a step took 5.8 µs
  * in regions, 0.8 µs without). Below HR_PARALLEL_MIN elements a second thread does not pay for its
- * wake-up. The loop's iterations must be independent (each writes its own outputs), as for `omp for`. */
+ * wake-up. Inside an active region (the decoder's token loop running slices of the streams on the
+ * threads) the loop runs plainly too. The loop's iterations must be independent (each writes its own
+ * outputs), as for `omp for`. */
 #define HR_PARALLEL_MIN 16384
 #ifdef _OPENMP
 #define HR_PARALLEL_FOR(worth, ...)                                                     \
     do {                                                                                \
-        if ((worth) && omp_get_max_threads() > 1) {                                     \
+        if ((worth) && omp_get_max_threads() > 1 && !omp_in_parallel()) {               \
             _Pragma("omp parallel for schedule(static)") __VA_ARGS__                    \
         } else {                                                                        \
             __VA_ARGS__                                                                 \

@@ -5,8 +5,10 @@
  * cffi boundary):
  *   cfg   ints: DEC_HEADER = [V, D, n_layers, norm (0 RMSNorm, 1 LayerNorm), embed (the index of the state
  *         buffer (B,D) that receives each step's token embeddings, the side input "embed" of Zamba's
- *         shared block; -1: none), wtypes (where in cfg the element type of each weight of w starts, one
- *         int per pointer: DEC_F32, or DEC_BF16 for the matrices of the `weights="bf16"` option)], then per layer
+ *         shared block; -1: none), wtypes (where in cfg the element type and layout of each weight of w
+ *         start, one int per pointer: decode_mixer.h's DEC_F32, DEC_BF16, DEC_PANELS), streams (where in cfg
+ *         [the number of states, then each state's floats per stream] starts, when every state holds the
+ *         streams along its first axis; -1: not so)], then per layer
  *         DEC_LAYER_INTS = [kind, mlp_hidden (0: no MLP), mlp kind (MLP_GELU, MLP_GATED_GELU, MLP_SWIGLU,
  *         MLP_GATED_GELU_ERF),
  *         where its mixer's ints, floats, weights and states start in cfg, fcfg, w and state, where the
@@ -42,11 +44,11 @@
 #include "decode.h"
 #include "moe_step.h"
 
-enum { DEC_HEADER = 6, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5 };
+enum { DEC_HEADER = 7, DEC_LAYER_INTS = 8, DEC_GLOBAL_W = 5 };
 /* rows of x per pass over a panel: 3 · 8 accumulators fill AVX-512's 32 registers with the loaded weights
  * and broadcasts; AVX2's 16 hold one row's 8 */
 #define DEC_GEMV_ROWS (HR_VW == 16 ? 3 : 1)
-enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED, H_WTYPES };                       /* cfg header */
+enum { H_VOCAB, H_D, H_LAYERS, H_NORM, H_EMBED, H_WTYPES, H_STREAMS };            /* cfg header */
 enum { L_KIND, L_MLP, L_MLP_KIND, L_INTS, L_FLOATS, L_W, L_STATE, L_MOE };        /* per-layer ints */
 enum { G_EMBED, G_NORM_W, G_NORM_B, G_HEAD_W, G_HEAD_B };                         /* global weights */
 enum { B_NORM1_W, B_NORM1_B, B_NORM2_W, B_NORM2_B, B_FC_W, B_FC_B, B_PROJ_W, B_PROJ_B, DEC_BLOCK_W };
@@ -347,34 +349,79 @@ int hr_decode_step(const int *cfg, const float *fcfg, const float *const *w, flo
     return st;
 }
 
+/* The threads the token loop runs the streams on: with more than one allowed, B ≥ 2 streams and states
+ * that hold the streams along their first axis (cfg's streams), each thread steps a slice of the streams
+ * through the whole model, so that a step needs no fork or join per kernel; the profile's clock is one
+ * per process, so a profiled loop runs on one thread. */
+static int dec_stream_threads(const int *cfg, int B) {
+    if (cfg[H_STREAMS] < 0 || B < 2 || dec_profile) return 1;
+    return HR_MIN(hr_num_threads(), B);
+}
+
 /* The token loop: for i < n, tokens[b, i] = sample(logits[b], u(seed, b, pos[b] + i)) (sample.c), then one
  * decoder step with tokens[:, i], logits <- those of the next position; when `final`, the last token is
- * not fed (it would take a position past the context). Scratch is allocated once for the run. */
+ * not fed (it would take a position past the context). Every stream is sampled by one thread; each thread
+ * then steps its slice of the streams (dec_stream_threads), its states a slice of each state buffer, with
+ * scratch of its own allocated once for the run. Each stream's arithmetic is that of one stream alone. */
 int hr_generate(const int *cfg, const float *fcfg, const float *const *w, float *const *state, float *logits, int B,
                 const int *pos, int n, int final, double temperature, int top_k, double top_p, uint64_t seed,
                 int64_t *tokens) {
-    int V = cfg[H_VOCAB];
+    int V = cfg[H_VOCAB], nt = dec_stream_threads(cfg, B);
+    const int *streams = cfg[H_STREAMS] >= 0 ? cfg + cfg[H_STREAMS] : NULL;
+    int n_states = streams ? streams[0] : 0;
     double t = dec_profile ? dec_clock() : 0.0;
-    size_t floats = (dec_scratch_floats(cfg, fcfg, w, state, B) + 1) & ~(size_t)1;  /* even: the int64s align */
-    /* decoder scratch | positions (B int64) | ids (B int64) | the sampler's 3V doubles | step positions (B int) */
-    float *x = hr_alloc(floats * sizeof(float) + (2 * (size_t)B + 3 * (size_t)V) * sizeof(double) + B * sizeof(int));
-    if (!x) return HR_ENOMEM;
-    int64_t *positions = (int64_t *)(void *)(x + floats), *ids = positions + B;
+    /* positions (B int64) | ids (B int64) | the sampler's 3V doubles | step positions (B int) */
+    double *shared = hr_alloc((2 * (size_t)B + 3 * (size_t)V) * sizeof(double) + B * sizeof(int));
+    if (!shared) return HR_ENOMEM;
+    int64_t *positions = (int64_t *)(void *)shared, *ids = positions + B;
     double *sample_scratch = (double *)(void *)(ids + B);
     int *at = (int *)(void *)(sample_scratch + 3 * (size_t)V);
-    dec_lap(DEC_PROF_ALLOC, &t);
     int st = HR_OK;
-    for (int i = 0; i < n && st == HR_OK; i++) {
-        for (int b = 0; b < B; b++) positions[b] = (int64_t)pos[b] + i, at[b] = pos[b] + i;
-        hr_sample(logits, positions, ids, B, V, seed, temperature, top_k, top_p, sample_scratch);
-        for (int b = 0; b < B; b++) {
-            if (ids[b] < 0) st = HR_ENONFINITE;
-            tokens[(size_t)b * n + i] = ids[b];
+    #pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        long b0 = 0, b1 = B;
+        if (nt > 1) hr_partition(B, nt, tid, &b0, &b1);
+        int Bt = (int)(b1 - b0);
+        /* this thread's decoder scratch, then its slice of each state buffer's pointer */
+        size_t floats = (dec_scratch_floats(cfg, fcfg, w, state, Bt) + 1) & ~(size_t)1;  /* even: pointers align */
+        float *x = hr_alloc(floats * sizeof(float) + (size_t)n_states * sizeof(float *));
+        float **mine = x ? (float **)(void *)(x + floats) : NULL;
+        for (int i = 0; x && i < n_states; i++) mine[i] = state[i] + b0 * streams[1 + i];
+        float *const *states = nt > 1 ? (float *const *)mine : state;
+        if (!x) {
+            #pragma omp atomic write
+            st = HR_ENOMEM;
         }
-        dec_lap(DEC_PROF_SAMPLE, &t);
-        if (st == HR_OK && !(final && i == n - 1)) st = dec_step(cfg, fcfg, w, state, ids, logits, B, at, x, &t);
+        dec_lap(DEC_PROF_ALLOC, &t);
+        for (int i = 0; i < n; i++) {
+            #pragma omp barrier
+            #pragma omp single
+            if (st == HR_OK) {
+                for (int b = 0; b < B; b++) positions[b] = (int64_t)pos[b] + i, at[b] = pos[b] + i;
+                hr_sample(logits, positions, ids, B, V, seed, temperature, top_k, top_p, sample_scratch);
+                for (int b = 0; b < B; b++) {
+                    if (ids[b] < 0) st = HR_ENONFINITE;
+                    tokens[(size_t)b * n + i] = ids[b];
+                }
+                dec_lap(DEC_PROF_SAMPLE, &t);
+            }
+            int ok;
+            #pragma omp atomic read
+            ok = st;
+            if (ok != HR_OK || (final && i == n - 1)) continue;
+            int s = dec_step(cfg, fcfg, w, states, ids + b0, logits + b0 * V, Bt, at + b0, x, &t);
+            if (s != HR_OK) {
+                #pragma omp atomic write
+                st = s;
+            }
+        }
+        free(x);
     }
-    free(x);
+    free(shared);
     dec_lap(DEC_PROF_ALLOC, &t);
     return st;
 }

@@ -24,8 +24,8 @@ from .bfloat16 import to_bfloat16
 from .panels import to_panels
 
 # must match csrc/decode.c
-_HEADER, _LAYER_INTS, _BLOCK_W = 6, 8, 8
-_H_EMBED, _H_WTYPES = 4, 5  # header slots
+_HEADER, _LAYER_INTS, _BLOCK_W = 7, 8, 8
+_H_EMBED, _H_WTYPES, _H_STREAMS = 4, 5, 6  # header slots
 # the element types of the decoder's weights (DEC_F32, DEC_BF16 of csrc/decode_mixer.h), by `weights` option,
 # and the flag of a matrix in panel layout (DEC_PANELS)
 WEIGHTS = {"f32": 0, "bf16": 1}
@@ -113,7 +113,11 @@ class Decoder:
         cfg, floats, weights, states, self._on_step = self._describe(model, self._ref.states, max_len)
         wtypes = self._matrix_types(model, weights)
         cfg[_H_WTYPES] = len(cfg)  # the element types follow the records
-        self._cfg = np.ascontiguousarray(cfg + wtypes, dtype=np.int32)
+        strides = self._stream_strides(model, states, max_len)
+        if strides is not None:  # then the states' floats per stream
+            cfg[_H_STREAMS] = len(cfg) + len(wtypes)
+        self._cfg = np.ascontiguousarray(cfg + wtypes + ([len(states)] + strides if strides is not None else []),
+                                         dtype=np.int32)
         self._fcfg = np.ascontiguousarray(floats, dtype=np.float32)
         self._w = be.ffi.new("float *[]", len(weights))
         unit = be.ffi.new("int *")
@@ -170,6 +174,24 @@ class Decoder:
         return [WEIGHTS["f32"] if arr is None or not is_matrix(arr) else element if i == 0 else element | _PANELS
                 for i, arr in enumerate(weights)]
 
+    def _stream_strides(self, model, states, max_len):
+        """Each state's floats per stream when every state holds the streams along its first axis, so that the
+        token loop can step slices of the streams on different threads (csrc/decode.c, hr_generate); else
+        None (Hyena's history holds them on its second axis and its filter is shared). A state of the
+        layers' own is per stream when one stream's state has the same shape with 1 on that axis; a buffer
+        a record adds (a side input) holds one row per stream."""
+        if self.batch < 2:
+            return None
+        alone = {}
+        for mine, its in zip(self._ref.states, model.init_state(1, max_len)):
+            alone.update({id(arr): its[key].shape for key, arr in mine.items() if isinstance(arr, np.ndarray)})
+        strides = []
+        for arr in states:
+            if arr.ndim == 0 or arr.shape[0] != self.batch or alone.get(id(arr), (1,) + arr.shape[1:]) != (1,) + arr.shape[1:]:
+                return None
+            strides.append(arr.size // self.batch)
+        return strides
+
     def _describe(self, model, layer_states, max_len):
         """(cfg ints, floats, weight arrays, state arrays, on_step callbacks) in csrc/decode.c's layout."""
         kinds = {type(m) for m in model.modules() if isinstance(m, (RMSNorm, LayerNorm))}
@@ -181,7 +203,7 @@ class Decoder:
             raise ValueError(f"decoder: the C decoder needs one norm eps throughout, got {sorted(eps)}")
         bias = (lambda n: n.bias.data) if is_ln else (lambda n: None)
         blocks = model.blocks
-        head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln), -1, -1]  # embed, wtypes: set later
+        head = [model.vocab_size, model.embed.d, len(blocks), int(is_ln), -1, -1, -1]  # embed, wtypes, streams: later
         layer_ints, mixer_ints, floats = [], [], [eps.pop(), float(model.config.get("logit_softcap") or 0.0)]
         weights = [model.embed.weight.data, model.norm.weight.data, bias(model.norm), model.head.weight.data,
                    _bias_data(model.head)]
