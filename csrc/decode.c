@@ -102,21 +102,21 @@ int hr_decode_kind(const char *name) {
 /* y[r, 0:live] = x[r] · panel + b for R rows of x (row stride K) and one panel (K, NV·HR_VW) of a matrix in
  * panel layout (decode_mixer.h), y's rows N apart: per k, the panel row is loaded once (a bfloat16 one
  * widened with two bit operations per pair of vectors) and FMAed into R·NV accumulators, one per output
- * vector. NV = 8 gives 8 independent chains per row, enough to keep both FMA pipes busy at R = 1; R rows
- * share each load, so a batch reads a panel M/R times. Each output's sum runs over k in order at every R,
+ * vector. NV = 8 gives 8 independent chains per row, enough to keep the FMA pipes busy at R = 1; R ≤ 3 rows
+ * share each load (kept in a register: hr_vkeep), so a batch reads a panel M/R times. Each output's sum runs over k in order at every R,
  * so a stream's products do not depend on the batch it is in, and a bfloat16 matrix gives the float32
  * sums of its rounded weights, bit for bit. */
 static inline __attribute__((always_inline)) void dec_gemv_panel(const float *x, const void *panel, int bf16,
                                                                 const float *b, float *y, int K, int N, int live,
                                                                 int R, int NV) {
-    hr_vec acc[DEC_GEMV_ROWS][DEC_PANEL / HR_VW];
+    hr_vec acc[3][DEC_PANEL / HR_VW];  /* R ≤ 3 */
     #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[r][v] = hr_vzero();
     }
     for (int k = 0; k < K; k++) {
-        hr_vec xk[DEC_GEMV_ROWS];
+        hr_vec xk[3];
         #pragma GCC unroll 4
         for (int r = 0; r < R; r++) xk[r] = hr_vset1(x[(size_t)r * K + k]);
         #pragma GCC unroll 4
@@ -128,6 +128,8 @@ static inline __attribute__((always_inline)) void dec_gemv_panel(const float *x,
                 const float *row = (const float *)panel + ((size_t)k * NV + v) * HR_VW;
                 w0 = hr_vload(row, HR_VW);
                 w1 = hr_vload(row + HR_VW, HR_VW);
+                hr_vkeep(&w0);  /* one load for the R rows */
+                hr_vkeep(&w1);
             }
             #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
@@ -174,7 +176,8 @@ static inline __attribute__((always_inline)) void dec_gemv(const float *x, const
             const float *xm = x + (size_t)m * K, *bp = b ? b + n0 : NULL;
             float *ym = y + (size_t)m * N + n0;
             if (rows == DEC_GEMV_ROWS) dec_gemv_rows(xm, panel, bf16, bp, ym, K, N, live, DEC_GEMV_ROWS);
-            else for (int r = 0; r < rows; r++) dec_gemv_rows(xm + (size_t)r * K, panel, bf16, bp, ym + (size_t)r * N, K, N, live, 1);
+            else if (DEC_GEMV_ROWS == 3 && rows == 2) dec_gemv_rows(xm, panel, bf16, bp, ym, K, N, live, 2);
+            else dec_gemv_rows(xm, panel, bf16, bp, ym, K, N, live, 1);
         });
 }
 

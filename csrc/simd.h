@@ -45,6 +45,9 @@ static inline void hr_vstore(float *p, hr_vec v, int n) {
     if (n >= HR_VW) _mm512_storeu_ps(p, v);
     else _mm512_mask_storeu_ps(p, hr_vlanes(n), v);
 }
+/* v stays in a register for its later uses: else the compiler may fold the load that produced it into
+ * each use (an FMA's memory operand), loading it again per use */
+static inline void hr_vkeep(hr_vec *v) { __asm__("" : "+v"(*v)); }
 static inline hr_vec hr_vset1(float a) { return _mm512_set1_ps(a); }
 static inline hr_vec hr_vzero(void) { return _mm512_setzero_ps(); }
 static inline hr_vec hr_vadd(hr_vec a, hr_vec b) { return _mm512_add_ps(a, b); }
@@ -102,6 +105,9 @@ static inline void hr_vstore(float *p, hr_vec v, int n) {
     if (n >= HR_VW) _mm256_storeu_ps(p, v);
     else _mm256_maskstore_ps(p, hr_vlanes(n), v);
 }
+/* v stays in a register for its later uses: else the compiler may fold the load that produced it into
+ * each use (an FMA's memory operand), loading it again per use */
+static inline void hr_vkeep(hr_vec *v) { __asm__("" : "+x"(*v)); }
 static inline hr_vec hr_vset1(float a) { return _mm256_set1_ps(a); }
 static inline hr_vec hr_vzero(void) { return _mm256_setzero_ps(); }
 static inline hr_vec hr_vadd(hr_vec a, hr_vec b) { return _mm256_add_ps(a, b); }
@@ -138,6 +144,9 @@ static inline void hr_vload_bf16_pair(const uint16_t *p, hr_vec *lo, hr_vec *hi)
     *hi = hr_vload_bf16(p + 1, 1);
 }
 static inline void hr_vstore(float *p, hr_vec v, int n) { (void)n; *p = v; }
+/* v stays in a register for its later uses: else the compiler may fold the load that produced it into
+ * each use (an FMA's memory operand), loading it again per use */
+static inline void hr_vkeep(hr_vec *v) { (void)v; }
 static inline hr_vec hr_vset1(float a) { return a; }
 static inline hr_vec hr_vzero(void) { return 0.0f; }
 static inline hr_vec hr_vadd(hr_vec a, hr_vec b) { return a + b; }
