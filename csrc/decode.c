@@ -361,70 +361,95 @@ static int dec_stream_threads(const int *cfg, int B) {
     return HR_MIN(hr_num_threads(), B);
 }
 
+/* What every thread of the token loop shares: the call's arguments, the buffers sampling fills for all
+ * streams, and the status. */
+typedef struct {
+    const int *cfg, *pos;
+    const float *fcfg;
+    const float *const *w;
+    float *const *state;
+    float *logits;
+    int B, n, final, top_k;
+    double temperature, top_p;
+    uint64_t seed;
+    int64_t *tokens, *positions, *ids; /* (B,n); (B) each */
+    double *sample_scratch;            /* 3V */
+    int *at;                           /* (B) the positions of the step */
+    double *t;                         /* the profile's clock */
+    int st;
+} dec_loop;
+
+/* Thread tid of nt: sample every stream on one thread (omp single), then step this thread's slice of the
+ * streams, its states a slice of each state buffer, with scratch of its own allocated once. With nt = 1
+ * the constructs are orphaned (no parallel region: the kernels' own regions stay at the top level, where
+ * libgomp keeps its threads; nested in an inactive region it would start new ones every time). */
+static void dec_token_loop(dec_loop *L, int tid, int nt) {
+    const int *cfg = L->cfg;
+    int B = L->B, V = cfg[H_VOCAB];
+    const int *streams = cfg[H_STREAMS] >= 0 ? cfg + cfg[H_STREAMS] : NULL;
+    int n_states = nt > 1 ? streams[0] : 0;
+    long b0 = 0, b1 = B;
+    hr_partition(B, nt, tid, &b0, &b1);
+    int Bt = (int)(b1 - b0);
+    size_t floats = (dec_scratch_floats(cfg, L->fcfg, L->w, L->state, Bt) + 1) & ~(size_t)1;  /* even: pointers align */
+    float *x = hr_alloc(floats * sizeof(float) + (size_t)n_states * sizeof(float *));
+    float **mine = x ? (float **)(void *)(x + floats) : NULL;
+    for (int i = 0; x && i < n_states; i++) mine[i] = L->state[i] + b0 * streams[1 + i];
+    float *const *states = nt > 1 ? (float *const *)mine : L->state;
+    if (!x) {
+        #pragma omp atomic write
+        L->st = HR_ENOMEM;
+    }
+    dec_lap(DEC_PROF_ALLOC, L->t);
+    for (int i = 0; i < L->n; i++) {
+        #pragma omp barrier
+        #pragma omp single
+        if (L->st == HR_OK) {
+            for (int b = 0; b < B; b++) L->positions[b] = (int64_t)L->pos[b] + i, L->at[b] = L->pos[b] + i;
+            hr_sample(L->logits, L->positions, L->ids, B, V, L->seed, L->temperature, L->top_k, L->top_p,
+                      L->sample_scratch);
+            for (int b = 0; b < B; b++) {
+                if (L->ids[b] < 0) L->st = HR_ENONFINITE;
+                L->tokens[(size_t)b * L->n + i] = L->ids[b];
+            }
+            dec_lap(DEC_PROF_SAMPLE, L->t);
+        }
+        int ok;
+        #pragma omp atomic read
+        ok = L->st;
+        if (ok != HR_OK || (L->final && i == L->n - 1)) continue;
+        int s = dec_step(cfg, L->fcfg, L->w, states, L->ids + b0, L->logits + b0 * V, Bt, L->at + b0, x, L->t);
+        if (s != HR_OK) {
+            #pragma omp atomic write
+            L->st = s;
+        }
+    }
+    free(x);
+}
+
 /* The token loop: for i < n, tokens[b, i] = sample(logits[b], u(seed, b, pos[b] + i)) (sample.c), then one
  * decoder step with tokens[:, i], logits <- those of the next position; when `final`, the last token is
- * not fed (it would take a position past the context). Every stream is sampled by one thread; each thread
- * then steps its slice of the streams (dec_stream_threads), its states a slice of each state buffer, with
- * scratch of its own allocated once for the run. Each stream's arithmetic is that of one stream alone. */
+ * not fed (it would take a position past the context). The streams are stepped in slices on
+ * dec_stream_threads threads (dec_token_loop); each stream's arithmetic is that of one stream alone. */
 int hr_generate(const int *cfg, const float *fcfg, const float *const *w, float *const *state, float *logits, int B,
                 const int *pos, int n, int final, double temperature, int top_k, double top_p, uint64_t seed,
                 int64_t *tokens) {
     int V = cfg[H_VOCAB], nt = dec_stream_threads(cfg, B);
-    const int *streams = cfg[H_STREAMS] >= 0 ? cfg + cfg[H_STREAMS] : NULL;
-    int n_states = streams ? streams[0] : 0;
     double t = dec_profile ? dec_clock() : 0.0;
     /* positions (B int64) | ids (B int64) | the sampler's 3V doubles | step positions (B int) */
     double *shared = hr_alloc((2 * (size_t)B + 3 * (size_t)V) * sizeof(double) + B * sizeof(int));
     if (!shared) return HR_ENOMEM;
-    int64_t *positions = (int64_t *)(void *)shared, *ids = positions + B;
-    double *sample_scratch = (double *)(void *)(ids + B);
-    int *at = (int *)(void *)(sample_scratch + 3 * (size_t)V);
-    int st = HR_OK;
-    #pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int tid = 0;
+    dec_loop L = {cfg, pos, fcfg, w, state, logits, B, n, final, top_k, temperature, top_p, seed, tokens,
+                  (int64_t *)(void *)shared, (int64_t *)(void *)shared + B, shared + 2 * (size_t)B,
+                  (int *)(void *)(shared + 2 * (size_t)B + 3 * (size_t)V), &t, HR_OK};
 #ifdef _OPENMP
-        tid = omp_get_thread_num();
+    if (nt > 1) {
+        #pragma omp parallel num_threads(nt)
+        dec_token_loop(&L, omp_get_thread_num(), nt);
+    } else
 #endif
-        long b0 = 0, b1 = B;
-        if (nt > 1) hr_partition(B, nt, tid, &b0, &b1);
-        int Bt = (int)(b1 - b0);
-        /* this thread's decoder scratch, then its slice of each state buffer's pointer */
-        size_t floats = (dec_scratch_floats(cfg, fcfg, w, state, Bt) + 1) & ~(size_t)1;  /* even: pointers align */
-        float *x = hr_alloc(floats * sizeof(float) + (size_t)n_states * sizeof(float *));
-        float **mine = x ? (float **)(void *)(x + floats) : NULL;
-        for (int i = 0; x && i < n_states; i++) mine[i] = state[i] + b0 * streams[1 + i];
-        float *const *states = nt > 1 ? (float *const *)mine : state;
-        if (!x) {
-            #pragma omp atomic write
-            st = HR_ENOMEM;
-        }
-        dec_lap(DEC_PROF_ALLOC, &t);
-        for (int i = 0; i < n; i++) {
-            #pragma omp barrier
-            #pragma omp single
-            if (st == HR_OK) {
-                for (int b = 0; b < B; b++) positions[b] = (int64_t)pos[b] + i, at[b] = pos[b] + i;
-                hr_sample(logits, positions, ids, B, V, seed, temperature, top_k, top_p, sample_scratch);
-                for (int b = 0; b < B; b++) {
-                    if (ids[b] < 0) st = HR_ENONFINITE;
-                    tokens[(size_t)b * n + i] = ids[b];
-                }
-                dec_lap(DEC_PROF_SAMPLE, &t);
-            }
-            int ok;
-            #pragma omp atomic read
-            ok = st;
-            if (ok != HR_OK || (final && i == n - 1)) continue;
-            int s = dec_step(cfg, fcfg, w, states, ids + b0, logits + b0 * V, Bt, at + b0, x, &t);
-            if (s != HR_OK) {
-                #pragma omp atomic write
-                st = s;
-            }
-        }
-        free(x);
-    }
+        dec_token_loop(&L, 0, 1);
     free(shared);
     dec_lap(DEC_PROF_ALLOC, &t);
-    return st;
+    return L.st;
 }
