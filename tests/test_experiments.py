@@ -263,6 +263,15 @@ def test_attention_ratio_quick_grid(tmp_path):
     assert attention_ratio.notes_recall(0.125) == pytest.approx(71.35, abs=0.01)  # the notes' "r = 0.125: 71 %"
 
 
+def test_attention_ratio_reports_mqar_cells_alone(tmp_path):
+    """A run of MQAR cells only (`--only task=mqar`, the grid's costly part, split over runners) has its
+    table before any Shakespeare cell is measured."""
+    run_experiment("attention-ratio", quick=True, out=tmp_path, echo=lambda line: None,
+                   only=[("task", {"mqar"}), ("attention_layers", {"0", "12"})])
+    text = (tmp_path / "attention-ratio.md").read_text()
+    assert "decode state ctx N" in text and "| attention only | 12/12 | `AAAAAAAAAAAA` | — |" in text
+
+
 def test_equal_parameters_per_block():
     """Every recurrent block is sized to an attention block: the stacks' sizes agree to within one MLP
     unit (2·D + 1 parameters) per block."""

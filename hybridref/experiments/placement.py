@@ -7,12 +7,12 @@ A stack of 12 blocks, 3 of them attention (r = 1/4), the rest Mamba, every block
     alternate until the attention layers are placed)    evenly 2, 6, 10 (stacks.spread)
 
 A cell is one placement and one measurement: Tiny Shakespeare validation loss at equal steps (seed 0),
-MQAR accuracy (seeds 0, 1, 2; the setting of attention_ratio: length 256, vocabulary 1,024, a mixture of
-4 … 64 pairs, the mean accuracy over them) and induction-head accuracy (seeds 0, 1, 2;
+MQAR accuracy (seeds 0, 1, 2; the setting of attention_ratio: length 64, vocabulary 256, a mixture of
+2 … 16 pairs, the mean accuracy over them) and induction-head accuracy (seeds 0, 1, 2;
 hybridref/tasks/induction_heads.py: vocabulary 16, length 256, 1,500 steps of 16 sequences, lr 1e-3),
 each on 1,000 freshly generated held-out examples per setting. Full sizes otherwise those of
-attention_ratio (d_model 64; Shakespeare 1,000 steps of 16 × 128, lr 2e-3; MQAR 1,500 steps of 16):
-35 cells, about 7 hours on one core.
+attention_ratio (d_model 64; Shakespeare 1,000 steps of 16 × 128, lr 2e-3; MQAR 3,000 steps of 16, lr
+2e-3): 35 cells, about 4 hours on one core.
 
 The notes type in a placement table (alternating / first / middle / last / uniform: 95–98 "early LM",
 75–98 "ICL"); the table here puts measured numbers in its place.
