@@ -12,7 +12,8 @@ Rows (µs per token, each measured on its own, all at the same context):
   hook            the hook's own clock reads: Decoder.generate with the hook on minus with it off
   = token loop    Decoder.generate (hook off), per token
   generate        tokens/s of hybridref.generate.stream (the path of `hybridref generate`: chunks of up to
-                  256 tokens of the token loop), the prompt (the context) prefilled before the clock starts
+                  256 tokens of the token loop), the prompt (the context) prefilled before the clock starts,
+                  --generate-tokens tokens past it (default --tokens): the context grows by as many
 and, for comparison, the per-token Python path that `hybridref generate` took before the token loop
 moved to C:
   Decoder.step    one C step per Python call (checks, the call, the logits copy)
@@ -21,7 +22,7 @@ Sampling is temperature 1, top-k 20, top-p 0.9 throughout.
 
 The token loop is timed in calls of BLOCK = 16 tokens after which the decoder is rewound (as
 benchmarks/bench_decode.py), so every step runs at the context asked for; `generate` runs its tokens past
-the context (+--tokens). --weights: the decoder's weight matrices (f32, or bf16: half the bytes a token
+the context (+--generate-tokens). --weights: the decoder's weight matrices (f32, or bf16: half the bytes a token
 reads), each a column of its own. The machine is shared: every figure is the median of --rounds rounds,
 interleaved, and the load average is printed with the table.
 """
@@ -61,7 +62,7 @@ def _per_token(dec, run, tokens):
     return elapsed / (tokens // BLOCK * BLOCK)
 
 
-def profile(arch, ctx, weights, tokens):
+def profile(arch, ctx, weights, tokens, generate_tokens):
     """{row: µs per token} for one preset at one context with the decoder's `weights`."""
     be = get_backend("c")
     model = CharLM.preset(arch, V).to(be)
@@ -94,11 +95,11 @@ def profile(arch, ctx, weights, tokens):
         sample(logits, positions, **SAMPLING)
     out["before: NumPy sampling"] = (time.perf_counter() - t0) / tokens
     prompt = np.random.default_rng(1).integers(0, V, ctx)
-    text = stream_ids(model, prompt, tokens, **SAMPLING, weights=weights)
+    text = stream_ids(model, prompt, generate_tokens, **SAMPLING, weights=weights)
     t0 = time.perf_counter()
     for _ in text:
         pass
-    out["generate (per token)"] = (time.perf_counter() - t0) / tokens
+    out["generate (per token)"] = (time.perf_counter() - t0) / generate_tokens
     return {k: 1e6 * v for k, v in out.items()}
 
 
@@ -109,15 +110,19 @@ def main():
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--weights", nargs="+", choices=["f32", "bf16"], default=["f32"])
+    ap.add_argument("--generate-tokens", type=int, default=None,
+                    help="tokens the generate row runs past the context (default: --tokens)")
     args = ap.parse_args()
+    generate_tokens = args.generate_tokens or args.tokens
     get_backend("c").set_threads(1)
     cases = [(a, c, w) for a in args.archs for c in args.contexts for w in args.weights]
     results = {case: [] for case in cases}
     for _ in range(args.rounds):
         for case in cases:
-            results[case].append(profile(*case, args.tokens))
+            results[case].append(profile(*case, args.tokens, generate_tokens))
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min, 2 cores); "
-          f"median of {args.rounds} rounds, {args.tokens} tokens each, 1 thread, µs per token")
+          f"median of {args.rounds} rounds, {args.tokens} tokens each (generate: {generate_tokens} past the context), "
+          f"1 thread, µs per token")
     rows = list(results[cases[0]][0])
     print("| part | " + " | ".join(f"{a} ctx {c}" + (f" {w}" if len(args.weights) > 1 else "")
                                     for a, c, w in cases) + " |")
