@@ -261,7 +261,8 @@ size_t hr_attention_step_scratch(const dec_layer *layer, int B, int D) {
 }
 
 /* RoPE at position pos on the first R of the P dims of each of the H heads of x (H·P), in place; tmp
- * (H·R floats) holds those dims while they rotate when R < P (a partial rotary, RecurrentGemma's). */
+ * (H·R floats) holds those dims while they rotate when R < P (a partial rotary, RecurrentGemma's). The
+ * angles' table (csrc/rope.c: a pow and a cos/sin per frequency, in double) is built once per call. */
 static int rope_heads(float *x, float *tmp, int H, int P, int R, long pos, double base) {
     if (R == P) return hr_rope_forward(x, x, 1, 1, H, P, pos, base);
     for (int h = 0; h < H; h++) memcpy(tmp + (size_t)h * R, x + (size_t)h * P, (size_t)R * sizeof(float));
@@ -282,17 +283,15 @@ int hr_attention_attend_step(const dec_layer *layer, const float *x, float *o, f
     float *qkv = scratch, *q = qkv + (size_t)B * W3, *k = q + (size_t)B * H * P, *v = k + (size_t)B * Hk * P;
     int st = hr_dec_linear(x, hr_dec_w(layer, AT_QKV_W), NULL, qkv, B, Din, W3);
     if (st != HR_OK) return st;
+    if (c[AT_ROPE]) {  /* a stream's q and k heads side by side in its qkv row: one table of angles for both */
+        float base = layer->floats[AT_ROPE_BASE];
+        for (int b = 0; b < B && st == HR_OK; b++)  /* q and k's space is free until the split: rope_heads' tmp */
+            st = rope_heads(qkv + (size_t)b * W3, q, H + Hk, P, c[AT_ROPE], pos[b], base);
+        if (st != HR_OK) return st;
+    }
     hr_dec_cols(q, qkv, B, W3, 0, H * P);
     hr_dec_cols(k, qkv, B, W3, H * P, Hk * P);
     hr_dec_cols(v, qkv, B, W3, (H + Hk) * P, Hk * P);
-    if (c[AT_ROPE]) {  /* qkv is free from here: rope_heads' tmp */
-        float base = layer->floats[AT_ROPE_BASE];
-        for (int b = 0; b < B && st == HR_OK; b++) {
-            st = rope_heads(q + (size_t)b * H * P, qkv, H, P, c[AT_ROPE], pos[b], base);
-            if (st == HR_OK) st = rope_heads(k + (size_t)b * Hk * P, qkv, Hk, P, c[AT_ROPE], pos[b], base);
-        }
-        if (st != HR_OK) return st;
-    }
     for (int b = 0; b < B; b++)
         for (int g = 0; g < Hk; g++) {
             size_t row = (((size_t)b * Hk + g) * L + pos[b] % L) * P;
