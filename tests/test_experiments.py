@@ -253,14 +253,17 @@ def test_attention_ratio_quick_grid(tmp_path):
         assert r["result"]["pattern"].count("A") == r["cell"]["attention_layers"]
         if task == "shakespeare":
             lm[r["cell"]["attention_layers"]] = r["result"]
-        else:
-            check_task_result(r["result"], ["2", "4"])
+        else:  # MQAR over 2 and 4 pairs, few-shot over 1 and 2 shots
+            check_task_result(r["result"], ["2", "4"] if task == "mqar" else ["1", "2"])
     # a KV cache per attention layer: the decoder's state at the context grows with r
     assert lm[0]["decode_state_bytes"] < lm[3]["decode_state_bytes"] < lm[12]["decode_state_bytes"]
+    assert sum(r["cell"]["task"] == "few-shot" for r in records) == 3  # the Mamba line and pure attention
     text = (tmp_path / "attention-ratio.md").read_text()
     assert "| mamba | 3/12 | `MMAMMMAMMMAM` |" in text and "notes' formula %" in text
+    assert "| 1-shot % | 2-shot % | few-shot % |" in text
     assert [p.name for p in paths] == ["attention-ratio.md", "attention-ratio.png"]
     assert attention_ratio.notes_recall(0.125) == pytest.approx(71.35, abs=0.01)  # the notes' "r = 0.125: 71 %"
+    assert attention_ratio.notes_few_shot(0.125) == 62.5 and attention_ratio.notes_few_shot(0.5) == 100
 
 
 def test_attention_ratio_reports_mqar_cells_alone(tmp_path):

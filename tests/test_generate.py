@@ -1,6 +1,5 @@
 """Generation: same seed same text, C decoder and NumPy oracle agree, and the CLI streams the text
 (the sampler itself: tests/test_sample.py)."""
-import numpy as np
 import pytest
 from click.testing import CliRunner
 

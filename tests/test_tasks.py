@@ -7,6 +7,7 @@ import pytest
 
 from hybridref.backends import get_backend
 from hybridref.tasks.base import Mixture, distinct_choices, held_out_rng, train_rng
+from hybridref.tasks.few_shot import FewShot
 from hybridref.tasks.induction_heads import InductionHeads
 from hybridref.tasks.mqar import MQAR
 from hybridref.tasks.selective_copying import SelectiveCopying
@@ -14,7 +15,7 @@ from hybridref.tasks.train import accuracy, build_model, scored_loss, train_task
 
 needs_data = pytest.mark.skipif(not os.environ.get("HYBRIDREF_DATA"), reason="HYBRIDREF_DATA is not set")
 TASKS = [MQAR(vocab_size=64, seq_len=32, num_pairs=4), SelectiveCopying(vocab_size=8, seq_len=24, n_memorize=4),
-         InductionHeads(vocab_size=8, seq_len=20)]
+         InductionHeads(vocab_size=8, seq_len=20), FewShot(num_classes=8, exemplars=4, ways=3, shots=2, seq_len=20)]
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.name)
@@ -85,10 +86,35 @@ def test_induction_heads_asks_for_the_token_after_the_special_one():
         assert y[-1] == x[special[0] + 1] != V - 1
 
 
+def test_few_shot_queries_are_unseen_exemplars_of_a_shown_class():
+    """Every query is an exemplar of one of the example's N classes that the context does not show, its
+    target the label the context gave that class; the labels are a fresh bijection in each example."""
+    C, E, N, K, T = 8, 4, 3, 2, 20
+    inputs, targets, mask = FewShot(C, E, N, K, T).sample(300, train_rng(0))
+    assert (mask[:, 2 * N * K:]).all() and not mask[:, :2 * N * K].any()
+    bijections = set()
+    for x, y in zip(inputs, targets):
+        shown, labels = x[0:2 * N * K:2], x[1:2 * N * K:2]
+        assert (shown < C * E).all() and ((C * E <= labels) & (labels < C * E + N)).all()
+        label_of = {}
+        for token, label in zip(shown, labels):
+            label_of.setdefault(token // E, set()).add(label)
+        assert len(label_of) == N and all(len(v) == 1 for v in label_of.values())  # N classes, one label each
+        assert len({next(iter(v)) for v in label_of.values()}) == N and len(set(shown)) == N * K
+        assert all(np.bincount(shown // E, minlength=C)[c] == K for c in label_of)  # K shots per class
+        for q, want in zip(x[2 * N * K:], y[2 * N * K:]):
+            assert q not in shown and label_of[q // E] == {want}
+        bijections.add(tuple(sorted((c, next(iter(v))) for c, v in label_of.items())))
+    # classes and labels drawn afresh per example: 300 uniform draws of 8·7·6 = 336 bijections give ~199
+    # distinct ones; a generator that fixed the labels per class set would give at most 56
+    assert len(bijections) > 150
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: MQAR(64, 33, 4), "even seq_len"), (lambda: MQAR(32, 32, 4), "vocab_size > seq_len"),
     (lambda: MQAR(64, 32, 9), "4·num_pairs"), (lambda: SelectiveCopying(8, 7, 4), "seq_len >= 2·n_memorize"),
-    (lambda: InductionHeads(2, 16), "vocab_size >= 3"),
+    (lambda: InductionHeads(2, 16), "vocab_size >= 3"), (lambda: FewShot(exemplars=4, shots=4), "exemplars > shots"),
+    (lambda: FewShot(ways=4, shots=8, seq_len=64), "2·ways·shots < seq_len"),
     (lambda: Mixture([MQAR(64, 32, 4), MQAR(128, 32, 4)]), "one vocabulary size"),
 ])
 def test_bad_settings_are_refused(make, message):

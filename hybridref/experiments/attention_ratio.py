@@ -11,12 +11,17 @@ one model and one measurement:
   mqar (seeds 0, 1, 2)   MQAR (hybridref/tasks/mqar.py) at length 64, vocabulary 256, trained on a
                          mixture of 2, 4, 8 and 16 key-value pairs (a batch draws one), accuracy on
                          1,000 held-out examples of each (fresh seeds: the held-out stream)
+  few-shot (seeds 0, 1, 2; the Mamba line and pure attention only)
+                         4-way in-context classification (hybridref/tasks/few_shot.py: 32 classes of
+                         8 exemplar tokens, labels drawn afresh per example, queries never shown in
+                         the context), length 64, trained on a mixture of 1, 2 and 4 shots, accuracy
+                         on 1,000 held-out examples of each (chance 25 %)
 
 Full sizes: d_model 64 (≈ 596 K parameters), 4 attention heads of 16, Mamba d_state 16 expand 2,
 Mamba-2 d_state 64 headdim 64, GLA 4 heads; Shakespeare 1,000 steps of 16 × 128 characters, lr 2e-3;
-MQAR 3,000 steps of 16 sequences, lr 2e-3; AdamW (weight decay 0.1), warmup 10 %, cosine to lr/10.
+MQAR and few-shot 3,000 steps of 16 sequences, lr 2e-3; AdamW (weight decay 0.1), warmup 10 %, cosine to lr/10.
 One thread per cell: an MQAR cell took 4–6 minutes, a Shakespeare cell about as long, so the 64 cells
-need about 6 hours. Zoology's MQAR uses vocabulary 8,192 and trains far longer; its grid also varies
+need about 6 hours, the 18 few-shot cells 1.5 more. Zoology's MQAR uses vocabulary 8,192 and trains far longer; its grid also varies
 the length (64 … 512); here it is fixed.
 
 Why these MQAR sizes (measured, seed 0, one thread): the first sizes (length 256, vocabulary 1,024, 4 …
@@ -28,16 +33,20 @@ so the grid would have measured nothing. At length 64 and vocabulary 256, pure a
 less (31.8 / 16.2 / 8.0 / 4.5 %). So no model here solves MQAR at this budget: the experiment compares
 how far each stack gets.
 
-The notes' formula beside the measurement: recall = 100·(1 − e^(−10r)) % ("r = 0.125 (Jamba): recall
-71 %", "r = 0: 0 %"). Measured recall is the mean MQAR accuracy over the numbers of pairs.
+The notes' formulas beside the measurements: recall = 100·(1 − e^(−10r)) % ("r = 0.125 (Jamba): recall
+71 %", "r = 0: 0 %"), the mean MQAR accuracy over the numbers of pairs here; few-shot = min(5r, 1), here
+the mean few-shot accuracy over the numbers of shots (the notes give no task or chance level: their
+formula says 0 at r = 0, where a model that ignores the context scores chance, 25 %). The few-shot
+cells run on the Mamba line only (the notes' formula is about Jamba-style Mamba hybrids): 18 cells.
 
 --quick: d_model 16, r ∈ {0, 1/4, 1}, Mamba only, one seed, 3 steps on short sequences (vocabulary 64,
-length 32, 2 and 4 pairs): it tests the experiment, it measures nothing.
+length 32, 2 and 4 pairs; few-shot with 4 classes of 4 exemplars, 2 ways, 1 and 2 shots): it tests the experiment, it measures nothing.
 """
 import math
 import statistics
 
 from ..tasks.base import Mixture
+from ..tasks.few_shot import FewShot
 from ..tasks.mqar import MQAR
 from .architectures import mean_spread
 from .plot import pyplot, save
@@ -52,16 +61,25 @@ SETTINGS = dict(
               shakespeare=dict(steps=1000, batch_size=16, block_size=128, lr=2e-3, eval_batches=10,
                                decode_context=4096),
               mqar=dict(vocab_size=256, seq_len=64, pairs=(2, 4, 8, 16), steps=3000, batch_size=16, lr=2e-3,
-                        test_examples=1000)),
+                        test_examples=1000),
+              few_shot=dict(recurrent=("M",), num_classes=32, exemplars=8, ways=4, shots=(1, 2, 4), seq_len=64,
+                            steps=3000, batch_size=16, lr=2e-3, test_examples=1000)),
     quick=dict(attention_layers=(0, 3, 12), recurrent=("M",), seeds=(0,), d_model=16,
                shakespeare=dict(steps=3, batch_size=2, block_size=16, lr=2e-3, eval_batches=1, decode_context=64),
-               mqar=dict(vocab_size=64, seq_len=32, pairs=(2, 4), steps=3, batch_size=4, lr=1e-3, test_examples=8)),
+               mqar=dict(vocab_size=64, seq_len=32, pairs=(2, 4), steps=3, batch_size=4, lr=1e-3, test_examples=8),
+               few_shot=dict(recurrent=("M",), num_classes=4, exemplars=4, ways=2, shots=(1, 2), seq_len=16, steps=3,
+                             batch_size=4, lr=1e-3, test_examples=8)),
 )
 
 
 def notes_recall(r):
     """The notes' formula, in %: 100·(1 − e^(−10r))."""
     return 100 * (1 - math.exp(-10 * r))
+
+
+def notes_few_shot(r):
+    """The notes' formula min(5r, 1), in %."""
+    return 100 * min(5 * r, 1)
 
 
 def models(settings):
@@ -78,12 +96,21 @@ def cells(quick):
             if seed == s["seeds"][0]:
                 grid.append(dict(recurrent=recurrent, attention_layers=n, task="shakespeare", seed=seed))
             grid.append(dict(recurrent=recurrent, attention_layers=n, task="mqar", seed=seed))
+        grid += [dict(recurrent=recurrent, attention_layers=n, task="few-shot", seed=seed) for recurrent, n in models(s)
+                 if recurrent in s["few_shot"]["recurrent"] + (None,)]
     return grid
 
 
 def mqar_tasks(m):
     """{pairs: MQAR task} of the settings `m`, and the training mixture of them."""
     tasks = {str(p): MQAR(m["vocab_size"], m["seq_len"], p, test_examples=m["test_examples"]) for p in m["pairs"]}
+    return tasks, Mixture(tasks.values())
+
+
+def few_shot_tasks(f):
+    """{shots: few-shot task} of the settings `f`, and the training mixture of them."""
+    tasks = {str(k): FewShot(f["num_classes"], f["exemplars"], f["ways"], k, f["seq_len"], f["test_examples"])
+             for k in f["shots"]}
     return tasks, Mixture(tasks.values())
 
 
@@ -98,8 +125,9 @@ def measure(cell, quick):
     if cell["task"] == "shakespeare":
         out = measure_shakespeare(cfg, s["shakespeare"], quick, seed=cell["seed"])
     else:
-        tests, mixture = mqar_tasks(s["mqar"])
-        out = measure_task(cfg, mixture, tests, s["mqar"], cell["seed"])
+        key, make = ("mqar", mqar_tasks) if cell["task"] == "mqar" else ("few_shot", few_shot_tasks)
+        tests, mixture = make(s[key])
+        out = measure_task(cfg, mixture, tests, s[key], cell["seed"])
     return dict(out, pattern=cfg["pattern"], mlp_hidden=cfg["mlp_hidden"])
 
 
@@ -122,7 +150,7 @@ def collect(records, task):
 
 
 def recall(result):
-    """The mean MQAR accuracy over the numbers of pairs, in %."""
+    """The mean accuracy over the numbers of pairs (MQAR) or of shots (few-shot), in %."""
     return 100 * statistics.mean(result["accuracy"].values())
 
 
@@ -159,26 +187,42 @@ def table(records):
         markdown_table(["recurrent mixer", "attention layers", "pattern", "params", "CPU s/step", "tokens/s",
                         "peak RSS train", f"decode state ctx {context}", "val loss",
                         *[f"MQAR {p} pairs %" for p in pairs], "recall %", "seeds", "notes' formula %"], rows),
+        *few_shot_table(collect(records, "few-shot")),
         *(["", "Skipped: " + "; ".join(skipped)] if skipped else []),
     ])
 
 
+def few_shot_table(fs):
+    """The lines of the few-shot table (none before a few-shot cell is measured)."""
+    shots = next((list(res[0]["accuracy"]) for res in fs.values() if res), [])
+    if not shots:
+        return []
+    rows = [(line_name(recurrent), f"{n}/{LAYERS}", f"`{res[0]['pattern']}`",
+             *[mean_spread([100 * r["accuracy"][k] for r in res], 3) for k in shots],
+             mean_spread([recall(r) for r in res], 3), str(len(res)), number(notes_few_shot(n / LAYERS), 3))
+            for (recurrent, n), res in fs.items() if res]
+    return ["", "Few-shot: held-out accuracy in % of 4-way in-context classification per number of shots (chance "
+            "25 %), mean over the seeds ± half their range; the notes' formula min(5r, 1) in % beside their mean.", "",
+            markdown_table(["recurrent mixer", "attention layers", "pattern", *[f"{k}-shot %" for k in shots],
+                            "few-shot %", "seeds", "notes' formula %"], rows)]
+
+
 def plot(records, path):
     plt = pyplot()
-    lm, mq = collect(records, "shakespeare"), collect(records, "mqar")
-    fig, (ax_recall, ax_loss) = plt.subplots(1, 2, figsize=(13, 5))
+    lm, mq, fs = collect(records, "shakespeare"), collect(records, "mqar"), collect(records, "few-shot")
+    fig, (ax_recall, ax_few, ax_loss) = plt.subplots(1, 3, figsize=(19, 5))
     rs = [i / 100 for i in range(101)]
     ax_recall.plot(rs, [notes_recall(r) for r in rs], color="grey", ls="--", label="the notes' formula 100(1 − e^(−10r))")
-    shared_recall = mq.get((None, LAYERS), [])
-    shared_loss = lm.get((None, LAYERS), [])
-    for n, recurrent in enumerate(dict.fromkeys(k[0] for k in [*lm, *mq] if k[0] is not None)):
+    ax_few.plot(rs, [notes_few_shot(r) for r in rs], color="grey", ls="--", label="the notes' formula min(5r, 1)")
+    ax_few.axhline(25, color="grey", ls=":", label="chance (4 ways)")
+    for n, recurrent in enumerate(dict.fromkeys(k[0] for k in [*lm, *mq, *fs] if k[0] is not None)):
         color = plt.get_cmap("tab10")(n)
-        for ax, results, shared, value in ((ax_recall, mq, shared_recall, recall),
-                                            (ax_loss, lm, shared_loss, lambda res: res["val_loss"])):
+        for ax, results, value in ((ax_recall, mq, recall), (ax_few, fs, recall),
+                                   (ax_loss, lm, lambda res: res["val_loss"])):
             points = sorted((k[1] / LAYERS, [value(res) for res in v]) for k, v in results.items()
                             if k[0] == recurrent and v)
-            if shared:
-                points.append((1.0, [value(res) for res in shared]))
+            if points and results.get((None, LAYERS)):  # pure attention, shared by the lines
+                points.append((1.0, [value(res) for res in results[(None, LAYERS)]]))
             if not points:
                 continue
             xs = [x for x, _ in points]
@@ -188,11 +232,15 @@ def plot(records, path):
     ax_recall.set_xlabel("r: fraction of the 12 layers that are attention")
     ax_recall.set_ylabel("MQAR recall: held-out accuracy, mean over the numbers of pairs (%)")
     ax_recall.set_title("Recall against r (bars: range over the seeds)")
+    ax_few.set_xlabel("r: fraction of the 12 layers that are attention")
+    ax_few.set_ylabel("few-shot: held-out accuracy, mean over the numbers of shots (%)")
+    ax_few.set_title("Few-shot in-context classification against r")
     ax_loss.set_xlabel("r: fraction of the 12 layers that are attention")
     ax_loss.set_ylabel("Tiny Shakespeare validation loss (nats/char), equal steps, seed 0")
     ax_loss.set_title("Language modelling against r")
-    for ax in (ax_recall, ax_loss):
+    for ax in (ax_recall, ax_few, ax_loss):
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a panel of no measured cell yet has no legend
+            ax.legend(fontsize=8)
     fig.tight_layout()
     save(fig, path)

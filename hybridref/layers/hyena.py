@@ -132,7 +132,7 @@ class Hyena(Mixer):
         short conv starts from the state's inputs and each long convolution reads the state's history,
         and both are left at the end of u (a prefill, in one piece or in chunks)."""
         self.check_input(u)
-        be, (B, T, _) = self.be, u.shape
+        be, T = self.be, u.shape[1]
         pos = 0 if state is None else state["pos"]
         rows = self.l_max if state is None else min(self.l_max, state["hist"].shape[2])
         if pos + T > rows:
