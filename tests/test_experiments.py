@@ -317,6 +317,19 @@ def test_capabilities_quick_grid(tmp_path):
     assert [p.name for p in paths] == ["capabilities.md", "capabilities.png"]
 
 
+def test_mqar_grid_quick_grid(tmp_path):
+    from hybridref.experiments import mqar_grid
+    records, paths = run_experiment("mqar-grid", quick=True, out=tmp_path, echo=lambda line: None)
+    assert [r["cell"] for r in records] == mqar_grid.cells(quick=True)
+    for r in records:
+        check_schema(r, "mqar-grid", TASK_KEYS)
+        # every number of pairs that fits the length (4·P <= T): 2 and 4 at T = 16, 2, 4 and 8 at 32
+        check_task_result(r["result"], ["2", "4"] if r["cell"]["seq_len"] == 16 else ["2", "4", "8"])
+    text = (tmp_path / "mqar-grid.md").read_text()
+    assert "| T16/P2 % | T16/P4 % | T32/P2 % | T32/P4 % | T32/P8 % |" in text and "| attention | 16 |" in text
+    assert [p.name for p in paths] == ["mqar-grid.md", "mqar-grid.png"]
+
+
 @needs_data
 def test_long_range_quick_grid(tmp_path):
     records, paths = run_experiment("long-range", quick=True, out=tmp_path, echo=lambda line: None)

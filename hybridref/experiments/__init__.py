@@ -14,4 +14,4 @@ declares a grid of cells and how to measure one:
 
 runner.py runs the cells and appends each record to DIR/results.jsonl as soon as it is measured.
 """
-EXPERIMENTS = ("scaling", "architectures", "attention-ratio", "placement", "capabilities", "long-range")
+EXPERIMENTS = ("scaling", "architectures", "attention-ratio", "placement", "capabilities", "mqar-grid", "long-range")

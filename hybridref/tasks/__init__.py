@@ -11,6 +11,7 @@ A task is an object with
 mqar.py               multi-query associative recall (Arora et al. 2023, Zoology)
 selective_copying.py  selective copying (Gu & Dao 2023, Mamba, section 4.1.1)
 induction_heads.py    induction heads (Olsson et al. 2022; Mamba, section 4.1.2)
+few_shot.py           N-way K-shot in-context classification (Chan et al. 2022), labels drawn per example
 sequential_mnist.py   sequential and permuted sequential MNIST, one pixel a token
 train.py              train a character-LM-style model on a task, score it on held-out data
 """
