@@ -227,8 +227,8 @@ def plot(records, path):
                 continue
             xs = [x for x, _ in points]
             mids = [statistics.mean(v) for _, v in points]
-            half = [(max(v) - min(v)) / 2 for _, v in points]
-            ax.errorbar(xs, mids, yerr=half, color=color, marker="o", capsize=3, label=line_name(recurrent))
+            below_above = [[m - min(v) for m, (_, v) in zip(mids, points)], [max(v) - m for m, (_, v) in zip(mids, points)]]
+            ax.errorbar(xs, mids, yerr=below_above, color=color, marker="o", capsize=3, label=line_name(recurrent))
     ax_recall.set_xlabel("r: fraction of the 12 layers that are attention")
     ax_recall.set_ylabel("MQAR recall: held-out accuracy, mean over the numbers of pairs (%)")
     ax_recall.set_title("Recall against r (bars: range over the seeds)")
