@@ -40,7 +40,7 @@ formula says 0 at r = 0, where a model that ignores the context scores chance, 2
 cells run on the Mamba line only (the notes' formula is about Jamba-style Mamba hybrids): 18 cells.
 Pilots of the few-shot sizes (seed 0, 3,000 steps): the Mamba stack with 2 attention layers of 12
 reached 65.7 / 66.9 / 67.1 % at 1 / 2 / 4 shots; pure attention (12 layers) stayed at chance at lr 2e-3
-and at lr 5e-4 (training loss ln 4 = 1.386: one label for every query), as did 2-layer models
+and at lr 5e-4 (training loss ln 4 = 1.386, a uniform guess over the labels), as did 2-layer models
 (attention-attention and Mamba-attention, lr 2e-3).
 
 --quick: d_model 16, r ∈ {0, 1/4, 1}, Mamba only, one seed, 3 steps on short sequences (vocabulary 64,
