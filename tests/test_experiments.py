@@ -261,6 +261,7 @@ def test_attention_ratio_quick_grid(tmp_path):
     text = (tmp_path / "attention-ratio.md").read_text()
     assert "| mamba | 3/12 | `MMAMMMAMMMAM` |" in text and "notes' formula %" in text
     assert "| 1-shot % | 2-shot % | few-shot % |" in text
+    assert "| recall % | recall of each seed % |" in text and "| 0: " in text  # the seeds, each by its number
     assert [p.name for p in paths] == ["attention-ratio.md", "attention-ratio.png"]
     assert attention_ratio.notes_recall(0.125) == pytest.approx(71.35, abs=0.01)  # the notes' "r = 0.125: 71 %"
     assert attention_ratio.notes_few_shot(0.125) == 62.5 and attention_ratio.notes_few_shot(0.5) == 100
