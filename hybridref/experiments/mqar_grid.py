@@ -22,9 +22,8 @@ experiment, it measures nothing.
 """
 import statistics
 
-from ..tasks.base import Mixture
-from ..tasks.mqar import MQAR
 from .architectures import mean_spread
+from .attention_ratio import mqar_tasks
 from .capabilities import MIXERS
 from .plot import pyplot, save
 from .report import markdown_table
@@ -48,9 +47,7 @@ def cells(quick):
 
 def grid_tasks(seq_len, s):
     """{P: MQAR task} for every number of pairs P of the settings with 4·P <= seq_len, and their mixture."""
-    tasks = {str(p): MQAR(s["vocab_size"], seq_len, p, test_examples=s["test_examples"])
-             for p in s["pairs"] if 4 * p <= seq_len}
-    return tasks, Mixture(tasks.values())
+    return mqar_tasks(dict(s, seq_len=seq_len, pairs=[p for p in s["pairs"] if 4 * p <= seq_len]))
 
 
 def measure(cell, quick):
