@@ -299,6 +299,8 @@ def test_placement_quick_grid(tmp_path):
     assert patterns == {"first": "AAAMMMMMMMMM", "evenly": "MMAMMMAMMMAM"}
     text = (tmp_path / "placement.md").read_text()
     assert "| first | `AAAMMMMMMMMM` |" in text and [p.name for p in paths] == ["placement.md", "placement.png"]
+    row = next(line for line in text.splitlines() if line.startswith("| evenly |")).split(" | ")
+    assert row[4].startswith("0: ") and row[6].startswith("0: ")  # each seed's MQAR and induction accuracy
 
 
 def test_capabilities_quick_grid(tmp_path):
