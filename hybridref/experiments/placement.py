@@ -14,6 +14,11 @@ each on 1,000 freshly generated held-out examples per setting. Full sizes otherw
 attention_ratio (d_model 64; Shakespeare 1,000 steps of 16 × 128, lr 2e-3; MQAR 3,000 steps of 16, lr
 2e-3): 35 cells, about 4 hours on one core.
 
+"evenly" is attention_ratio's Mamba stack with 3 attention layers, built and trained by the same calls
+with the same settings and seeds: its cells are the same computation. Its Shakespeare cell, measured
+again here, gave attention-ratio's validation loss to the last bit (1.6176650352813244), so the committed
+results take its three MQAR cells from attention-ratio's results (their records keep their dates).
+
 The notes type in a placement table (alternating / first / middle / last / uniform: 95–98 "early LM",
 75–98 "ICL"); the table here puts measured numbers in its place.
 
