@@ -82,14 +82,14 @@ def score(result, task):
 
 
 def collect(records):
-    """{placement: {task: [result of each measured seed]}}, and the placements' patterns."""
+    """{placement: {task: [result of each measured seed]}} in the order of PLACEMENTS, and the placements' patterns."""
     out, patterns = {}, {}
     for r in records:
         results = out.setdefault(r["cell"]["placement"], {t: [] for t in TASKS})
         if r["status"] == "done":
             results[r["cell"]["task"]].append(r["result"])
             patterns[r["cell"]["placement"]] = r["result"]["pattern"]
-    return out, patterns
+    return {p: out[p] for p in PLACEMENTS if p in out}, patterns  # in PLACEMENTS' order, however they ran
 
 
 def scores(results, task):
