@@ -11,11 +11,11 @@ last pixel); permuted: one fixed random order of the pixels.
 Training set: the data here holds the first 20,000 of the 60,000 official training images, so the
 accuracies are not comparable to S4's 99.6 % (sequential) / 98.7 % (permuted), which train on all 60,000
 for far longer. Full sizes: a budget of 360 CPU s of training per cell, one seed (seed 0): 12 cells,
-about 2 hours on one core with the evaluations (scoring 10,000 test images takes 140-310 CPU s a model).
-Why so short: a session has two cores for three hours, and 1,800 s a cell (the first plan) needs seven
-hours of one. Six CPU minutes are 340-860 steps of 16 images (0.42-1.07 CPU s a step, measured), under
-one pass over the 20,000 training images: the table measures how far each model gets in that time, not
-what it can reach.
+2 hours on one core with the evaluations of the 10,000 test images (530-724 s a cell in the committed
+run, docs/experiments/long-range). Why so short: a session has two cores for three hours, and 1,800 s a
+cell (the first plan) needs seven hours of one. Six CPU minutes were 362-843 steps of 16 images there,
+under one pass over the 20,000 training images: the table measures how far each model gets in that
+time, not what it can reach.
 
 --quick: attention and the hybrid at d_model 16, 2 blocks, 2 steps on 64 training images, 16 test
 images: it tests the experiment, it measures nothing.
