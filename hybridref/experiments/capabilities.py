@@ -70,9 +70,16 @@ def measure(cell, quick):
 
 # -- report -------------------------------------------------------------------------------------------
 
+def in_grid_order(scores):
+    """`scores` {(mixer, d_model): ...} in the grid's order, by width, then mixer as in MIXERS: the report's
+    rows do not depend on the order the cells ran in (--only subsets, several runners' results merged)."""
+    order = sorted(scores, key=lambda k: (k[1], MIXERS.index(k[0]) if k[0] in MIXERS else len(MIXERS)))
+    return {k: scores[k] for k in order}
+
+
 def collect(records):
-    """{(mixer, d_model): {(task, T): [held-out accuracy % of each seed]}}, {(mixer, d_model, T): state
-    bytes}, {(mixer, d_model): params} of the measured cells, and the lengths."""
+    """{(mixer, d_model): {(task, T): [held-out accuracy % of each seed]}} in grid order, {(mixer, d_model,
+    T): state bytes}, {(mixer, d_model): params} of the measured cells, and the lengths, shortest first."""
     scores, state, params, lengths = {}, {}, {}, []
     for r in records:
         c = r["cell"]
@@ -84,7 +91,7 @@ def collect(records):
             state[c["mixer"], c["d_model"], c["seq_len"]] = r["result"]["state_bytes"]
             if c["task"] == "mqar":
                 params[c["mixer"], c["d_model"]] = r["result"]["params"]
-    return scores, state, params, lengths
+    return in_grid_order(scores), state, params, sorted(lengths)
 
 
 def solved(values):
