@@ -70,16 +70,9 @@ def measure(cell, quick):
 
 # -- report -------------------------------------------------------------------------------------------
 
-def in_grid_order(scores):
-    """`scores` {(mixer, d_model): ...} in the grid's order, by width, then mixer as in MIXERS: the report's
-    rows do not depend on the order the cells ran in (--only subsets, several runners' results merged)."""
-    order = sorted(scores, key=lambda k: (k[1], MIXERS.index(k[0]) if k[0] in MIXERS else len(MIXERS)))
-    return {k: scores[k] for k in order}
-
-
 def collect(records):
-    """{(mixer, d_model): {(task, T): [held-out accuracy % of each seed]}} in grid order, {(mixer, d_model,
-    T): state bytes}, {(mixer, d_model): params} of the measured cells, and the lengths, shortest first."""
+    """{(mixer, d_model): {(task, T): [held-out accuracy % of each seed]}}, {(mixer, d_model, T): state
+    bytes}, {(mixer, d_model): params} of the measured cells, and the lengths."""
     scores, state, params, lengths = {}, {}, {}, []
     for r in records:
         c = r["cell"]
@@ -91,7 +84,7 @@ def collect(records):
             state[c["mixer"], c["d_model"], c["seq_len"]] = r["result"]["state_bytes"]
             if c["task"] == "mqar":
                 params[c["mixer"], c["d_model"]] = r["result"]["params"]
-    return in_grid_order(scores), state, params, sorted(lengths)
+    return scores, state, params, lengths
 
 
 def solved(values):

@@ -26,7 +26,7 @@ import statistics
 
 from .architectures import mean_spread
 from .attention_ratio import mqar_tasks
-from .capabilities import MIXERS, in_grid_order
+from .capabilities import MIXERS
 from .plot import pyplot, save
 from .report import markdown_table
 from .stacks import MIXER_NAMES, measure_task, stack_config
@@ -61,20 +61,19 @@ def measure(cell, quick):
 # -- report -------------------------------------------------------------------------------------------
 
 def collect(records):
-    """{(mixer, d_model): {(T, P): [held-out accuracy % of each seed]}} in grid order (capabilities.
-    in_grid_order), the (T, P) columns by length then pairs, and {(mixer, d_model): parameters at the
-    shortest length} of the measured cells."""
-    scores, columns, params = {}, set(), {}
-    for r in sorted(records, key=lambda r: r["cell"]["seq_len"]):
+    """{(mixer, d_model): {(T, P): [held-out accuracy % of each seed]}}, the (T, P) columns in grid order,
+    and {(mixer, d_model): parameters at the shortest length} of the measured cells."""
+    scores, columns, params = {}, [], {}
+    for r in records:
         c = r["cell"]
         model = scores.setdefault((c["mixer"], c["d_model"]), {})
         if r["status"] != "done":
             continue
         for p, accuracy in r["result"]["accuracy"].items():
-            columns.add((c["seq_len"], p))
+            columns += [] if (c["seq_len"], p) in columns else [(c["seq_len"], p)]
             model.setdefault((c["seq_len"], p), []).append(100 * accuracy)
         params.setdefault((c["mixer"], c["d_model"]), r["result"]["params"])
-    return in_grid_order(scores), sorted(columns, key=lambda k: (k[0], int(k[1]))), params
+    return scores, columns, params
 
 
 def table(records):
