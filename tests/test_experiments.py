@@ -318,6 +318,29 @@ def test_capabilities_quick_grid(tmp_path):
     text = (tmp_path / "capabilities.md").read_text()
     assert "| attention | 16 |" in text and "induction T=32 %" in text
     assert [p.name for p in paths] == ["capabilities.md", "capabilities.png"]
+    n = len(records)
+    assert f"{n} of the grid's {n} cells: {n} measured, 0 skipped" in text and "not run yet" not in text
+    # a partial grid says so: drop one record and the report counts it as not run
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[1:]))
+    write_report("capabilities", tmp_path, quick=True)
+    assert f"{n - 1} of the grid's {n} cells: {n - 1} measured, 0 skipped" in (tmp_path / "capabilities.md").read_text()
+    assert "; 1 not run yet (--resume runs them)." in (tmp_path / "capabilities.md").read_text()
+
+
+def test_capabilities_solved_needs_every_seed_of_the_grid():
+    from hybridref.experiments import capabilities
+
+    def record(seed, accuracy):
+        cell = dict(mixer="W", d_model=64, task="induction", seq_len=256, seed=seed)
+        result = dict(accuracy={"induction": accuracy}, state_bytes=1024, params=100)
+        return dict(cell=cell, status="done", quick=False, result=result)
+
+    # the full grid has seeds 0 and 1: one seed at 100 % is not "solved", both at 90 % or more are
+    one = capabilities.table([record(0, 1.0)])
+    assert "| 100 |" in one and "✓" not in one.split("\n", 2)[2]
+    both = capabilities.table([record(0, 1.0), record(1, 0.9)])
+    assert "| 95.0 ±5.0 ✓ |" in both and both.rstrip().endswith("| 2 |")
+    assert "✓" not in capabilities.table([record(0, 1.0), record(1, 0.89)]).split("\n", 2)[2]
 
 
 def test_mqar_grid_quick_grid(tmp_path):

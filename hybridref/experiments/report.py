@@ -26,13 +26,16 @@ def mib(nbytes):
     return "—" if nbytes is None else number(nbytes / MIB)
 
 
-def run_conditions(name, out, records):
+def run_conditions(name, exp, out, records):
     """The lines saying how the records were measured."""
     first = records[0]
     m = first["machine"]
     dates = sorted(r["date"] for r in records)
     loads = [r["load"] for r in records if r["status"] == "done"] or [r["load"] for r in records]
-    skipped = sum(r["status"] == "skipped" for r in records)
+    grid = exp.cells(first["quick"])
+    run = [r for r in records if r["cell"] in grid]
+    skipped = sum(r["status"] == "skipped" for r in run)
+    unrun, outside = len(grid) - len(run), len(records) - len(run)
     return [
         f"Command: `hybridref experiment {name}{' --quick' if first['quick'] else ''} --threads {first['threads']} "
         f"--out {out}`",
@@ -48,13 +51,14 @@ def run_conditions(name, out, records):
         "interpreter, NumPy, the C library and the model; the bytes of the model's own arrays beside it are "
         "counted.",
         "",
-        f"{len(records)} cells: {len(records) - skipped} measured, {skipped} skipped (reasons in the tables and "
-        f"results.jsonl).",
+        f"{len(run)} of the grid's {len(grid)} cells: {len(run) - skipped} measured, {skipped} skipped (reasons in the "
+        f"tables and results.jsonl)" + (f"; {unrun} not run yet (--resume runs them)" if unrun else "")
+        + (f"; also {outside} records of cells no longer in the grid" if outside else "") + ".",
     ]
 
 
 def write_markdown(name, exp, out, records):
     path = out / f"{name}.md"
-    text = "\n".join([f"# {exp.TITLE}", "", *run_conditions(name, out, records), "", exp.table(records), ""])
+    text = "\n".join([f"# {exp.TITLE}", "", *run_conditions(name, exp, out, records), "", exp.table(records), ""])
     path.write_text(text)
     return path
