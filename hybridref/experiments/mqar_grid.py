@@ -13,7 +13,7 @@ Full sizes: 2,000 steps of 16 sequences, lr 1e-3, seed 0 (AdamW, weight decay 0.
 to lr/10), one thread per cell: 8 mixers × 2 widths × 4 lengths = 64 cells, shortest length and
 narrowest width first. The committed run (two cells side by side on this 2-core machine) took 40-62 s a
 cell at T = 64, d_model 64, 95-139 s at 64, 128; 78-138 / 183-280 s at T = 128; 150-239 / 365-583 s at
-256; 319-592 / 768-1,334 s at 512: 5.1 hours of one core for 62 of the 64 cells. Zoology trains for many
+256; 319-592 / 768-1,334 s at 512: 5.6 hours of one core for the 64 cells. Zoology trains for many
 epochs of 100,000 examples; a cell here sees 32,000 sequences, so a miss means "not learned at this
 budget", not "cannot".
 
