@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import warnings
 
 import click
 
@@ -16,7 +17,7 @@ from .backends.mpiexec import abort_job_if_launched
 from .errors import UserError
 from .experiments import EXPERIMENTS
 from .layers.moe import parse_moe_option
-from .limits import OVERSUBSCRIPTION, usable_cores
+from .limits import OVERSUBSCRIPTION, ThreadCapWarning, environment_threads, usable_cores
 from .models.char_lm import PRESETS
 from .plots import check_plot, plot_mnist, plot_shakespeare
 
@@ -65,24 +66,6 @@ class ProcessCounts(click.ParamType):
         return counts
 
 
-def environment_threads():
-    """The thread count $OMP_NUM_THREADS asks for (None when unset), capped to the cores with a warning:
-    unlike --threads it is often set for a whole shell or cluster node, for other programs too, so
-    refusing it would make hybridref unusable there. The cap is applied before any kernel runs: the
-    OpenMP runtime reads the variable when it loads and would otherwise start that many threads."""
-    text = os.environ.get("OMP_NUM_THREADS")
-    if text is None:
-        return None
-    if not text.strip().isdigit() or int(text) < 1:
-        raise UserError(f"OMP_NUM_THREADS={text!r} is not a thread count: set it to a whole number from 1 to "
-                        f"{usable_cores()}, or unset it (all cores)")
-    count, cores = int(text), usable_cores()
-    if count > cores:
-        click.echo(f"warning: OMP_NUM_THREADS={count} is more than the {cores} cores this process may run on: "
-                   f"using {cores}", err=True)
-    return min(count, cores)
-
-
 def backend_option(f):
     f = click.option("--threads", type=ThreadCount(), default=None,
                      help="OpenMP threads for the C kernels, at most the cores (default: $OMP_NUM_THREADS, "
@@ -127,7 +110,9 @@ def open_backend(name, threads, mpi_mode=None):
     if mpi_mode and name != "mpi":
         raise click.BadParameter(f"only the mpi backend takes a mode, not {name!r}", param_hint="--mpi-mode")
     try:
-        be = get_backend(name, **({"mode": mpi_mode} if mpi_mode else {}))
+        with warnings.catch_warnings():  # the C backend's warning about $OMP_NUM_THREADS: echoed below instead
+            warnings.simplefilter("ignore", ThreadCapWarning)
+            be = get_backend(name, **({"mode": mpi_mode} if mpi_mode else {}))
     except UserError:
         raise
     except (ValueError, ImportError, TypeError) as e:
@@ -135,7 +120,8 @@ def open_backend(name, threads, mpi_mode=None):
     if threads is not None and not hasattr(be, "set_threads"):
         raise click.BadParameter(f"backend {be.name!r} does not take a thread count", param_hint="--threads")
     if hasattr(be, "set_threads"):
-        threads = threads or environment_threads()
+        if threads is None:
+            threads = environment_threads(lambda message: click.echo(f"warning: {message}", err=True))
         if threads is not None:
             be.set_threads(threads)
     return be

@@ -13,6 +13,28 @@ OVERSUBSCRIPTION = 4  # threads (or processes) per core the library accepts; the
 _UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
 
+class ThreadCapWarning(UserWarning):
+    """$OMP_NUM_THREADS asked for more threads than the cores: the C backend uses the cores instead."""
+
+
+def environment_threads(warn):
+    """The thread count $OMP_NUM_THREADS asks for, capped to the cores (warn(message) says so), or None when
+    unset. Capped rather than refused: the variable is often set for a whole shell or cluster node, for
+    other programs too. The C backend applies it when it is created, before any kernel runs: the OpenMP
+    runtime reads the variable when it loads and would otherwise start that many threads in the first
+    parallel region (OMP_NUM_THREADS=100000 crashed it)."""
+    text = os.environ.get("OMP_NUM_THREADS")
+    if text is None:
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UserError(f"OMP_NUM_THREADS={text!r} is not a thread count: set it to a whole number from 1 to "
+                        f"{usable_cores()}, or unset it (all cores)")
+    count, cores = int(text), usable_cores()
+    if count > cores:
+        warn(f"OMP_NUM_THREADS={count} is more than the {cores} cores this process may run on: using {cores}")
+    return min(count, cores)
+
+
 def usable_cores():
     """The cores this process may run on (its CPU affinity, which mpiexec or a container may narrow)."""
     try:

@@ -94,6 +94,28 @@ def test_threads_setting():
         be.set_threads(before)
 
 
+def test_omp_num_threads_above_the_cores_is_capped_in_the_library():
+    """Not only in the CLI: `get_backend("c")` in a script with OMP_NUM_THREADS=100000 segfaulted in its first
+    kernel (the OpenMP runtime tried to start that many threads). The backend caps it to the cores and warns."""
+    code = ("import numpy as np; from hybridref.backends import get_backend; be = get_backend('c'); "
+            "y = be.linear_forward(np.ones((64, 256), np.float32), np.ones((256, 256), np.float32), None); "
+            "print(be.threads, float(y[0, 0]))")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, OMP_NUM_THREADS="100000"),
+                         capture_output=True, text=True, timeout=120)
+    cores = len(os.sched_getaffinity(0))
+    assert out.returncode == 0 and out.stdout.split() == [str(cores), "256.0"], out.stderr[-2000:]
+    assert f"ThreadCapWarning: OMP_NUM_THREADS=100000 is more than the {cores} cores" in out.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "2.5"])
+def test_omp_num_threads_that_is_not_a_count_is_refused_by_the_library(value, monkeypatch):
+    from hybridref.backends.c import CBackend
+    from hybridref.errors import UserError
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    with pytest.raises(UserError, match=f"OMP_NUM_THREADS={value!r} is not a thread count"):
+        CBackend()
+
+
 def test_results_do_not_depend_on_thread_count_for_position_wise_gemm():
     be = get_backend("c")
     rng = np.random.default_rng(0)

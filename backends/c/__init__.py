@@ -4,11 +4,12 @@ Each module here wraps the C file of the same name: it checks every argument
 (backends/c/checks.py), allocates outputs and calls the kernel. float32 only.
 """
 import sys
+import warnings
 
 import numpy as np
 
 from hybridref.errors import UserError
-from hybridref.limits import OVERSUBSCRIPTION, usable_cores
+from hybridref.limits import OVERSUBSCRIPTION, ThreadCapWarning, environment_threads, usable_cores
 
 from ..base import Backend, collect_ops, package_modules
 from . import decode, library
@@ -23,6 +24,8 @@ class CBackend(Backend):
     def __init__(self, isa=None, threads=None):
         self.ffi, self.lib = library.load(isa)
         self.isa = self.ffi.string(self.lib.hr_build_isa()).decode()
+        if threads is None:
+            threads = environment_threads(lambda message: warnings.warn(message, ThreadCapWarning, stacklevel=3))
         if threads is not None:
             self.set_threads(threads)
         collect_ops(self, package_modules(sys.modules[__name__]), bind=True)
