@@ -120,7 +120,7 @@ def open_backend(name, threads, mpi_mode=None):
     if threads is not None and not hasattr(be, "set_threads"):
         raise click.BadParameter(f"backend {be.name!r} does not take a thread count", param_hint="--threads")
     if hasattr(be, "set_threads"):
-        if threads is None:
+        if threads is None:  # again here: get_backend may hand back a backend an earlier command in this process set
             threads = environment_threads(lambda message: click.echo(f"warning: {message}", err=True))
         if threads is not None:
             be.set_threads(threads)

@@ -2,6 +2,8 @@
 experiment's own tables (its `table(records)`, built with markdown_table)."""
 import math
 
+from .runner import cell_key
+
 MIB = 2 ** 20
 
 
@@ -26,14 +28,13 @@ def mib(nbytes):
     return "—" if nbytes is None else number(nbytes / MIB)
 
 
-def run_conditions(name, exp, out, records):
-    """The lines saying how the records were measured."""
+def run_conditions(name, out, records, grid):
+    """The lines saying how the records were measured; grid: the cell_key of each cell of the experiment's grid."""
     first = records[0]
     m = first["machine"]
     dates = sorted(r["date"] for r in records)
     loads = [r["load"] for r in records if r["status"] == "done"] or [r["load"] for r in records]
-    grid = exp.cells(first["quick"])
-    run = [r for r in records if r["cell"] in grid]
+    run = [r for r in records if cell_key(r["cell"]) in grid]
     skipped = sum(r["status"] == "skipped" for r in run)
     unrun, outside = len(grid) - len(run), len(records) - len(run)
     return [
@@ -57,8 +58,8 @@ def run_conditions(name, exp, out, records):
     ]
 
 
-def write_markdown(name, exp, out, records):
+def write_markdown(name, exp, out, records, grid):
     path = out / f"{name}.md"
-    text = "\n".join([f"# {exp.TITLE}", "", *run_conditions(name, exp, out, records), "", exp.table(records), ""])
+    text = "\n".join([f"# {exp.TITLE}", "", *run_conditions(name, out, records, grid), "", exp.table(records), ""])
     path.write_text(text)
     return path

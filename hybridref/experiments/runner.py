@@ -215,7 +215,7 @@ def write_report(name, out, quick):
         raise UserError(f"{out / RESULTS} holds no results of {name!r}: run the experiment first")
     grid = {cell_key(cell): i for i, cell in enumerate(exp.cells(quick))}
     records.sort(key=lambda r: grid.get(cell_key(r["cell"]), len(grid)))
-    md = write_markdown(name, exp, out, records)
+    md = write_markdown(name, exp, out, records, grid)
     png = out / f"{name}.png"
     exp.plot(records, png)
     return [md, png]
