@@ -108,7 +108,8 @@ def test_omp_num_threads_above_the_cores_is_capped(thread_calls, ckpt, monkeypat
     out = invoke("generate", "--backend", "c", "--checkpoint", ckpt, "--max-new-tokens", 5)
     assert out.exit_code == 0, out.output
     assert f"OMP_NUM_THREADS=100000 is more than the {CORES} cores" in out.stderr
-    assert thread_calls == [CORES]
+    # the backend caps it when it is created (unless an earlier test made it), the CLI again: the cores only
+    assert thread_calls in ([CORES], [CORES, CORES])
 
 
 def test_omp_num_threads_above_the_cores_in_a_real_process(ckpt):
