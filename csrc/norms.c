@@ -43,6 +43,20 @@ static inline float norm_centred_sumsq(const float *a, float c, int D) {
     return hr_vhsum(hr_vadd(acc0, acc1));
 }
 
+/* r = 1/√(Σ_d (a[d] - c)² / D + eps). A float32 square overflows past |a - c| ≈ 1.8e19, which would
+ * give r = 0 and y = 0: such a row is summed again in double, where every float's square fits. Other
+ * rows keep the vector float32 sum (a row holding ±inf stays at r = 0 either way). */
+static inline float norm_rstd(const float *a, float c, int D, float eps) {
+    float ss = norm_centred_sumsq(a, c, D);
+    if (!isinf(ss)) return 1.0f / sqrtf(ss / (float)D + eps);
+    double wide = 0.0;
+    for (int d = 0; d < D; d++) {
+        double t = (double)a[d] - (double)c;
+        wide += t * t;
+    }
+    return (float)(1.0 / sqrt(wide / D + (double)eps));
+}
+
 /* y[d] = (x[d] - c) * r * w[d] + b[d], b may be NULL */
 static inline void norm_apply(const float *x, const float *w, const float *b, float c, float r, float *y, int D) {
     hr_vec cv = hr_vset1(c), rv = hr_vset1(r);
@@ -133,7 +147,7 @@ void hr_layernorm_forward(const float *x, const float *w, const float *b, float 
             const float *xm = x + (size_t)m * D;
             float mu = norm_sum(xm, D) / (float)D;
             /* two passes (mean, then centred squares): no cancellation for rows with a large mean */
-            float r = 1.0f / sqrtf(norm_centred_sumsq(xm, mu, D) / (float)D + eps);
+            float r = norm_rstd(xm, mu, D, eps);
             norm_apply(xm, w, b, mu, r, y + (size_t)m * D, D);
             mean[m] = mu;
             rstd[m] = r;
@@ -151,7 +165,7 @@ void hr_rmsnorm_forward(const float *x, const float *w, float *y, float *rstd, i
     HR_PARALLEL_FOR((long)M * D >= HR_PARALLEL_MIN,
         for (int m = 0; m < M; m++) {
             const float *xm = x + (size_t)m * D;
-            float r = 1.0f / sqrtf(norm_centred_sumsq(xm, 0.0f, D) / (float)D + eps);
+            float r = norm_rstd(xm, 0.0f, D, eps);
             norm_apply(xm, w, NULL, 0.0f, r, y + (size_t)m * D, D);
             rstd[m] = r;
         });

@@ -324,19 +324,41 @@ def _assert_alike(got, want, rtol):
     np.testing.assert_allclose(got[ok], want[ok], rtol=rtol, atol=0)
 
 
-def test_norms_and_linear_overflow_alike(npb, cb):
-    """float32 rows whose squares overflow (|x| past ~1.8e19) give rstd 0 and y 0 in both backends
-    (a row of 1e-30 keeps its digits: ε dominates its variance); products past the float32 range
-    give non-finite sums in both."""
-    x = np.array([[1e20, -1e20, 0.0, 3e19], [1e-30, -1e-30, 2e-30, 0.0], [1.0, 2.0, 3.0, 4.0]], np.float32)
-    w, b = np.ones(4, np.float32), np.zeros(4, np.float32)
-    calls = [("layernorm_forward", (x, w, b, 1e-5)), ("rmsnorm_forward", (x, w, 1e-5)),
-             ("linear_forward", (x, np.full((2, 4), 1e30, np.float32), None))]
+def test_norms_of_rows_past_the_float32_square_range(npb, cb):
+    """Rows whose float32 squares overflow (|x| past ~1.8e19) are normalised, not zeroed: y and rstd
+    agree with a float64 computation in both backends (before, rstd and y were 0). A row of 1e-30 keeps
+    its digits (ε dominates its variance). A row holding inf stays as before: rstd 0 in RMSNorm, nan in
+    LayerNorm (its mean is inf, and inf - inf is nan)."""
+    x = np.array([[1e20, -1e20, 0.0, 3e19], [3e38, -1e38, 2e37, 1.0], [1e-30, -1e-30, 2e-30, 0.0],
+                  [1.0, 2.0, 3.0, 4.0], [np.inf, 1.0, 2.0, 3.0]], np.float32)
+    w, b, eps = np.linspace(0.5, 2.0, 4, dtype=np.float32), np.full(4, 0.25, np.float32), 1e-5
+    x64 = x[:4].astype(np.float64)
+    xc64 = x64 - x64.mean(axis=1, keepdims=True)
+    want = {"rmsnorm_forward": (x64, None, 0.0), "layernorm_forward": (xc64, b, np.nan)}
+    for op, (centred, bias, rstd_of_inf_row) in want.items():
+        rstd64 = 1 / np.sqrt((centred * centred).mean(axis=1) + eps)
+        y64 = centred * rstd64[:, None] * w + (0 if bias is None else bias)
+        args = (x, w, b, eps) if bias is not None else (x, w, eps)
+        for be in (npb, cb):
+            with np.errstate(all="ignore"):
+                out = fuzz_ops.call(be, op, args_dict(op, args))
+            y, rstd = out[0], out[-1]
+            # float32 results of 4-term sums and one square root; the 3e38 row's rstd (~6e-39) is a
+            # float32 subnormal with 2^-149 steps: about 6 digits
+            np.testing.assert_allclose(rstd[:4], rstd64, rtol=1e-5, err_msg=f"{be.name} {op}")
+            np.testing.assert_allclose(y[:4], y64, rtol=2e-5, atol=0, err_msg=f"{be.name} {op}")
+            np.testing.assert_equal(rstd[4], rstd_of_inf_row, err_msg=f"{be.name} {op}: the row holding inf")
+
+
+def test_linear_overflow_alike(npb, cb):
+    """Products past the float32 range give non-finite sums in both backends, at the same places."""
+    x = np.array([[1e20, -1e20, 0.0, 3e19], [1.0, 2.0, 3.0, 4.0]], np.float32)
+    args = (x, np.full((2, 4), 1e30, np.float32), None)
     with np.errstate(all="ignore"):
-        for op, args in calls:
-            got, want = fuzz_ops.call(cb, op, args_dict(op, args)), fuzz_ops.call(npb, op, args_dict(op, args))
-            for g, w_ in zip(got, want):
-                _assert_alike(g, w_, rtol=1e-5)  # float32 sums of 4 terms, one square root
+        got = fuzz_ops.call(cb, "linear_forward", args_dict("linear_forward", args))
+        want = fuzz_ops.call(npb, "linear_forward", args_dict("linear_forward", args))
+    for g, w_ in zip(got, want):
+        _assert_alike(g, w_, rtol=1e-5)  # float32 sums of 4 terms
 
 
 def args_dict(op, args):

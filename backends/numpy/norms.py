@@ -4,6 +4,19 @@ import numpy as np
 from ..validate import check_scalars
 
 
+def _rstd(xc, eps):
+    """1/√(mean_D(xc²) + eps) per row: xc (M,D) -> (M,). A float32 square overflows past |xc| ≈ 1.8e19,
+    which would give rstd 0 and y 0: those rows are summed again in float64, where every float32's square
+    fits (as in C; a row holding ±inf keeps rstd 0)."""
+    with np.errstate(over="ignore"):
+        mean_square = (xc * xc).mean(axis=1)
+    rstd = 1 / np.sqrt(mean_square + eps)
+    redo = np.isinf(mean_square)
+    if redo.any():
+        rstd[redo] = 1 / np.sqrt(np.square(xc[redo], dtype=np.float64).mean(axis=1) + eps)
+    return rstd
+
+
 def layernorm_forward(x, w, b, eps):
     """y = (x - mean) * rstd * w + b, rstd = 1/√(var + eps) (biased variance over D).
 
@@ -11,7 +24,7 @@ def layernorm_forward(x, w, b, eps):
     check_scalars("layernorm_forward", eps=eps)
     mean = x.mean(axis=1)
     xc = x - mean[:, None]
-    rstd = 1 / np.sqrt((xc * xc).mean(axis=1) + eps)
+    rstd = _rstd(xc, eps)
     return xc * rstd[:, None] * w + b, mean, rstd
 
 
@@ -29,7 +42,7 @@ def layernorm_backward(dy, x, w, mean, rstd):
 def rmsnorm_forward(x, w, eps):
     """y = x * rstd * w, rstd = 1/√(mean_D(x²) + eps):  x (M,D), w (D,) -> y (M,D), rstd (M,)."""
     check_scalars("rmsnorm_forward", eps=eps)
-    rstd = 1 / np.sqrt((x * x).mean(axis=1) + eps)
+    rstd = _rstd(x, eps)
     return x * rstd[:, None] * w, rstd
 
 
