@@ -16,8 +16,10 @@ def launched_processes():
 def abort_job_if_launched(exit_code, program="hybridref"):
     """When this process, one of several of an mpiexec job, leaves with an error (exit_code not 0
     or None), take the whole job down rather than leave the others blocked in a receive (or in
-    starting MPI, if this one failed before). Otherwise do nothing."""
+    starting MPI, if this one failed before), with this process's status (1 for a non-integer code,
+    which Python prints and exits 1 with). Otherwise do nothing."""
     if exit_code in (0, None) or launched_processes() <= 1:
         return
     from .mpi import abort_world
-    abort_world(f"{program}: exit status {exit_code}")
+    status = exit_code if isinstance(exit_code, int) else 1
+    abort_world(f"{program}: exit status {status}", status)

@@ -167,12 +167,13 @@ def test_train_mnist_under_mpiexec_matches_one_process():
 
 @needs_data
 def test_cli_error_on_one_process_ends_the_job():
-    """A click error on rank 0 only (an MPMD launch), while rank 1 starts training."""
+    """A click error on rank 0 only (an MPMD launch), while rank 1 starts training: the job ends with
+    click's usage-error status 2, as one process would (before, every early exit was status 1)."""
     t0 = time.perf_counter()
     out = subprocess.run([find_mpiexec(), "-n", "1", *hybridref_cmd(), *TRAIN, "--backend", "mpi", "--lr", "0", ":",
                           "-n", "1", *hybridref_cmd(), *TRAIN, "--backend", "mpi"],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode != 0 and "Invalid value for '--lr'" in out.stderr, out.stderr[-2000:]
+    assert out.returncode == 2 and "Invalid value for '--lr'" in out.stderr, (out.returncode, out.stderr[-2000:])
     assert time.perf_counter() - t0 < 20
 
 

@@ -42,8 +42,10 @@ ABORT_GRACE = 0.5  # seconds the launcher gets to forward a process's last outpu
 _guarded = False  # the job guards below are installed once per process
 
 
-def abort_world(message):
-    """Print `message` and take every process of the job down (exit code 1), when there are several.
+def abort_world(message, exit_code=1):
+    """Print `message` and take every process of the job down, when there are several; mpiexec then
+    exits with `exit_code` (hydra passes MPI_Abort's code on), so a job ends with the status its failing
+    process would have had alone.
 
     The launcher forwards each process's output from a pipe and stops reading it when the job is
     aborted, so this waits ABORT_GRACE seconds first: without it the message (and the error line
@@ -54,7 +56,7 @@ def abort_world(message):
     if comm.Get_size() > 1:
         sys.stdout.flush()
         time.sleep(ABORT_GRACE)
-        comm.Abort(1)
+        comm.Abort(exit_code)
 
 
 def _excepthook(kind, value, tb):
