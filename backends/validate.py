@@ -166,6 +166,15 @@ def check_scalars(op, **values):
     return tuple(specs[name].check(op, name, value) for name, value in values.items())
 
 
+def check_positive(op, name, value):
+    """Refuse an empty size (value <= 0). Every backend runs it where an empty size has no answer (a norm
+    over D = 0 values, a mean over T = 0 positions, a loss averaged over M = 0 rows: each is 0/0); the
+    C wrappers also run it for sizes their kernels do not take empty."""
+    if value <= 0:
+        raise ValueError(f"{op}: {name} must be positive, got {value}")
+    return value
+
+
 def check_writable(op, name, arr):
     """An array an op writes into must be writable: a read-only array (setflags(write=False), a view of
     bytes, a read-only memory map) is refused before anything is written."""

@@ -28,6 +28,30 @@ def be(request, npb):
     return CBackend(isa=isas[0])
 
 
+# ---- empty sizes with no answer ----------------------------------------------------------------------
+
+_F, _W0 = np.float32, np.zeros(0, np.float32)
+EMPTY = {  # op: (arguments, the size named in the message)
+    "rmsnorm_forward": ((np.zeros((4, 0), _F), _W0, 1e-5), "width D"),
+    "layernorm_forward": ((np.zeros((4, 0), _F), _W0, _W0, 1e-5), "width D"),
+    "rmsnorm_backward": ((np.zeros((4, 0), _F), np.zeros((4, 0), _F), _W0, np.ones(4, _F)), "width D"),
+    "layernorm_backward": ((np.zeros((4, 0), _F), np.zeros((4, 0), _F), _W0, np.zeros(4, _F), np.ones(4, _F)),
+                           "width D"),
+    "cross_entropy_forward": ((np.zeros((0, 3), _F), np.zeros(0, np.int64)), "number of rows M"),
+    "cross_entropy_backward": ((np.zeros((0, 3), _F), np.zeros(0, np.int64)), "number of rows M"),
+    "mean_pool_forward": ((np.zeros((2, 0, 3), _F),), "sequence length T"),
+}
+
+
+@pytest.mark.parametrize("op", sorted(EMPTY))
+def test_empty_sizes_without_an_answer_are_refused_alike(be, op):
+    """A norm over D = 0 values, a mean over T = 0 positions, a loss averaged over M = 0 rows is 0/0: the
+    NumPy oracle returned nan (with a RuntimeWarning) where C refused; both refuse it now, alike."""
+    args, size = EMPTY[op]
+    with pytest.raises(ValueError, match=f"^{op}: {size} must be positive, got 0$"):
+        getattr(be, op)(*args)
+
+
 # ---- in-place ops refuse read-only arrays --------------------------------------------------------
 
 def _read_only(kind, arr, tmp_path):

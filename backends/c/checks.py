@@ -8,7 +8,7 @@ the range of the C types they are passed as.
 import numpy as np
 
 from ..validate import (INT_MAX, LONG_MAX, check_bool, check_disjoint, check_float, check_int,  # noqa: F401
-                        check_scalars, check_writable)
+                        check_positive, check_scalars, check_writable)
 
 _F32_MAX, _F32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).smallest_subnormal)
 
@@ -65,12 +65,6 @@ def check_c_floats(op, **values):
         if abs(value) > _F32_MAX or 0 < abs(value) < _F32_TINY:
             raise ValueError(f"{op}: {name} = {value!r} is outside the range of the C kernel's float "
                              f"(float32: magnitudes {_F32_TINY:.1e} to {_F32_MAX:.1e}, or 0)")
-
-
-def check_positive(op, name, value):
-    if value <= 0:
-        raise ValueError(f"{op}: {name} must be positive, got {value}")
-    return value
 
 
 def empty_f32(shape):

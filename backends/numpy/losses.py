@@ -1,6 +1,8 @@
 """Softmax cross-entropy over classes, averaged over rows."""
 import numpy as np
 
+from ..validate import check_positive
+
 
 def cross_entropy_forward(logits, targets):
     """loss = mean_m (logsumexp(logits[m]) - logits[m, targets[m]]):  logits (M,C), targets int64 (M,)
@@ -10,6 +12,7 @@ def cross_entropy_forward(logits, targets):
     with the sum split into the row's maxima (terms exactly 1, k of them) and the rest:
     log Σ = log1p(k − 1 + rest) keeps the digits of a confident row's small rest. A -inf logit is a
     class of probability 0; a nan or +inf logit makes its row nan."""
+    check_positive("cross_entropy_forward", "number of rows M", logits.shape[0])
     mx = logits.max(axis=1, keepdims=True)
     shifted = logits - mx  # 0 at the row's maxima, < 0 elsewhere (nan where a logit is nan)
     e = np.exp(shifted)
@@ -24,6 +27,7 @@ def cross_entropy_forward(logits, targets):
 
 def cross_entropy_backward(probs, targets):
     """dlogits = (probs - onehot(targets)) / M:  probs (M,C), targets int64 (M,) -> (M,C)."""
+    check_positive("cross_entropy_backward", "number of rows M", probs.shape[0])
     dlogits = probs.copy()
     dlogits[np.arange(len(targets)), targets] -= 1
     return dlogits / len(targets)

@@ -1,7 +1,7 @@
 """LayerNorm and RMSNorm over the last axis, with their backward passes."""
 import numpy as np
 
-from ..validate import check_scalars
+from ..validate import check_positive, check_scalars
 
 
 def _rstd(xc, eps):
@@ -21,6 +21,7 @@ def layernorm_forward(x, w, b, eps):
     """y = (x - mean) * rstd * w + b, rstd = 1/√(var + eps) (biased variance over D).
 
     x (M,D), w (D,), b (D,) -> y (M,D), mean (M,), rstd (M,)."""
+    check_positive("layernorm_forward", "width D", x.shape[-1])
     check_scalars("layernorm_forward", eps=eps)
     mean = x.mean(axis=1)
     xc = x - mean[:, None]
@@ -33,6 +34,7 @@ def layernorm_backward(dy, x, w, mean, rstd):
     dx = rstd (g - mean_D(g) - x̂ mean_D(g ⊙ x̂)),  dw = Σ_M dy ⊙ x̂,  db = Σ_M dy.
 
     dy, x (M,D), w (D,), mean, rstd (M,) -> dx (M,D), dw (D,), db (D,)."""
+    check_positive("layernorm_backward", "width D", x.shape[-1])
     xhat = (x - mean[:, None]) * rstd[:, None]
     g = dy * w
     dx = rstd[:, None] * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
@@ -41,6 +43,7 @@ def layernorm_backward(dy, x, w, mean, rstd):
 
 def rmsnorm_forward(x, w, eps):
     """y = x * rstd * w, rstd = 1/√(mean_D(x²) + eps):  x (M,D), w (D,) -> y (M,D), rstd (M,)."""
+    check_positive("rmsnorm_forward", "width D", x.shape[-1])
     check_scalars("rmsnorm_forward", eps=eps)
     rstd = _rstd(x, eps)
     return x * rstd[:, None] * w, rstd
@@ -50,6 +53,7 @@ def rmsnorm_backward(dy, x, w, rstd):
     """With x̂ = x rstd and g = dy ⊙ w:  dx = rstd (g - x̂ mean_D(g ⊙ x̂)),  dw = Σ_M dy ⊙ x̂.
 
     dy, x (M,D), w (D,), rstd (M,) -> dx (M,D), dw (D,)."""
+    check_positive("rmsnorm_backward", "width D", x.shape[-1])
     xhat = x * rstd[:, None]
     g = dy * w
     dx = rstd[:, None] * (g - xhat * (g * xhat).mean(axis=1, keepdims=True))

@@ -1,11 +1,12 @@
 """Mean over the sequence axis (a sequence-mixing op: it reads every position)."""
 import numpy as np
 
-from ..validate import check_scalars
+from ..validate import check_positive, check_scalars
 
 
 def mean_pool_forward(x):
     """y[b] = (1/T) Σ_t x[b,t]:  x (B,T,D) -> y (B,D)."""
+    check_positive("mean_pool_forward", "sequence length T", x.shape[1])
     return x.mean(axis=1)
 
 
