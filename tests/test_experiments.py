@@ -327,19 +327,22 @@ def test_capabilities_quick_grid(tmp_path):
     assert "; 1 not run yet (--resume runs them)." in (tmp_path / "capabilities.md").read_text()
 
 
-def test_capabilities_solved_needs_every_seed_of_the_grid():
+def test_capabilities_solved_needs_every_seed_of_the_grid_and_seeds_are_per_task():
     from hybridref.experiments import capabilities
 
-    def record(seed, accuracy):
-        cell = dict(mixer="W", d_model=64, task="induction", seq_len=256, seed=seed)
-        result = dict(accuracy={"induction": accuracy}, state_bytes=1024, params=100)
+    def record(seed, accuracy, task="induction"):
+        cell = dict(mixer="W", d_model=64, task=task, seq_len=256, seed=seed)
+        result = dict(accuracy={task: accuracy}, state_bytes=1024, params=100)
         return dict(cell=cell, status="done", quick=False, result=result)
 
     # the full grid has seeds 0 and 1: one seed at 100 % is not "solved", both at 90 % or more are
     one = capabilities.table([record(0, 1.0)])
     assert "| 100 |" in one and "✓" not in one.split("\n", 2)[2]
     both = capabilities.table([record(0, 1.0), record(1, 0.9)])
-    assert "| 95.0 ±5.0 ✓ |" in both and both.rstrip().endswith("| 2 |")
+    assert "| 95.0 ±5.0 ✓ |" in both and both.rstrip().endswith("| 0, 0, 2 |")  # seeds per task: only induction
+    # seeds: one number where every task has as many
+    full = capabilities.table([record(seed, 1.0, task) for seed in (0, 1) for task in capabilities.TASKS])
+    assert full.rstrip().endswith("| 2 |"), full
     assert "✓" not in capabilities.table([record(0, 1.0), record(1, 0.89)]).split("\n", 2)[2]
 
 

@@ -94,6 +94,11 @@ def solved(values, n_seeds):
     return len(values) == n_seeds and min(values) >= SOLVED
 
 
+def seed_counts(counts):
+    """The seeds measured at one length: one number when every task has as many, else one per task."""
+    return str(counts[0]) if len(set(counts)) == 1 else ", ".join(map(str, counts))
+
+
 def table(records):
     scores, state, params, lengths = collect(records)
     n_seeds = len(SETTINGS["quick" if records[0]["quick"] else "full"]["seeds"])
@@ -104,13 +109,14 @@ def table(records):
                     for k in columns]
         rows.append((MIXER_NAMES[mixer], str(d), f"{params[mixer, d]:,}" if (mixer, d) in params else "—", *accuracy,
                      *[number(state[mixer, d, T] / 1024) if (mixer, d, T) in state else "—" for T in lengths],
-                     *[str(max(len(model.get((t, T), [])) for t in TASKS)) for T in lengths]))
+                     *[seed_counts([len(model.get((t, T), [])) for t in TASKS]) for T in lengths]))
     skipped = [f"{r['cell']}: {r['reason']}" for r in records if r["status"] == "skipped"]
     return "\n".join([
         f"Held-out accuracy in % on freshly generated examples (mean over the seeds ± half their range; ✓: all "
         f"{n_seeds} seeds of the grid measured and each at {SOLVED:.0f} % or more; — not measured). Parameters: of "
         "the MQAR model (the others differ by their embedding and output layer). State: the decoder's states at "
-        "length T, KiB (counted). Seeds: how many were measured at that length.",
+        "length T, KiB (counted). Seeds: how many were measured at that length; where the tasks differ, one "
+        f"number per task ({', '.join(TASKS)}).",
         "",
         markdown_table(["mixer", "d_model", "params", *[f"{t} T={T} %" for t, T in columns],
                         *[f"state KiB T={T}" for T in lengths], *[f"seeds T={T}" for T in lengths]], rows),
