@@ -58,8 +58,6 @@ def run_conditions(name, out, records, grid):
     ]
 
 
-def write_markdown(name, exp, out, records, grid):
-    path = out / f"{name}.md"
-    text = "\n".join([f"# {exp.TITLE}", "", *run_conditions(name, out, records, grid), "", exp.table(records), ""])
-    path.write_text(text)
-    return path
+def markdown(name, exp, out, records, grid):
+    """The report's text: how it was run, then the experiment's tables (records in the grid's order)."""
+    return "\n".join([f"# {exp.TITLE}", "", *run_conditions(name, out, records, grid), "", exp.table(records), ""])

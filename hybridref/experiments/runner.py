@@ -203,19 +203,27 @@ def run_experiment(name, quick=False, out=None, resume=False, threads=1, echo=pr
     return records, write_report(name, out, quick)
 
 
-def write_report(name, out, quick):
-    """DIR/<name>.md and DIR/<name>.png from DIR/results.jsonl; -> their paths. The records go to the
-    experiment's table and plot in the grid's order (cells no longer in the grid last), not the file's: cells
-    run in any order (--only subsets, several runners' folders merged) give the same report. The table
-    is written first, so a missing matplotlib (a UserError from the plot) leaves it in place."""
-    from .report import write_markdown
+def report_records(name, out, quick):
+    """-> (the experiment module, the records of DIR/results.jsonl in the grid's order (cells no longer in the
+    grid last), the grid: the cell_key of each of its cells -> its index). The order is the grid's, not the
+    file's: cells run in any order (--only subsets, several runners' folders merged) give the same report."""
     exp, out = load_experiment(name), Path(out)
     records = read_results(out / RESULTS, name, quick)
     if not records:
         raise UserError(f"{out / RESULTS} holds no results of {name!r}: run the experiment first")
     grid = {cell_key(cell): i for i, cell in enumerate(exp.cells(quick))}
     records.sort(key=lambda r: grid.get(cell_key(r["cell"]), len(grid)))
-    md = write_markdown(name, exp, out, records, grid)
+    return exp, records, grid
+
+
+def write_report(name, out, quick):
+    """DIR/<name>.md and DIR/<name>.png from DIR/results.jsonl; -> their paths. The table is written first,
+    so a missing matplotlib (a UserError from the plot) leaves it in place."""
+    from .report import markdown
+    out = Path(out)
+    exp, records, grid = report_records(name, out, quick)
+    md = out / f"{name}.md"
+    md.write_text(markdown(name, exp, out, records, grid))
     png = out / f"{name}.png"
     exp.plot(records, png)
     return [md, png]
