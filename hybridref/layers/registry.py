@@ -86,9 +86,11 @@ def _discover():
 
 
 def mixers():
-    """{letter: MixerSpec} of every registered mixer."""
+    """{letter: MixerSpec} of every registered mixer, in the order of their names: registration follows the
+    order of imports, which differs between processes (a module imported early registers early), and
+    whatever lists the mixers (the scaling grid and its report, error messages) must not."""
     _discover()
-    return dict(_MIXERS)
+    return dict(sorted(_MIXERS.items(), key=lambda item: item[1].name))
 
 
 def known():
