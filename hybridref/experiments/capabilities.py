@@ -10,9 +10,9 @@ generated held-out examples:
   induction          hybridref/tasks/induction_heads.py: vocabulary 16
 
 Full sizes: 2,000 steps of 16 sequences, lr 1e-3 (AdamW, weight decay 0.1, warmup 10 %, cosine to
-lr/10), seeds 0 and 1, one thread per cell: 192 cells, about 10 hours on one core (the committed run:
-0.4-3.7 minutes a cell at T = 64, 1.6-3.6 at T = 256 and d_model 64, 6.4 and 7.9 for its first two
-cells at 128). The grid runs seed-major, short length and small width first, so an interrupted run
+lr/10), seeds 0 and 1, one thread per cell: 192 cells, 11 hours on one core (the committed run:
+0.4-3.7 minutes a cell at T = 64, 1.6-3.6 at T = 256 and d_model 64, 5.4-16.6 at T = 256 and d_model
+128). The grid runs seed-major, short length and small width first, so an interrupted run
 holds whole tiers (resume it with --resume, or pick cells with --only).
 
 A task counts as solved by a model when every seed of the grid (both) is measured and reaches SOLVED %
