@@ -31,8 +31,9 @@ def committed(request, monkeypatch):
 def test_every_cell_of_the_grid_is_committed_once(committed):
     name, out, exp, records, grid = committed
     keys = [cell_key(r["cell"]) for r in records]
-    assert len(keys) == len(set(keys)), f"{name}: a cell recorded twice"
-    missing = [key for key in grid if key not in set(keys)]
+    recorded = set(keys)
+    assert len(keys) == len(recorded), f"{name}: a cell recorded twice"
+    missing = [key for key in grid if key not in recorded]
     outside = [key for key in keys if key not in grid]
     assert not missing, f"{name}: {len(missing)} cells of the grid not measured, e.g. {missing[0]} " \
                         f"(hybridref experiment {name} --out {out} --resume)"
